@@ -1,0 +1,31 @@
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+
+.PHONY: install run test lint unasync bench clean
+
+$(UV):
+	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --locked --all-extras
+
+run: install
+	$(UV) run python -m examples.allocation
+
+unasync:
+	$(UV) run python tools/unasync.py
+
+lint: install
+	$(UV) run python tools/unasync.py --check
+	$(UV) run ruff check src tests examples benchmarks tools
+	$(UV) run ruff format --check src tests examples benchmarks tools
+	$(UV) run mypy --strict src
+
+test: lint
+	$(UV) run pytest
+
+bench: install
+	$(UV) sync --locked --all-extras --group bench
+	$(UV) run python -m benchmarks.bus
+
+clean:
+	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache

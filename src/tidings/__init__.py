@@ -1,0 +1,85 @@
+"""tidings: commands, events, event sourcing, CQRS, projections and sagas on one durable event log."""
+
+from tidings._async.bus import AsyncMessageBus, AsyncMiddleware
+from tidings._async.uow import AsyncEventSourcedRepository, AsyncRepository, AsyncUnitOfWork
+from tidings._sync.bus import MessageBus, Middleware
+from tidings._sync.uow import EventSourcedRepository, Repository, UnitOfWork
+from tidings.codec import Codec
+from tidings.dead_letters import DeadLetter, DeadLetters
+from tidings.domain import Aggregate, EventSourced, applies
+from tidings.errors import (
+    AggregateNotFound,
+    CascadeLimitExceeded,
+    ConcurrencyError,
+    ConfigurationError,
+    DomainError,
+    EventDecodeError,
+    EventIdConflict,
+    NoHandler,
+    StoreUnavailable,
+    StreamNotFound,
+    TidingsError,
+    UnknownEventType,
+    WrongExpectedVersion,
+)
+from tidings.handlers import Router
+from tidings.messages import Command, Envelope, Event, Message, Query, new_id
+from tidings.retry import Retry
+from tidings.store import (
+    AppendResult,
+    AsyncEventStore,
+    AsyncMemoryStore,
+    EventStore,
+    MemoryStore,
+    NewEvent,
+    RecordedEvent,
+    StreamState,
+)
+
+__all__ = [
+    "Aggregate",
+    "AggregateNotFound",
+    "AppendResult",
+    "AsyncEventSourcedRepository",
+    "AsyncEventStore",
+    "AsyncMemoryStore",
+    "AsyncMessageBus",
+    "AsyncMiddleware",
+    "AsyncRepository",
+    "AsyncUnitOfWork",
+    "CascadeLimitExceeded",
+    "Codec",
+    "Command",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "DeadLetter",
+    "DeadLetters",
+    "DomainError",
+    "Envelope",
+    "Event",
+    "EventDecodeError",
+    "EventIdConflict",
+    "EventSourced",
+    "EventSourcedRepository",
+    "EventStore",
+    "MemoryStore",
+    "Message",
+    "MessageBus",
+    "Middleware",
+    "NewEvent",
+    "NoHandler",
+    "Query",
+    "RecordedEvent",
+    "Repository",
+    "Retry",
+    "Router",
+    "StoreUnavailable",
+    "StreamNotFound",
+    "StreamState",
+    "TidingsError",
+    "UnitOfWork",
+    "UnknownEventType",
+    "WrongExpectedVersion",
+    "applies",
+    "new_id",
+]

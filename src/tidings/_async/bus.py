@@ -1,0 +1,189 @@
+"""The message bus: commands and queries to their one handler, events to all of theirs."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import deque
+from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+import anyio  # sync: import time
+
+from tidings.context import Dispatch, reset_dispatch, set_dispatch
+from tidings.dead_letters import DeadLetter, DeadLetters
+from tidings.errors import CascadeLimitExceeded, NoHandler
+from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
+from tidings.messages import Envelope, Event, Message
+from tidings.retry import Retry
+# sync: from tidings.runner import run_coroutine
+
+__all__ = ["AsyncMessageBus", "AsyncMiddleware"]
+
+logger = logging.getLogger("tidings.bus")
+
+# The queue of the `handle` call in progress; each call has its own.
+_queue: ContextVar[deque[Envelope[Message]]] = ContextVar("tidings_queue")
+
+AsyncCallNext = Callable[[Envelope[Message]], Awaitable[Any]]  # sync: CallNext = Callable[[Envelope[Message]], Any]
+AsyncMiddleware = Callable[[Envelope[Message], AsyncCallNext], Awaitable[Any]]  # sync: Middleware = Callable[[Envelope[Message], CallNext], Any]
+"""Wraps the handling of each message: `await call_next(envelope)` runs it."""
+
+
+class AsyncMessageBus:
+    """Dispatches commands, queries and events to their handlers.
+
+    - A command or query goes to its one handler; the result is returned and an
+      exception reaches the caller unchanged.
+    - An event goes to every handler of its class or a base class. A failing
+      handler is retried by its `Retry` policy, then logged and dead-lettered;
+      it never fails the sender or the other handlers.
+    - Events committed while handling are queued and handled after the current
+      message, in order, each call having its own queue.
+    """
+
+    def __init__(
+        self,
+        handlers: Router | Iterable[Router],
+        *,
+        dependencies: Mapping[str | type, Any] | None = None,
+        retry: Retry | None = None,
+        retry_waits: bool = True,
+        middleware: Sequence[AsyncMiddleware] = (),
+        dead_letters: DeadLetters | None = None,
+        max_cascade: int = 10_000,
+    ) -> None:
+        routers = [handlers] if isinstance(handlers, Router) else list(handlers)
+        self._table: HandlerTable = bind_handlers(routers, dependencies or {}, retry or Retry())
+        self.retry_waits = retry_waits
+        self.dead_letters = dead_letters if dead_letters is not None else DeadLetters()
+        self.max_cascade = max_cascade
+        self._dispatch: AsyncCallNext = self._dispatch_one
+        for layer in reversed(middleware):
+            self._dispatch = _wrap(layer, self._dispatch)
+
+    async def handle(
+        self,
+        message: Message | Envelope[Message],
+        *,
+        correlation_id: UUID | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Handle `message` and everything it causes; return the command's or query's result."""
+        if isinstance(message, Envelope):
+            envelope = message
+        else:
+            envelope = Envelope.new(message, correlation_id=correlation_id, headers=headers)
+        queue: deque[Envelope[Message]] = deque()
+        token = _queue.set(queue)
+        try:
+            result = await self._dispatch(envelope)
+            handled = 1
+            while queue:
+                handled += 1
+                if handled > self.max_cascade:
+                    raise CascadeLimitExceeded(
+                        f"{type(envelope.message).__name__} {envelope.message_id} led to more "
+                        f"than {self.max_cascade} messages; is there a cycle of events?"
+                    )
+                await self._dispatch(queue.popleft())
+        finally:
+            _queue.reset(token)
+        return result
+
+    async def retry_dead_letter(self, letter_id: UUID) -> bool:
+        """Run a dead letter's handler again; on success remove the letter, else record the failure."""
+        letter = self.dead_letters.get(letter_id)
+        handler = self._table.by_name(letter.handler)
+        if handler is None:
+            raise LookupError(f"handler {letter.handler} is no longer registered on this bus")
+        self.dead_letters.remove(letter_id)
+        queue: deque[Envelope[Message]] = deque()
+        token = _queue.set(queue)
+        try:
+            ok = await self._run_event_handler(handler, letter.envelope)
+        finally:
+            _queue.reset(token)
+        for caused in queue:
+            await self.handle(caused)
+        return ok
+
+    async def _dispatch_one(self, envelope: Envelope[Message]) -> Any:
+        message = envelope.message
+        if isinstance(message, Event):
+            for handler in self._table.for_event(type(message)):
+                await self._run_event_handler(handler, envelope)
+            return None
+        if not isinstance(message, Message):
+            raise TypeError(
+                f"expected a Command, Event or Query, got {type(message).__name__}: {message!r}"
+            )
+        single = self._table.for_single(type(message))
+        if single is None:
+            raise NoHandler(type(message))
+        dispatch = Dispatch(envelope)
+        token = set_dispatch(dispatch)
+        succeeded = False
+        try:
+            result = single.call(envelope)
+            if inspect.isawaitable(result):
+                result = await result  # sync: result = run_coroutine(result, single.name)
+            succeeded = True
+        finally:
+            reset_dispatch(token)
+            caused = dispatch.collect()
+            # A failed command hands nothing on; what it did commit is in the log all the same.
+            if succeeded:
+                _queue.get().extend(caused)
+        return result
+
+    async def _run_event_handler(self, handler: BoundHandler, envelope: Envelope[Message]) -> bool:
+        """Call an event handler under its retry policy; dead-letter it when every attempt fails."""
+        policy = handler.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            dispatch = Dispatch(envelope)
+            token = set_dispatch(dispatch)
+            try:
+                result = handler.call(envelope)
+                if inspect.isawaitable(result):
+                    await result  # sync: run_coroutine(result, handler.name)
+                return True
+            except Exception as exc:
+                if attempt >= policy.attempts:
+                    logger.error(
+                        "handler %s failed on %s %s (correlation %s) after %d attempts",
+                        handler.name,
+                        type(envelope.message).__name__,
+                        envelope.message_id,
+                        envelope.correlation_id,
+                        attempt,
+                        exc_info=exc,
+                    )
+                    self.dead_letters.add(DeadLetter.of(envelope, handler.name, exc, attempt))
+                    return False
+                logger.warning(
+                    "handler %s failed on %s %s, attempt %d of %d: %r",
+                    handler.name,
+                    type(envelope.message).__name__,
+                    envelope.message_id,
+                    attempt,
+                    policy.attempts,
+                    exc,
+                )
+            finally:
+                reset_dispatch(token)
+                # Events a handler committed are facts even if it failed afterwards.
+                _queue.get().extend(dispatch.collect())
+            if self.retry_waits:
+                await anyio.sleep(policy.delay(attempt))  # sync: time.sleep(policy.delay(attempt))
+
+
+def _wrap(layer: AsyncMiddleware, call_next: AsyncCallNext) -> AsyncCallNext:
+    async def wrapped(envelope: Envelope[Message]) -> Any:
+        return await layer(envelope, call_next)
+
+    return wrapped

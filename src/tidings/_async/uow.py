@@ -1,0 +1,198 @@
+"""The unit of work: one transaction for the state that changed and the events it recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from tidings.codec import Codec
+from tidings.context import current_dispatch
+from tidings.domain import Aggregate, EventSourced
+from tidings.messages import Envelope, Event, new_id, utc_now
+from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction
+from tidings.store.records import ExpectedVersion, StreamState
+
+__all__ = ["AsyncEventSourcedRepository", "AsyncRepository", "AsyncUnitOfWork"]
+
+A = TypeVar("A", bound=Aggregate)
+ES = TypeVar("ES", bound=EventSourced)
+
+
+class AsyncRepository(Generic[A]):
+    """Base for repositories: remembers the aggregates it handed out, so their events get stored.
+
+    Subclasses implement `_add` and `_get` (as in "Architecture Patterns with Python").
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[A] = []
+
+    async def add(self, aggregate: A) -> None:
+        await self._add(aggregate)
+        self._track(aggregate)
+
+    async def get(self, aggregate_id: Any) -> A | None:
+        """The aggregate with this id, or None."""
+        aggregate = await self._get(aggregate_id)
+        if aggregate is not None:
+            self._track(aggregate)
+        return aggregate
+
+    async def _add(self, aggregate: A) -> None:
+        raise NotImplementedError
+
+    async def _get(self, aggregate_id: Any) -> A | None:
+        raise NotImplementedError
+
+    def _track(self, aggregate: A) -> None:
+        if not any(known is aggregate for known in self.seen):
+            self.seen.append(aggregate)
+
+
+class AsyncEventSourcedRepository(AsyncRepository[ES]):
+    """Loads event-sourced aggregates from their streams, inside a unit of work's transaction."""
+
+    def __init__(self, uow: AsyncUnitOfWork, aggregate_type: type[ES]) -> None:
+        super().__init__()
+        self._uow = uow
+        self._type = aggregate_type
+
+    async def _add(self, aggregate: ES) -> None:
+        if not isinstance(aggregate, self._type):
+            raise TypeError(f"expected {self._type.__name__}, got {type(aggregate).__name__}")
+
+    async def _get(self, aggregate_id: Any) -> ES | None:
+        stream = self._type.stream_for(aggregate_id)
+        records = await self._uow.transaction.read_stream(stream)
+        if not records:
+            return None
+        codec = self._uow.codec
+        return self._type.rebuild(
+            str(aggregate_id), (codec.decode(r.type, r.schema_version, r.data) for r in records)
+        )
+
+
+class AsyncUnitOfWork:
+    """Commits the state that changed and the events it recorded in one store transaction.
+
+    ::
+
+        async with uow:
+            order = await uow.repository(Order).get(order_id)
+            order.confirm()
+            await uow.commit()
+
+    Leaving the block without `commit` rolls everything back. Committed events
+    are available from `collect_new_events()`; inside a bus handler the bus
+    collects them itself and handles them after the current message.
+    Subclasses add repositories as attributes (state-stored aggregates), and
+    `repository(SomeEventSourced)` gives the one for an event-sourced type.
+    """
+
+    def __init__(self, store: AsyncEventStore, *, codec: Codec | None = None) -> None:
+        self.store = store
+        self.codec = codec or Codec()
+        self._context: AbstractAsyncContextManager[AsyncStoreTransaction] | None = None
+        self._transaction: AsyncStoreTransaction | None = None
+        self._finished = False
+        self._event_sourced: dict[type[EventSourced], AsyncEventSourcedRepository[Any]] = {}
+        self._new_events: list[Envelope[Event]] = []
+
+    @property
+    def transaction(self) -> AsyncStoreTransaction:
+        """The store transaction of the open block; repositories write through it."""
+        if self._transaction is None:
+            raise RuntimeError("the unit of work is not open: use it as `async with uow:`")
+        return self._transaction
+
+    def repository(self, aggregate_type: type[ES]) -> AsyncEventSourcedRepository[ES]:
+        """The repository of an event-sourced aggregate type, in this unit of work."""
+        repository = self._event_sourced.get(aggregate_type)
+        if repository is None:
+            repository = AsyncEventSourcedRepository(self, aggregate_type)
+            self._event_sourced[aggregate_type] = repository
+        return repository
+
+    async def __aenter__(self) -> Self:
+        if self._transaction is not None:
+            raise RuntimeError("the unit of work is already open")
+        for repository in self._repositories():
+            repository.seen.clear()
+        self._finished = False
+        context = self.store.transaction()
+        self._transaction = await context.__aenter__()
+        self._context = context
+        dispatch = current_dispatch()
+        if dispatch is not None:
+            dispatch.enlist(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        context, self._context = self._context, None
+        transaction, self._transaction = self._transaction, None
+        if context is None or transaction is None:
+            return
+        try:
+            if not self._finished:
+                await transaction.rollback()
+        finally:
+            await context.__aexit__(exc_type, exc, traceback)
+
+    async def commit(self) -> None:
+        """Append every tracked aggregate's new events and commit the transaction."""
+        transaction = self.transaction
+        if self._finished:
+            raise RuntimeError("this block has already committed or rolled back; open the unit of work again")
+        dispatch = current_dispatch()
+        cause = dispatch.envelope if dispatch is not None else None
+        correlation_id = cause.correlation_id if cause is not None else new_id()
+        causation_id = cause.message_id if cause is not None else None
+        stored: list[Envelope[Event]] = []
+        for aggregate in self._aggregates():
+            expected: ExpectedVersion = StreamState.ANY
+            if isinstance(aggregate, EventSourced):
+                expected = aggregate.committed_version
+            events = aggregate.collect_events()
+            if not events:
+                continue
+            now = utc_now()
+            envelopes = [
+                Envelope(event, new_id(), correlation_id, causation_id, now) for event in events
+            ]
+            result = await transaction.append(
+                aggregate.stream, [self.codec.new_event(e) for e in envelopes], expected
+            )
+            first_version = result.version - len(envelopes) + 1
+            stored.extend(
+                envelope.stored(aggregate.stream, first_version + i, result.positions[i])
+                for i, envelope in enumerate(envelopes)
+            )
+        await transaction.commit()
+        self._finished = True
+        self._new_events.extend(stored)
+
+    async def rollback(self) -> None:
+        """Discard everything done in this block."""
+        await self.transaction.rollback()
+        self._finished = True
+
+    def collect_new_events(self) -> list[Envelope[Event]]:
+        """Take the events committed since the last call, in commit order."""
+        taken, self._new_events = self._new_events, []
+        return taken
+
+    def _repositories(self) -> list[AsyncRepository[Any]]:
+        found = [value for value in vars(self).values() if isinstance(value, AsyncRepository)]
+        found.extend(self._event_sourced.values())
+        return found
+
+    def _aggregates(self) -> Iterator[Aggregate]:
+        for repository in self._repositories():
+            yield from repository.seen

@@ -1,0 +1,237 @@
+"""Registering handlers and resolving what they need, once, at start-up.
+
+A `Router` collects handler functions; the message type comes from the first
+parameter's annotation. When a bus is built, every other parameter is bound to
+a dependency by name or by annotation (seed 003's `partial`, done for you), so a
+missing dependency fails at start-up rather than at the first message.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import UnionType
+from typing import Any, TypeVar, overload
+
+from tidings.errors import ConfigurationError
+from tidings.messages import Command, Envelope, Event, Message, Query
+from tidings.retry import Retry
+
+__all__ = ["BoundHandler", "HandlerSpec", "Router", "bind_handlers"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """A handler function registered for one message type."""
+
+    fn: Callable[..., Any]
+    message_type: type[Message]
+    retry: Retry | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.fn.__module__}.{self.fn.__qualname__}"
+
+
+class Router:
+    """Collects handlers; a bus is built from one or more routers.
+
+    ::
+
+        router = Router()
+
+        @router.handler
+        def allocate(cmd: Allocate, uow: UnitOfWork) -> str: ...
+
+        @router.handler(retry=Retry(attempts=5))
+        def notify(event: OutOfStock, send_mail: Callable[..., None]) -> None: ...
+    """
+
+    def __init__(self) -> None:
+        self.specs: list[HandlerSpec] = []
+
+    @overload
+    def handler(self, fn: F, /) -> F: ...
+
+    @overload
+    def handler(
+        self, fn: None = None, /, *, message: type[Message] | None = None, retry: Retry | None = None
+    ) -> Callable[[F], F]: ...
+
+    def handler(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        message: type[Message] | None = None,
+        retry: Retry | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register `fn` for the message type of its first parameter (or `message`).
+
+        A union annotation registers it for each member. `retry` overrides the
+        bus's retry policy for this event handler.
+        """
+
+        def register(fn: F) -> F:
+            for message_type in _message_types(fn, message):
+                if retry is not None and not issubclass(message_type, Event):
+                    raise ConfigurationError(
+                        f"{_name(fn)}: retry applies to event handlers only; "
+                        f"{message_type.__qualname__} is not an event"
+                    )
+                self.specs.append(HandlerSpec(fn, message_type, retry))
+            return fn
+
+        return register if fn is None else register(fn)
+
+    def include(self, other: Router) -> None:
+        """Add every handler of `other` to this router."""
+        self.specs.extend(other.specs)
+
+
+@dataclass(slots=True)
+class BoundHandler:
+    """A handler with its dependencies resolved: call it with a message and its envelope."""
+
+    spec: HandlerSpec
+    kwargs: dict[str, Any]
+    envelope_param: str | None
+    retry: Retry
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.spec.name
+
+    def call(self, envelope: Envelope[Message]) -> Any:
+        if self.envelope_param is None:
+            return self.spec.fn(envelope.message, **self.kwargs)
+        return self.spec.fn(envelope.message, **self.kwargs, **{self.envelope_param: envelope})
+
+
+@dataclass(slots=True)
+class HandlerTable:
+    """Bound handlers by kind, with lookups cached per concrete message type."""
+
+    single: dict[type[Message], BoundHandler]
+    events: list[BoundHandler]
+    _single_cache: dict[type[Message], BoundHandler | None] = field(default_factory=dict)
+    _event_cache: dict[type[Message], tuple[BoundHandler, ...]] = field(default_factory=dict)
+
+    def for_single(self, message_type: type[Message]) -> BoundHandler | None:
+        """The handler of a command or query: the nearest registration in its class hierarchy."""
+        try:
+            return self._single_cache[message_type]
+        except KeyError:
+            found = next((self.single[t] for t in message_type.__mro__ if t in self.single), None)
+            self._single_cache[message_type] = found
+            return found
+
+    def for_event(self, event_type: type[Message]) -> tuple[BoundHandler, ...]:
+        """Every handler of the event's class or of a base class, in registration order."""
+        try:
+            return self._event_cache[event_type]
+        except KeyError:
+            found = tuple(h for h in self.events if issubclass(event_type, h.spec.message_type))
+            self._event_cache[event_type] = found
+            return found
+
+    def by_name(self, name: str) -> BoundHandler | None:
+        return next((h for h in [*self.single.values(), *self.events] if h.name == name), None)
+
+
+def bind_handlers(
+    routers: Iterable[Router], dependencies: Mapping[str | type, Any], default_retry: Retry
+) -> HandlerTable:
+    """Resolve every handler's dependencies; raise `ConfigurationError` for anything wired wrongly."""
+    single: dict[type[Message], BoundHandler] = {}
+    events: list[BoundHandler] = []
+    for router in routers:
+        for spec in router.specs:
+            bound = _bind(spec, dependencies, default_retry)
+            if issubclass(spec.message_type, Event):
+                events.append(bound)
+            elif spec.message_type in single:
+                kind = "command" if issubclass(spec.message_type, Command) else "query"
+                raise ConfigurationError(
+                    f"{kind} {spec.message_type.__qualname__} has two handlers: "
+                    f"{single[spec.message_type].name} and {spec.name}; a {kind} has exactly one"
+                )
+            else:
+                single[spec.message_type] = bound
+    return HandlerTable(single, events)
+
+
+def _bind(
+    spec: HandlerSpec, dependencies: Mapping[str | type, Any], default_retry: Retry
+) -> BoundHandler:
+    params = _parameters(spec.fn)
+    kwargs: dict[str, Any] = {}
+    envelope_param: str | None = None
+    for param in params[1:]:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.kind is param.POSITIONAL_ONLY:
+            raise ConfigurationError(
+                f"{spec.name}: parameter {param.name!r} is positional-only; "
+                "dependencies are passed by name"
+            )
+        annotation = None if param.annotation is param.empty else param.annotation
+        if param.name in dependencies:
+            kwargs[param.name] = dependencies[param.name]
+        elif _is_envelope(annotation):
+            envelope_param = param.name
+        elif isinstance(annotation, type) and annotation in dependencies:
+            kwargs[param.name] = dependencies[annotation]
+        elif param.default is param.empty:
+            shown = "" if annotation is None else f" ({getattr(annotation, '__name__', annotation)})"
+            raise ConfigurationError(
+                f"{spec.name} needs {param.name!r}{shown}, which no dependency provides; "
+                f"pass it to the bus as dependencies={{{param.name!r}: ...}}"
+            )
+    return BoundHandler(spec, kwargs, envelope_param, spec.retry or default_retry)
+
+
+def _message_types(fn: Callable[..., Any], explicit: type[Message] | None) -> list[type[Message]]:
+    if not callable(fn):
+        raise ConfigurationError(f"{fn!r} is not callable")
+    params = _parameters(fn)
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        raise ConfigurationError(
+            f"{_name(fn)}: a handler takes the message as its first positional parameter"
+        )
+    if explicit is not None:
+        candidates: list[Any] = [explicit]
+    else:
+        annotation = params[0].annotation
+        if annotation is params[0].empty:
+            raise ConfigurationError(
+                f"{_name(fn)}: annotate the first parameter with the message type, "
+                "or register with handler(message=...)"
+            )
+        is_union = isinstance(annotation, UnionType) or typing.get_origin(annotation) is typing.Union
+        candidates = list(typing.get_args(annotation)) if is_union else [annotation]
+    for candidate in candidates:
+        if not (isinstance(candidate, type) and issubclass(candidate, Command | Event | Query)):
+            raise ConfigurationError(
+                f"{_name(fn)}: {candidate!r} is not a Command, Event or Query class"
+            )
+    return candidates
+
+
+def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(fn, eval_str=True).parameters.values())
+    except NameError as exc:  # an annotation naming something not defined at module level
+        raise ConfigurationError(f"{_name(fn)}: cannot resolve its annotations: {exc}") from exc
+
+
+def _is_envelope(annotation: Any) -> bool:
+    return annotation is Envelope or typing.get_origin(annotation) is Envelope
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"

@@ -1,0 +1,151 @@
+"""Messages and the envelope that carries their metadata.
+
+Domain messages are plain frozen dataclasses that subclass `Command`, `Event`
+or `Query`. Everything about delivery (ids, time, position in the log) lives
+in the `Envelope`, so domain classes stay free of storage fields.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+__all__ = [
+    "Command",
+    "Envelope",
+    "Event",
+    "Message",
+    "Query",
+    "new_id",
+]
+
+
+class Message:
+    """Base of every message the bus carries."""
+
+    __slots__ = ()
+
+
+class Command(Message):
+    """A request to change the system. Exactly one handler; its result or error reaches the caller."""
+
+    __slots__ = ()
+
+
+class Query(Message):
+    """A request for information. Exactly one handler; it changes nothing."""
+
+    __slots__ = ()
+
+
+class Event(Message):
+    """A fact that already happened. Zero or more handlers; their failures never fail the sender.
+
+    Stored events are identified by a stable type name, by default the class name.
+    Subclass keywords set it and the schema version used for upcasting::
+
+        @dataclass(frozen=True)
+        class Allocated(Event, type_name="allocation.Allocated", version=2): ...
+    """
+
+    __slots__ = ()
+    __event_type__: ClassVar[str] = "Event"
+    __event_version__: ClassVar[int] = 1
+
+    def __init_subclass__(
+        cls, *, type_name: str | None = None, version: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        # dataclass(slots=True) rebuilds the class from its __dict__, without these keywords.
+        own = cls.__dict__
+        cls.__event_type__ = type_name or own.get("__event_type__") or cls.__name__
+        if version is not None and version < 1:
+            raise ValueError(f"{cls.__name__}: schema version must be >= 1, got {version}")
+        cls.__event_version__ = version or own.get("__event_version__") or 1
+        defined = _defined_events.setdefault(cls.__event_type__, {})
+        defined[f"{cls.__module__}.{cls.__qualname__}"] = cls
+
+
+_defined_events: dict[str, dict[str, type[Event]]] = {}
+
+
+def event_classes_named(type_name: str) -> list[type[Event]]:
+    """The loaded event classes stored under `type_name` (one, unless names clash)."""
+    return list(_defined_events.get(type_name, {}).values())
+
+
+def new_id() -> UUID:
+    """A time-ordered UUID (version 7), so ids sort by creation and index well."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
+    return UUID(int=value)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+M = TypeVar("M", bound=Message, covariant=True)
+N = TypeVar("N", bound=Message)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope(Generic[M]):
+    """A message with its metadata.
+
+    `correlation_id` names the whole conversation (the id of the request that
+    began it), `causation_id` the message that directly caused this one.
+    `stream`, `version` and `position` are set once an event is stored.
+    """
+
+    message: M
+    message_id: UUID
+    correlation_id: UUID
+    causation_id: UUID | None
+    occurred_at: datetime
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: str | None = None
+    version: int | None = None
+    position: int | None = None
+
+    @staticmethod
+    def new(
+        message: N,
+        *,
+        correlation_id: UUID | None = None,
+        causation_id: UUID | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Envelope[N]:
+        """Wrap `message`; without a correlation id it starts a conversation of its own."""
+        if not isinstance(message, Message):
+            raise TypeError(
+                f"expected a Command, Event or Query, got {type(message).__name__}: {message!r}"
+            )
+        message_id = new_id()
+        return Envelope(
+            message,
+            message_id,
+            correlation_id or message_id,
+            causation_id,
+            utc_now(),
+            headers or {},
+        )
+
+    def caused(self, message: N) -> Envelope[N]:
+        """An envelope for `message`, caused by this one, in the same conversation."""
+        return Envelope.new(
+            message, correlation_id=self.correlation_id, causation_id=self.message_id
+        )
+
+    def stored(self, stream: str, version: int, position: int) -> Envelope[M]:
+        """This envelope as recorded in the log."""
+        return replace(self, stream=stream, version=version, position=position)

@@ -1,0 +1,70 @@
+"""What the store keeps: events as bytes with their envelope, and expected versions."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+__all__ = ["AppendResult", "ExpectedVersion", "NewEvent", "RecordedEvent", "StreamState"]
+
+
+class StreamState(enum.Enum):
+    """Expected versions that are not a number."""
+
+    ANY = "any"
+    NO_STREAM = "no stream"
+    STREAM_EXISTS = "stream exists"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ExpectedVersion = int | StreamState
+"""`StreamState` or an exact version: the number of events the stream holds (0 = none yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event ready to append: encoded data plus its envelope's metadata."""
+
+    event_id: UUID
+    type: str
+    schema_version: int
+    data: bytes
+    correlation_id: UUID
+    causation_id: UUID | None
+    occurred_at: datetime
+    headers: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored: its stream version (from 1) and its global position (from 1)."""
+
+    position: int
+    stream: str
+    version: int
+    event_id: UUID
+    type: str
+    schema_version: int
+    data: bytes
+    correlation_id: UUID
+    causation_id: UUID | None
+    occurred_at: datetime
+    headers: bytes = b""
+
+    @property
+    def category(self) -> str:
+        """The part of the stream name before the first dash (`Order-42` → `Order`)."""
+        return self.stream.partition("-")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an append landed: the stream's new version and the events' global positions."""
+
+    stream: str
+    version: int
+    positions: tuple[int, ...]
