@@ -22,7 +22,7 @@ from tidings.errors import (
     UnknownEventType,
     WrongExpectedVersion,
 )
-from tidings.handlers import Router
+from tidings.handlers import PerCall, Router
 from tidings.messages import Command, Envelope, Event, Message, Query, new_id
 from tidings.retry import Retry
 from tidings.store import (
@@ -68,6 +68,7 @@ __all__ = [
     "Middleware",
     "NewEvent",
     "NoHandler",
+    "PerCall",
     "Query",
     "RecordedEvent",
     "Repository",

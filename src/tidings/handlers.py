@@ -13,15 +13,27 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import UnionType
-from typing import Any, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from tidings.errors import ConfigurationError
 from tidings.messages import Command, Envelope, Event, Message, Query
 from tidings.retry import Retry
 
-__all__ = ["BoundHandler", "HandlerSpec", "Router", "bind_handlers"]
+__all__ = ["BoundHandler", "HandlerSpec", "PerCall", "Router", "bind_handlers"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PerCall(Generic[T]):
+    """A dependency made afresh for every handler call.
+
+    A unit of work holds one open transaction, so a bus that serves concurrent
+    requests gets one per call: `dependencies={"uow": PerCall(lambda: MyUoW(store))}`.
+    """
+
+    factory: Callable[[], T]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +111,7 @@ class BoundHandler:
 
     spec: HandlerSpec
     kwargs: dict[str, Any]
+    factories: dict[str, Callable[[], Any]]
     envelope_param: str | None
     retry: Retry
     name: str = field(init=False)
@@ -107,9 +120,12 @@ class BoundHandler:
         self.name = self.spec.name
 
     def call(self, envelope: Envelope[Message]) -> Any:
-        if self.envelope_param is None:
-            return self.spec.fn(envelope.message, **self.kwargs)
-        return self.spec.fn(envelope.message, **self.kwargs, **{self.envelope_param: envelope})
+        kwargs = self.kwargs
+        if self.factories:
+            kwargs = {**kwargs, **{name: make() for name, make in self.factories.items()}}
+        if self.envelope_param is not None:
+            kwargs = {**kwargs, self.envelope_param: envelope}
+        return self.spec.fn(envelope.message, **kwargs)
 
 
 @dataclass(slots=True)
@@ -170,6 +186,7 @@ def _bind(
 ) -> BoundHandler:
     params = _parameters(spec.fn)
     kwargs: dict[str, Any] = {}
+    factories: dict[str, Callable[[], Any]] = {}
     envelope_param: str | None = None
     for param in params[1:]:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -181,18 +198,25 @@ def _bind(
             )
         annotation = None if param.annotation is param.empty else param.annotation
         if param.name in dependencies:
-            kwargs[param.name] = dependencies[param.name]
+            provided = dependencies[param.name]
         elif _is_envelope(annotation):
             envelope_param = param.name
+            continue
         elif isinstance(annotation, type) and annotation in dependencies:
-            kwargs[param.name] = dependencies[annotation]
+            provided = dependencies[annotation]
         elif param.default is param.empty:
             shown = "" if annotation is None else f" ({getattr(annotation, '__name__', annotation)})"
             raise ConfigurationError(
                 f"{spec.name} needs {param.name!r}{shown}, which no dependency provides; "
                 f"pass it to the bus as dependencies={{{param.name!r}: ...}}"
             )
-    return BoundHandler(spec, kwargs, envelope_param, spec.retry or default_retry)
+        else:
+            continue
+        if isinstance(provided, PerCall):
+            factories[param.name] = provided.factory
+        else:
+            kwargs[param.name] = provided
+    return BoundHandler(spec, kwargs, factories, envelope_param, spec.retry or default_retry)
 
 
 def _message_types(fn: Callable[..., Any], explicit: type[Message] | None) -> list[type[Message]]:

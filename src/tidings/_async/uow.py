@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -20,6 +20,10 @@ A = TypeVar("A", bound=Aggregate)
 ES = TypeVar("ES", bound=EventSourced)
 
 
+# Orders aggregates across repositories, so events are stored in the order their aggregates were met.
+_tracking = itertools.count()
+
+
 class AsyncRepository(Generic[A]):
     """Base for repositories: remembers the aggregates it handed out, so their events get stored.
 
@@ -28,6 +32,7 @@ class AsyncRepository(Generic[A]):
 
     def __init__(self) -> None:
         self.seen: list[A] = []
+        self._met: dict[int, int] = {}
 
     async def add(self, aggregate: A) -> None:
         await self._add(aggregate)
@@ -47,8 +52,13 @@ class AsyncRepository(Generic[A]):
         raise NotImplementedError
 
     def _track(self, aggregate: A) -> None:
-        if not any(known is aggregate for known in self.seen):
+        if id(aggregate) not in self._met:
+            self._met[id(aggregate)] = next(_tracking)
             self.seen.append(aggregate)
+
+    def _forget(self) -> None:
+        self.seen.clear()
+        self._met.clear()
 
 
 class AsyncEventSourcedRepository(AsyncRepository[ES]):
@@ -119,7 +129,7 @@ class AsyncUnitOfWork:
         if self._transaction is not None:
             raise RuntimeError("the unit of work is already open")
         for repository in self._repositories():
-            repository.seen.clear()
+            repository._forget()
         self._finished = False
         context = self.store.transaction()
         self._transaction = await context.__aenter__()
@@ -193,6 +203,10 @@ class AsyncUnitOfWork:
         found.extend(self._event_sourced.values())
         return found
 
-    def _aggregates(self) -> Iterator[Aggregate]:
-        for repository in self._repositories():
-            yield from repository.seen
+    def _aggregates(self) -> list[Aggregate]:
+        met = [
+            (repository._met[id(aggregate)], aggregate)
+            for repository in self._repositories()
+            for aggregate in repository.seen
+        ]
+        return [aggregate for _, aggregate in sorted(met, key=lambda pair: pair[0])]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -21,6 +21,10 @@ A = TypeVar("A", bound=Aggregate)
 ES = TypeVar("ES", bound=EventSourced)
 
 
+# Orders aggregates across repositories, so events are stored in the order their aggregates were met.
+_tracking = itertools.count()
+
+
 class Repository(Generic[A]):
     """Base for repositories: remembers the aggregates it handed out, so their events get stored.
 
@@ -29,6 +33,7 @@ class Repository(Generic[A]):
 
     def __init__(self) -> None:
         self.seen: list[A] = []
+        self._met: dict[int, int] = {}
 
     def add(self, aggregate: A) -> None:
         self._add(aggregate)
@@ -48,8 +53,13 @@ class Repository(Generic[A]):
         raise NotImplementedError
 
     def _track(self, aggregate: A) -> None:
-        if not any(known is aggregate for known in self.seen):
+        if id(aggregate) not in self._met:
+            self._met[id(aggregate)] = next(_tracking)
             self.seen.append(aggregate)
+
+    def _forget(self) -> None:
+        self.seen.clear()
+        self._met.clear()
 
 
 class EventSourcedRepository(Repository[ES]):
@@ -120,7 +130,7 @@ class UnitOfWork:
         if self._transaction is not None:
             raise RuntimeError("the unit of work is already open")
         for repository in self._repositories():
-            repository.seen.clear()
+            repository._forget()
         self._finished = False
         context = self.store.transaction()
         self._transaction = context.__enter__()
@@ -194,6 +204,10 @@ class UnitOfWork:
         found.extend(self._event_sourced.values())
         return found
 
-    def _aggregates(self) -> Iterator[Aggregate]:
-        for repository in self._repositories():
-            yield from repository.seen
+    def _aggregates(self) -> list[Aggregate]:
+        met = [
+            (repository._met[id(aggregate)], aggregate)
+            for repository in self._repositories()
+            for aggregate in repository.seen
+        ]
+        return [aggregate for _, aggregate in sorted(met, key=lambda pair: pair[0])]

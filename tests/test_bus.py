@@ -1,0 +1,578 @@
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from tidings import (
+    AsyncMemoryStore,
+    AsyncMessageBus,
+    AsyncUnitOfWork,
+    CascadeLimitExceeded,
+    Command,
+    DomainError,
+    Envelope,
+    Event,
+    EventSourced,
+    MemoryStore,
+    Message,
+    MessageBus,
+    NoHandler,
+    PerCall,
+    Query,
+    Retry,
+    Router,
+    UnitOfWork,
+    applies,
+)
+
+
+class Overdrawn(DomainError):
+    pass
+
+
+@dataclass(frozen=True)
+class Open(Command):
+    account: str
+
+
+@dataclass(frozen=True)
+class Withdraw(Command):
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Balance(Query):
+    account: str
+
+
+@dataclass(frozen=True)
+class Opened(Event, type_name="bus.Opened"):
+    account: str
+
+
+@dataclass(frozen=True)
+class Withdrawn(Event, type_name="bus.Withdrawn"):
+    account: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Audited(Event, type_name="bus.Audited"):
+    account: str
+
+
+class Account(EventSourced):
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.balance = 0
+
+    @classmethod
+    def open(cls, id: str) -> "Account":
+        account = cls(id)
+        account.record(Opened(id))
+        return account
+
+    def withdraw(self, amount: int) -> None:
+        if amount > self.balance + 100:
+            raise Overdrawn(f"{self.id} cannot withdraw {amount}")
+        self.record(Withdrawn(self.id, amount))
+
+    @applies
+    def _opened(self, event: Opened) -> None:
+        self.balance = 0
+
+    @applies
+    def _withdrawn(self, event: Withdrawn) -> None:
+        self.balance -= event.amount
+
+
+def banking(log: list[str]) -> Router:
+    router = Router()
+
+    @router.handler
+    def open_account(cmd: Open, uow: UnitOfWork) -> str:
+        with uow:
+            uow.repository(Account).add(Account.open(cmd.account))
+            uow.commit()
+        log.append(f"opened {cmd.account}")
+        return cmd.account
+
+    @router.handler
+    def withdraw(cmd: Withdraw, uow: UnitOfWork) -> int:
+        with uow:
+            account = uow.repository(Account).get(cmd.account)
+            assert account is not None
+            account.withdraw(cmd.amount)
+            uow.commit()
+        log.append(f"withdrew {cmd.amount}")
+        return account.balance
+
+    @router.handler
+    def balance(query: Balance, uow: UnitOfWork) -> int:
+        with uow:
+            account = uow.repository(Account).get(query.account)
+            return 0 if account is None else account.balance
+
+    return router
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+def make_bus(store: MemoryStore, log: list[str], *extra: Router, **options: Any) -> MessageBus:
+    return MessageBus(
+        [banking(log), *extra],
+        dependencies={"uow": UnitOfWork(store), "log": log},
+        retry_waits=False,
+        **options,
+    )
+
+
+def test_a_command_returns_its_handlers_result(store: MemoryStore) -> None:
+    bus = make_bus(store, [])
+    assert bus.handle(Open("a1")) == "a1"
+    assert bus.handle(Withdraw("a1", 30)) == -30
+
+
+def test_a_query_returns_its_handlers_result(store: MemoryStore) -> None:
+    bus = make_bus(store, [])
+    bus.handle(Open("a1"))
+    bus.handle(Withdraw("a1", 5))
+    assert bus.handle(Balance("a1")) == -5
+
+
+def test_a_command_error_reaches_the_caller_unchanged_and_nothing_is_committed(
+    store: MemoryStore,
+) -> None:
+    handled: list[Event] = []
+    listener = Router()
+
+    @listener.handler
+    def on_withdrawn(event: Withdrawn) -> None:
+        handled.append(event)
+
+    bus = make_bus(store, [], listener)
+    bus.handle(Open("a1"))
+    with pytest.raises(Overdrawn, match="a1 cannot withdraw 500") as raised:
+        bus.handle(Withdraw("a1", 500))
+    assert type(raised.value) is Overdrawn
+    assert [r.type for r in store.read_stream("Account-a1")] == ["bus.Opened"]
+    assert handled == []
+
+
+def test_a_command_without_handler_is_an_error_naming_it() -> None:
+    @dataclass(frozen=True)
+    class Unhandled(Command):
+        pass
+
+    with pytest.raises(NoHandler, match="Unhandled"):
+        MessageBus(Router()).handle(Unhandled())
+
+
+def test_an_event_without_handlers_is_fine() -> None:
+    assert MessageBus(Router()).handle(Audited("a1")) is None
+
+
+def test_a_non_message_is_a_type_error_naming_it() -> None:
+    with pytest.raises(TypeError, match="got str"):
+        MessageBus(Router()).handle("withdraw 5")  # type: ignore[arg-type]
+
+
+def test_events_are_handled_after_the_command_in_order(store: MemoryStore) -> None:
+    log: list[str] = []
+    listener = Router()
+
+    @listener.handler
+    def first(event: Opened, log: list[str]) -> None:
+        log.append("first handler")
+
+    @listener.handler
+    def second(event: Opened, log: list[str]) -> None:
+        log.append("second handler")
+
+    bus = make_bus(store, log, listener)
+    bus.handle(Open("a1"))
+    assert log == ["opened a1", "first handler", "second handler"]
+
+
+def test_events_raised_while_handling_events_are_queued_not_recursed(store: MemoryStore) -> None:
+    log: list[str] = []
+    listener = Router()
+
+    @listener.handler
+    def open_savings(event: Opened, uow: UnitOfWork, log: list[str]) -> None:
+        if event.account.startswith("savings"):
+            return
+        with uow:
+            uow.repository(Account).add(Account.open(f"savings-{event.account}"))
+            uow.commit()
+        log.append(f"savings for {event.account} committed")
+
+    @listener.handler
+    def audit(event: Opened, log: list[str]) -> None:
+        log.append(f"audit {event.account}")
+
+    bus = make_bus(store, log, listener)
+    bus.handle(Open("a1"))
+    # The savings account's Opened is handled after every handler of the first Opened.
+    assert log == [
+        "opened a1",
+        "savings for a1 committed",
+        "audit a1",
+        "audit savings-a1",
+    ]
+
+
+def test_correlation_and_causation_ids_follow_the_chain(store: MemoryStore) -> None:
+    seen: dict[str, Envelope[Message]] = {}
+    listener = Router()
+
+    @listener.handler
+    def open_savings(event: Opened, uow: UnitOfWork, envelope: Envelope[Opened]) -> None:
+        seen[event.account] = envelope
+        if not event.account.startswith("savings"):
+            with uow:
+                uow.repository(Account).add(Account.open(f"savings-{event.account}"))
+                uow.commit()
+
+    command = Envelope.new(Open("a1"))
+    make_bus(store, [], listener).handle(command)
+    first, second = seen["a1"], seen["savings-a1"]
+    assert first.correlation_id == second.correlation_id == command.message_id
+    assert first.causation_id == command.message_id
+    assert second.causation_id == first.message_id
+    stored = store.read_all()
+    assert [r.causation_id for r in stored] == [command.message_id, first.message_id]
+    assert (first.stream, first.version, first.position) == ("Account-a1", 1, 1)
+
+
+def test_a_given_correlation_id_is_kept(store: MemoryStore) -> None:
+    conversation = uuid4()
+    make_bus(store, []).handle(Open("a1"), correlation_id=conversation)
+    assert store.read_all()[0].correlation_id == conversation
+
+
+def test_a_failing_event_handler_is_retried_logged_and_dead_lettered(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+    after: list[str] = []
+    listener = Router()
+
+    @listener.handler
+    def flaky(event: Opened) -> None:
+        calls.append(1)
+        raise ConnectionError("mail server down")
+
+    @listener.handler
+    def other(event: Opened) -> None:
+        after.append(event.account)
+
+    bus = make_bus(store, [], listener)
+    with caplog.at_level(logging.WARNING, logger="tidings.bus"):
+        assert bus.handle(Open("a1")) == "a1"
+    assert len(calls) == 3
+    assert after == ["a1"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "flaky" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+    (letter,) = bus.dead_letters.list()
+    assert letter.handler.endswith("flaky")
+    assert letter.attempts == 3
+    assert letter.error == "ConnectionError: mail server down"
+    assert letter.envelope.message == Opened("a1")
+    assert letter.correlation_id == store.read_all()[0].correlation_id
+    assert "mail server down" in letter.traceback
+
+
+def test_a_handler_that_recovers_is_not_dead_lettered(store: MemoryStore) -> None:
+    calls: list[int] = []
+    listener = Router()
+
+    @listener.handler(retry=Retry(attempts=5))
+    def recovers(event: Opened) -> None:
+        calls.append(1)
+        if len(calls) < 4:
+            raise TimeoutError
+
+    bus = make_bus(store, [], listener)
+    bus.handle(Open("a1"))
+    assert len(calls) == 4
+    assert bus.dead_letters.list() == []
+
+
+def test_retry_waits_back_off_between_attempts(store: MemoryStore) -> None:
+    stamps: list[float] = []
+    listener = Router()
+
+    @listener.handler(retry=Retry(attempts=3, first_delay=0.05, jitter=False))
+    def slow(event: Opened) -> None:
+        import time
+
+        stamps.append(time.monotonic())
+        raise RuntimeError
+
+    bus = MessageBus([banking([]), listener], dependencies={"uow": UnitOfWork(store)})
+    bus.handle(Open("a1"))
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert gaps[0] >= 0.05
+    assert gaps[1] >= 0.1
+
+
+def test_a_dead_letter_can_be_retried_once_the_cause_is_fixed(store: MemoryStore) -> None:
+    broken = [True]
+    delivered: list[str] = []
+    listener = Router()
+
+    @listener.handler
+    def deliver(event: Opened) -> None:
+        if broken[0]:
+            raise RuntimeError("down")
+        delivered.append(event.account)
+
+    bus = make_bus(store, [], listener)
+    bus.handle(Open("a1"))
+    (letter,) = bus.dead_letters.list()
+    assert bus.retry_dead_letter(letter.id) is False
+    (again,) = bus.dead_letters.list()
+    assert again.id != letter.id and again.attempts == 3
+    broken[0] = False
+    assert bus.retry_dead_letter(again.id) is True
+    assert delivered == ["a1"]
+    assert bus.dead_letters.list() == []
+
+
+def test_a_handler_for_the_event_base_class_receives_every_event(store: MemoryStore) -> None:
+    everything: list[str] = []
+    listener = Router()
+
+    @listener.handler
+    def audit_all(event: Event) -> None:
+        everything.append(type(event).__name__)
+
+    bus = make_bus(store, [], listener)
+    bus.handle(Open("a1"))
+    bus.handle(Withdraw("a1", 1))
+    assert everything == ["Opened", "Withdrawn"]
+
+
+def test_a_runaway_cascade_stops_with_a_clear_error(store: MemoryStore) -> None:
+    listener = Router()
+
+    @listener.handler
+    def again(event: Withdrawn, uow: UnitOfWork) -> None:
+        with uow:
+            account = uow.repository(Account).get(event.account)
+            assert account is not None
+            account.withdraw(0)
+            uow.commit()
+
+    bus = make_bus(store, [], listener, max_cascade=50)
+    bus.handle(Open("a1"))
+    with pytest.raises(CascadeLimitExceeded, match="more than 50 messages"):
+        bus.handle(Withdraw("a1", 0))
+
+
+def test_middleware_wraps_every_message_outermost_first(store: MemoryStore) -> None:
+    trail: list[str] = []
+
+    def outer(envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Any]) -> Any:
+        trail.append(f"outer>{type(envelope.message).__name__}")
+        result = call_next(envelope)
+        trail.append(f"outer<{type(envelope.message).__name__}")
+        return result
+
+    def inner(envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Any]) -> Any:
+        trail.append(f"inner {type(envelope.message).__name__}")
+        return call_next(envelope)
+
+    bus = make_bus(store, [], middleware=[outer, inner])
+    assert bus.handle(Open("a1")) == "a1"
+    assert trail == [
+        "outer>Open",
+        "inner Open",
+        "outer<Open",
+        "outer>Opened",
+        "inner Opened",
+        "outer<Opened",
+    ]
+
+
+def test_an_async_handler_runs_on_the_blocking_bus() -> None:
+    router = Router()
+
+    @router.handler
+    async def open_account(cmd: Open) -> str:
+        await asyncio.sleep(0)
+        return cmd.account.upper()
+
+    assert MessageBus(router).handle(Open("a1")) == "A1"
+
+
+def test_concurrent_calls_on_one_bus_keep_their_events_apart(store: MemoryStore) -> None:
+    seen: dict[str, list[str]] = {}
+    lock = threading.Lock()
+    listener = Router()
+
+    @listener.handler
+    def record(event: Opened, envelope: Envelope[Opened]) -> None:
+        with lock:
+            seen.setdefault(str(envelope.correlation_id), []).append(event.account)
+
+    bus = MessageBus(
+        [banking([]), listener],
+        dependencies={"uow": PerCall(lambda: UnitOfWork(store)), "log": []},
+        retry_waits=False,
+    )
+
+    def open_many(prefix: str) -> None:
+        for i in range(50):
+            bus.handle(Open(f"{prefix}-{i}"))
+
+    threads = [threading.Thread(target=open_many, args=(f"t{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 200
+    assert all(len(accounts) == 1 for accounts in seen.values())
+    assert len(store.read_all()) == 200
+
+
+def test_a_per_call_dependency_is_made_for_every_call() -> None:
+    made: list[object] = []
+    router = Router()
+
+    @router.handler
+    def open_account(cmd: Open, token: object) -> object:
+        return token
+
+    def make() -> object:
+        made.append(object())
+        return made[-1]
+
+    bus = MessageBus(router, dependencies={"token": PerCall(make)})
+    assert [bus.handle(Open("a")), bus.handle(Open("b"))] == made
+    assert made[0] is not made[1]
+
+
+# The async bus runs the same source; these check the async paths themselves.
+
+
+def run(coroutine: Awaitable[Any]) -> Any:
+    async def main() -> Any:
+        return await coroutine
+
+    return asyncio.run(main())
+
+
+def async_banking(log: list[str]) -> Router:
+    router = Router()
+
+    @router.handler
+    async def open_account(cmd: Open, uow: AsyncUnitOfWork) -> str:
+        async with uow:
+            await uow.repository(Account).add(Account.open(cmd.account))
+            await uow.commit()
+        log.append(f"opened {cmd.account}")
+        return cmd.account
+
+    @router.handler
+    async def withdraw(cmd: Withdraw, uow: AsyncUnitOfWork) -> int:
+        async with uow:
+            account = await uow.repository(Account).get(cmd.account)
+            assert account is not None
+            account.withdraw(cmd.amount)
+            await uow.commit()
+        return account.balance
+
+    @router.handler
+    def on_opened(event: Opened, log: list[str]) -> None:
+        log.append(f"sync handler saw {event.account}")
+
+    @router.handler
+    async def on_withdrawn(event: Withdrawn, log: list[str]) -> None:
+        log.append(f"async handler saw {event.amount}")
+        if event.amount == 13:
+            raise ValueError("unlucky")
+
+    return router
+
+
+def test_async_bus_dispatches_commands_and_events_in_order() -> None:
+    log: list[str] = []
+    store = AsyncMemoryStore()
+    bus = AsyncMessageBus(
+        async_banking(log),
+        dependencies={"uow": AsyncUnitOfWork(store), "log": log},
+        retry_waits=False,
+    )
+
+    async def scenario() -> None:
+        assert await bus.handle(Open("a1")) == "a1"
+        assert await bus.handle(Withdraw("a1", 13)) == -13
+        with pytest.raises(Overdrawn):
+            await bus.handle(Withdraw("a1", 1000))
+
+    run(scenario())
+    assert log == [
+        "opened a1",
+        "sync handler saw a1",
+        "async handler saw 13",
+        "async handler saw 13",
+        "async handler saw 13",
+    ]
+    (letter,) = bus.dead_letters.list()
+    assert letter.error == "ValueError: unlucky"
+
+
+def test_async_bus_middleware_and_concurrent_tasks() -> None:
+    store = AsyncMemoryStore()
+    log: list[str] = []
+    trail: list[str] = []
+
+    async def tracing(
+        envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Awaitable[Any]]
+    ) -> Any:
+        trail.append(type(envelope.message).__name__)
+        return await call_next(envelope)
+
+    def bus() -> AsyncMessageBus:
+        return AsyncMessageBus(
+            async_banking(log),
+            dependencies={"uow": AsyncUnitOfWork(store), "log": log},
+            middleware=[tracing],
+        )
+
+    async def scenario() -> None:
+        results = await asyncio.gather(*(bus().handle(Open(f"a{i}")) for i in range(20)))
+        assert sorted(results) == sorted(f"a{i}" for i in range(20))
+
+    run(scenario())
+    assert trail.count("Open") == 20
+    assert trail.count("Opened") == 20
+
+
+def test_blocking_bus_refuses_async_handlers_inside_a_running_loop() -> None:
+    router = Router()
+
+    @router.handler
+    async def open_account(cmd: Open) -> str:
+        return cmd.account
+
+    bus = MessageBus(router)
+
+    async def inside_loop() -> None:
+        with pytest.raises(RuntimeError, match="use the Async variant"):
+            bus.handle(Open("a1"))
+
+    run(inside_loop())

@@ -1,0 +1,75 @@
+from dataclasses import dataclass
+from uuid import UUID
+
+import pytest
+
+from tidings import Command, Envelope, Event, new_id
+
+
+@dataclass(frozen=True)
+class Shipped(Event, type_name="orders.Shipped", version=2):
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Packed(Event, type_name="orders.Packed"):
+    order_id: str
+
+
+@dataclass(frozen=True)
+class Ship(Command):
+    order_id: str
+
+
+def test_event_type_name_defaults_to_the_class_name_and_version_to_one() -> None:
+    @dataclass(frozen=True)
+    class Delivered(Event):
+        order_id: str
+
+    assert Delivered.__event_type__ == "Delivered"
+    assert Delivered.__event_version__ == 1
+
+
+def test_subclass_keywords_set_the_stored_name_and_schema_version() -> None:
+    assert Shipped.__event_type__ == "orders.Shipped"
+    assert Shipped.__event_version__ == 2
+
+
+def test_slotted_dataclasses_keep_their_declared_type_name() -> None:
+    assert Packed.__event_type__ == "orders.Packed"
+    assert "__slots__" in Packed.__dict__
+
+
+def test_schema_version_below_one_is_rejected() -> None:
+    with pytest.raises(ValueError, match="schema version"):
+
+        class Bad(Event, version=0):
+            pass
+
+
+def test_new_envelope_starts_its_own_conversation() -> None:
+    envelope = Envelope.new(Ship("o1"))
+    assert envelope.correlation_id == envelope.message_id
+    assert envelope.causation_id is None
+    assert envelope.occurred_at.tzinfo is not None
+
+
+def test_caused_envelope_keeps_the_conversation_and_names_its_cause() -> None:
+    command = Envelope.new(Ship("o1"), headers={"user": "ann"})
+    event = command.caused(Shipped("o1"))
+    assert event.correlation_id == command.correlation_id
+    assert event.causation_id == command.message_id
+    assert event.message_id != command.message_id
+
+
+def test_envelope_refuses_what_is_not_a_message() -> None:
+    with pytest.raises(TypeError, match="dict"):
+        Envelope.new({"order_id": "o1"})  # type: ignore[type-var]
+
+
+def test_new_ids_are_version_7_and_sort_by_creation() -> None:
+    ids = [new_id() for _ in range(1000)]
+    assert all(isinstance(i, UUID) and i.version == 7 for i in ids)
+    assert len(set(ids)) == 1000
+    # Same-millisecond ids share a prefix but differ randomly; across milliseconds they sort.
+    assert [i.int >> 80 for i in ids] == sorted(i.int >> 80 for i in ids)
