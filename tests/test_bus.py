@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from tidings import (
     Envelope,
     Event,
     EventSourced,
+    LogMessages,
     MemoryStore,
     Message,
     MessageBus,
@@ -323,7 +325,7 @@ def test_retry_waits_back_off_between_attempts(store: MemoryStore) -> None:
 
     bus = MessageBus([banking([]), listener], dependencies={"uow": UnitOfWork(store)})
     bus.handle(Open("a1"))
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert gaps[0] >= 0.05
     assert gaps[1] >= 0.1
 
@@ -576,3 +578,20 @@ def test_blocking_bus_refuses_async_handlers_inside_a_running_loop() -> None:
             bus.handle(Open("a1"))
 
     run(inside_loop())
+
+
+def test_the_logging_middleware_logs_ids_outcome_and_timing(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus = make_bus(store, [], middleware=[LogMessages()])
+    with caplog.at_level(logging.INFO, logger="tidings.messages"):
+        command = Envelope.new(Open("a1"))
+        bus.handle(command)
+        with pytest.raises(Overdrawn):
+            bus.handle(Withdraw("a1", 1000))
+    lines = [r.getMessage() for r in caplog.records if r.name == "tidings.messages"]
+    assert lines[0].startswith(f"Open {command.message_id} handled in ")
+    assert f"correlation {command.message_id}" in lines[0]
+    assert lines[1].startswith("Opened ")
+    assert f"causation {command.message_id}" in lines[1]
+    assert "Withdraw" in lines[2] and "failed" in lines[2] and "Overdrawn" in lines[2]

@@ -35,6 +35,8 @@ WORDS = {
 DIRECTIVE = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s*# sync:(?P<replacement>.*)$")
 ASYNC_NAME = re.compile(r"\bAsync(?=[A-Z])")
 KEYWORDS = re.compile(r"\basync (?=def|with|for)|\bawait ")
+# An awaitable of X is plain X in blocking code (simple X only, no nested brackets).
+AWAITABLE = re.compile(r"\bAwaitable\[([\w.]+)\]")
 WORD = re.compile(r"\b(" + "|".join(map(re.escape, WORDS)) + r")\b")
 
 
@@ -49,6 +51,7 @@ def convert(text: str, source: str) -> str:
             continue
         line = KEYWORDS.sub("", line)
         line = ASYNC_NAME.sub("", line)
+        line = AWAITABLE.sub(r"\1", line)
         line = WORD.sub(lambda m: WORDS[m.group(1)], line)
         lines.append(line)
     return "".join(lines)
@@ -60,9 +63,7 @@ def main(check: bool) -> int:
         target_dir = source_dir.with_name("_sync")
         target_dir.mkdir(exist_ok=True)
         expected = {
-            target_dir / source.name: convert(
-                source.read_text(), str(source.relative_to(ROOT))
-            )
+            target_dir / source.name: convert(source.read_text(), str(source.relative_to(ROOT)))
             for source in sorted(source_dir.glob("*.py"))
         }
         for target in target_dir.glob("*.py"):

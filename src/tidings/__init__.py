@@ -1,8 +1,10 @@
-"""tidings: commands, events, event sourcing, CQRS, projections and sagas on one durable event log."""
+"""tidings: commands, events, event sourcing, CQRS and projections on one durable event log."""
 
 from tidings._async.bus import AsyncMessageBus, AsyncMiddleware
+from tidings._async.middleware import AsyncLogMessages
 from tidings._async.uow import AsyncEventSourcedRepository, AsyncRepository, AsyncUnitOfWork
 from tidings._sync.bus import MessageBus, Middleware
+from tidings._sync.middleware import LogMessages
 from tidings._sync.uow import EventSourcedRepository, Repository, UnitOfWork
 from tidings.codec import Codec
 from tidings.dead_letters import DeadLetter, DeadLetters
@@ -42,6 +44,7 @@ __all__ = [
     "AppendResult",
     "AsyncEventSourcedRepository",
     "AsyncEventStore",
+    "AsyncLogMessages",
     "AsyncMemoryStore",
     "AsyncMessageBus",
     "AsyncMiddleware",
@@ -62,6 +65,7 @@ __all__ = [
     "EventSourced",
     "EventSourcedRepository",
     "EventStore",
+    "LogMessages",
     "MemoryStore",
     "Message",
     "MessageBus",

@@ -134,7 +134,9 @@ class Codec:
         current = cls.__event_version__
         if version > current:
             raise EventDecodeError(
-                type_name, version, f"stored schema v{version} is newer than {cls.__name__} v{current}"
+                type_name,
+                version,
+                f"stored schema v{version} is newer than {cls.__name__} v{current}",
             )
         shape: dict[str, Any] = msgspec.json.decode(data)
         while version < current:

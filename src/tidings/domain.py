@@ -113,7 +113,7 @@ class EventSourced(Aggregate):
                 appliers[_applied_type(cls, name, member)] = member
         cls.__appliers__ = appliers
 
-    def __init__(self, id: str) -> None:  # noqa: A002 - the aggregate's identity
+    def __init__(self, id: str) -> None:
         self.id = id
         self.version = 0
 
@@ -141,9 +141,7 @@ class EventSourced(Aggregate):
                 applier(self, event)
                 self.version += 1
                 return
-        raise TypeError(
-            f"{type(self).__name__} has no @applies method for {type(event).__name__}"
-        )
+        raise TypeError(f"{type(self).__name__} has no @applies method for {type(event).__name__}")
 
 
 def _applied_type(cls: type, name: str, method: Any) -> type[Event]:
@@ -151,11 +149,9 @@ def _applied_type(cls: type, name: str, method: Any) -> type[Event]:
         params = list(inspect.signature(method, eval_str=True).parameters.values())
     except NameError as exc:
         raise TypeError(
-            f"{cls.__name__}.{name}: its event annotation must name a class defined before it: {exc}"
+            f"{cls.__name__}.{name}: annotate the event with a class defined before it: {exc}"
         ) from exc
     annotation = params[1].annotation if len(params) == 2 else None
     if not (isinstance(annotation, type) and issubclass(annotation, Event)):
-        raise TypeError(
-            f"{cls.__name__}.{name}: an @applies method takes (self, event: SomeEvent)"
-        )
+        raise TypeError(f"{cls.__name__}.{name}: an @applies method takes (self, event: SomeEvent)")
     return annotation

@@ -71,7 +71,12 @@ class Router:
 
     @overload
     def handler(
-        self, fn: None = None, /, *, message: type[Message] | None = None, retry: Retry | None = None
+        self,
+        fn: None = None,
+        /,
+        *,
+        message: type[Message] | None = None,
+        retry: Retry | None = None,
     ) -> Callable[[F], F]: ...
 
     def handler(
@@ -162,7 +167,7 @@ class HandlerTable:
 def bind_handlers(
     routers: Iterable[Router], dependencies: Mapping[str | type, Any], default_retry: Retry
 ) -> HandlerTable:
-    """Resolve every handler's dependencies; raise `ConfigurationError` for anything wired wrongly."""
+    """Resolve every handler's dependencies; `ConfigurationError` for anything wired wrongly."""
     single: dict[type[Message], BoundHandler] = {}
     events: list[BoundHandler] = []
     for router in routers:
@@ -205,7 +210,9 @@ def _bind(
         elif isinstance(annotation, type) and annotation in dependencies:
             provided = dependencies[annotation]
         elif param.default is param.empty:
-            shown = "" if annotation is None else f" ({getattr(annotation, '__name__', annotation)})"
+            shown = (
+                "" if annotation is None else f" ({getattr(annotation, '__name__', annotation)})"
+            )
             raise ConfigurationError(
                 f"{spec.name} needs {param.name!r}{shown}, which no dependency provides; "
                 f"pass it to the bus as dependencies={{{param.name!r}: ...}}"
@@ -223,7 +230,10 @@ def _message_types(fn: Callable[..., Any], explicit: type[Message] | None) -> li
     if not callable(fn):
         raise ConfigurationError(f"{fn!r} is not callable")
     params = _parameters(fn)
-    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+    if not params or params[0].kind not in (
+        params[0].POSITIONAL_ONLY,
+        params[0].POSITIONAL_OR_KEYWORD,
+    ):
         raise ConfigurationError(
             f"{_name(fn)}: a handler takes the message as its first positional parameter"
         )
@@ -236,7 +246,9 @@ def _message_types(fn: Callable[..., Any], explicit: type[Message] | None) -> li
                 f"{_name(fn)}: annotate the first parameter with the message type, "
                 "or register with handler(message=...)"
             )
-        is_union = isinstance(annotation, UnionType) or typing.get_origin(annotation) is typing.Union
+        is_union = (
+            isinstance(annotation, UnionType) or typing.get_origin(annotation) is typing.Union
+        )
         candidates = list(typing.get_args(annotation)) if is_union else [annotation]
     for candidate in candidates:
         if not (isinstance(candidate, type) and issubclass(candidate, Command | Event | Query)):

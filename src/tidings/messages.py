@@ -31,7 +31,7 @@ class Message:
 
 
 class Command(Message):
-    """A request to change the system. Exactly one handler; its result or error reaches the caller."""
+    """A request to change the system: one handler, whose result or error reaches the caller."""
 
     __slots__ = ()
 

@@ -36,5 +36,3 @@ def run_coroutine(awaitable: Awaitable[T], what: str) -> T:
 
 async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
-
-

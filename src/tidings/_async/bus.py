@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
-from contextvars import ContextVar
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +18,7 @@ from tidings.errors import CascadeLimitExceeded, NoHandler
 from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
 from tidings.messages import Envelope, Event, Message
 from tidings.retry import Retry
+
 # sync: from tidings.runner import run_coroutine
 
 __all__ = ["AsyncMessageBus", "AsyncMiddleware"]
@@ -27,8 +28,8 @@ logger = logging.getLogger("tidings.bus")
 # The queue of the `handle` call in progress; each call has its own.
 _queue: ContextVar[deque[Envelope[Message]]] = ContextVar("tidings_queue")
 
-AsyncCallNext = Callable[[Envelope[Message]], Awaitable[Any]]  # sync: CallNext = Callable[[Envelope[Message]], Any]
-AsyncMiddleware = Callable[[Envelope[Message], AsyncCallNext], Awaitable[Any]]  # sync: Middleware = Callable[[Envelope[Message], CallNext], Any]
+AsyncCallNext = Callable[[Envelope[Message]], Awaitable[Any]]
+AsyncMiddleware = Callable[[Envelope[Message], AsyncCallNext], Awaitable[Any]]
 """Wraps the handling of each message: `await call_next(envelope)` runs it."""
 
 
@@ -94,7 +95,7 @@ class AsyncMessageBus:
         return result
 
     async def retry_dead_letter(self, letter_id: UUID) -> bool:
-        """Run a dead letter's handler again; on success remove the letter, else record the failure."""
+        """Run a dead letter's handler again: True when it succeeds, else it is dead-lettered anew."""
         letter = self.dead_letters.get(letter_id)
         handler = self._table.by_name(letter.handler)
         if handler is None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
-from contextvars import ContextVar
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +19,7 @@ from tidings.errors import CascadeLimitExceeded, NoHandler
 from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
 from tidings.messages import Envelope, Event, Message
 from tidings.retry import Retry
+
 from tidings.runner import run_coroutine
 
 __all__ = ["MessageBus", "Middleware"]
@@ -95,7 +96,7 @@ class MessageBus:
         return result
 
     def retry_dead_letter(self, letter_id: UUID) -> bool:
-        """Run a dead letter's handler again; on success remove the letter, else record the failure."""
+        """Run a dead letter's handler again: True when it succeeds, else it is dead-lettered anew."""
         letter = self.dead_letters.get(letter_id)
         handler = self._table.by_name(letter.handler)
         if handler is None:

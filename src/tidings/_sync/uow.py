@@ -21,7 +21,7 @@ A = TypeVar("A", bound=Aggregate)
 ES = TypeVar("ES", bound=EventSourced)
 
 
-# Orders aggregates across repositories, so events are stored in the order their aggregates were met.
+# Orders aggregates across repositories: events are stored in the order aggregates were met.
 _tracking = itertools.count()
 
 
@@ -160,7 +160,9 @@ class UnitOfWork:
         """Append every tracked aggregate's new events and commit the transaction."""
         transaction = self.transaction
         if self._finished:
-            raise RuntimeError("this block has already committed or rolled back; open the unit of work again")
+            raise RuntimeError(
+                "this block has already committed or rolled back; open the unit of work again"
+            )
         dispatch = current_dispatch()
         cause = dispatch.envelope if dispatch is not None else None
         correlation_id = cause.correlation_id if cause is not None else new_id()
