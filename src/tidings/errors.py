@@ -100,7 +100,9 @@ class EventDecodeError(TidingsError):
         where = ""
         if self.stream is not None:
             where = f" at {self.stream!r} version {self.version} (position {self.position})"
-        return f"cannot decode event {self.type_name!r} v{self.schema_version}{where}: {self.reason}"
+        return (
+            f"cannot decode event {self.type_name!r} v{self.schema_version}{where}: {self.reason}"
+        )
 
 
 class UnknownEventType(EventDecodeError, LookupError):

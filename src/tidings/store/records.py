@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-__all__ = ["AppendResult", "ExpectedVersion", "NewEvent", "RecordedEvent", "StreamState"]
+__all__ = [
+    "AppendResult",
+    "ExpectedVersion",
+    "NewEvent",
+    "RecordedEvent",
+    "StreamInfo",
+    "StreamState",
+    "category_of",
+]
 
 
 class StreamState(enum.Enum):
@@ -58,7 +66,32 @@ class RecordedEvent:
     @property
     def category(self) -> str:
         """The part of the stream name before the first dash (`Order-42` → `Order`)."""
-        return self.stream.partition("-")[0]
+        return category_of(self.stream)
+
+
+def category_of(stream: str) -> str:
+    """The category of a stream: its name up to the first dash (`Order-42` → `Order`)."""
+    return stream.partition("-")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A stream as `list_streams` reports it.
+
+    `version` is the last version written, deleted or not: appends number on
+    from it. Reads return versions from `first_version`, which is 1 unless the
+    stream was soft-deleted, then the version after the one it was deleted at.
+    """
+
+    name: str
+    version: int
+    first_version: int
+    deleted: bool
+
+    @property
+    def category(self) -> str:
+        """The part of the name before the first dash (`Order-42` → `Order`)."""
+        return category_of(self.name)
 
 
 @dataclass(frozen=True, slots=True)

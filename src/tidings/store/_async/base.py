@@ -6,7 +6,14 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from tidings.store.records import AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamState
+from tidings.store.records import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    StreamState,
+)
 
 __all__ = ["AsyncEventStore", "AsyncStoreTransaction"]
 
@@ -42,7 +49,16 @@ class AsyncStoreTransaction(Protocol):
 class AsyncEventStore(Protocol):
     """A durable, ordered log of events, in streams and in one global order (`$all`).
 
-    Versions count from 1 within a stream; positions count from 1 in `$all`.
+    Versions count from 1 within a stream, without gaps. Positions in `$all`
+    start at 1 and only increase; a backend may leave gaps between them, but a
+    reader at position P never misses an event that commits later below P.
+
+    A soft-deleted stream (`delete_stream`) reads as absent: `read_stream`
+    returns nothing, `stream_version` None, `list_streams` hides it. Its events
+    stay in `$all`, where subscribers have seen them and positions must not
+    move. Appending to it revives it: expected versions treat it as absent,
+    versions continue after its last one, and reads start at the first
+    version appended after the delete.
     """
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncStoreTransaction]:
@@ -70,7 +86,10 @@ class AsyncEventStore(Protocol):
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        """Events of `stream` from `from_version` (default: first, or last if backwards)."""
+        """Events of `stream` from `from_version` (default: first, or last if backwards).
+
+        At most `limit` events; a soft-deleted stream has none.
+        """
         ...
 
     async def read_all(
@@ -81,11 +100,41 @@ class AsyncEventStore(Protocol):
         categories: Collection[str] | None = None,
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        """Events of `$all` after position `after`, in order, optionally filtered."""
+        """Events of `$all` after position `after`, in order, optionally filtered.
+
+        `categories` and `types` keep only events whose stream category or type
+        is among them. Events of soft-deleted streams are included.
+        """
         ...
 
     async def stream_version(self, stream: str) -> int | None:
-        """The stream's current version, or None when it does not exist."""
+        """The stream's current version, or None when it does not exist or is soft-deleted."""
+        ...
+
+    async def list_streams(
+        self,
+        category: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        include_deleted: bool = False,
+    ) -> list[StreamInfo]:
+        """Up to `limit` streams (of `category`, if given) named after `after`, in name order.
+
+        Names are ordered by code point, so paging on with the last name seen
+        lists every stream once. Soft-deleted streams are left out unless
+        `include_deleted`.
+        """
+        ...
+
+    async def delete_stream(
+        self, stream: str, expected_version: ExpectedVersion = StreamState.ANY
+    ) -> None:
+        """Soft-delete `stream` if it is at `expected_version`.
+
+        Raises `StreamNotFound` when the stream does not exist or is already
+        deleted (after checking `expected_version`, which treats it as absent).
+        """
         ...
 
     async def aclose(self) -> None: ...

@@ -9,17 +9,52 @@ from dataclasses import dataclass, field
 
 import threading
 
-from tidings.store.checks import check_expected_version, check_new_events, repeated_append
-from tidings.store.records import AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamState
-from tidings.errors import StoreUnavailable
+from tidings.errors import StoreUnavailable, StreamNotFound
+from tidings.store.checks import (
+    check_expected_version,
+    check_limit,
+    check_new_events,
+    check_stream,
+    repeated_append,
+)
+from tidings.store.records import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    StreamState,
+    category_of,
+)
 
 __all__ = ["MemoryStore"]
 
 
 @dataclass
+class _Stream:
+    records: list[RecordedEvent] = field(default_factory=list)
+    first_version: int = 1
+    deleted: bool = False
+
+    @property
+    def last_version(self) -> int:
+        return self.records[-1].version if self.records else 0
+
+    @property
+    def version(self) -> int | None:
+        """The version expected versions are checked against: None when absent or deleted."""
+        return None if self.deleted or not self.records else self.last_version
+
+    def visible(self) -> list[RecordedEvent]:
+        # Versions are 1-based and dense, so version v sits at index v - 1; a deleted
+        # stream's first version lies beyond its last.
+        return self.records[self.first_version - 1 :]
+
+
+@dataclass
 class _Log:
     events: list[RecordedEvent] = field(default_factory=list)
-    streams: dict[str, list[RecordedEvent]] = field(default_factory=dict)
+    streams: dict[str, _Stream] = field(default_factory=dict)
     by_id: dict[object, RecordedEvent] = field(default_factory=dict)
 
 
@@ -62,7 +97,9 @@ class MemoryStore:
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         self._check_open()
-        return _slice(self._log.streams.get(stream, []), from_version, backwards, limit)
+        check_limit(limit)
+        found = self._log.streams.get(stream)
+        return _slice(found.visible() if found else [], from_version, backwards, limit)
 
     def read_all(
         self,
@@ -73,6 +110,9 @@ class MemoryStore:
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
         self._check_open()
+        check_limit(limit)
+        if limit == 0:
+            return []
         # Positions are 1-based and dense, so position p sits at index p - 1.
         selected: list[RecordedEvent] = []
         for record in self._log.events[max(after, 0) :]:
@@ -87,8 +127,46 @@ class MemoryStore:
 
     def stream_version(self, stream: str) -> int | None:
         self._check_open()
-        records = self._log.streams.get(stream)
-        return records[-1].version if records else None
+        found = self._log.streams.get(stream)
+        return found.version if found else None
+
+    def list_streams(
+        self,
+        category: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        include_deleted: bool = False,
+    ) -> list[StreamInfo]:
+        self._check_open()
+        check_limit(limit)
+        listed: list[StreamInfo] = []
+        for name in sorted(self._log.streams):
+            if len(listed) >= limit:
+                break
+            found = self._log.streams[name]
+            if (
+                (after is not None and name <= after)
+                or (category is not None and category_of(name) != category)
+                or (found.deleted and not include_deleted)
+            ):
+                continue
+            listed.append(StreamInfo(name, found.last_version, found.first_version, found.deleted))
+        return listed
+
+    def delete_stream(
+        self, stream: str, expected_version: ExpectedVersion = StreamState.ANY
+    ) -> None:
+        check_stream(stream, expected_version)
+        self._check_open()
+        with self._write_lock:
+            found = self._log.streams.get(stream)
+            current = found.version if found else None
+            check_expected_version(stream, expected_version, current)
+            if found is None or current is None:
+                raise StreamNotFound(stream)
+            found.deleted = True
+            found.first_version = found.last_version + 1
 
     def close(self) -> None:
         self._closed = True
@@ -122,16 +200,17 @@ class MemoryTransaction:
         repeated = repeated_append(stream, events, stored)
         if repeated is not None:
             return repeated
-        current = self._version(stream)
+        last, current = self._versions(stream)
         check_expected_version(stream, expected_version, current)
-        version = current or 0
+        if not events:
+            return AppendResult(stream, current or 0, ())
         position = len(self._log.events) + len(self._staged)
         for offset, event in enumerate(events, start=1):
             self._staged.append(
                 RecordedEvent(
                     position=position + offset,
                     stream=stream,
-                    version=version + offset,
+                    version=last + offset,
                     event_id=event.event_id,
                     type=event.type,
                     schema_version=event.schema_version,
@@ -143,9 +222,7 @@ class MemoryTransaction:
                 )
             )
         return AppendResult(
-            stream,
-            version + len(events) if events else version,
-            tuple(range(position + 1, position + len(events) + 1)),
+            stream, last + len(events), tuple(range(position + 1, position + len(events) + 1))
         )
 
     def read_stream(
@@ -156,7 +233,9 @@ class MemoryTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        records = self._log.streams.get(stream, []) + [
+        check_limit(limit)
+        found = self._log.streams.get(stream)
+        records = (found.visible() if found else []) + [
             record for record in self._staged if record.stream == stream
         ]
         return _slice(records, from_version, backwards, limit)
@@ -166,7 +245,9 @@ class MemoryTransaction:
         log = self._log
         for record in self._staged:
             log.events.append(record)
-            log.streams.setdefault(record.stream, []).append(record)
+            found = log.streams.setdefault(record.stream, _Stream())
+            found.records.append(record)
+            found.deleted = False
             log.by_id[record.event_id] = record
         self._staged = []
         self.finished = True
@@ -175,12 +256,13 @@ class MemoryTransaction:
         self._staged = []
         self.finished = True
 
-    def _version(self, stream: str) -> int | None:
+    def _versions(self, stream: str) -> tuple[int, int | None]:
+        """The stream's last version ever written, and its version as expected versions see it."""
         for record in reversed(self._staged):
             if record.stream == stream:
-                return record.version
-        committed = self._log.streams.get(stream)
-        return committed[-1].version if committed else None
+                return record.version, record.version
+        found = self._log.streams.get(stream)
+        return (found.last_version, found.version) if found else (0, None)
 
     def _check_active(self) -> None:
         if self.finished:
@@ -190,10 +272,13 @@ class MemoryTransaction:
 def _slice(
     records: list[RecordedEvent], from_version: int | None, backwards: bool, limit: int | None
 ) -> list[RecordedEvent]:
-    # Versions are 1-based and dense, so version v sits at index v - 1.
+    if not records:
+        return []
+    # Versions are dense, so version v sits at index v - first.
+    first = records[0].version
     if backwards:
-        end = len(records) if from_version is None else min(from_version, len(records))
-        selected = records[:end][::-1]
+        end = len(records) if from_version is None else min(from_version - first + 1, len(records))
+        selected = records[: max(end, 0)][::-1]
     else:
-        selected = records[max((from_version or 1) - 1, 0) :]
+        selected = records[max((from_version or first) - first, 0) :]
     return selected if limit is None else selected[:limit]

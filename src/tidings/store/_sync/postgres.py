@@ -1,0 +1,425 @@
+# Generated from src/tidings/store/_async/postgres.py by tools/unasync.py: edit that file, then run `make unasync`.
+"""The PostgreSQL event store: psycopg 3 on a connection pool, for production.
+
+Every event's position in `$all` is made from the id of the transaction that
+wrote it: `position = xid * 2**20 + index`, where `xid` is
+`pg_current_xact_id()` and `index` counts the events that transaction
+appended before this one. A reader of `$all` returns only events written by
+transactions whose id is below `pg_snapshot_xmin(pg_current_snapshot())`,
+the oldest transaction still running when its snapshot was taken, in
+position order.
+
+Why a reader cannot skip an event: every transaction with an id below that
+xmin has ended, committed (so its events are visible in the reader's
+snapshot) or rolled back (so they never will be). Every transaction that can
+still commit, running or not yet given an id, has an id of at least xmin,
+so all its events get positions above every position the reader returned. A
+reader that carries on after the last position it saw therefore never
+misses an event that commits later with a smaller position. Neither a timer
+nor a lock among writers is involved.
+
+What follows from it:
+
+- Positions increase strictly but are not dense: each transaction's events
+  start at a multiple of 2**20, and every writing transaction of the
+  cluster uses up an id.
+- A transaction that has written anything, in any database of the cluster,
+  holds every reader back until it ends. Readers lag behind a long-running
+  writing transaction, they never skip it; keep writing transactions short
+  and bound idle ones (`idle_in_transaction_session_timeout`).
+- A transaction appends at most 2**20 events, and positions fit in a bigint
+  while transaction ids stay below 2**43 (8.8 trillion transactions).
+
+Writers are not serialised. An append locks its stream alone (a
+transaction-scoped advisory lock, with `UNIQUE (stream, version)` behind it),
+so appends to one stream queue and appends to different streams run at once.
+When an append is a transaction's first write, the lock is taken before the
+transaction has an id, so a stream's later writer always has the larger id
+and the stream's events stay in version order in `$all`. A transaction that
+wrote something first (and so got its id early) may find its stream appended
+to meanwhile by a transaction with a larger id; rather than put the stream
+out of order, that append raises `ConcurrencyError`, and a retry, with a new
+and larger id, succeeds.
+
+A sequence would not do: transaction T1 takes position 10, T2 takes 11 and
+commits first, and a reader at 11 never sees 10. Nor would a sequence read
+below the snapshot's xmin: a transaction gets its id at its first write, often
+an application's own, so the order of ids and of sequence numbers differ.
+
+An append is one call of the schema's `append` function (see
+`tidings.store.postgres_sql`): lock, repeated-id check, expected version and
+inserts in one round trip. Outside a transaction it runs in autocommit, one
+statement in all. The schema is created on first use, under an advisory lock,
+so that concurrent first users do not race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Awaitable, Callable, Collection, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import threading
+import psycopg
+from psycopg import Connection
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow, args_row
+from psycopg_pool import ConnectionPool
+
+from tidings.errors import StoreUnavailable, StreamNotFound
+from tidings.store.checks import (
+    check_expected_version,
+    check_limit,
+    check_new_events,
+    check_stream,
+    repeated_append,
+)
+from tidings.store.postgres_sql import (
+    SCHEMA_VERSION,
+    Statements,
+    append_params,
+    appended,
+    check_batch,
+    check_schema_version,
+    migrations,
+    read_all_params,
+    translated,
+)
+from tidings.store.records import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    StreamState,
+)
+
+__all__ = ["PostgresStore", "PostgresTransaction"]
+
+_Connection = Connection[TupleRow]
+
+
+class PostgresStore:
+    """An event store in a PostgreSQL schema, on a pool of `min_size` to `max_size` connections.
+
+    `conninfo` is a libpq connection string or URL. `timeout` is how long a
+    call waits for a connection before it raises `StoreUnavailable`. The
+    schema (`schema`, created if missing) is migrated on first use; several
+    stores, in one process or many, may share it.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = "tidings",
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 30.0,
+    ) -> None:
+        self.schema = schema
+        self._sql = Statements.for_schema(schema)
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            kwargs={"autocommit": True},
+        )
+        self._lock = threading.Lock()
+        self._ready = False
+        self._closed = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[PostgresTransaction]:
+        self._prepare()
+        with translated():
+            connection = self._pool.getconn()
+        try:
+            with translated():
+                connection.execute("BEGIN")
+            tx = PostgresTransaction(connection, self._sql)
+            try:
+                yield tx
+            except BaseException:
+                _shielded(tx.rollback)
+                raise
+            if not tx.finished:
+                tx.commit()
+        finally:
+            _shielded(lambda: self._pool.putconn(connection))
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        check_batch(0, events)
+        check_new_events(stream, events, expected_version)
+        with self._connection() as connection:
+            # In autocommit the function call is a transaction of its own.
+            result, _ = _append(connection, self._sql, stream, events, expected_version, 0)
+            return result
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        with self._connection() as connection:
+            return _read_stream(connection, self._sql, stream, from_version, backwards, limit)
+
+    def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        categories: Collection[str] | None = None,
+        types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        variant, params = read_all_params(after, limit, categories, types)
+        with self._connection() as connection:
+            cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
+            cursor.execute(self._sql.read_all[variant], params)
+            return cursor.fetchall()
+
+    def stream_version(self, stream: str) -> int | None:
+        with self._connection() as connection:
+            cursor = connection.execute(self._sql.stream_version, (stream,), binary=True)
+            row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def list_streams(
+        self,
+        category: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        include_deleted: bool = False,
+    ) -> list[StreamInfo]:
+        check_limit(limit)
+        params: list[Any] = [after or ""]
+        if category is not None:
+            params.append(category)
+        params.append(limit)
+        query = self._sql.list_streams[category is not None, include_deleted]
+        with self._connection() as connection:
+            cursor = connection.cursor(row_factory=args_row(StreamInfo), binary=True)
+            cursor.execute(query, params)
+            return cursor.fetchall()
+
+    def delete_stream(
+        self, stream: str, expected_version: ExpectedVersion = StreamState.ANY
+    ) -> None:
+        check_stream(stream, expected_version)
+        with self.transaction() as tx:
+            tx._delete(stream, expected_version)
+
+    def close(self) -> None:
+        """Close the pool; connections lent to open transactions close when they come back."""
+        self._closed = True
+        self._pool.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[_Connection]:
+        """A pooled connection in autocommit, for one call; database errors become tidings ones."""
+        self._prepare()
+        with translated():
+            with self._pool.connection() as connection:
+                yield connection
+
+    def _prepare(self) -> None:
+        """Open the pool and create or migrate the schema, once."""
+        self._check_open()
+        if self._ready:
+            return
+        with self._lock:
+            self._check_open()
+            if self._ready:
+                return
+            with translated():
+                self._pool.open()
+                with self._pool.connection() as connection:
+                    _migrate(connection, self._sql, self.schema)
+            self._ready = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable(f"PostgreSQL schema {self.schema!r}: the store is closed")
+
+
+class PostgresTransaction:
+    """A transaction on one pooled connection.
+
+    `connection` is that psycopg connection: the application's own statements
+    on it commit or roll back together with the appended events. Leave
+    `COMMIT` and `ROLLBACK` to this object. A statement that fails ends the
+    whole transaction, as PostgreSQL does; a lost connection raises
+    `StoreUnavailable`, and the server keeps nothing of the transaction.
+    """
+
+    def __init__(self, connection: _Connection, statements: Statements) -> None:
+        self.connection = connection
+        self.finished = False
+        self._sql = statements
+        self._appended = 0  # events appended so far: the next event's index in positions
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        check_batch(self._appended, events)
+        check_new_events(stream, events, expected_version)
+        self._check_active()
+        with self._failing():
+            result, stored = _append(
+                self.connection, self._sql, stream, events, expected_version, self._appended
+            )
+        self._appended += stored
+        return result
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        self._check_active()
+        with self._failing():
+            return _read_stream(
+                self.connection, self._sql, stream, from_version, backwards, limit
+            )
+
+    def commit(self) -> None:
+        self._check_active()
+        if self.connection.info.transaction_status == TransactionStatus.INERROR:
+            # PostgreSQL would answer COMMIT with a silent rollback.
+            self.rollback()
+            raise RuntimeError(
+                "a statement failed earlier in this transaction, so PostgreSQL rolled it back"
+            )
+        self.finished = True
+        with translated():
+            self.connection.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll back; on a lost connection there is nothing to do, the server dropped it all."""
+        if self.finished:
+            return
+        self.finished = True
+        if not self.connection.broken:
+            with contextlib.suppress(psycopg.OperationalError):
+                self.connection.execute("ROLLBACK")
+
+    def _delete(self, stream: str, expected: ExpectedVersion) -> None:
+        with self._failing():
+            connection = self.connection
+            connection.execute(self._sql.lock_stream, (stream,))
+            cursor = connection.execute(self._sql.stream_state, (stream,), binary=True)
+            row = cursor.fetchone()
+            current = None if row is None or row[1] else int(row[0])
+            check_expected_version(stream, expected, current)
+            if current is None:
+                raise StreamNotFound(stream)
+            connection.execute(self._sql.delete_stream, (stream,))
+
+    @contextmanager
+    def _failing(self) -> Iterator[None]:
+        """Translate database errors; a transaction PostgreSQL aborted is over."""
+        try:
+            with translated():
+                yield
+        except BaseException:
+            if self.connection.info.transaction_status != TransactionStatus.INTRANS:
+                _shielded(self.rollback)
+            raise
+
+    def _check_active(self) -> None:
+        if self.finished:
+            raise RuntimeError("this transaction has already been committed or rolled back")
+
+
+def _shielded(cleanup: Callable[[], None]) -> None:
+    """Run `cleanup` to its end even while the task is being cancelled."""
+    cleanup()
+
+
+def _migrate(connection: _Connection, statements: Statements, schema: str) -> None:
+    cursor = connection.execute(
+        "SELECT to_regclass(%b)", (statements.schema_version_table,), binary=True
+    )
+    exists = cursor.fetchone()
+    if exists is not None and exists[0] is not None:
+        cursor = connection.execute(statements.current_schema_version, binary=True)
+        row = cursor.fetchone()
+        if row is not None and row[0] == SCHEMA_VERSION:
+            return
+    with connection.transaction():
+        connection.execute(statements.migration_lock, (f"tidings schema {schema}",))
+        connection.execute(statements.create_schema)
+        connection.execute(statements.create_schema_version)
+        cursor = connection.execute(statements.current_schema_version, binary=True)
+        row = cursor.fetchone()
+        current = 0 if row is None or row[0] is None else int(row[0])
+        check_schema_version(current)
+        steps = migrations(schema)
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in steps[version]:
+                connection.execute(statement)
+            connection.execute(statements.record_schema_version, (version,))
+
+
+def _append(
+    connection: _Connection,
+    statements: Statements,
+    stream: str,
+    events: Sequence[NewEvent],
+    expected: ExpectedVersion,
+    index: int,
+) -> tuple[AppendResult, int]:
+    """Where the batch landed, and how many events this call stored (none when repeated)."""
+    cursor = connection.execute(
+        statements.append, append_params(stream, events, expected, index), binary=True
+    )
+    (row,) = cursor.fetchall()
+    result = appended(stream, events, expected, index, row)
+    if result is not None:
+        return result, len(result.positions)
+    records = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
+    records.execute(statements.records_by_id, ([event.event_id for event in events],))
+    by_id = {record.event_id: record for record in records.fetchall()}
+    repeated = repeated_append(stream, events, [by_id.get(event.event_id) for event in events])
+    assert repeated is not None, "stored events are never removed"
+    return repeated, 0
+
+
+def _read_stream(
+    connection: _Connection,
+    statements: Statements,
+    stream: str,
+    from_version: int | None,
+    backwards: bool,
+    limit: int | None,
+) -> list[RecordedEvent]:
+    if backwards:
+        query, start = statements.read_backwards, from_version
+        if start is None:
+            start = 2**63 - 1
+    else:
+        query, start = statements.read_forwards, from_version or 1
+    cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
+    cursor.execute(query, (stream, start, stream, limit))
+    return cursor.fetchall()

@@ -1,0 +1,309 @@
+# Generated from src/tidings/store/_async/sqlite.py by tools/unasync.py: edit that file, then run `make unasync`.
+"""The SQLite event store: the embedded default, one database file, durable by default.
+
+SQLite admits one writer at a time. This store queues its own writing
+transactions on a lock (threads or tasks wait there, not in SQLite's busy
+loop) and opens each with `BEGIN IMMEDIATE`, so it holds SQLite's write lock
+from its first statement and never fails half-way for a writer in another
+process. Commits are thus serialised and positions become visible in order:
+a reader of `$all` at position P never misses a later commit below P.
+Readers use connections of their own and, in WAL mode, never wait for writers.
+
+The async store calls sqlite3 inline, on the event loop, without a thread
+hop. Measured on a 2-core machine with an ext4 disk: a statement takes a few
+microseconds, a durable commit (its fsync) about 0.3 ms, and a hop to a
+worker thread (`anyio.to_thread.run_sync`) 0.14 ms. Appending one event per
+commit, inline made 2,900 events/s against 2,600 with each append in a
+thread; ten per commit, 24,000 against 19,400. The price: the loop stalls
+for each commit's fsync (p99 about 2 ms there, under load) where a thread
+would let other tasks run; `durable=False` shortens that to tens of
+microseconds. Tasks of this process waiting to write wait on an anyio lock,
+never blocking the loop; only a write lock held by another process is
+waited for inline, up to `timeout`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Callable, Collection, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+import threading
+
+from tidings.errors import StoreUnavailable
+from tidings.store import sqlite_sql
+from tidings.store.checks import check_limit, check_new_events, check_stream
+from tidings.store.records import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    StreamState,
+)
+
+__all__ = ["SQLiteStore", "SQLiteTransaction"]
+
+T = TypeVar("T")
+
+# Connections kept open for reads between calls; more are opened while many read at once.
+_IDLE_READERS = 4
+
+
+class SQLiteStore:
+    """An event store in one SQLite file, in WAL mode, safe for many threads or tasks.
+
+    `durable=True` (the default) commits with `synchronous=FULL`: a commit
+    that returned survives a power loss. `durable=False` is the faster, less
+    durable `synchronous=NORMAL`: an application crash loses nothing, but a
+    power loss or operating system crash may lose the last commits (the file
+    stays consistent). A writer that cannot get the write lock within
+    `timeout` seconds gets `StoreUnavailable`. The schema is created, or
+    migrated, on first use.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, durable: bool = True, timeout: float = 5.0
+    ) -> None:
+        self.path = os.fspath(path)
+        if self.path in ("", ":memory:"):
+            raise ValueError("the SQLite store needs a file; MemoryStore keeps events in memory")
+        self.durable = durable
+        self._timeout = timeout
+        self._write_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLiteTransaction]:
+        with self._writing() as connection:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                sqlite_sql.raise_unavailable(self.path, exc)
+            tx = SQLiteTransaction(connection, self.path)
+            try:
+                yield tx
+            except BaseException:
+                tx.rollback()
+                raise
+            if not tx.finished:
+                tx.commit()
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        with self.transaction() as tx:
+            return tx.append(stream, events, expected_version)
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        return self._read(
+            lambda connection: sqlite_sql.read_stream(
+                connection, stream, from_version, backwards, limit
+            )
+        )
+
+    def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        categories: Collection[str] | None = None,
+        types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        return self._read(
+            lambda connection: sqlite_sql.read_all(connection, after, limit, categories, types)
+        )
+
+    def stream_version(self, stream: str) -> int | None:
+        return self._read(lambda connection: sqlite_sql.stream_version(connection, stream))
+
+    def list_streams(
+        self,
+        category: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        include_deleted: bool = False,
+    ) -> list[StreamInfo]:
+        check_limit(limit)
+        return self._read(
+            lambda connection: sqlite_sql.list_streams(
+                connection, category, after, limit, include_deleted
+            )
+        )
+
+    def delete_stream(
+        self, stream: str, expected_version: ExpectedVersion = StreamState.ANY
+    ) -> None:
+        check_stream(stream, expected_version)
+        with self.transaction() as tx:
+            tx._run(
+                lambda connection: sqlite_sql.delete_stream(connection, stream, expected_version)
+            )
+
+    def close(self) -> None:
+        """Close the connections, once a transaction in progress has ended."""
+        self._closed = True
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        while self._readers:
+            self._readers.pop().close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """The writing connection, to this store's writers alone until the block ends."""
+        self._check_open()
+        self._lock_writer()
+        try:
+            yield self._open_writer()
+        finally:
+            self._write_lock.release()
+
+    def _lock_writer(self) -> None:
+        timeout = self._timeout
+        if self._write_lock.acquire(timeout=timeout):
+            return
+        raise StoreUnavailable(
+            f"SQLite database {self.path!r}: another writer held it for {timeout} s"
+        )
+
+    def _open_writer(self) -> sqlite3.Connection:
+        """The writing connection; opening it creates or migrates the schema."""
+        self._check_open()
+        if self._writer is None:
+            connection = self._connect()
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                sqlite_sql.migrate(connection)
+            except sqlite3.Error as exc:
+                connection.close()
+                sqlite_sql.raise_unavailable(self.path, exc)
+            except BaseException:
+                connection.close()
+                raise
+            self._writer = connection
+        return self._writer
+
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        if self._writer is None:
+            with self._writing():
+                pass  # opening the writer has made the schema
+        try:
+            connection = self._readers.pop()
+        except IndexError:
+            connection = self._connect()
+        try:
+            return query(connection)
+        except sqlite3.Error as exc:
+            sqlite_sql.raise_unavailable(self.path, exc)
+        finally:
+            if self._closed or len(self._readers) >= _IDLE_READERS:
+                connection.close()
+            else:
+                self._readers.append(connection)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            if self.durable:
+                connection.execute("PRAGMA synchronous = FULL")
+            else:
+                connection.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            sqlite_sql.raise_unavailable(self.path, exc)
+        return connection
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable(f"SQLite database {self.path!r}: the store is closed")
+
+
+class SQLiteTransaction:
+    """A writing transaction (`BEGIN IMMEDIATE`) on the store's connection.
+
+    `connection` is that `sqlite3.Connection`: the application's own
+    statements on it commit or roll back together with the appended events.
+    Leave `COMMIT` and `ROLLBACK` to this object. A database error in its
+    own statements rolls the whole transaction back and raises `StoreUnavailable`.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self.connection = connection
+        self.finished = False
+        self._path = path
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        check_new_events(stream, events, expected_version)
+        return self._run(
+            lambda connection: sqlite_sql.append(connection, stream, events, expected_version)
+        )
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        return self._run(
+            lambda connection: sqlite_sql.read_stream(
+                connection, stream, from_version, backwards, limit
+            )
+        )
+
+    def commit(self) -> None:
+        self._run(lambda connection: connection.execute("COMMIT"))
+        self.finished = True
+
+    def rollback(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            if self.connection.in_transaction:
+                self.connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            sqlite_sql.raise_unavailable(self._path, exc)
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the connection; a database error rolls everything back."""
+        if self.finished:
+            raise RuntimeError("this transaction has already been committed or rolled back")
+        try:
+            return work(self.connection)
+        except sqlite3.Error as exc:
+            self.finished = True
+            try:
+                if self.connection.in_transaction:
+                    self.connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite has already rolled back what it could not keep
+            sqlite_sql.raise_unavailable(self._path, exc)

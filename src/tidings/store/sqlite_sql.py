@@ -1,0 +1,317 @@
+"""The SQL of the SQLite event store: its schema, migrations and statements.
+
+Both the async and the blocking SQLite store run these functions on a
+`sqlite3.Connection`; they hold no state. Tables: `tidings_events` holds
+every event, its `position` in `$all` being the row id; `tidings_streams`
+holds each stream's last version and soft delete; `tidings_schema` records
+the schema versions applied, so a later release can migrate a file written by
+this one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+from uuid import UUID
+
+from tidings.errors import ConfigurationError, StoreUnavailable, StreamNotFound
+from tidings.store.checks import check_expected_version, repeated_append
+from tidings.store.records import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    category_of,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "append",
+    "delete_stream",
+    "list_streams",
+    "migrate",
+    "raise_unavailable",
+    "read_all",
+    "read_stream",
+    "stream_version",
+]
+
+SCHEMA_VERSION = 1
+"""The schema this release writes; files at an older version are migrated on first use."""
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE tidings_events (
+            position INTEGER PRIMARY KEY,
+            stream TEXT NOT NULL,
+            category TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            event_id BLOB NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            schema_version INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            correlation_id BLOB NOT NULL,
+            causation_id BLOB,
+            occurred_at TEXT NOT NULL,
+            headers BLOB NOT NULL,
+            UNIQUE (stream, version)
+        )
+        """,
+        "CREATE INDEX tidings_events_category ON tidings_events (category, position)",
+        """
+        CREATE TABLE tidings_streams (
+            name TEXT PRIMARY KEY,
+            category TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            first_version INTEGER NOT NULL DEFAULT 1,
+            deleted INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX tidings_streams_category ON tidings_streams (category, name)",
+    ),
+}
+
+# IN lists stay well under SQLite's limit on bound parameters (999 before 3.32).
+_CHUNK = 500
+_MAX_VERSION = 2**63 - 1
+
+_COLUMNS = (
+    "position, stream, version, event_id, type, schema_version, data,"
+    " correlation_id, causation_id, occurred_at, headers"
+)
+_INSERT = (
+    "INSERT INTO tidings_events (position, stream, category, version, event_id, type,"
+    " schema_version, data, correlation_id, causation_id, occurred_at, headers)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_STREAM = (
+    "INSERT INTO tidings_streams (name, category, version) VALUES (?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET version = excluded.version, deleted = 0"
+)
+_STREAM_STATE = "SELECT version, deleted FROM tidings_streams WHERE name = ?"
+# A deleted stream's first version lies beyond its last, so none of its events are visible.
+_VISIBLE_FROM = "(SELECT first_version FROM tidings_streams WHERE name = ?)"
+_READ_FORWARDS = (
+    f"SELECT {_COLUMNS} FROM tidings_events WHERE stream = ? AND version >= ?"
+    f" AND version >= {_VISIBLE_FROM} ORDER BY version LIMIT ?"
+)
+_READ_BACKWARDS = (
+    f"SELECT {_COLUMNS} FROM tidings_events WHERE stream = ? AND version <= ?"
+    f" AND version >= {_VISIBLE_FROM} ORDER BY version DESC LIMIT ?"
+)
+
+
+def raise_unavailable(path: str, exc: sqlite3.Error) -> NoReturn:
+    """Raise a locked, missing, unreadable or failing database as `StoreUnavailable`."""
+    if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+        raise StoreUnavailable(f"SQLite database {path!r}: {exc}") from exc
+    raise exc
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Create the schema, or bring an older one up to `SCHEMA_VERSION`, in one transaction."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS tidings_schema ("
+            " version INTEGER PRIMARY KEY,"
+            " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
+        (current,) = connection.execute(
+            "SELECT coalesce(max(version), 0) FROM tidings_schema"
+        ).fetchone()
+        if current > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"the event store schema is at version {current}, newer than this release "
+                f"of tidings knows ({SCHEMA_VERSION}): upgrade tidings"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                connection.execute(statement)
+            connection.execute("INSERT INTO tidings_schema (version) VALUES (?)", (version,))
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def append(
+    connection: sqlite3.Connection,
+    stream: str,
+    events: Sequence[NewEvent],
+    expected: ExpectedVersion,
+) -> AppendResult:
+    """Append in the connection's writing transaction; see `AsyncEventStore.append`."""
+    repeated = repeated_append(stream, events, _stored(connection, events))
+    if repeated is not None:
+        return repeated
+    row = connection.execute(_STREAM_STATE, (stream,)).fetchone()
+    last = 0 if row is None else int(row[0])
+    current = None if row is None or row[1] else last
+    check_expected_version(stream, expected, current)
+    if not events:
+        return AppendResult(stream, current or 0, ())
+    # The write lock is held since BEGIN IMMEDIATE, so no one else can take these positions.
+    (top,) = connection.execute("SELECT coalesce(max(position), 0) FROM tidings_events").fetchone()
+    category = category_of(stream)
+    connection.executemany(
+        _INSERT,
+        [
+            (
+                top + offset,
+                stream,
+                category,
+                last + offset,
+                event.event_id.bytes,
+                event.type,
+                event.schema_version,
+                event.data,
+                event.correlation_id.bytes,
+                None if event.causation_id is None else event.causation_id.bytes,
+                event.occurred_at.isoformat(),
+                event.headers,
+            )
+            for offset, event in enumerate(events, start=1)
+        ],
+    )
+    version = last + len(events)
+    connection.execute(_UPSERT_STREAM, (stream, category, version))
+    return AppendResult(stream, version, tuple(range(top + 1, top + len(events) + 1)))
+
+
+def delete_stream(connection: sqlite3.Connection, stream: str, expected: ExpectedVersion) -> None:
+    """Soft-delete in the connection's writing transaction; see `AsyncEventStore.delete_stream`."""
+    row = connection.execute(_STREAM_STATE, (stream,)).fetchone()
+    current = None if row is None or row[1] else int(row[0])
+    check_expected_version(stream, expected, current)
+    if current is None:
+        raise StreamNotFound(stream)
+    connection.execute(
+        "UPDATE tidings_streams SET deleted = 1, first_version = version + 1 WHERE name = ?",
+        (stream,),
+    )
+
+
+def read_stream(
+    connection: sqlite3.Connection,
+    stream: str,
+    from_version: int | None,
+    backwards: bool,
+    limit: int | None,
+) -> list[RecordedEvent]:
+    """The visible events of `stream`; see `AsyncEventStore.read_stream`."""
+    if backwards:
+        start = _MAX_VERSION if from_version is None else from_version
+        sql = _READ_BACKWARDS
+    else:
+        start = 1 if from_version is None else from_version
+        sql = _READ_FORWARDS
+    rows = connection.execute(sql, (stream, start, stream, -1 if limit is None else limit))
+    return [_record(row) for row in rows]
+
+
+def read_all(
+    connection: sqlite3.Connection,
+    after: int,
+    limit: int | None,
+    categories: Collection[str] | None,
+    types: Collection[str] | None,
+) -> list[RecordedEvent]:
+    """Events of `$all` after `after`; see `AsyncEventStore.read_all`."""
+    if (
+        limit == 0
+        or (categories is not None and not categories)
+        or (types is not None and not types)
+    ):
+        return []
+    sql = f"SELECT {_COLUMNS} FROM tidings_events WHERE position > ?"
+    params: list[Any] = [after]
+    for column, values in (("category", categories), ("type", types)):
+        if values is not None:
+            sql += f" AND {column} IN ({', '.join('?' * len(values))})"
+            params.extend(values)
+    sql += " ORDER BY position LIMIT ?"
+    params.append(-1 if limit is None else limit)
+    return [_record(row) for row in connection.execute(sql, params)]
+
+
+def stream_version(connection: sqlite3.Connection, stream: str) -> int | None:
+    """The last version of a stream that exists and is not deleted, else None."""
+    row = connection.execute(
+        "SELECT version FROM tidings_streams WHERE name = ? AND deleted = 0", (stream,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def list_streams(
+    connection: sqlite3.Connection,
+    category: str | None,
+    after: str | None,
+    limit: int,
+    include_deleted: bool,
+) -> list[StreamInfo]:
+    """A page of streams in name order; see `AsyncEventStore.list_streams`."""
+    # BINARY collation compares UTF-8 bytes: the code point order the protocol promises.
+    sql = "SELECT name, version, first_version, deleted FROM tidings_streams WHERE name > ?"
+    params: list[Any] = [after or ""]
+    if category is not None:
+        sql += " AND category = ?"
+        params.append(category)
+    if not include_deleted:
+        sql += " AND deleted = 0"
+    sql += " ORDER BY name LIMIT ?"
+    params.append(limit)
+    return [
+        StreamInfo(name, version, first_version, bool(deleted))
+        for name, version, first_version, deleted in connection.execute(sql, params)
+    ]
+
+
+def _stored(
+    connection: sqlite3.Connection, events: Sequence[NewEvent]
+) -> list[RecordedEvent | None]:
+    """For each event, the stored event with its id, or None."""
+    ids = [event.event_id.bytes for event in events]
+    found: dict[UUID, RecordedEvent] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        placeholders = ", ".join("?" * len(chunk))
+        sql = f"SELECT {_COLUMNS} FROM tidings_events WHERE event_id IN ({placeholders})"
+        for row in connection.execute(sql, chunk):
+            record = _record(row)
+            found[record.event_id] = record
+    return [found.get(event.event_id) for event in events]
+
+
+def _record(row: Any) -> RecordedEvent:
+    (
+        position,
+        stream,
+        version,
+        event_id,
+        type_name,
+        schema_version,
+        data,
+        correlation_id,
+        causation_id,
+        occurred_at,
+        headers,
+    ) = row
+    return RecordedEvent(
+        position=position,
+        stream=stream,
+        version=version,
+        event_id=UUID(bytes=event_id),
+        type=type_name,
+        schema_version=schema_version,
+        data=data,
+        correlation_id=UUID(bytes=correlation_id),
+        causation_id=None if causation_id is None else UUID(bytes=causation_id),
+        occurred_at=datetime.fromisoformat(occurred_at),
+        headers=headers,
+    )

@@ -1,0 +1,101 @@
+"""The store backends the contract suite runs on, and a blocking view of async stores.
+
+Each backend is one entry in `BACKENDS`: a context manager that prepares an
+empty database for one test and yields an opener, which takes
+`asynchronous` and returns a new store (blocking, or async) on it. The
+suite runs every case on the blocking store and, through `Blocking`, on the
+async one.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from anyio.from_thread import BlockingPortal
+
+from tests.services import postgres_dsn
+from tidings.store import AsyncMemoryStore, AsyncSQLiteStore, MemoryStore, SQLiteStore
+
+Opener = Callable[[bool], Any]
+Backend = Callable[[Path], AbstractContextManager[Opener]]
+
+
+@contextmanager
+def memory(tmp_path: Path) -> Iterator[Opener]:
+    yield lambda asynchronous: AsyncMemoryStore() if asynchronous else MemoryStore()
+
+
+@contextmanager
+def sqlite(tmp_path: Path) -> Iterator[Opener]:
+    path = tmp_path / "events.db"
+    yield lambda asynchronous: AsyncSQLiteStore(path) if asynchronous else SQLiteStore(path)
+
+
+@contextmanager
+def postgres(tmp_path: Path) -> Iterator[Opener]:
+    dsn = postgres_dsn()
+    module = _postgres_module()
+    schema = f"contract_{uuid.uuid4().hex[:12]}"
+
+    def open_store(asynchronous: bool) -> Any:
+        store_type = module.AsyncPostgresStore if asynchronous else module.PostgresStore
+        return store_type(dsn, schema=schema)
+
+    try:
+        yield open_store
+    finally:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+
+
+def _postgres_module() -> ModuleType:
+    try:
+        return importlib.import_module("tidings.store.postgres")
+    except ModuleNotFoundError as exc:
+        if exc.name != "tidings.store.postgres":
+            raise
+        pytest.skip("tidings.store.postgres does not exist yet")
+
+
+BACKENDS: dict[str, Backend] = {"memory": memory, "sqlite": sqlite, "postgres": postgres}
+
+
+class Blocking:
+    """The blocking API of an async store or transaction; calls run on the portal's loop.
+
+    Calls from several threads run as concurrent tasks on that one loop.
+    """
+
+    def __init__(self, target: Any, portal: BlockingPortal) -> None:
+        self._target = target
+        self._portal = portal
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+        return lambda *args, **kwargs: self._portal.call(
+            functools.partial(attribute, *args, **kwargs)
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Blocking]:
+        with self._portal.wrap_async_context_manager(self._target.transaction()) as tx:
+            yield Blocking(tx, self._portal)
+
+    def close(self) -> None:
+        self._portal.call(self._target.aclose)

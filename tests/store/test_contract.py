@@ -1,0 +1,756 @@
+"""The event store contract: every backend, blocking and async, must pass every case here.
+
+A backend is added with one entry in `tests/store/backends.py`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from anyio.from_thread import start_blocking_portal
+
+from tests.store.backends import BACKENDS, Blocking
+from tidings.errors import (
+    ConcurrencyError,
+    EventIdConflict,
+    StoreUnavailable,
+    StreamNotFound,
+    WrongExpectedVersion,
+)
+from tidings.store import (
+    AppendResult,
+    EventStore,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamInfo,
+    StreamState,
+)
+
+ANY, NO_STREAM, STREAM_EXISTS = StreamState.ANY, StreamState.NO_STREAM, StreamState.STREAM_EXISTS
+
+# How long a concurrency case may wait for what it expects before it fails.
+PATIENCE = 10.0
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(
+            (name, mode),
+            id=f"{name}-{mode}",
+            marks=[pytest.mark.postgres] if name == "postgres" else [],
+        )
+        for name in BACKENDS
+        for mode in ("sync", "async")
+    ]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    name, mode = request.param
+    with BACKENDS[name](tmp_path) as open_store:
+        if mode == "sync":
+            blocking = open_store(False)
+            try:
+                yield blocking
+            finally:
+                blocking.close()
+        else:
+            with start_blocking_portal() as portal:
+                wrapped: Any = Blocking(portal.call(open_store, True), portal)
+                try:
+                    yield wrapped
+                finally:
+                    wrapped.close()
+
+
+_counter = itertools.count()
+
+
+def new_events(count: int = 1, type: str = "Happened") -> list[NewEvent]:
+    events = []
+    for _ in range(count):
+        n = next(_counter)
+        events.append(
+            NewEvent(
+                event_id=uuid.uuid4(),
+                type=type,
+                schema_version=1,
+                data=b'{"n":%d}' % n,
+                correlation_id=uuid.uuid4(),
+                causation_id=None,
+                occurred_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=n),
+            )
+        )
+    return events
+
+
+def ids(records: list[RecordedEvent]) -> list[uuid.UUID]:
+    return [record.event_id for record in records]
+
+
+def versions(records: list[RecordedEvent]) -> list[int]:
+    return [record.version for record in records]
+
+
+def assert_increasing(positions: list[int]) -> None:
+    assert all(b > a for a, b in itertools.pairwise(positions)), positions
+    assert all(p >= 1 for p in positions), positions
+
+
+class Background(threading.Thread):
+    """A thread whose failure `finish` raises in the test."""
+
+    def __init__(self, target: Callable[..., object], *args: object) -> None:
+        super().__init__(daemon=True)
+        self._work = target
+        self._args = args
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._work(*self._args)
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self) -> None:
+        self.join(PATIENCE * 2)
+        assert not self.is_alive(), "a thread did not finish"
+        if self.error is not None:
+            raise self.error
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    threads = [Background(target, index) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.finish()
+
+
+# Appending and reading back
+
+
+def test_append_numbers_versions_from_1_and_reads_back_every_field(store: EventStore) -> None:
+    events = new_events(3)
+    caused = uuid.uuid4()
+    events[1] = NewEvent(
+        event_id=uuid.uuid4(),
+        type="Other",
+        schema_version=3,
+        data=b"\x00\xffbinary",
+        correlation_id=uuid.uuid4(),
+        causation_id=caused,
+        occurred_at=datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=2))),
+        headers=b'{"user":"ann"}',
+    )
+
+    result = store.append("Order-1", events, NO_STREAM)
+
+    assert result.stream == "Order-1"
+    assert result.version == 3
+    assert len(result.positions) == 3
+    assert_increasing(list(result.positions))
+    records = store.read_stream("Order-1")
+    assert [r.position for r in records] == list(result.positions)
+    for record, event, version in zip(records, events, [1, 2, 3], strict=True):
+        assert record.stream == "Order-1"
+        assert record.version == version
+        assert record.category == "Order"
+        assert record.event_id == event.event_id
+        assert record.type == event.type
+        assert record.schema_version == event.schema_version
+        assert record.data == event.data
+        assert record.correlation_id == event.correlation_id
+        assert record.causation_id == event.causation_id
+        assert record.occurred_at == event.occurred_at
+        assert record.headers == event.headers
+
+
+def test_appends_continue_versions_and_increase_positions(store: EventStore) -> None:
+    first = store.append("Order-1", new_events(2))
+    other = store.append("Order-2", new_events(1))
+    second = store.append("Order-1", new_events(2))
+
+    assert (first.version, other.version, second.version) == (2, 1, 4)
+    assert_increasing([*first.positions, *other.positions, *second.positions])
+    assert versions(store.read_stream("Order-1")) == [1, 2, 3, 4]
+    assert store.stream_version("Order-1") == 4
+    assert store.stream_version("Order-2") == 1
+
+
+def test_stream_version_of_a_missing_stream_is_none(store: EventStore) -> None:
+    assert store.stream_version("Order-404") is None
+    assert store.read_stream("Order-404") == []
+
+
+def test_appending_no_events_changes_nothing(store: EventStore) -> None:
+    assert store.append("Order-1", [], NO_STREAM) == AppendResult("Order-1", 0, ())
+    assert store.stream_version("Order-1") is None
+    store.append("Order-1", new_events(2))
+
+    assert store.append("Order-1", [], 2) == AppendResult("Order-1", 2, ())
+    with pytest.raises(WrongExpectedVersion):
+        store.append("Order-1", [], 1)
+    assert len(store.read_all()) == 2
+
+
+# Expected versions
+
+SUCCEEDS = [
+    pytest.param(0, ANY, id="any-new"),
+    pytest.param(2, ANY, id="any-existing"),
+    pytest.param(0, NO_STREAM, id="no-stream-new"),
+    pytest.param(2, STREAM_EXISTS, id="stream-exists-existing"),
+    pytest.param(0, 0, id="exact-0-new"),
+    pytest.param(2, 2, id="exact-existing"),
+]
+
+CONFLICTS = [
+    pytest.param(2, NO_STREAM, 2, id="no-stream-existing"),
+    pytest.param(0, STREAM_EXISTS, None, id="stream-exists-new"),
+    pytest.param(2, 0, 2, id="exact-0-existing"),
+    pytest.param(2, 1, 2, id="exact-behind"),
+    pytest.param(2, 3, 2, id="exact-ahead"),
+    pytest.param(0, 1, None, id="exact-1-new"),
+]
+
+
+@pytest.mark.parametrize(("existing", "expected"), SUCCEEDS)
+def test_expected_version_met(store: EventStore, existing: int, expected: ExpectedVersion) -> None:
+    if existing:
+        store.append("Order-1", new_events(existing))
+
+    result = store.append("Order-1", new_events(1), expected)
+
+    assert result.version == existing + 1
+    assert store.stream_version("Order-1") == existing + 1
+
+
+@pytest.mark.parametrize(("existing", "expected", "actual"), CONFLICTS)
+def test_expected_version_conflict_names_stream_expected_and_actual(
+    store: EventStore, existing: int, expected: ExpectedVersion, actual: int | None
+) -> None:
+    if existing:
+        store.append("Order-1", new_events(existing))
+    before = store.read_all()
+
+    with pytest.raises(WrongExpectedVersion) as raised:
+        store.append("Order-1", new_events(2), expected)
+
+    error = raised.value
+    assert isinstance(error, ConcurrencyError)
+    assert (error.stream, error.expected, error.actual) == ("Order-1", expected, actual)
+    assert "Order-1" in str(error)
+    assert store.read_all() == before
+    assert store.stream_version("Order-1") == actual
+
+
+# Repeated event ids
+
+
+def test_appending_the_same_batch_again_stores_it_once(store: EventStore) -> None:
+    batch = new_events(3)
+    first = store.append("Order-1", batch, NO_STREAM)
+    store.append("Order-2", new_events(1))
+
+    again = store.append("Order-1", batch, NO_STREAM)
+
+    assert again == first
+    assert ids(store.read_stream("Order-1")) == ids_of(batch)
+    assert len(store.read_all()) == 4
+
+
+def test_a_repeated_batch_inside_a_transaction_is_stored_once(store: EventStore) -> None:
+    batch = new_events(2)
+    with store.transaction() as tx:
+        first = tx.append("Order-1", batch)
+        assert tx.append("Order-1", batch) == first
+    assert ids(store.read_all()) == ids_of(batch)
+
+
+def test_a_batch_that_partly_overlaps_a_stored_one_is_refused(store: EventStore) -> None:
+    stored = new_events(2)
+    store.append("Order-1", stored)
+
+    with pytest.raises(EventIdConflict):
+        store.append("Order-1", [stored[1], *new_events(1)])
+    with pytest.raises(EventIdConflict):
+        store.append("Order-2", stored)
+    assert ids(store.read_all()) == ids_of(stored)
+
+
+def test_a_batch_that_repeats_an_id_is_refused(store: EventStore) -> None:
+    event = new_events(1)[0]
+    with pytest.raises(EventIdConflict):
+        store.append("Order-1", [event, event])
+    assert store.read_all() == []
+
+
+def ids_of(events: list[NewEvent]) -> list[uuid.UUID]:
+    return [event.event_id for event in events]
+
+
+# Malformed calls
+
+
+@pytest.mark.parametrize("stream", ["", "$all", "$Order-1"])
+def test_invalid_stream_names_are_refused(store: EventStore, stream: str) -> None:
+    with pytest.raises(ValueError, match="stream name"):
+        store.append(stream, new_events(1))
+
+
+def test_invalid_expected_versions_are_refused(store: EventStore) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        store.append("Order-1", new_events(1), -1)
+    with pytest.raises(TypeError):
+        store.append("Order-1", new_events(1), True)
+    assert store.read_all() == []
+
+
+def test_an_event_without_a_time_zone_is_refused(store: EventStore) -> None:
+    event = new_events(1)[0]
+    naive = NewEvent(
+        event.event_id, event.type, 1, event.data, event.correlation_id, None, datetime(2024, 1, 1)
+    )
+    with pytest.raises(ValueError, match="timezone"):
+        store.append("Order-1", [naive])
+
+
+def test_negative_limits_are_refused(store: EventStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        store.read_all(limit=-1)
+    with pytest.raises(ValueError, match="limit"):
+        store.read_stream("Order-1", limit=-1)
+    with pytest.raises(ValueError, match="limit"):
+        store.list_streams(limit=-1)
+
+
+# Reading a stream
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        pytest.param({}, [1, 2, 3, 4, 5], id="all"),
+        pytest.param({"from_version": 3}, [3, 4, 5], id="from"),
+        pytest.param({"from_version": 2, "limit": 2}, [2, 3], id="from-limit"),
+        pytest.param({"limit": 0}, [], id="limit-0"),
+        pytest.param({"from_version": 6}, [], id="from-beyond"),
+        pytest.param({"backwards": True}, [5, 4, 3, 2, 1], id="backwards"),
+        pytest.param({"backwards": True, "limit": 2}, [5, 4], id="backwards-limit"),
+        pytest.param({"backwards": True, "from_version": 3}, [3, 2, 1], id="backwards-from"),
+        pytest.param(
+            {"backwards": True, "from_version": 9, "limit": 3}, [5, 4, 3], id="backwards-beyond"
+        ),
+        pytest.param({"backwards": True, "from_version": 0}, [], id="backwards-from-0"),
+    ],
+)
+def test_read_stream(store: EventStore, kwargs: dict[str, Any], expected: list[int]) -> None:
+    store.append("Order-1", new_events(2))
+    store.append("Order-2", new_events(1))
+    store.append("Order-1", new_events(3))
+
+    records = store.read_stream("Order-1", **kwargs)
+
+    assert versions(records) == expected
+    assert all(record.stream == "Order-1" for record in records)
+
+
+# Reading $all
+
+
+@pytest.fixture
+def mixed(store: EventStore) -> list[RecordedEvent]:
+    """Order-1: Placed, Paid; Customer-7: Joined; Order-2: Placed; Order-1: Shipped."""
+    store.append("Order-1", [*new_events(1, "Placed"), *new_events(1, "Paid")])
+    store.append("Customer-7", new_events(1, "Joined"))
+    store.append("Order-2", new_events(1, "Placed"))
+    store.append("Order-1", new_events(1, "Shipped"))
+    return store.read_all()
+
+
+def test_read_all_returns_every_event_in_commit_order(
+    store: EventStore, mixed: list[RecordedEvent]
+) -> None:
+    assert [(r.stream, r.version, r.type) for r in mixed] == [
+        ("Order-1", 1, "Placed"),
+        ("Order-1", 2, "Paid"),
+        ("Customer-7", 1, "Joined"),
+        ("Order-2", 1, "Placed"),
+        ("Order-1", 3, "Shipped"),
+    ]
+    assert_increasing([r.position for r in mixed])
+
+
+def test_read_all_after_a_position_and_with_a_limit(
+    store: EventStore, mixed: list[RecordedEvent]
+) -> None:
+    positions = [r.position for r in mixed]
+
+    assert store.read_all(after=positions[1]) == mixed[2:]
+    assert store.read_all(after=positions[1], limit=2) == mixed[2:4]
+    assert store.read_all(limit=1) == mixed[:1]
+    assert store.read_all(limit=0) == []
+    assert store.read_all(after=positions[-1]) == []
+
+
+def test_read_all_pages_through_the_log(store: EventStore, mixed: list[RecordedEvent]) -> None:
+    pages: list[RecordedEvent] = []
+    after = 0
+    while page := store.read_all(after=after, limit=2):
+        pages.extend(page)
+        after = page[-1].position
+    assert pages == mixed
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        pytest.param({"categories": ["Order"]}, [0, 1, 3, 4], id="category"),
+        pytest.param({"categories": {"Customer", "Order"}}, [0, 1, 2, 3, 4], id="categories"),
+        pytest.param({"categories": ["Nothing"]}, [], id="unknown-category"),
+        pytest.param({"categories": []}, [], id="no-categories"),
+        pytest.param({"types": ["Placed"]}, [0, 3], id="type"),
+        pytest.param({"types": ("Placed", "Joined")}, [0, 2, 3], id="types"),
+        pytest.param({"categories": ["Order"], "types": ["Placed", "Joined"]}, [0, 3], id="both"),
+        pytest.param({"types": ["Placed", "Shipped"], "limit": 2}, [0, 3], id="type-limit"),
+    ],
+)
+def test_read_all_filters_by_category_and_type(
+    store: EventStore,
+    mixed: list[RecordedEvent],
+    filters: dict[str, Any],
+    expected: list[int],
+) -> None:
+    assert store.read_all(**filters) == [mixed[i] for i in expected]
+    if "limit" not in filters:
+        after_first = [mixed[i] for i in expected if i > 0]
+        assert store.read_all(after=mixed[0].position, **filters) == after_first
+
+
+# Transactions
+
+
+def test_a_transaction_commits_its_appends_together(store: EventStore) -> None:
+    with store.transaction() as tx:
+        tx.append("Order-1", new_events(2), NO_STREAM)
+        tx.append("Order-2", new_events(1), NO_STREAM)
+        assert store.read_all() == []
+        assert store.stream_version("Order-1") is None
+
+    assert [(r.stream, r.version) for r in store.read_all()] == [
+        ("Order-1", 1),
+        ("Order-1", 2),
+        ("Order-2", 1),
+    ]
+
+
+def test_an_explicit_commit_ends_the_transaction(store: EventStore) -> None:
+    with store.transaction() as tx:
+        result = tx.append("Order-1", new_events(1))
+        tx.commit()
+        with pytest.raises(RuntimeError):
+            tx.append("Order-1", new_events(1))
+    assert [r.position for r in store.read_all()] == list(result.positions)
+
+
+def test_rollback_discards_the_appends(store: EventStore) -> None:
+    store.append("Order-1", new_events(1))
+    with store.transaction() as tx:
+        tx.append("Order-1", new_events(2), 1)
+        tx.append("Order-2", new_events(1))
+        tx.rollback()
+
+    assert versions(store.read_stream("Order-1")) == [1]
+    assert store.stream_version("Order-2") is None
+    assert len(store.read_all()) == 1
+
+
+def test_an_exception_rolls_back_and_propagates(store: EventStore) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.transaction() as tx:
+        tx.append("Order-1", new_events(2))
+        raise Boom
+
+    assert store.read_all() == []
+    store.append("Order-1", new_events(1), NO_STREAM)
+    assert versions(store.read_stream("Order-1")) == [1]
+
+
+def test_reads_inside_a_transaction_see_its_own_appends(store: EventStore) -> None:
+    store.append("Order-1", new_events(2))
+    with store.transaction() as tx:
+        tx.append("Order-1", new_events(1), 2)
+        tx.append("Order-2", new_events(2), NO_STREAM)
+
+        assert versions(tx.read_stream("Order-1")) == [1, 2, 3]
+        assert versions(tx.read_stream("Order-1", backwards=True, limit=2)) == [3, 2]
+        assert versions(tx.read_stream("Order-2", from_version=2)) == [2]
+        tx.append("Order-2", new_events(1), 2)
+
+    assert versions(store.read_stream("Order-2")) == [1, 2, 3]
+
+
+def test_expected_versions_inside_a_transaction_count_its_own_appends(store: EventStore) -> None:
+    with pytest.raises(WrongExpectedVersion) as raised, store.transaction() as tx:
+        tx.append("Order-1", new_events(1), NO_STREAM)
+        tx.append("Order-1", new_events(1), NO_STREAM)
+
+    assert (raised.value.expected, raised.value.actual) == (NO_STREAM, 1)
+    assert store.read_all() == []
+
+
+# Listing and soft delete
+
+
+def test_list_streams_in_name_order_with_versions(store: EventStore) -> None:
+    for name in ["Order-2", "Customer-1", "Order-10", "Order-1"]:
+        store.append(name, new_events(2 if name == "Order-10" else 1))
+
+    listed = store.list_streams()
+
+    assert listed == [
+        StreamInfo("Customer-1", 1, 1, False),
+        StreamInfo("Order-1", 1, 1, False),
+        StreamInfo("Order-10", 2, 1, False),
+        StreamInfo("Order-2", 1, 1, False),
+    ]
+    assert [info.category for info in listed] == ["Customer", "Order", "Order", "Order"]
+    assert [i.name for i in store.list_streams("Order")] == ["Order-1", "Order-10", "Order-2"]
+    assert store.list_streams("Nothing") == []
+
+
+def test_list_streams_pages_by_name(store: EventStore) -> None:
+    names = [f"Order-{n:02d}" for n in range(7)] + ["Customer-1", "Customer-2"]
+    for name in names:
+        store.append(name, new_events(1))
+
+    pages: list[list[str]] = []
+    after = None
+    while page := store.list_streams("Order", after=after, limit=3):
+        pages.append([info.name for info in page])
+        after = page[-1].name
+
+    assert pages == [
+        ["Order-00", "Order-01", "Order-02"],
+        ["Order-03", "Order-04", "Order-05"],
+        ["Order-06"],
+    ]
+    assert [i.name for i in store.list_streams(after="Customer-1")][:2] == [
+        "Customer-2",
+        "Order-00",
+    ]
+    assert store.list_streams(limit=0) == []
+
+
+def test_a_deleted_stream_reads_as_absent_but_stays_in_all(store: EventStore) -> None:
+    store.append("Order-1", new_events(3))
+    store.append("Order-2", new_events(1))
+    log = store.read_all()
+
+    store.delete_stream("Order-1", 3)
+
+    assert store.read_stream("Order-1") == []
+    assert store.read_stream("Order-1", backwards=True) == []
+    assert store.stream_version("Order-1") is None
+    assert [info.name for info in store.list_streams()] == ["Order-2"]
+    assert store.list_streams(include_deleted=True) == [
+        StreamInfo("Order-1", 3, 4, True),
+        StreamInfo("Order-2", 1, 1, False),
+    ]
+    assert store.read_all() == log
+
+
+def test_deleting_a_missing_or_deleted_stream_is_not_found(store: EventStore) -> None:
+    with pytest.raises(StreamNotFound):
+        store.delete_stream("Order-1")
+    store.append("Order-1", new_events(1))
+    store.delete_stream("Order-1")
+    with pytest.raises(StreamNotFound) as raised:
+        store.delete_stream("Order-1")
+    assert raised.value.stream == "Order-1"
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual"),
+    [(NO_STREAM, 2), (1, 2), (3, 2)],
+    ids=["no-stream", "behind", "ahead"],
+)
+def test_delete_checks_the_expected_version(
+    store: EventStore, expected: ExpectedVersion, actual: int
+) -> None:
+    store.append("Order-1", new_events(2))
+
+    with pytest.raises(WrongExpectedVersion) as raised:
+        store.delete_stream("Order-1", expected)
+
+    assert (raised.value.stream, raised.value.expected, raised.value.actual) == (
+        "Order-1",
+        expected,
+        actual,
+    )
+    assert versions(store.read_stream("Order-1")) == [1, 2]
+
+
+def test_appending_to_a_deleted_stream_revives_it_and_numbering_continues(
+    store: EventStore,
+) -> None:
+    store.append("Order-1", new_events(2))
+    store.delete_stream("Order-1", STREAM_EXISTS)
+
+    with pytest.raises(WrongExpectedVersion) as raised:
+        store.append("Order-1", new_events(1), STREAM_EXISTS)
+    assert raised.value.actual is None
+    with pytest.raises(WrongExpectedVersion):
+        store.append("Order-1", new_events(1), 2)
+    result = store.append("Order-1", new_events(2), NO_STREAM)
+
+    assert result.version == 4
+    assert versions(store.read_stream("Order-1")) == [3, 4]
+    assert versions(store.read_stream("Order-1", from_version=1)) == [3, 4]
+    assert versions(store.read_stream("Order-1", backwards=True)) == [4, 3]
+    assert store.read_stream("Order-1", backwards=True, from_version=2) == []
+    assert store.stream_version("Order-1") == 4
+    assert store.list_streams() == [StreamInfo("Order-1", 4, 3, False)]
+    assert versions(store.read_all()) == [1, 2, 3, 4]
+    store.append("Order-1", new_events(1), 4)
+    assert versions(store.read_stream("Order-1")) == [3, 4, 5]
+
+
+def test_a_revived_stream_can_be_deleted_again(store: EventStore) -> None:
+    store.append("Order-1", new_events(1))
+    store.delete_stream("Order-1")
+    store.append("Order-1", new_events(1), 0)
+    store.delete_stream("Order-1", 2)
+
+    assert store.read_stream("Order-1") == []
+    assert store.list_streams(include_deleted=True) == [StreamInfo("Order-1", 2, 3, True)]
+
+
+def test_a_closed_store_is_unavailable(store: EventStore) -> None:
+    store.append("Order-1", new_events(1))
+    store.close()
+
+    with pytest.raises(StoreUnavailable):
+        store.append("Order-1", new_events(1))
+    with pytest.raises(StoreUnavailable):
+        store.read_all()
+
+
+# Concurrency
+
+
+def test_racing_writers_on_one_stream_get_contiguous_versions(store: EventStore) -> None:
+    writers = 16
+    store.append("Order-1", new_events(1), NO_STREAM)
+    batches = [new_events(1) for _ in range(writers)]
+    start = threading.Barrier(writers)
+    first_round: list[AppendResult | WrongExpectedVersion | None] = [None] * writers
+
+    def write(index: int) -> None:
+        start.wait()
+        try:
+            first_round[index] = store.append("Order-1", batches[index], 1)
+        except WrongExpectedVersion as exc:
+            first_round[index] = exc
+        start.wait()
+        if isinstance(first_round[index], AppendResult):
+            return
+        while True:  # the losers race again, until each one's event is in
+            version = store.stream_version("Order-1")
+            try:
+                store.append("Order-1", batches[index], version)
+                return
+            except WrongExpectedVersion:
+                continue
+
+    run_threads(writers, write)
+
+    won = [r for r in first_round if isinstance(r, AppendResult)]
+    lost = [r for r in first_round if isinstance(r, WrongExpectedVersion)]
+    assert len(won) == 1
+    assert won[0].version == 2
+    assert len(lost) == writers - 1
+    assert all((e.stream, e.expected, e.actual) == ("Order-1", 1, 2) for e in lost)
+    records = store.read_stream("Order-1")
+    assert versions(records) == list(range(1, writers + 2))
+    assert sorted(ids(records)[1:]) == sorted(batch[0].event_id for batch in batches)
+    assert_increasing([r.position for r in records])
+
+
+def tail(store: EventStore, count: int, seen: list[RecordedEvent], limit: int = 5) -> None:
+    """Read `$all` from the last position seen, as a subscriber does, until `count` arrived."""
+    deadline = time.monotonic() + PATIENCE
+    after = 0
+    while len(seen) < count:
+        assert time.monotonic() < deadline, f"the reader saw {len(seen)} of {count} events"
+        page = store.read_all(after=after, limit=limit)
+        seen.extend(page)
+        if page:
+            after = page[-1].position
+        else:
+            time.sleep(0.002)
+
+
+def test_a_reader_tailing_all_sees_every_event_once_in_order(store: EventStore) -> None:
+    writers, commits = 8, 12
+    seen: list[RecordedEvent] = []
+    reader = Background(tail, store, writers * commits * 2, seen)
+    reader.start()
+
+    def write(index: int) -> None:
+        for version in range(0, commits * 2, 2):
+            store.append(f"Writer-{index}", new_events(2), version)
+
+    run_threads(writers, write)
+    reader.finish()
+
+    log = store.read_all()
+    assert len(log) == writers * commits * 2
+    assert seen == log
+    assert len(set(ids(seen))) == len(seen)
+    assert_increasing([r.position for r in seen])
+    for index in range(writers):
+        mine = [r for r in seen if r.stream == f"Writer-{index}"]
+        assert versions(mine) == list(range(1, commits * 2 + 1))
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_a_reader_never_skips_a_transaction_held_open(store: EventStore, outcome: str) -> None:
+    store.append("Seed-1", new_events(1))
+    writers = 4
+    held = new_events(2)
+    expected = 1 + writers + (len(held) if outcome == "commit" else 0)
+    seen: list[RecordedEvent] = []
+    reader = Background(tail, store, expected, seen, 2)
+    later = [Background(store.append, f"Later-{i}", new_events(1)) for i in range(writers)]
+
+    with store.transaction() as tx:
+        tx.append("Held-1", held, NO_STREAM)
+        # Later transactions commit meanwhile, where the backend lets them.
+        for thread in later:
+            thread.start()
+        reader.start()
+        time.sleep(0.2)
+        assert not set(ids(seen)) & set(ids_of(held))
+        if outcome == "rollback":
+            tx.rollback()
+
+    for thread in later:
+        thread.finish()
+    reader.finish()
+    log = store.read_all()
+    assert seen == log
+    assert len(log) == expected
+    assert_increasing([r.position for r in seen])
+    assert [r.stream for r in log].count("Held-1") == (2 if outcome == "commit" else 0)
+    assert {r.stream for r in log} >= {f"Later-{i}" for i in range(writers)}

@@ -1,0 +1,218 @@
+"""What the SQLite store promises beyond the contract: its file, its schema, its failures."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tidings.errors import ConfigurationError, StoreUnavailable
+from tidings.store import AsyncSQLiteStore, NewEvent, SQLiteStore, StreamState
+from tidings.store.sqlite_sql import SCHEMA_VERSION
+
+
+def new_events(count: int = 1, type: str = "Happened") -> list[NewEvent]:
+    return [
+        NewEvent(uuid.uuid4(), type, 1, b"{}", uuid.uuid4(), None, datetime.now(UTC))
+        for _ in range(count)
+    ]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "events.db"
+
+
+@pytest.mark.parametrize(("durable", "synchronous"), [(True, 2), (False, 1)])
+def test_the_file_is_in_wal_mode_and_durable_by_default(
+    path: Path, durable: bool, synchronous: int
+) -> None:
+    store = SQLiteStore(path) if durable else SQLiteStore(path, durable=False)
+    with store.transaction() as tx:
+        assert tx.connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert tx.connection.execute("PRAGMA synchronous").fetchone() == (synchronous,)
+    store.close()
+
+
+def test_the_schema_version_is_recorded_on_first_use(path: Path) -> None:
+    store = SQLiteStore(path)
+    assert store.read_all() == []
+    store.close()
+
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version FROM tidings_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_a_file_with_a_newer_schema_is_refused(path: Path) -> None:
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE tidings_schema (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        raw.execute("INSERT INTO tidings_schema VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
+    store = SQLiteStore(path)
+
+    with pytest.raises(ConfigurationError, match="upgrade tidings"):
+        store.append("Order-1", new_events(1))
+    with pytest.raises(ConfigurationError):
+        store.read_all()
+    store.close()
+
+
+def test_events_survive_reopening_the_file(path: Path) -> None:
+    first = SQLiteStore(path)
+    written = first.append("Order-1", new_events(2))
+    first.close()
+
+    second = SQLiteStore(path)
+    assert [r.position for r in second.read_all()] == list(written.positions)
+    result = second.append("Order-1", new_events(1), 2)
+    assert result.version == 3
+    assert result.positions[0] > written.positions[-1]
+    second.close()
+
+
+@pytest.mark.parametrize("path_text", ["", ":memory:"])
+def test_a_store_needs_a_file(path_text: str) -> None:
+    with pytest.raises(ValueError, match="needs a file"):
+        SQLiteStore(path_text)
+
+
+def test_a_file_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "missing" / "events.db")
+    with pytest.raises(StoreUnavailable, match=r"events\.db"):
+        store.append("Order-1", new_events(1))
+    with pytest.raises(StoreUnavailable):
+        store.read_all()
+
+
+def test_application_state_commits_and_rolls_back_with_the_events(path: Path) -> None:
+    store = SQLiteStore(path)
+    with store.transaction() as tx:
+        tx.connection.execute("CREATE TABLE products (sku TEXT PRIMARY KEY, qty INTEGER)")
+        tx.connection.execute("INSERT INTO products VALUES ('LAMP', 10)")
+        tx.append("Product-LAMP", new_events(1), StreamState.NO_STREAM)
+
+    with pytest.raises(sqlite3.IntegrityError), store.transaction() as tx:
+        tx.connection.execute("UPDATE products SET qty = 7 WHERE sku = 'LAMP'")
+        tx.append("Product-LAMP", new_events(1), 1)
+        tx.connection.execute("INSERT INTO products VALUES ('LAMP', 1)")
+
+    with store.transaction() as tx:
+        assert tx.connection.execute("SELECT qty FROM products").fetchall() == [(10,)]
+    assert store.stream_version("Product-LAMP") == 1
+    store.close()
+
+
+def test_a_database_locked_elsewhere_is_unavailable_and_keeps_nothing(path: Path) -> None:
+    store = SQLiteStore(path, timeout=0.1)
+    store.append("Order-1", new_events(1))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    with pytest.raises(StoreUnavailable, match="locked"):
+        store.append("Order-1", new_events(2))
+    assert store.stream_version("Order-1") == 1  # readers do not wait for the writer
+
+    other.execute("ROLLBACK")
+    other.close()
+    assert store.append("Order-1", new_events(1), 1).version == 2
+    store.close()
+
+
+def test_a_writer_kept_waiting_by_a_transaction_gets_unavailable(path: Path) -> None:
+    store = SQLiteStore(path, timeout=0.1)
+    outcome: list[BaseException] = []
+
+    def append() -> None:
+        try:
+            store.append("Order-2", new_events(1))
+        except StoreUnavailable as exc:
+            outcome.append(exc)
+
+    with store.transaction() as tx:
+        tx.append("Order-1", new_events(1))
+        waiting = threading.Thread(target=append)
+        waiting.start()
+        waiting.join(5)
+
+    assert len(outcome) == 1
+    assert [r.stream for r in store.read_all()] == ["Order-1"]
+    store.close()
+
+
+def test_a_failure_mid_batch_keeps_nothing_of_the_transaction(path: Path) -> None:
+    store = SQLiteStore(path)
+    store.append("Order-1", new_events(1))
+
+    def fail() -> None:
+        raise OSError("disk gone")
+
+    with (
+        pytest.raises(StoreUnavailable, match="user-defined function"),
+        store.transaction() as tx,
+    ):
+        tx.connection.create_function("fail", 0, fail)
+        tx.connection.execute(
+            "CREATE TEMP TRIGGER fail_on_boom BEFORE INSERT ON main.tidings_events"
+            " WHEN NEW.type = 'Boom' BEGIN SELECT fail(); END"
+        )
+        tx.append("Order-2", new_events(2))
+        tx.append("Order-1", [*new_events(2), *new_events(1, "Boom")])
+
+    assert [(r.stream, r.version) for r in store.read_all()] == [("Order-1", 1)]
+    assert store.stream_version("Order-2") is None
+    assert store.append("Order-1", new_events(1, "Boom"), 1).version == 2
+    store.close()
+
+
+def test_two_stores_on_one_file_write_in_turn(path: Path) -> None:
+    stores = [SQLiteStore(path, durable=False), SQLiteStore(path, durable=False)]
+    stores[0].read_all()  # creates the schema before the race
+
+    def write(store: SQLiteStore, index: int) -> None:
+        for _ in range(10):
+            store.append("Shared-1", new_events(1))
+            store.append(f"Own-{index}", new_events(1))
+
+    threads = [threading.Thread(target=write, args=(stores[i % 2], i)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    log = stores[1].read_all()
+    assert len(log) == 80
+    positions = [r.position for r in log]
+    assert positions == sorted(set(positions))
+    assert [r.version for r in stores[0].read_stream("Shared-1")] == list(range(1, 41))
+    for store in stores:
+        store.close()
+
+
+def test_async_tasks_holding_transactions_across_awaits_take_turns(path: Path) -> None:
+    async def main() -> list[tuple[str, int]]:
+        store = AsyncSQLiteStore(path)
+
+        async def work(index: int) -> None:
+            async with store.transaction() as tx:
+                await tx.append(f"Task-{index}", new_events(1), StreamState.NO_STREAM)
+                await anyio.sleep(0.001)
+                await tx.append(f"Task-{index}", new_events(1), 1)
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(8):
+                tasks.start_soon(work, index)
+        records = await store.read_all()
+        await store.aclose()
+        return [(r.stream, r.version) for r in records]
+
+    written = asyncio.run(main())
+
+    assert sorted(written) == [(f"Task-{i}", v) for i in range(8) for v in (1, 2)]
+    for index in range(8):
+        mine = [version for stream, version in written if stream == f"Task-{index}"]
+        assert mine == [1, 2]
