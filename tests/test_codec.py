@@ -98,7 +98,7 @@ def test_two_classes_may_not_share_a_type_name() -> None:
         return Twin
 
     codec = Codec(Twin)
-    with pytest.raises(TypeError, match="codec.Twin"):
+    with pytest.raises(TypeError, match=r"codec\.Twin"):
         codec.register(other())
 
 

@@ -96,7 +96,7 @@ class MessageBus:
         return result
 
     def retry_dead_letter(self, letter_id: UUID) -> bool:
-        """Run a dead letter's handler again: True when it succeeds, else it is dead-lettered anew."""
+        """Run a dead letter's handler again: True on success, else it is dead-lettered anew."""
         letter = self.dead_letters.get(letter_id)
         handler = self._table.by_name(letter.handler)
         if handler is None:
