@@ -1,0 +1,1 @@
+"""Runnable applications on tidings: `allocation` (state-stored), `orders` (event-sourced)."""
