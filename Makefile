@@ -23,7 +23,7 @@ lint: install
 test: lint
 	$(UV) run pytest
 
-bench: install
+bench: $(UV)
 	$(UV) sync --locked --all-extras --group bench
 	$(UV) run python -m benchmarks.bus
 

@@ -1,0 +1,1 @@
+"""Benchmarks of tidings against a bare loop, the seed's bus and peer libraries."""
