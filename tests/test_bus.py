@@ -15,6 +15,7 @@ from tidings import (
     AsyncUnitOfWork,
     CascadeLimitExceeded,
     Command,
+    ConcurrencyError,
     DomainError,
     Envelope,
     Event,
@@ -46,6 +47,11 @@ class Open(Command):
 class Withdraw(Command):
     account: str
     amount: int
+
+
+@dataclass(frozen=True)
+class Greet(Command):
+    pass
 
 
 @dataclass(frozen=True)
@@ -328,6 +334,91 @@ def test_retry_waits_back_off_between_attempts(store: MemoryStore) -> None:
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert gaps[0] >= 0.05
     assert gaps[1] >= 0.1
+
+
+def test_a_command_is_not_retried_by_default(store: MemoryStore) -> None:
+    calls: list[int] = []
+    router = Router()
+
+    @router.handler
+    def fails(cmd: Greet) -> None:
+        calls.append(1)
+        raise ConcurrencyError("lost a race")
+
+    with pytest.raises(ConcurrencyError):
+        MessageBus(router, retry_waits=False).handle(Greet())
+    assert calls == [1]
+
+
+def test_a_command_retried_on_a_concurrency_error_runs_again_on_fresh_state(
+    store: MemoryStore,
+) -> None:
+    attempts: list[int] = []
+    racing = Router()
+
+    @racing.handler(retry=Retry(attempts=3, on=(ConcurrencyError,)))
+    def withdraw_racing(cmd: Withdraw, uow: UnitOfWork) -> int:
+        attempts.append(1)
+        with uow:
+            account = uow.repository(Account).get(cmd.account)
+            assert account is not None
+        if len(attempts) == 1:  # another writer commits between this read and the write
+            with UnitOfWork(store) as rival:
+                other = rival.repository(Account).get(cmd.account)
+                assert other is not None
+                other.withdraw(10)
+                rival.commit()
+        with uow:
+            account.withdraw(cmd.amount)
+            uow.repository(Account).add(account)
+            uow.commit()
+        return account.balance
+
+    bus = MessageBus(
+        [racing],
+        dependencies={"uow": UnitOfWork(store)},
+        retry_waits=False,
+    )
+    with UnitOfWork(store) as setup:
+        setup.repository(Account).add(Account.open("a1"))
+        setup.commit()
+    assert bus.handle(Withdraw("a1", 5)) == -15
+    assert len(attempts) == 2
+    assert [r.type for r in store.read_stream("Account-a1")] == [
+        "bus.Opened",
+        "bus.Withdrawn",
+        "bus.Withdrawn",
+    ]
+
+
+def test_a_command_retry_gives_up_after_its_attempts(store: MemoryStore) -> None:
+    calls: list[int] = []
+    router = Router()
+
+    @router.handler(retry=Retry(attempts=3, on=(ConcurrencyError,)))
+    def always_loses(cmd: Greet) -> None:
+        calls.append(1)
+        raise ConcurrencyError("lost again")
+
+    with pytest.raises(ConcurrencyError, match="lost again"):
+        MessageBus(router, retry_waits=False).handle(Greet())
+    assert len(calls) == 3
+
+
+def test_an_error_outside_retry_on_is_not_retried(store: MemoryStore) -> None:
+    calls: list[int] = []
+    listener = Router()
+
+    @listener.handler(retry=Retry(attempts=5, on=(TimeoutError,)))
+    def broken(event: Opened) -> None:
+        calls.append(1)
+        raise ValueError("a bug, not a hiccup")
+
+    bus = make_bus(store, [], listener)
+    bus.handle(Open("a1"))
+    assert len(calls) == 1
+    (letter,) = bus.dead_letters.list()
+    assert letter.attempts == 1
 
 
 def test_a_dead_letter_can_be_retried_once_the_cause_is_fixed(store: MemoryStore) -> None:

@@ -168,11 +168,11 @@ def test_a_union_annotation_registers_for_each_member() -> None:
     assert seen == [Greeted("a"), Waved("b")]
 
 
-def test_retry_is_for_event_handlers_only() -> None:
-    def greet(cmd: Greet) -> None: ...
-
-    with pytest.raises(ConfigurationError, match="retry applies to event handlers"):
-        Router().handler(retry=Retry(attempts=5))(greet)
+def test_retry_names_exception_classes() -> None:
+    with pytest.raises(ValueError, match="exception classes"):
+        Retry(on=("ConcurrencyError",))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="exception classes"):
+        Retry(on=())
 
 
 def test_routers_can_be_combined() -> None:

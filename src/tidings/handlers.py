@@ -22,6 +22,8 @@ from tidings.retry import Retry
 __all__ = ["BoundHandler", "HandlerSpec", "PerCall", "Router", "bind_handlers"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_ONCE = Retry(attempts=1)
 T = TypeVar("T")
 
 
@@ -90,16 +92,13 @@ class Router:
         """Register `fn` for the message type of its first parameter (or `message`).
 
         A union annotation registers it for each member. `retry` overrides the
-        bus's retry policy for this event handler.
+        bus's retry policy for an event handler; on a command or query handler,
+        which is not retried by default, it runs the handler again (its unit of
+        work too) when it raises one of `retry.on`, such as `ConcurrencyError`.
         """
 
         def register(fn: F) -> F:
             for message_type in _message_types(fn, message):
-                if retry is not None and not issubclass(message_type, Event):
-                    raise ConfigurationError(
-                        f"{_name(fn)}: retry applies to event handlers only; "
-                        f"{message_type.__qualname__} is not an event"
-                    )
                 self.specs.append(HandlerSpec(fn, message_type, retry))
             return fn
 
@@ -223,7 +222,8 @@ def _bind(
             factories[param.name] = provided.factory
         else:
             kwargs[param.name] = provided
-    return BoundHandler(spec, kwargs, factories, envelope_param, spec.retry or default_retry)
+    retry = spec.retry or (default_retry if issubclass(spec.message_type, Event) else _ONCE)
+    return BoundHandler(spec, kwargs, factories, envelope_param, retry)
 
 
 def _message_types(fn: Callable[..., Any], explicit: type[Message] | None) -> list[type[Message]]:

@@ -125,25 +125,29 @@ class MessageBus:
         single = self._table.for_single(type(message))
         if single is None:
             raise NoHandler(type(message))
-        dispatch = Dispatch(envelope)
-        token = set_dispatch(dispatch)
-        succeeded = False
-        try:
-            result = single.call(envelope)
-            if inspect.isawaitable(result):
-                result = run_coroutine(result, single.name)
-            succeeded = True
-        finally:
-            reset_dispatch(token)
-            caused = dispatch.collect()
-            # A failed command hands nothing on; what it did commit is in the log all the same.
-            if succeeded:
-                _queue.get().extend(caused)
-        return result
+        attempt = 0
+        while True:
+            attempt += 1
+            dispatch = Dispatch(envelope)
+            token = set_dispatch(dispatch)
+            try:
+                result = single.call(envelope)
+                if inspect.isawaitable(result):
+                    result = run_coroutine(result, single.name)
+            except Exception as exc:
+                if not single.retry.retries(exc, attempt):
+                    raise
+                self._log_retry(single, envelope, attempt, exc)
+            else:
+                _queue.get().extend(dispatch.collect())
+                return result
+            finally:
+                # A failed command hands nothing on; what it did commit is in the log all the same.
+                reset_dispatch(token)
+            self._wait(single.retry, attempt)
 
     def _run_event_handler(self, handler: BoundHandler, envelope: Envelope[Message]) -> bool:
         """Call an event handler under its retry policy; dead-letter it when every attempt fails."""
-        policy = handler.retry
         attempt = 0
         while True:
             attempt += 1
@@ -155,7 +159,7 @@ class MessageBus:
                     run_coroutine(result, handler.name)
                 return True
             except Exception as exc:
-                if attempt >= policy.attempts:
+                if not handler.retry.retries(exc, attempt):
                     logger.error(
                         "handler %s failed on %s %s (correlation %s) after %d attempts",
                         handler.name,
@@ -167,21 +171,30 @@ class MessageBus:
                     )
                     self.dead_letters.add(DeadLetter.of(envelope, handler.name, exc, attempt))
                     return False
-                logger.warning(
-                    "handler %s failed on %s %s, attempt %d of %d: %r",
-                    handler.name,
-                    type(envelope.message).__name__,
-                    envelope.message_id,
-                    attempt,
-                    policy.attempts,
-                    exc,
-                )
+                self._log_retry(handler, envelope, attempt, exc)
             finally:
                 reset_dispatch(token)
                 # Events a handler committed are facts even if it failed afterwards.
                 _queue.get().extend(dispatch.collect())
-            if self.retry_waits:
-                time.sleep(policy.delay(attempt))
+            self._wait(handler.retry, attempt)
+
+    def _log_retry(
+        self, handler: BoundHandler, envelope: Envelope[Message], attempt: int, error: Exception
+    ) -> None:
+        logger.warning(
+            "handler %s failed on %s %s, attempt %d of %d: %r",
+            handler.name,
+            type(envelope.message).__name__,
+            envelope.message_id,
+            attempt,
+            handler.retry.attempts,
+            error,
+        )
+
+    def _wait(self, policy: Retry, failed_attempt: int) -> None:
+        if self.retry_waits:
+            delay = policy.delay(failed_attempt)
+            time.sleep(delay)
 
 
 def _wrap(layer: Middleware, call_next: CallNext) -> CallNext:
