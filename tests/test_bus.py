@@ -686,3 +686,14 @@ def test_the_logging_middleware_logs_ids_outcome_and_timing(
     assert lines[1].startswith("Opened ")
     assert f"causation {command.message_id}" in lines[1]
     assert "Withdraw" in lines[2] and "failed" in lines[2] and "Overdrawn" in lines[2]
+
+
+def test_an_object_with_an_async_call_is_awaited() -> None:
+    class Greeter:
+        async def __call__(self, cmd: Greet) -> str:
+            await asyncio.sleep(0)
+            return "hello"
+
+    router = Router()
+    router.handler(message=Greet)(Greeter())
+    assert MessageBus(router).handle(Greet()) == "hello"

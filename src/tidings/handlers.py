@@ -48,7 +48,7 @@ class HandlerSpec:
 
     @property
     def name(self) -> str:
-        return f"{self.fn.__module__}.{self.fn.__qualname__}"
+        return _name(self.fn)
 
 
 class Router:
@@ -119,9 +119,15 @@ class BoundHandler:
     envelope_param: str | None
     retry: Retry
     name: str = field(init=False)
+    is_async: bool = field(init=False)
+    """Whether calling it returns an awaitable, known once so dispatch need not inspect results."""
 
     def __post_init__(self) -> None:
         self.name = self.spec.name
+        fn = self.spec.fn
+        self.is_async = inspect.iscoroutinefunction(fn) or (
+            not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
+        )
 
     def call(self, envelope: Envelope[Message]) -> Any:
         kwargs = self.kwargs
@@ -270,4 +276,6 @@ def _is_envelope(annotation: Any) -> bool:
 
 
 def _name(fn: Callable[..., Any]) -> str:
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+    """`module.qualname` of a function, or of the class of a callable object."""
+    named = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"

@@ -7,12 +7,12 @@ in the `Envelope`, so domain classes stay free of storage fields.
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 __all__ = [
     "Command",
@@ -79,15 +79,38 @@ def event_classes_named(type_name: str) -> list[type[Event]]:
 
 
 def new_id() -> UUID:
-    """A time-ordered UUID (version 7), so ids sort by creation and index well."""
+    """A time-ordered UUID (version 7), so ids sort by creation and index well.
+
+    Within one millisecond a 12-bit counter keeps a process's ids in order
+    (RFC 9562, method 1). The random bits come from `random`, reseeded in a
+    forked child: ids must be unique, not unguessable, and this is several
+    times faster than `os.urandom` on the bus's hot path.
+    """
+    global _last_ms, _counter
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
-    return UUID(int=value)
+    if ms > _last_ms:
+        _last_ms, _counter = ms, _getrandbits(11)
+    else:  # the same millisecond, or the clock stepped back: count on from the last id
+        _counter += 1
+        if _counter > 0xFFF:
+            _last_ms, _counter = _last_ms + 1, 0
+    uuid = object.__new__(UUID)
+    object.__setattr__(
+        uuid,
+        "int",
+        (_last_ms & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | _counter << 64
+        | 0b10 << 62
+        | _getrandbits(62),
+    )
+    object.__setattr__(uuid, "is_safe", SafeUUID.unknown)
+    return uuid
+
+
+_getrandbits = random.getrandbits
+_last_ms = 0
+_counter = 0
 
 
 def utc_now() -> datetime:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -131,7 +130,7 @@ class AsyncMessageBus:
             token = set_dispatch(dispatch)
             try:
                 result = single.call(envelope)
-                if inspect.isawaitable(result):
+                if single.is_async:
                     result = await result  # sync: result = run_coroutine(result, single.name)
             except Exception as exc:
                 if not single.retry.retries(exc, attempt):
@@ -154,7 +153,7 @@ class AsyncMessageBus:
             token = set_dispatch(dispatch)
             try:
                 result = handler.call(envelope)
-                if inspect.isawaitable(result):
+                if handler.is_async:
                     await result  # sync: run_coroutine(result, handler.name)
                 return True
             except Exception as exc:

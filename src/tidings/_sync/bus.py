@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -132,7 +131,7 @@ class MessageBus:
             token = set_dispatch(dispatch)
             try:
                 result = single.call(envelope)
-                if inspect.isawaitable(result):
+                if single.is_async:
                     result = run_coroutine(result, single.name)
             except Exception as exc:
                 if not single.retry.retries(exc, attempt):
@@ -155,7 +154,7 @@ class MessageBus:
             token = set_dispatch(dispatch)
             try:
                 result = handler.call(envelope)
-                if inspect.isawaitable(result):
+                if handler.is_async:
                     run_coroutine(result, handler.name)
                 return True
             except Exception as exc:
