@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID, SafeUUID
+
+import msgspec
+import msgspec.structs
 
 __all__ = [
     "Command",
@@ -104,11 +106,12 @@ def new_id() -> UUID:
         | 0b10 << 62
         | _getrandbits(62),
     )
-    object.__setattr__(uuid, "is_safe", SafeUUID.unknown)
+    object.__setattr__(uuid, "is_safe", _UNKNOWN_SAFETY)
     return uuid
 
 
 _getrandbits = random.getrandbits
+_UNKNOWN_SAFETY = SafeUUID.unknown
 _last_ms = 0
 _counter = 0
 
@@ -121,13 +124,16 @@ M = TypeVar("M", bound=Message, covariant=True)
 N = TypeVar("N", bound=Message)
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope(Generic[M]):
+class Envelope(msgspec.Struct, Generic[M], frozen=True, gc=False):
     """A message with its metadata.
 
     `correlation_id` names the whole conversation (the id of the request that
     began it), `causation_id` the message that directly caused this one.
     `stream`, `version` and `position` are set once an event is stored.
+
+    A frozen msgspec struct rather than a dataclass: one is made for every
+    message the bus handles, and a struct is built several times faster. It
+    holds no reference cycles, so the garbage collector need not track it.
     """
 
     message: M
@@ -135,7 +141,7 @@ class Envelope(Generic[M]):
     correlation_id: UUID
     causation_id: UUID | None
     occurred_at: datetime
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
     stream: str | None = None
     version: int | None = None
     position: int | None = None
@@ -171,4 +177,4 @@ class Envelope(Generic[M]):
 
     def stored(self, stream: str, version: int, position: int) -> Envelope[M]:
         """This envelope as recorded in the log."""
-        return replace(self, stream=stream, version=version, position=position)
+        return msgspec.structs.replace(self, stream=stream, version=version, position=position)
