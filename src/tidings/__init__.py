@@ -40,6 +40,7 @@ from tidings.store import (
     StreamInfo,
     StreamState,
 )
+from tidings.store.urls import default_store_url, open_async_store, open_store
 
 __all__ = [
     "Aggregate",
@@ -92,5 +93,8 @@ __all__ = [
     "UnknownEventType",
     "WrongExpectedVersion",
     "applies",
+    "default_store_url",
     "new_id",
+    "open_async_store",
+    "open_store",
 ]

@@ -1,0 +1,5 @@
+"""`python -m tidings`: the `tidings` command line."""
+
+from tidings.cli import main
+
+main()

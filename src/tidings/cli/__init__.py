@@ -1,0 +1,39 @@
+"""The `tidings` command line: read the event log, trace requests, manage the schema, serve.
+
+Every command takes `--store URL` (default: `TIDINGS_STORE`, else the SQLite
+file `var/tidings.db`). Bad arguments exit with status 2 and an unreachable
+store with 1, each with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from tidings.cli.db import db_app
+from tidings.cli.events import events
+from tidings.cli.group import TidingsGroup
+from tidings.cli.serve import serve
+from tidings.cli.streams import streams
+from tidings.cli.tail import tail
+from tidings.cli.trace import trace
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    cls=TidingsGroup,
+    name="tidings",
+    help="Read and manage a tidings event store.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command()(events)
+app.command()(tail)
+app.command()(streams)
+app.command()(trace)
+app.command()(serve)
+app.add_typer(db_app)
+
+
+def main() -> None:
+    """The `tidings` console script."""
+    app()

@@ -1,0 +1,144 @@
+"""How the commands show events: decoded payloads, rich tables and lines, JSON lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterable
+from datetime import UTC
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tidings.codec import Codec
+from tidings.errors import EventDecodeError
+from tidings.store import RecordedEvent
+
+__all__ = [
+    "as_json",
+    "event_table",
+    "event_text",
+    "payload",
+    "payload_text",
+    "stdout",
+    "time_text",
+    "write_json_lines",
+]
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+_DATA_MIN_WIDTH = 16
+
+
+def stdout() -> Console:
+    """A console on the current standard output (which tests and pipes may replace)."""
+    return Console(file=sys.stdout, highlight=False)
+
+
+def payload(record: RecordedEvent, codec: Codec) -> Any:
+    """The event's data: decoded through its class (upcast to the current shape) when one is
+    loaded, else the stored JSON as it is."""
+    try:
+        event = codec.decode(record.type, record.schema_version, record.data)
+    except (EventDecodeError, TypeError):  # TypeError: two loaded classes claim the type name
+        try:
+            return msgspec.json.decode(record.data)
+        except msgspec.DecodeError:
+            return record.data.decode("utf-8", errors="replace")
+    return msgspec.to_builtins(_all_fields(event))
+
+
+def _all_fields(value: Any) -> Any:
+    """Dataclasses as dicts of every field: msgspec leaves out fields at their default."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _all_fields(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_all_fields(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _all_fields(item) for key, item in value.items()}
+    return value
+
+
+def payload_text(record: RecordedEvent, codec: Codec) -> str:
+    return _encoder.encode(payload(record, codec)).decode()
+
+
+def time_text(record: RecordedEvent) -> str:
+    """The time in UTC to the millisecond: `2026-05-04T09:30:00.125Z`."""
+    return record.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def as_json(record: RecordedEvent, codec: Codec) -> bytes:
+    headers: Any = msgspec.json.decode(record.headers) if record.headers else {}
+    return _encoder.encode(
+        {
+            "position": record.position,
+            "stream": record.stream,
+            "version": record.version,
+            "type": record.type,
+            "schema_version": record.schema_version,
+            "event_id": record.event_id,
+            "correlation_id": record.correlation_id,
+            "causation_id": record.causation_id,
+            "occurred_at": record.occurred_at,
+            "headers": headers,
+            "data": payload(record, codec),
+        }
+    )
+
+
+def write_json_lines(records: Iterable[RecordedEvent], codec: Codec) -> None:
+    """Write one JSON object per event to standard output, and flush it for pipes."""
+    out = sys.stdout
+    for record in records:
+        out.write(as_json(record, codec).decode())
+        out.write("\n")
+    out.flush()
+
+
+def event_table(records: Iterable[RecordedEvent], codec: Codec, width: int) -> Table:
+    """One event a line, in `width` columns; payloads too long end in an ellipsis (see --json)."""
+    headers = ("position", "stream", "version", "type", "time", "correlation")
+    rows = [
+        (
+            str(record.position),
+            record.stream,
+            str(record.version),
+            record.type,
+            time_text(record),
+            str(record.correlation_id),
+            payload_text(record, codec),
+        )
+        for record in records
+    ]
+    table = Table(box=None, header_style="bold")
+    for header in headers:
+        numeric = header in ("position", "version")
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
+    # The payload takes the width the other columns leave, at least a little (each pads by 2).
+    used = sum(2 + max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers)))
+    table.add_column(
+        "data", no_wrap=True, overflow="ellipsis", max_width=max(_DATA_MIN_WIDTH, width - used - 2)
+    )
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def event_text(record: RecordedEvent, codec: Codec) -> Text:
+    """One event on one line, as `tail` prints it."""
+    return Text.assemble(
+        (f"{record.position:>8}", "bold"),
+        "  ",
+        (f"{record.stream}@{record.version}", "cyan"),
+        "  ",
+        (record.type, "green"),
+        "  ",
+        (time_text(record), "dim"),
+        "  ",
+        (str(record.correlation_id), "dim"),
+        "  ",
+        payload_text(record, codec),
+    )
