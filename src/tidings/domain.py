@@ -102,6 +102,8 @@ class EventSourced(Aggregate):
     """
 
     __appliers__: ClassVar[dict[type[Event], Callable[[Any, Any], None]]] = {}
+    snapshot_every: ClassVar[int | None] = None
+    """Take a snapshot every N events (None: never); state is the class's annotated fields."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -10,16 +10,13 @@ async one.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import pytest
 from anyio.from_thread import BlockingPortal
 
 from tests.services import postgres_dsn
@@ -43,12 +40,14 @@ def sqlite(tmp_path: Path) -> Iterator[Opener]:
 @contextmanager
 def postgres(tmp_path: Path) -> Iterator[Opener]:
     dsn = postgres_dsn()
-    module = _postgres_module()
+    from tidings.store.postgres import AsyncPostgresStore, PostgresStore
+
     schema = f"contract_{uuid.uuid4().hex[:12]}"
 
     def open_store(asynchronous: bool) -> Any:
-        store_type = module.AsyncPostgresStore if asynchronous else module.PostgresStore
-        return store_type(dsn, schema=schema)
+        if asynchronous:
+            return AsyncPostgresStore(dsn, schema=schema)
+        return PostgresStore(dsn, schema=schema)
 
     try:
         yield open_store
@@ -60,15 +59,6 @@ def postgres(tmp_path: Path) -> Iterator[Opener]:
             connection.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
             )
-
-
-def _postgres_module() -> ModuleType:
-    try:
-        return importlib.import_module("tidings.store.postgres")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tidings.store.postgres":
-            raise
-        pytest.skip("tidings.store.postgres does not exist yet")
 
 
 BACKENDS: dict[str, Backend] = {"memory": memory, "sqlite": sqlite, "postgres": postgres}

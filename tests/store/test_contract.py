@@ -31,6 +31,7 @@ from tidings.store import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
 )
@@ -636,6 +637,70 @@ def test_a_revived_stream_can_be_deleted_again(store: EventStore) -> None:
     assert store.list_streams(include_deleted=True) == [StreamInfo("Order-1", 2, 3, True)]
 
 
+# Snapshots
+
+
+def snapshot(stream: str, version: int, data: bytes = b"{}") -> Snapshot:
+    return Snapshot(stream, version, "shape-1", data)
+
+
+def test_a_snapshot_is_kept_per_stream_and_outside_all(store: EventStore) -> None:
+    store.append("Order-1", new_events(3))
+    store.append("Order-2", new_events(1))
+    log = store.read_all()
+
+    assert store.read_snapshot("Order-1") is None
+    assert store.save_snapshot(snapshot("Order-1", 2, b'{"n":2}')) is True
+
+    assert store.read_snapshot("Order-1") == snapshot("Order-1", 2, b'{"n":2}')
+    assert store.read_snapshot("Order-2") is None
+    assert store.read_all() == log
+    assert [info.name for info in store.list_streams()] == ["Order-1", "Order-2"]
+
+
+def test_a_later_snapshot_replaces_an_earlier_one_and_never_the_reverse(
+    store: EventStore,
+) -> None:
+    store.append("Order-1", new_events(4))
+    store.save_snapshot(snapshot("Order-1", 2))
+
+    assert store.save_snapshot(snapshot("Order-1", 4, b'{"n":4}')) is True
+    assert store.save_snapshot(snapshot("Order-1", 3)) is False
+    assert store.read_snapshot("Order-1") == snapshot("Order-1", 4, b'{"n":4}')
+    replaced = Snapshot("Order-1", 4, "shape-2", b'{"m":4}')
+    assert store.save_snapshot(replaced) is True
+    assert store.read_snapshot("Order-1") == replaced
+
+
+@pytest.mark.parametrize(
+    ("stream", "version"),
+    [("Order-404", 1), ("Order-1", 3), ("Order-1", 0)],
+    ids=["missing-stream", "beyond-the-stream", "version-0"],
+)
+def test_a_snapshot_of_a_version_the_stream_lacks_is_not_kept(
+    store: EventStore, stream: str, version: int
+) -> None:
+    store.append("Order-1", new_events(2))
+
+    assert store.save_snapshot(snapshot(stream, version)) is False
+    assert store.read_snapshot(stream) is None
+
+
+def test_a_deleted_stream_loses_its_snapshot_even_once_revived(store: EventStore) -> None:
+    store.append("Order-1", new_events(3))
+    store.save_snapshot(snapshot("Order-1", 3))
+
+    store.delete_stream("Order-1")
+    assert store.read_snapshot("Order-1") is None
+    assert store.save_snapshot(snapshot("Order-1", 3)) is False
+
+    store.append("Order-1", new_events(2), NO_STREAM)
+    assert store.read_snapshot("Order-1") is None
+    assert store.save_snapshot(snapshot("Order-1", 3)) is False
+    assert store.save_snapshot(snapshot("Order-1", 5)) is True
+    assert store.read_snapshot("Order-1") == snapshot("Order-1", 5)
+
+
 def test_a_closed_store_is_unavailable(store: EventStore) -> None:
     store.append("Order-1", new_events(1))
     store.close()
@@ -656,22 +721,25 @@ def test_racing_writers_on_one_stream_get_contiguous_versions(store: EventStore)
     start = threading.Barrier(writers)
     first_round: list[AppendResult | WrongExpectedVersion | None] = [None] * writers
 
+    turns = [threading.Event() for _ in range(writers)]
+
     def write(index: int) -> None:
         start.wait()
         try:
             first_round[index] = store.append("Order-1", batches[index], 1)
         except WrongExpectedVersion as exc:
             first_round[index] = exc
-        start.wait()
-        if isinstance(first_round[index], AppendResult):
+        start.wait()  # every writer knows how the race ended
+        losers = [i for i, r in enumerate(first_round) if isinstance(r, WrongExpectedVersion)]
+        if index not in losers:
             return
-        while True:  # the losers race again, until each one's event is in
-            version = store.stream_version("Order-1")
-            try:
-                store.append("Order-1", batches[index], version)
-                return
-            except WrongExpectedVersion:
-                continue
+        # The losers retry one after the other, each at the version the previous one left.
+        rank = losers.index(index)
+        if rank > 0:
+            assert turns[rank].wait(PATIENCE), "the previous loser never appended"
+        store.append("Order-1", batches[index], 2 + rank)
+        if rank + 1 < writers:
+            turns[rank + 1].set()
 
     run_threads(writers, write)
 

@@ -24,13 +24,14 @@ from tidings.errors import (
     StoreUnavailable,
     WrongExpectedVersion,
 )
-from tidings.store import NewEvent, RecordedEvent, StreamState
+from tidings.store import NewEvent, RecordedEvent, Snapshot, StreamState
 
 psycopg = pytest.importorskip("psycopg")
 from psycopg import sql  # noqa: E402
 
 from tidings.store.postgres import (  # noqa: E402
     EVENTS_PER_TRANSACTION,
+    SCHEMA_VERSION,
     AsyncPostgresStore,
     PostgresStore,
 )
@@ -355,6 +356,41 @@ def test_a_lost_connection_is_unavailable_and_keeps_nothing(
     assert store.append("Order-1", new_events(1)).version == 1  # the pool replaced it
 
 
+def test_an_async_transaction_on_a_lost_connection_is_unavailable_and_keeps_nothing(
+    dsn: str, schema: str
+) -> None:
+    async def main() -> None:
+        store = AsyncPostgresStore(dsn, schema=schema)
+        try:
+            await store.append("Seed-1", new_events(1))
+            with pytest.raises(StoreUnavailable):
+                async with store.transaction() as tx:
+                    await tx.append("Order-1", new_events(3))
+                    await anyio.to_thread.run_sync(terminate, dsn, tx.connection.info.backend_pid)
+                    await tx.append("Order-1", new_events(2))
+            assert await store.read_stream("Order-1") == []
+            assert (await store.append("Order-1", new_events(1))).version == 1
+        finally:
+            await store.aclose()
+
+    anyio.run(main)
+
+
+def test_a_joined_connection_lost_is_unavailable_and_keeps_nothing(
+    store: PostgresStore, dsn: str
+) -> None:
+    store.append("Seed-1", new_events(1))
+    with psycopg.connect(dsn) as connection:
+        writer = store.joined(connection)
+        writer.append("Order-1", new_events(3))
+        terminate(dsn, connection.info.backend_pid)
+        with pytest.raises(StoreUnavailable):
+            writer.append("Order-1", new_events(2))
+
+    assert store.read_stream("Order-1") == []
+    assert len(store.read_all()) == 1
+
+
 def terminate(dsn: str, pid: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as admin:
         (done,) = admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone()
@@ -375,6 +411,29 @@ def test_an_unreachable_server_is_unavailable() -> None:
 # Schema
 
 
+def test_a_schema_at_version_1_gains_the_snapshot_table_and_keeps_its_events(
+    dsn: str, schema: str
+) -> None:
+    first = PostgresStore(dsn, schema=schema)
+    first.append("Order-1", new_events(2))
+    first.close()
+    with psycopg.connect(dsn) as raw:  # as the first release left it
+        raw.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "snapshots")))
+        raw.execute(
+            sql.SQL("DELETE FROM {} WHERE version > 1").format(
+                sql.Identifier(schema, "schema_version")
+            )
+        )
+
+    store = PostgresStore(dsn, schema=schema)
+    try:
+        assert store.stream_version("Order-1") == 2
+        assert store.save_snapshot(Snapshot("Order-1", 2, "shape", b"{}"))
+        assert store.read_snapshot("Order-1") == Snapshot("Order-1", 2, "shape", b"{}")
+    finally:
+        store.close()
+
+
 def test_concurrent_first_users_create_the_schema_once(dsn: str, schema: str) -> None:
     users = 4
     stores = [PostgresStore(dsn, schema=schema) for _ in range(users)]
@@ -392,9 +451,11 @@ def test_concurrent_first_users_create_the_schema_once(dsn: str, schema: str) ->
 
     with psycopg.connect(dsn) as connection:
         versions = connection.execute(
-            sql.SQL("SELECT version FROM {}").format(sql.Identifier(schema, "schema_version"))
+            sql.SQL("SELECT version FROM {} ORDER BY version").format(
+                sql.Identifier(schema, "schema_version")
+            )
         ).fetchall()
-    assert versions == [(1,)]
+    assert versions == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
 
 
 def test_a_schema_newer_than_this_release_is_refused(

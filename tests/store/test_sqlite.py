@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from tidings.errors import ConfigurationError, StoreUnavailable
-from tidings.store import AsyncSQLiteStore, NewEvent, SQLiteStore, StreamState
+from tidings.store import AsyncSQLiteStore, NewEvent, Snapshot, SQLiteStore, StreamState
 from tidings.store.sqlite_sql import SCHEMA_VERSION
 
 
@@ -46,7 +46,8 @@ def test_the_schema_version_is_recorded_on_first_use(path: Path) -> None:
     store.close()
 
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT version FROM tidings_schema").fetchall() == [(SCHEMA_VERSION,)]
+        recorded = raw.execute("SELECT version FROM tidings_schema ORDER BY version").fetchall()
+    assert recorded == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
 
 
 def test_a_file_with_a_newer_schema_is_refused(path: Path) -> None:
@@ -60,6 +61,28 @@ def test_a_file_with_a_newer_schema_is_refused(path: Path) -> None:
     with pytest.raises(ConfigurationError):
         store.read_all()
     store.close()
+
+
+def test_a_file_at_schema_1_gains_the_snapshot_table_and_keeps_its_events(path: Path) -> None:
+    store = SQLiteStore(path)
+    store.append("Order-1", new_events(2))
+    store.close()
+    with sqlite3.connect(path) as raw:  # as the first release left it
+        raw.execute("DROP TABLE tidings_snapshots")
+        raw.execute("DELETE FROM tidings_schema WHERE version > 1")
+    raw.close()
+
+    store = SQLiteStore(path)
+    try:
+        assert store.stream_version("Order-1") == 2
+        assert store.save_snapshot(Snapshot("Order-1", 2, "shape", b"{}"))
+        assert store.read_snapshot("Order-1") == Snapshot("Order-1", 2, "shape", b"{}")
+    finally:
+        store.close()
+    with sqlite3.connect(path) as raw:
+        recorded = raw.execute("SELECT version FROM tidings_schema ORDER BY version").fetchall()
+    raw.close()
+    assert recorded == [(1,), (2,)]
 
 
 def test_events_survive_reopening_the_file(path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -10,9 +11,11 @@ from typing import Any, Generic, Self, TypeVar
 from tidings.codec import Codec
 from tidings.context import current_dispatch
 from tidings.domain import Aggregate, EventSourced
+from tidings.errors import EventDecodeError
 from tidings.messages import Envelope, Event, new_id, utc_now
+from tidings.snapshots import SnapshotCodec, snapshot_codec
 from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction
-from tidings.store.records import ExpectedVersion, StreamState
+from tidings.store.records import ExpectedVersion, Snapshot, StreamState
 
 __all__ = ["AsyncEventSourcedRepository", "AsyncRepository", "AsyncUnitOfWork"]
 
@@ -22,6 +25,8 @@ ES = TypeVar("ES", bound=EventSourced)
 
 # Orders aggregates across repositories: events are stored in the order aggregates were met.
 _tracking = itertools.count()
+
+logger = logging.getLogger(__name__)
 
 
 class AsyncRepository(Generic[A]):
@@ -62,7 +67,14 @@ class AsyncRepository(Generic[A]):
 
 
 class AsyncEventSourcedRepository(AsyncRepository[ES]):
-    """Loads event-sourced aggregates from their streams, inside a unit of work's transaction."""
+    """Loads event-sourced aggregates from their streams, inside a unit of work's transaction.
+
+    A type that sets `snapshot_every` starts from its stream's latest snapshot
+    and replays only the events after it; a snapshot of another shape is
+    ignored and the whole stream replayed. The aggregate's version is that of
+    the last event read, which after a soft delete and revival is not the
+    number of events replayed.
+    """
 
     def __init__(self, uow: AsyncUnitOfWork, aggregate_type: type[ES]) -> None:
         super().__init__()
@@ -75,13 +87,36 @@ class AsyncEventSourcedRepository(AsyncRepository[ES]):
 
     async def _get(self, aggregate_id: Any) -> ES | None:
         stream = self._type.stream_for(aggregate_id)
-        records = await self._uow.transaction.read_stream(stream)
-        if not records:
-            return None
-        codec = self._uow.codec
-        return self._type.rebuild(
-            str(aggregate_id), (codec.decode(r.type, r.schema_version, r.data) for r in records)
+        aggregate = await self._from_snapshot(stream, aggregate_id)
+        records = await self._uow.transaction.read_stream(
+            stream, from_version=None if aggregate is None else aggregate.version + 1
         )
+        if aggregate is None:
+            if not records:
+                return None
+            aggregate = self._type(str(aggregate_id))
+        codec = self._uow.codec
+        for record in records:
+            try:
+                event = codec.decode(record.type, record.schema_version, record.data)
+            except EventDecodeError as exc:
+                exc.locate(record.stream, record.version, record.position)
+                raise
+            aggregate._apply(event)
+        if records:
+            aggregate.version = records[-1].version
+        return aggregate
+
+    async def _from_snapshot(self, stream: str, aggregate_id: Any) -> ES | None:
+        """The aggregate as its latest usable snapshot left it, or None."""
+        snapshots = snapshot_codec(self._type)
+        if snapshots is None:
+            return None
+        snapshot = await self._uow.store.read_snapshot(stream)
+        if snapshot is None:
+            return None
+        aggregate = self._type(str(aggregate_id))
+        return aggregate if snapshots.restore(aggregate, snapshot) else None
 
 
 class AsyncUnitOfWork:
@@ -99,6 +134,13 @@ class AsyncUnitOfWork:
     collects them itself and handles them after the current message.
     Subclasses add repositories as attributes (state-stored aggregates), and
     `repository(SomeEventSourced)` gives the one for an event-sourced type.
+
+    Snapshots due at a commit (see `EventSourced.snapshot_every`) are saved
+    when the block ends, each in a store call of its own: a snapshot only
+    spares replaying, so it never holds the commit's transaction (and its
+    locks) longer, and failing to save one is logged, never raised into the
+    command that committed. Loading from an older snapshot, or none, is
+    merely slower.
     """
 
     def __init__(self, store: AsyncEventStore, *, codec: Codec | None = None) -> None:
@@ -109,6 +151,7 @@ class AsyncUnitOfWork:
         self._finished = False
         self._event_sourced: dict[type[EventSourced], AsyncEventSourcedRepository[Any]] = {}
         self._new_events: list[Envelope[Event]] = []
+        self._snapshots: list[Snapshot] = []
 
     @property
     def transaction(self) -> AsyncStoreTransaction:
@@ -125,13 +168,17 @@ class AsyncUnitOfWork:
             self._event_sourced[aggregate_type] = repository
         return repository
 
+    def begin(self) -> AbstractAsyncContextManager[AsyncStoreTransaction]:
+        """The transaction a block runs in: the store's; override to run in another one."""
+        return self.store.transaction()
+
     async def __aenter__(self) -> Self:
         if self._transaction is not None:
             raise RuntimeError("the unit of work is already open")
         for repository in self._repositories():
             repository._forget()
         self._finished = False
-        context = self.store.transaction()
+        context = self.begin()
         self._transaction = await context.__aenter__()
         self._context = context
         dispatch = current_dispatch()
@@ -154,6 +201,7 @@ class AsyncUnitOfWork:
                 await transaction.rollback()
         finally:
             await context.__aexit__(exc_type, exc, traceback)
+            await self._save_snapshots()
 
     async def commit(self) -> None:
         """Append every tracked aggregate's new events and commit the transaction."""
@@ -167,6 +215,7 @@ class AsyncUnitOfWork:
         correlation_id = cause.correlation_id if cause is not None else new_id()
         causation_id = cause.message_id if cause is not None else None
         stored: list[Envelope[Event]] = []
+        due: list[tuple[EventSourced, SnapshotCodec]] = []
         for aggregate in self._aggregates():
             expected: ExpectedVersion = StreamState.ANY
             if isinstance(aggregate, EventSourced):
@@ -186,14 +235,37 @@ class AsyncUnitOfWork:
                 envelope.stored(aggregate.stream, first_version + i, result.positions[i])
                 for i, envelope in enumerate(envelopes)
             )
+            if isinstance(aggregate, EventSourced):
+                # A revived stream numbers on from its last version, not from the aggregate's.
+                aggregate.version = result.version
+                snapshots = snapshot_codec(type(aggregate))
+                if snapshots is not None and snapshots.due(first_version - 1, result.version):
+                    due.append((aggregate, snapshots))
         await transaction.commit()
         self._finished = True
         self._new_events.extend(stored)
+        for aggregate, snapshots in due:
+            try:
+                self._snapshots.append(snapshots.take(aggregate))
+            except Exception:
+                logger.exception("cannot take a snapshot of %s", aggregate.stream)
 
     async def rollback(self) -> None:
         """Discard everything done in this block."""
         await self.transaction.rollback()
         self._finished = True
+
+    async def _save_snapshots(self) -> None:
+        snapshots, self._snapshots = self._snapshots, []
+        for snapshot in snapshots:
+            try:
+                await self.store.save_snapshot(snapshot)
+            except Exception:
+                logger.exception(
+                    "cannot save the snapshot of %s at version %d; loading it replays more events",
+                    snapshot.stream,
+                    snapshot.version,
+                )
 
     def collect_new_events(self) -> list[Envelope[Event]]:
         """Take the events committed since the last call, in commit order."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -11,9 +12,11 @@ from typing import Any, Generic, Self, TypeVar
 from tidings.codec import Codec
 from tidings.context import current_dispatch
 from tidings.domain import Aggregate, EventSourced
+from tidings.errors import EventDecodeError
 from tidings.messages import Envelope, Event, new_id, utc_now
+from tidings.snapshots import SnapshotCodec, snapshot_codec
 from tidings.store._sync.base import EventStore, StoreTransaction
-from tidings.store.records import ExpectedVersion, StreamState
+from tidings.store.records import ExpectedVersion, Snapshot, StreamState
 
 __all__ = ["EventSourcedRepository", "Repository", "UnitOfWork"]
 
@@ -23,6 +26,8 @@ ES = TypeVar("ES", bound=EventSourced)
 
 # Orders aggregates across repositories: events are stored in the order aggregates were met.
 _tracking = itertools.count()
+
+logger = logging.getLogger(__name__)
 
 
 class Repository(Generic[A]):
@@ -63,7 +68,14 @@ class Repository(Generic[A]):
 
 
 class EventSourcedRepository(Repository[ES]):
-    """Loads event-sourced aggregates from their streams, inside a unit of work's transaction."""
+    """Loads event-sourced aggregates from their streams, inside a unit of work's transaction.
+
+    A type that sets `snapshot_every` starts from its stream's latest snapshot
+    and replays only the events after it; a snapshot of another shape is
+    ignored and the whole stream replayed. The aggregate's version is that of
+    the last event read, which after a soft delete and revival is not the
+    number of events replayed.
+    """
 
     def __init__(self, uow: UnitOfWork, aggregate_type: type[ES]) -> None:
         super().__init__()
@@ -76,13 +88,36 @@ class EventSourcedRepository(Repository[ES]):
 
     def _get(self, aggregate_id: Any) -> ES | None:
         stream = self._type.stream_for(aggregate_id)
-        records = self._uow.transaction.read_stream(stream)
-        if not records:
-            return None
-        codec = self._uow.codec
-        return self._type.rebuild(
-            str(aggregate_id), (codec.decode(r.type, r.schema_version, r.data) for r in records)
+        aggregate = self._from_snapshot(stream, aggregate_id)
+        records = self._uow.transaction.read_stream(
+            stream, from_version=None if aggregate is None else aggregate.version + 1
         )
+        if aggregate is None:
+            if not records:
+                return None
+            aggregate = self._type(str(aggregate_id))
+        codec = self._uow.codec
+        for record in records:
+            try:
+                event = codec.decode(record.type, record.schema_version, record.data)
+            except EventDecodeError as exc:
+                exc.locate(record.stream, record.version, record.position)
+                raise
+            aggregate._apply(event)
+        if records:
+            aggregate.version = records[-1].version
+        return aggregate
+
+    def _from_snapshot(self, stream: str, aggregate_id: Any) -> ES | None:
+        """The aggregate as its latest usable snapshot left it, or None."""
+        snapshots = snapshot_codec(self._type)
+        if snapshots is None:
+            return None
+        snapshot = self._uow.store.read_snapshot(stream)
+        if snapshot is None:
+            return None
+        aggregate = self._type(str(aggregate_id))
+        return aggregate if snapshots.restore(aggregate, snapshot) else None
 
 
 class UnitOfWork:
@@ -100,6 +135,13 @@ class UnitOfWork:
     collects them itself and handles them after the current message.
     Subclasses add repositories as attributes (state-stored aggregates), and
     `repository(SomeEventSourced)` gives the one for an event-sourced type.
+
+    Snapshots due at a commit (see `EventSourced.snapshot_every`) are saved
+    when the block ends, each in a store call of its own: a snapshot only
+    spares replaying, so it never holds the commit's transaction (and its
+    locks) longer, and failing to save one is logged, never raised into the
+    command that committed. Loading from an older snapshot, or none, is
+    merely slower.
     """
 
     def __init__(self, store: EventStore, *, codec: Codec | None = None) -> None:
@@ -110,6 +152,7 @@ class UnitOfWork:
         self._finished = False
         self._event_sourced: dict[type[EventSourced], EventSourcedRepository[Any]] = {}
         self._new_events: list[Envelope[Event]] = []
+        self._snapshots: list[Snapshot] = []
 
     @property
     def transaction(self) -> StoreTransaction:
@@ -126,13 +169,17 @@ class UnitOfWork:
             self._event_sourced[aggregate_type] = repository
         return repository
 
+    def begin(self) -> AbstractContextManager[StoreTransaction]:
+        """The transaction a block runs in: the store's; override to run in another one."""
+        return self.store.transaction()
+
     def __enter__(self) -> Self:
         if self._transaction is not None:
             raise RuntimeError("the unit of work is already open")
         for repository in self._repositories():
             repository._forget()
         self._finished = False
-        context = self.store.transaction()
+        context = self.begin()
         self._transaction = context.__enter__()
         self._context = context
         dispatch = current_dispatch()
@@ -155,6 +202,7 @@ class UnitOfWork:
                 transaction.rollback()
         finally:
             context.__exit__(exc_type, exc, traceback)
+            self._save_snapshots()
 
     def commit(self) -> None:
         """Append every tracked aggregate's new events and commit the transaction."""
@@ -168,6 +216,7 @@ class UnitOfWork:
         correlation_id = cause.correlation_id if cause is not None else new_id()
         causation_id = cause.message_id if cause is not None else None
         stored: list[Envelope[Event]] = []
+        due: list[tuple[EventSourced, SnapshotCodec]] = []
         for aggregate in self._aggregates():
             expected: ExpectedVersion = StreamState.ANY
             if isinstance(aggregate, EventSourced):
@@ -187,14 +236,37 @@ class UnitOfWork:
                 envelope.stored(aggregate.stream, first_version + i, result.positions[i])
                 for i, envelope in enumerate(envelopes)
             )
+            if isinstance(aggregate, EventSourced):
+                # A revived stream numbers on from its last version, not from the aggregate's.
+                aggregate.version = result.version
+                snapshots = snapshot_codec(type(aggregate))
+                if snapshots is not None and snapshots.due(first_version - 1, result.version):
+                    due.append((aggregate, snapshots))
         transaction.commit()
         self._finished = True
         self._new_events.extend(stored)
+        for aggregate, snapshots in due:
+            try:
+                self._snapshots.append(snapshots.take(aggregate))
+            except Exception:
+                logger.exception("cannot take a snapshot of %s", aggregate.stream)
 
     def rollback(self) -> None:
         """Discard everything done in this block."""
         self.transaction.rollback()
         self._finished = True
+
+    def _save_snapshots(self) -> None:
+        snapshots, self._snapshots = self._snapshots, []
+        for snapshot in snapshots:
+            try:
+                self.store.save_snapshot(snapshot)
+            except Exception:
+                logger.exception(
+                    "cannot save the snapshot of %s at version %d; loading it replays more events",
+                    snapshot.stream,
+                    snapshot.version,
+                )
 
     def collect_new_events(self) -> list[Envelope[Event]]:
         """Take the events committed since the last call, in commit order."""

@@ -1,16 +1,21 @@
 """Event stores: the protocol every backend implements, the memory and the SQLite backends."""
 
-from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction
+from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction, AsyncStoreWriter
 from tidings.store._async.memory import AsyncMemoryStore
-from tidings.store._async.sqlite import AsyncSQLiteStore, AsyncSQLiteTransaction
-from tidings.store._sync.base import EventStore, StoreTransaction
+from tidings.store._async.sqlite import (
+    AsyncSQLiteJoinedWriter,
+    AsyncSQLiteStore,
+    AsyncSQLiteTransaction,
+)
+from tidings.store._sync.base import EventStore, StoreTransaction, StoreWriter
 from tidings.store._sync.memory import MemoryStore
-from tidings.store._sync.sqlite import SQLiteStore, SQLiteTransaction
+from tidings.store._sync.sqlite import SQLiteJoinedWriter, SQLiteStore, SQLiteTransaction
 from tidings.store.records import (
     AppendResult,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
 )
@@ -19,17 +24,22 @@ __all__ = [
     "AppendResult",
     "AsyncEventStore",
     "AsyncMemoryStore",
+    "AsyncSQLiteJoinedWriter",
     "AsyncSQLiteStore",
     "AsyncSQLiteTransaction",
     "AsyncStoreTransaction",
+    "AsyncStoreWriter",
     "EventStore",
     "ExpectedVersion",
     "MemoryStore",
     "NewEvent",
     "RecordedEvent",
+    "SQLiteJoinedWriter",
     "SQLiteStore",
     "SQLiteTransaction",
+    "Snapshot",
     "StoreTransaction",
+    "StoreWriter",
     "StreamInfo",
     "StreamState",
 ]

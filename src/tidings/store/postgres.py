@@ -12,15 +12,25 @@ except ModuleNotFoundError as exc:
         name=exc.name,
     ) from exc
 
-from tidings.store._async.postgres import AsyncPostgresStore, AsyncPostgresTransaction
-from tidings.store._sync.postgres import PostgresStore, PostgresTransaction
+from tidings.store._async.postgres import (
+    AsyncPostgresJoinedWriter,
+    AsyncPostgresStore,
+    AsyncPostgresTransaction,
+)
+from tidings.store._sync.postgres import (
+    PostgresJoinedWriter,
+    PostgresStore,
+    PostgresTransaction,
+)
 from tidings.store.postgres_sql import EVENTS_PER_TRANSACTION, SCHEMA_VERSION
 
 __all__ = [
     "EVENTS_PER_TRANSACTION",
     "SCHEMA_VERSION",
+    "AsyncPostgresJoinedWriter",
     "AsyncPostgresStore",
     "AsyncPostgresTransaction",
+    "PostgresJoinedWriter",
     "PostgresStore",
     "PostgresTransaction",
 ]

@@ -53,11 +53,12 @@ __all__ = [
     "check_schema_version",
     "converted",
     "migrations",
+    "notify_channel",
     "read_all_params",
     "translated",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this release writes; databases at an older version are migrated on first use."""
 
 INDEX_BITS = 20
@@ -177,6 +178,16 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE FUNCTION {lock_stream}(p_stream text) RETURNS void LANGUAGE sql AS {lock_body}",
         _CREATE_APPEND,
     ),
+    2: (
+        """
+        CREATE TABLE {snapshots} (
+            stream text COLLATE "C" PRIMARY KEY,
+            version bigint NOT NULL,
+            shape text NOT NULL,
+            data bytea NOT NULL
+        )
+        """,
+    ),
 }
 
 
@@ -190,6 +201,7 @@ def _names(schema: str) -> dict[str, sql.Composable]:
         "schema": sql.Identifier(schema),
         "events": sql.Identifier(schema, "events"),
         "streams": sql.Identifier(schema, "streams"),
+        "snapshots": sql.Identifier(schema, "snapshots"),
         "schema_version": sql.Identifier(schema, "schema_version"),
         "append": sql.Identifier(schema, "append"),
         "lock_stream": sql.Identifier(schema, "lock_stream"),
@@ -227,6 +239,8 @@ class Statements:
     current_schema_version: str
     record_schema_version: str
     append: str
+    append_announced: str
+    append_joined: str
     records_by_id: str
     read_forwards: str
     read_backwards: str
@@ -236,12 +250,17 @@ class Statements:
     lock_stream: str
     stream_state: str
     delete_stream: str
+    save_snapshot: str
+    read_snapshot: str
+    channel: str
+    notify: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
         if not isinstance(schema, str) or not schema:
             raise ValueError(f"invalid schema name {schema!r}")
         names = _names(schema)
+        channel = notify_channel(schema)
 
         def render(template: str) -> str:
             return _render(template, names)
@@ -275,6 +294,29 @@ class Statements:
                 " %b::uuid[], %b::text[], %b::integer[], %b::bytea[], %b::uuid[], %b::uuid[],"
                 " %b::timestamptz[], %b::bytea[])"
             ),
+            # An append in autocommit announces itself in the same statement, and so in the
+            # same transaction: a NOTIFY of its own would commit (and flush) once more.
+            append_announced=_render(
+                "WITH a AS (SELECT * FROM {append}(%b::text, %b::text, %b::bigint, %b::bigint,"
+                " %b::uuid[], %b::text[], %b::integer[], %b::bytea[], %b::uuid[], %b::uuid[],"
+                " %b::timestamptz[], %b::bytea[]))"
+                " SELECT a.*, CASE WHEN a.o_outcome = 'appended' AND a.o_tx IS NOT NULL"
+                " THEN pg_notify({channel}, (a.o_tx * {index_span} + %b::bigint - 1)::text)"
+                " END FROM a",
+                {**names, "channel": sql.Literal(channel)},
+            ),
+            # In a transaction someone else began, its events so far are counted on the
+            # server, so that every appender of the transaction gets positions of its own.
+            append_joined=render(
+                "WITH mine AS (SELECT pg_current_xact_id_if_assigned()::text::bigint"
+                " * {index_span} AS base),"
+                " next AS (SELECT coalesce((SELECT max(e.position) + 1 - mine.base"
+                " FROM {events} e WHERE e.position >= mine.base"
+                " AND e.position < mine.base + {index_span}), 0) AS index FROM mine)"
+                " SELECT a.*, next.index FROM next, LATERAL {append}(%b::text, %b::text,"
+                " %b::bigint, next.index, %b::uuid[], %b::text[], %b::integer[], %b::bytea[],"
+                " %b::uuid[], %b::uuid[], %b::timestamptz[], %b::bytea[]) a"
+            ),
             records_by_id=render(
                 f"SELECT {_COLUMNS} FROM {{events}} WHERE event_id = ANY (%b::uuid[])"
             ),
@@ -306,7 +348,35 @@ class Statements:
             delete_stream=render(
                 "UPDATE {streams} SET deleted = true, first_version = version + 1 WHERE name = %b"
             ),
+            # Kept only at a version the stream reached since it was last revived.
+            save_snapshot=render(
+                "INSERT INTO {snapshots} AS kept (stream, version, shape, data)"
+                " SELECT name, %b, %b, %b FROM {streams}"
+                " WHERE name = %b AND NOT deleted AND %b BETWEEN first_version AND version"
+                " ON CONFLICT (stream) DO UPDATE"
+                " SET version = excluded.version, shape = excluded.shape, data = excluded.data"
+                " WHERE excluded.version >= kept.version"
+            ),
+            read_snapshot=render(
+                "SELECT s.stream, s.version, s.shape, s.data FROM {snapshots} s"
+                " JOIN {streams} t ON t.name = s.stream"
+                " WHERE s.stream = %b AND NOT t.deleted AND s.version >= t.first_version"
+            ),
+            channel=notify_channel(schema),
+            notify=_render("SELECT pg_notify({channel}, %b)", {"channel": sql.Literal(channel)}),
         )
+
+
+def notify_channel(schema: str) -> str:
+    """The channel on which commits that appended to `schema` are announced (`NOTIFY`).
+
+    The payload is the last position the transaction appended. A channel name
+    is at most 63 bytes; a longer schema name is shortened with a hash.
+    """
+    channel = f"tidings_{schema}"
+    if len(channel.encode()) <= 63:
+        return channel
+    return "tidings_" + hashlib.blake2b(schema.encode(), digest_size=16).hexdigest()
 
 
 def check_batch(index: int, events: Sequence[NewEvent]) -> None:

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+import msgspec
+
 __all__ = [
     "AppendResult",
     "ExpectedVersion",
     "NewEvent",
     "RecordedEvent",
+    "Snapshot",
     "StreamInfo",
     "StreamState",
     "category_of",
@@ -47,9 +50,12 @@ class NewEvent:
     headers: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """An event as stored: its stream version (from 1) and its global position (from 1)."""
+class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
+    """An event as stored: its stream version (from 1) and its global position (from 1).
+
+    A frozen msgspec struct rather than a dataclass: reads make one per event,
+    and a struct is made several times faster than a frozen dataclass.
+    """
 
     position: int
     stream: str
@@ -92,6 +98,20 @@ class StreamInfo:
     def category(self) -> str:
         """The part of the name before the first dash (`Order-42` → `Order`)."""
         return category_of(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An aggregate's encoded state as of `version` of its stream.
+
+    `shape` names the layout of `data` (see `tidings.snapshots`), so a loader
+    can tell a snapshot of an older class apart and replay instead.
+    """
+
+    stream: str
+    version: int
+    shape: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from tidings.errors import ConfigurationError, StoreUnavailable, StreamNotFound
 from tidings.store.checks import check_expected_version, repeated_append
@@ -23,6 +23,7 @@ from tidings.store.records import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     category_of,
 )
@@ -30,16 +31,20 @@ from tidings.store.records import (
 __all__ = [
     "SCHEMA_VERSION",
     "append",
+    "database_file",
     "delete_stream",
+    "join",
     "list_streams",
     "migrate",
     "raise_unavailable",
     "read_all",
+    "read_snapshot",
     "read_stream",
+    "save_snapshot",
     "stream_version",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this release writes; files at an older version are migrated on first use."""
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -72,6 +77,16 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID
         """,
         "CREATE INDEX tidings_streams_category ON tidings_streams (category, name)",
+    ),
+    2: (
+        """
+        CREATE TABLE tidings_snapshots (
+            stream TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            shape TEXT NOT NULL,
+            data BLOB NOT NULL
+        ) WITHOUT ROWID
+        """,
     ),
 }
 
@@ -113,31 +128,84 @@ def raise_unavailable(path: str, exc: sqlite3.Error) -> NoReturn:
 
 
 def migrate(connection: sqlite3.Connection) -> None:
-    """Create the schema, or bring an older one up to `SCHEMA_VERSION`, in one transaction."""
+    """Create the schema, or bring an older one up to `SCHEMA_VERSION`, in one transaction.
+
+    A schema already current is only read, so opening a store never waits for a writer.
+    """
+    if _schema_version(connection) == SCHEMA_VERSION:
+        return
     connection.execute("BEGIN IMMEDIATE")
     try:
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS tidings_schema ("
-            " version INTEGER PRIMARY KEY,"
-            " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
-        )
-        (current,) = connection.execute(
-            "SELECT coalesce(max(version), 0) FROM tidings_schema"
-        ).fetchone()
-        if current > SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"the event store schema is at version {current}, newer than this release "
-                f"of tidings knows ({SCHEMA_VERSION}): upgrade tidings"
-            )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[version]:
-                connection.execute(statement)
-            connection.execute("INSERT INTO tidings_schema (version) VALUES (?)", (version,))
+        _upgrade(connection)
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+
+
+def join(connection: sqlite3.Connection) -> None:
+    """Ready the transaction open on someone else's connection for the store's writes.
+
+    Migrates the schema within that transaction if needed, and takes SQLite's
+    write lock at once, so that versions and positions are read and written
+    under it and a transaction that read first cannot fail to upgrade later.
+    A connection with no transaction open gets one (`BEGIN IMMEDIATE`) unless
+    it is in autocommit mode (`isolation_level=None`), where no one would commit it.
+    """
+    if not connection.in_transaction:
+        if connection.isolation_level is None:
+            raise ValueError(
+                "the connection has no transaction open and is in autocommit mode "
+                "(isolation_level=None): BEGIN a transaction before writing events through it"
+            )
+        connection.execute("BEGIN IMMEDIATE")
+    if _schema_version(connection) != SCHEMA_VERSION:
+        _upgrade(connection)
+    # A write that changes nothing still takes the write lock.
+    connection.execute("UPDATE tidings_streams SET version = version WHERE 0")
+
+
+def database_file(connection: sqlite3.Connection) -> str:
+    """The path of the connection's main database file ("" for an in-memory one)."""
+    for _, name, file in connection.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file)
+    return ""
+
+
+def _schema_version(connection: sqlite3.Connection) -> int:
+    """The schema version of the database file, 0 when it has no schema yet."""
+    known = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tidings_schema'"
+    ).fetchone()
+    if known is None:
+        return 0
+    (current,) = connection.execute(
+        "SELECT coalesce(max(version), 0) FROM tidings_schema"
+    ).fetchone()
+    return int(current)
+
+
+def _upgrade(connection: sqlite3.Connection) -> None:
+    """Create or migrate the schema inside the connection's open transaction."""
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS tidings_schema ("
+        " version INTEGER PRIMARY KEY,"
+        " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+    )
+    (current,) = connection.execute(
+        "SELECT coalesce(max(version), 0) FROM tidings_schema"
+    ).fetchone()
+    if current > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"the event store schema is at version {current}, newer than this release "
+            f"of tidings knows ({SCHEMA_VERSION}): upgrade tidings"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS[version]:
+            connection.execute(statement)
+        connection.execute("INSERT INTO tidings_schema (version) VALUES (?)", (version,))
 
 
 def append(
@@ -212,7 +280,7 @@ def read_stream(
         start = 1 if from_version is None else from_version
         sql = _READ_FORWARDS
     rows = connection.execute(sql, (stream, start, stream, -1 if limit is None else limit))
-    return [_record(row) for row in rows]
+    return list(map(_record, rows))
 
 
 def read_all(
@@ -237,7 +305,7 @@ def read_all(
             params.extend(values)
     sql += " ORDER BY position LIMIT ?"
     params.append(-1 if limit is None else limit)
-    return [_record(row) for row in connection.execute(sql, params)]
+    return list(map(_record, connection.execute(sql, params)))
 
 
 def stream_version(connection: sqlite3.Connection, stream: str) -> int | None:
@@ -272,6 +340,31 @@ def list_streams(
     ]
 
 
+def save_snapshot(connection: sqlite3.Connection, snapshot: Snapshot) -> bool:
+    """Keep a snapshot in the connection's writing transaction; see `AsyncEventStore`."""
+    cursor = connection.execute(
+        "INSERT INTO tidings_snapshots (stream, version, shape, data)"
+        " SELECT name, ?, ?, ? FROM tidings_streams"
+        " WHERE name = ? AND deleted = 0 AND ? BETWEEN first_version AND version"
+        " ON CONFLICT (stream) DO UPDATE"
+        " SET version = excluded.version, shape = excluded.shape, data = excluded.data"
+        " WHERE excluded.version >= tidings_snapshots.version",
+        (snapshot.version, snapshot.shape, snapshot.data, snapshot.stream, snapshot.version),
+    )
+    return cursor.rowcount > 0
+
+
+def read_snapshot(connection: sqlite3.Connection, stream: str) -> Snapshot | None:
+    """The stream's snapshot, unless it predates the stream's deletion or revival."""
+    row = connection.execute(
+        "SELECT s.stream, s.version, s.shape, s.data FROM tidings_snapshots s"
+        " JOIN tidings_streams t ON t.name = s.stream"
+        " WHERE s.stream = ? AND t.deleted = 0 AND s.version >= t.first_version",
+        (stream,),
+    ).fetchone()
+    return None if row is None else Snapshot(*row)
+
+
 def _stored(
     connection: sqlite3.Connection, events: Sequence[NewEvent]
 ) -> list[RecordedEvent | None]:
@@ -288,30 +381,47 @@ def _stored(
     return [found.get(event.event_id) for event in events]
 
 
+# Bound once: reads build a record per event, and these lookups are a fair share of it.
+_new = object.__new__
+_set = object.__setattr__
+_from_bytes = int.from_bytes
+_UNKNOWN = SafeUUID.unknown
+_from_iso = datetime.fromisoformat
+
+
 def _record(row: Any) -> RecordedEvent:
-    (
-        position,
-        stream,
-        version,
-        event_id,
-        type_name,
-        schema_version,
-        data,
-        correlation_id,
-        causation_id,
-        occurred_at,
-        headers,
-    ) = row
+    """The stored event of a row in `_COLUMNS` order.
+
+    Its UUIDs are made from their 16 bytes as `UUID(bytes=...)` makes them,
+    without that call's argument checks: the store wrote these bytes from
+    UUIDs, and the checks cost more than the rest of a read (psycopg loads
+    UUIDs the same way).
+    """
+    event_id: UUID = _new(UUID)
+    _set(event_id, "int", _from_bytes(row[3], "big"))
+    _set(event_id, "is_safe", _UNKNOWN)
+    correlation_id: UUID = _new(UUID)
+    _set(correlation_id, "int", _from_bytes(row[7], "big"))
+    _set(correlation_id, "is_safe", _UNKNOWN)
+    causation_id = row[8]
     return RecordedEvent(
-        position=position,
-        stream=stream,
-        version=version,
-        event_id=UUID(bytes=event_id),
-        type=type_name,
-        schema_version=schema_version,
-        data=data,
-        correlation_id=UUID(bytes=correlation_id),
-        causation_id=None if causation_id is None else UUID(bytes=causation_id),
-        occurred_at=datetime.fromisoformat(occurred_at),
-        headers=headers,
+        row[0],
+        row[1],
+        row[2],
+        event_id,
+        row[4],
+        row[5],
+        row[6],
+        correlation_id,
+        None if causation_id is None else _uuid(causation_id),
+        _from_iso(row[9]),
+        row[10],
     )
+
+
+def _uuid(raw: bytes) -> UUID:
+    """`UUID(bytes=raw)`, made as `_record` makes its UUIDs."""
+    made: UUID = _new(UUID)
+    _set(made, "int", _from_bytes(raw, "big"))
+    _set(made, "is_safe", _UNKNOWN)
+    return made

@@ -11,14 +11,40 @@ from tidings.store.records import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
 )
 
-__all__ = ["AsyncEventStore", "AsyncStoreTransaction"]
+__all__ = ["AsyncEventStore", "AsyncStoreTransaction", "AsyncStoreWriter"]
 
 
-class AsyncStoreTransaction(Protocol):
+class AsyncStoreWriter(Protocol):
+    """Appends and reads inside one transaction, whoever ends it.
+
+    A store transaction is one; so is what a SQL store's `joined(connection)`
+    returns, which writes in a transaction that an application opened on its
+    own connection and commits or rolls back itself.
+    """
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult: ...
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]: ...
+
+
+class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
     """Appends that become visible together at `commit`, or not at all.
 
     A conflicting expected version raises `WrongExpectedVersion` from `append`
@@ -135,6 +161,19 @@ class AsyncEventStore(Protocol):
         Raises `StreamNotFound` when the stream does not exist or is already
         deleted (after checking `expected_version`, which treats it as absent).
         """
+        ...
+
+    async def save_snapshot(self, snapshot: Snapshot) -> bool:
+        """Keep `snapshot` as its stream's latest, unless a later one is kept already.
+
+        Snapshots sit beside the log, one per stream, never in `$all`. One is
+        kept only at a version its stream reached since it was last revived
+        (not deleted, from `first_version` on); returns whether it was kept.
+        """
+        ...
+
+    async def read_snapshot(self, stream: str) -> Snapshot | None:
+        """The latest snapshot kept of `stream`, unless the stream was deleted since."""
         ...
 
     async def aclose(self) -> None: ...

@@ -63,7 +63,7 @@ import anyio  # sync: import threading
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
-from psycopg.rows import TupleRow, args_row
+from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from tidings.errors import StoreUnavailable, StreamNotFound
@@ -90,11 +90,12 @@ from tidings.store.records import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
 )
 
-__all__ = ["AsyncPostgresStore", "AsyncPostgresTransaction"]
+__all__ = ["AsyncPostgresJoinedWriter", "AsyncPostgresStore", "AsyncPostgresTransaction"]
 
 _Connection = AsyncConnection[TupleRow]
 
@@ -118,7 +119,10 @@ class AsyncPostgresStore:
         timeout: float = 30.0,
     ) -> None:
         self.schema = schema
+        self.conninfo = conninfo
         self._sql = Statements.for_schema(schema)
+        self.notify_channel = self._sql.channel
+        """Where commits that appended are announced, with their last position (LISTEN)."""
         self._pool = AsyncConnectionPool(
             conninfo,
             min_size=min_size,
@@ -159,8 +163,10 @@ class AsyncPostgresStore:
         check_batch(0, events)
         check_new_events(stream, events, expected_version)
         async with self._connection() as connection:
-            # In autocommit the function call is a transaction of its own.
-            result, _ = await _append(connection, self._sql, stream, events, expected_version, 0)
+            # In autocommit the statement is a transaction of its own, announced at its commit.
+            result, _ = await _append(
+                connection, self._sql, stream, events, expected_version, 0, announce=True
+            )
             return result
 
     async def read_stream(
@@ -222,6 +228,36 @@ class AsyncPostgresStore:
         async with self.transaction() as tx:
             await tx._delete(stream, expected_version)
 
+    async def save_snapshot(self, snapshot: Snapshot) -> bool:
+        check_stream(snapshot.stream, StreamState.ANY)
+        params = (
+            snapshot.version,
+            snapshot.shape,
+            snapshot.data,
+            snapshot.stream,
+            snapshot.version,
+        )
+        async with self._connection() as connection:
+            cursor = await connection.execute(self._sql.save_snapshot, params, binary=True)
+            return cursor.rowcount > 0
+
+    async def read_snapshot(self, stream: str) -> Snapshot | None:
+        async with self._connection() as connection:
+            cursor = connection.cursor(row_factory=args_row(Snapshot), binary=True)
+            await cursor.execute(self._sql.read_snapshot, (stream,))
+            return await cursor.fetchone()
+
+    def joined(self, connection: AsyncConnection[Any]) -> AsyncPostgresJoinedWriter:
+        """Appends and reads in the transaction someone else holds open on `connection`.
+
+        `connection` is a psycopg connection to this store's database, owned
+        by, say, an ORM session: the events appended through the returned
+        writer commit or roll back with that owner's transaction. Use one
+        writer per transaction.
+        """
+        self._check_open()
+        return AsyncPostgresJoinedWriter(connection, self)
+
     async def aclose(self) -> None:
         """Close the pool; connections lent to open transactions close when they come back."""
         self._closed = True
@@ -270,6 +306,7 @@ class AsyncPostgresTransaction:
         self.finished = False
         self._sql = statements
         self._appended = 0  # events appended so far: the next event's index in positions
+        self._last_position = 0  # announced at commit, so subscribers wake at once
 
     async def append(
         self,
@@ -285,6 +322,8 @@ class AsyncPostgresTransaction:
                 self.connection, self._sql, stream, events, expected_version, self._appended
             )
         self._appended += stored
+        if stored:
+            self._last_position = result.positions[-1]
         return result
 
     async def read_stream(
@@ -312,6 +351,9 @@ class AsyncPostgresTransaction:
             )
         self.finished = True
         with translated():
+            if self._last_position:
+                # Delivered by PostgreSQL at commit, and only if the commit succeeds.
+                await self.connection.execute(self._sql.notify, (str(self._last_position),))
             await self.connection.execute("COMMIT")
 
     async def rollback(self) -> None:
@@ -351,19 +393,84 @@ class AsyncPostgresTransaction:
             raise RuntimeError("this transaction has already been committed or rolled back")
 
 
+class AsyncPostgresJoinedWriter:
+    """The store's appends and reads inside a transaction that its owner opened and ends.
+
+    Made by `AsyncPostgresStore.joined`. The first call creates or migrates
+    the schema on the connection if needed. A connection in autocommit with
+    no transaction open is refused, since each append would commit at once.
+    Database errors are raised as the store raises them (`StoreUnavailable`,
+    `EventIdConflict`, ...) and leave ending the transaction to its owner.
+    Positions are counted on the server, so several writers, or the owner's
+    own appends, may share one transaction.
+    """
+
+    def __init__(self, connection: AsyncConnection[Any], store: AsyncPostgresStore) -> None:
+        self.connection = connection
+        self._store = store
+        self._sql = store._sql
+        self._schema_ready = False
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        check_batch(0, events)
+        check_new_events(stream, events, expected_version)
+        await self._prepare()
+        with translated():
+            result, stored = await _append(
+                self.connection, self._sql, stream, events, expected_version, None
+            )
+            if stored:
+                # Delivered by PostgreSQL when the owner commits, and only then.
+                await self.connection.execute(self._sql.notify, (str(result.positions[-1]),))
+        return result
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        await self._prepare()
+        with translated():
+            return await _read_stream(
+                self.connection, self._sql, stream, from_version, backwards, limit
+            )
+
+    async def _prepare(self) -> None:
+        connection = self.connection
+        if connection.autocommit and connection.info.transaction_status == TransactionStatus.IDLE:
+            raise ValueError(
+                "the connection is in autocommit with no transaction open: begin one "
+                "(`connection.transaction()`) before writing events through it"
+            )
+        if self._schema_ready or self._store._ready:
+            return
+        with translated():
+            await _migrate(connection, self._sql, self._store.schema)
+        self._schema_ready = True
+
+
 async def _shielded(cleanup: Callable[[], Awaitable[None]]) -> None:
     """Run `cleanup` to its end even while the task is being cancelled."""
     with anyio.CancelScope(shield=True):  # sync: cleanup()
         await cleanup()  # sync:
 
 
-async def _migrate(connection: _Connection, statements: Statements, schema: str) -> None:
-    cursor = await connection.execute(
-        "SELECT to_regclass(%b)", (statements.schema_version_table,), binary=True
-    )
+async def _migrate(connection: AsyncConnection[Any], statements: Statements, schema: str) -> None:
+    # Tuple rows whatever the connection's own row factory: it may be an application's.
+    cursor = connection.cursor(row_factory=tuple_row, binary=True)
+    await cursor.execute("SELECT to_regclass(%b)", (statements.schema_version_table,))
     exists = await cursor.fetchone()
     if exists is not None and exists[0] is not None:
-        cursor = await connection.execute(statements.current_schema_version, binary=True)
+        await cursor.execute(statements.current_schema_version)
         row = await cursor.fetchone()
         if row is not None and row[0] == SCHEMA_VERSION:
             return
@@ -371,7 +478,7 @@ async def _migrate(connection: _Connection, statements: Statements, schema: str)
         await connection.execute(statements.migration_lock, (f"tidings schema {schema}",))
         await connection.execute(statements.create_schema)
         await connection.execute(statements.create_schema_version)
-        cursor = await connection.execute(statements.current_schema_version, binary=True)
+        await cursor.execute(statements.current_schema_version)
         row = await cursor.fetchone()
         current = 0 if row is None or row[0] is None else int(row[0])
         check_schema_version(current)
@@ -383,18 +490,35 @@ async def _migrate(connection: _Connection, statements: Statements, schema: str)
 
 
 async def _append(
-    connection: _Connection,
+    connection: AsyncConnection[Any],
     statements: Statements,
     stream: str,
     events: Sequence[NewEvent],
     expected: ExpectedVersion,
-    index: int,
+    index: int | None,
+    *,
+    announce: bool = False,
 ) -> tuple[AppendResult, int]:
-    """Where the batch landed, and how many events this call stored (none when repeated)."""
-    cursor = await connection.execute(
-        statements.append, append_params(stream, events, expected, index), binary=True
-    )
-    (row,) = await cursor.fetchall()
+    """Where the batch landed, and how many events this call stored (none when repeated).
+
+    `index` counts the events the transaction appended before; None has the
+    server count them, in a transaction that others may append in too.
+    `announce` notifies subscribers in the same statement (index 0 only).
+    """
+    cursor = connection.cursor(row_factory=tuple_row, binary=True)
+    if announce:
+        params = append_params(stream, events, expected, 0)
+        await cursor.execute(statements.append_announced, (*params, len(events)))
+        (announced_row,) = await cursor.fetchall()
+        row, index = announced_row[:-1], 0
+    elif index is None:
+        params = append_params(stream, events, expected, 0)
+        await cursor.execute(statements.append_joined, params[:3] + params[4:])
+        (joined_row,) = await cursor.fetchall()
+        row, index = joined_row[:-1], int(joined_row[-1])
+    else:
+        await cursor.execute(statements.append, append_params(stream, events, expected, index))
+        (row,) = await cursor.fetchall()
     result = appended(stream, events, expected, index, row)
     if result is not None:
         return result, len(result.positions)
@@ -407,7 +531,7 @@ async def _append(
 
 
 async def _read_stream(
-    connection: _Connection,
+    connection: AsyncConnection[Any],
     statements: Statements,
     stream: str,
     from_version: int | None,

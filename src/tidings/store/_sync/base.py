@@ -12,14 +12,40 @@ from tidings.store.records import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
 )
 
-__all__ = ["EventStore", "StoreTransaction"]
+__all__ = ["EventStore", "StoreTransaction", "StoreWriter"]
 
 
-class StoreTransaction(Protocol):
+class StoreWriter(Protocol):
+    """Appends and reads inside one transaction, whoever ends it.
+
+    A store transaction is one; so is what a SQL store's `joined(connection)`
+    returns, which writes in a transaction that an application opened on its
+    own connection and commits or rolls back itself.
+    """
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult: ...
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]: ...
+
+
+class StoreTransaction(StoreWriter, Protocol):
     """Appends that become visible together at `commit`, or not at all.
 
     A conflicting expected version raises `WrongExpectedVersion` from `append`
@@ -136,6 +162,19 @@ class EventStore(Protocol):
         Raises `StreamNotFound` when the stream does not exist or is already
         deleted (after checking `expected_version`, which treats it as absent).
         """
+        ...
+
+    def save_snapshot(self, snapshot: Snapshot) -> bool:
+        """Keep `snapshot` as its stream's latest, unless a later one is kept already.
+
+        Snapshots sit beside the log, one per stream, never in `$all`. One is
+        kept only at a version its stream reached since it was last revived
+        (not deleted, from `first_version` on); returns whether it was kept.
+        """
+        ...
+
+    def read_snapshot(self, stream: str) -> Snapshot | None:
+        """The latest snapshot kept of `stream`, unless the stream was deleted since."""
         ...
 
     def close(self) -> None: ...

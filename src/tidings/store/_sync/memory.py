@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Collection, Sequence
+from collections.abc import Iterator, Callable, Collection, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -22,6 +22,7 @@ from tidings.store.records import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
     category_of,
@@ -56,6 +57,7 @@ class _Log:
     events: list[RecordedEvent] = field(default_factory=list)
     streams: dict[str, _Stream] = field(default_factory=dict)
     by_id: dict[object, RecordedEvent] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -65,6 +67,17 @@ class MemoryStore:
         self._log = _Log()
         self._write_lock = threading.Lock()
         self._closed = False
+        self._commit_listeners: list[Callable[[int], None]] = []
+
+    def add_commit_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call `listener(last_position)` after each commit that appended events.
+
+        It runs on the committing thread, after the write lock is released, and
+        must be quick; subscriptions use it to wake at once. Returns a function
+        that removes the listener.
+        """
+        self._commit_listeners.append(listener)
+        return lambda: self._commit_listeners.remove(listener)
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryTransaction]:
@@ -78,6 +91,9 @@ class MemoryStore:
                 raise
             if not tx.finished:
                 tx.commit()
+        if tx.last_position:
+            for listener in list(self._commit_listeners):
+                listener(tx.last_position)
 
     def append(
         self,
@@ -168,6 +184,25 @@ class MemoryStore:
             found.deleted = True
             found.first_version = found.last_version + 1
 
+    def save_snapshot(self, snapshot: Snapshot) -> bool:
+        check_stream(snapshot.stream, StreamState.ANY)
+        self._check_open()
+        with self._write_lock:
+            kept = self._log.snapshots.get(snapshot.stream)
+            if not _in_current_life(self._log.streams.get(snapshot.stream), snapshot) or (
+                kept is not None and kept.version > snapshot.version
+            ):
+                return False
+            self._log.snapshots[snapshot.stream] = snapshot
+            return True
+
+    def read_snapshot(self, stream: str) -> Snapshot | None:
+        self._check_open()
+        snapshot = self._log.snapshots.get(stream)
+        if snapshot is None or not _in_current_life(self._log.streams.get(stream), snapshot):
+            return None
+        return snapshot
+
     def close(self) -> None:
         self._closed = True
 
@@ -183,6 +218,7 @@ class MemoryTransaction:
         self._log = log
         self._staged: list[RecordedEvent] = []
         self.finished = False
+        self.last_position = 0  # of the last event committed: what commit listeners are told
 
     def append(
         self,
@@ -249,6 +285,7 @@ class MemoryTransaction:
             found.records.append(record)
             found.deleted = False
             log.by_id[record.event_id] = record
+            self.last_position = record.position
         self._staged = []
         self.finished = True
 
@@ -282,3 +319,12 @@ def _slice(
     else:
         selected = records[max((from_version or first) - first, 0) :]
     return selected if limit is None else selected[:limit]
+
+
+def _in_current_life(found: _Stream | None, snapshot: Snapshot) -> bool:
+    """Whether the stream, not deleted, has reached `snapshot.version` since it was revived."""
+    return (
+        found is not None
+        and found.version is not None
+        and found.first_version <= snapshot.version <= found.version
+    )

@@ -64,7 +64,7 @@ import threading
 import psycopg
 from psycopg import Connection
 from psycopg.pq import TransactionStatus
-from psycopg.rows import TupleRow, args_row
+from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from tidings.errors import StoreUnavailable, StreamNotFound
@@ -91,11 +91,12 @@ from tidings.store.records import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
 )
 
-__all__ = ["PostgresStore", "PostgresTransaction"]
+__all__ = ["PostgresJoinedWriter", "PostgresStore", "PostgresTransaction"]
 
 _Connection = Connection[TupleRow]
 
@@ -119,7 +120,10 @@ class PostgresStore:
         timeout: float = 30.0,
     ) -> None:
         self.schema = schema
+        self.conninfo = conninfo
         self._sql = Statements.for_schema(schema)
+        self.notify_channel = self._sql.channel
+        """Where commits that appended are announced, with their last position (LISTEN)."""
         self._pool = ConnectionPool(
             conninfo,
             min_size=min_size,
@@ -160,8 +164,10 @@ class PostgresStore:
         check_batch(0, events)
         check_new_events(stream, events, expected_version)
         with self._connection() as connection:
-            # In autocommit the function call is a transaction of its own.
-            result, _ = _append(connection, self._sql, stream, events, expected_version, 0)
+            # In autocommit the statement is a transaction of its own, announced at its commit.
+            result, _ = _append(
+                connection, self._sql, stream, events, expected_version, 0, announce=True
+            )
             return result
 
     def read_stream(
@@ -223,6 +229,36 @@ class PostgresStore:
         with self.transaction() as tx:
             tx._delete(stream, expected_version)
 
+    def save_snapshot(self, snapshot: Snapshot) -> bool:
+        check_stream(snapshot.stream, StreamState.ANY)
+        params = (
+            snapshot.version,
+            snapshot.shape,
+            snapshot.data,
+            snapshot.stream,
+            snapshot.version,
+        )
+        with self._connection() as connection:
+            cursor = connection.execute(self._sql.save_snapshot, params, binary=True)
+            return cursor.rowcount > 0
+
+    def read_snapshot(self, stream: str) -> Snapshot | None:
+        with self._connection() as connection:
+            cursor = connection.cursor(row_factory=args_row(Snapshot), binary=True)
+            cursor.execute(self._sql.read_snapshot, (stream,))
+            return cursor.fetchone()
+
+    def joined(self, connection: Connection[Any]) -> PostgresJoinedWriter:
+        """Appends and reads in the transaction someone else holds open on `connection`.
+
+        `connection` is a psycopg connection to this store's database, owned
+        by, say, an ORM session: the events appended through the returned
+        writer commit or roll back with that owner's transaction. Use one
+        writer per transaction.
+        """
+        self._check_open()
+        return PostgresJoinedWriter(connection, self)
+
     def close(self) -> None:
         """Close the pool; connections lent to open transactions close when they come back."""
         self._closed = True
@@ -271,6 +307,7 @@ class PostgresTransaction:
         self.finished = False
         self._sql = statements
         self._appended = 0  # events appended so far: the next event's index in positions
+        self._last_position = 0  # announced at commit, so subscribers wake at once
 
     def append(
         self,
@@ -286,6 +323,8 @@ class PostgresTransaction:
                 self.connection, self._sql, stream, events, expected_version, self._appended
             )
         self._appended += stored
+        if stored:
+            self._last_position = result.positions[-1]
         return result
 
     def read_stream(
@@ -313,6 +352,9 @@ class PostgresTransaction:
             )
         self.finished = True
         with translated():
+            if self._last_position:
+                # Delivered by PostgreSQL at commit, and only if the commit succeeds.
+                self.connection.execute(self._sql.notify, (str(self._last_position),))
             self.connection.execute("COMMIT")
 
     def rollback(self) -> None:
@@ -352,18 +394,83 @@ class PostgresTransaction:
             raise RuntimeError("this transaction has already been committed or rolled back")
 
 
+class PostgresJoinedWriter:
+    """The store's appends and reads inside a transaction that its owner opened and ends.
+
+    Made by `PostgresStore.joined`. The first call creates or migrates
+    the schema on the connection if needed. A connection in autocommit with
+    no transaction open is refused, since each append would commit at once.
+    Database errors are raised as the store raises them (`StoreUnavailable`,
+    `EventIdConflict`, ...) and leave ending the transaction to its owner.
+    Positions are counted on the server, so several writers, or the owner's
+    own appends, may share one transaction.
+    """
+
+    def __init__(self, connection: Connection[Any], store: PostgresStore) -> None:
+        self.connection = connection
+        self._store = store
+        self._sql = store._sql
+        self._schema_ready = False
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        check_batch(0, events)
+        check_new_events(stream, events, expected_version)
+        self._prepare()
+        with translated():
+            result, stored = _append(
+                self.connection, self._sql, stream, events, expected_version, None
+            )
+            if stored:
+                # Delivered by PostgreSQL when the owner commits, and only then.
+                self.connection.execute(self._sql.notify, (str(result.positions[-1]),))
+        return result
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        self._prepare()
+        with translated():
+            return _read_stream(
+                self.connection, self._sql, stream, from_version, backwards, limit
+            )
+
+    def _prepare(self) -> None:
+        connection = self.connection
+        if connection.autocommit and connection.info.transaction_status == TransactionStatus.IDLE:
+            raise ValueError(
+                "the connection is in autocommit with no transaction open: begin one "
+                "(`connection.transaction()`) before writing events through it"
+            )
+        if self._schema_ready or self._store._ready:
+            return
+        with translated():
+            _migrate(connection, self._sql, self._store.schema)
+        self._schema_ready = True
+
+
 def _shielded(cleanup: Callable[[], None]) -> None:
     """Run `cleanup` to its end even while the task is being cancelled."""
     cleanup()
 
 
-def _migrate(connection: _Connection, statements: Statements, schema: str) -> None:
-    cursor = connection.execute(
-        "SELECT to_regclass(%b)", (statements.schema_version_table,), binary=True
-    )
+def _migrate(connection: Connection[Any], statements: Statements, schema: str) -> None:
+    # Tuple rows whatever the connection's own row factory: it may be an application's.
+    cursor = connection.cursor(row_factory=tuple_row, binary=True)
+    cursor.execute("SELECT to_regclass(%b)", (statements.schema_version_table,))
     exists = cursor.fetchone()
     if exists is not None and exists[0] is not None:
-        cursor = connection.execute(statements.current_schema_version, binary=True)
+        cursor.execute(statements.current_schema_version)
         row = cursor.fetchone()
         if row is not None and row[0] == SCHEMA_VERSION:
             return
@@ -371,7 +478,7 @@ def _migrate(connection: _Connection, statements: Statements, schema: str) -> No
         connection.execute(statements.migration_lock, (f"tidings schema {schema}",))
         connection.execute(statements.create_schema)
         connection.execute(statements.create_schema_version)
-        cursor = connection.execute(statements.current_schema_version, binary=True)
+        cursor.execute(statements.current_schema_version)
         row = cursor.fetchone()
         current = 0 if row is None or row[0] is None else int(row[0])
         check_schema_version(current)
@@ -383,18 +490,35 @@ def _migrate(connection: _Connection, statements: Statements, schema: str) -> No
 
 
 def _append(
-    connection: _Connection,
+    connection: Connection[Any],
     statements: Statements,
     stream: str,
     events: Sequence[NewEvent],
     expected: ExpectedVersion,
-    index: int,
+    index: int | None,
+    *,
+    announce: bool = False,
 ) -> tuple[AppendResult, int]:
-    """Where the batch landed, and how many events this call stored (none when repeated)."""
-    cursor = connection.execute(
-        statements.append, append_params(stream, events, expected, index), binary=True
-    )
-    (row,) = cursor.fetchall()
+    """Where the batch landed, and how many events this call stored (none when repeated).
+
+    `index` counts the events the transaction appended before; None has the
+    server count them, in a transaction that others may append in too.
+    `announce` notifies subscribers in the same statement (index 0 only).
+    """
+    cursor = connection.cursor(row_factory=tuple_row, binary=True)
+    if announce:
+        params = append_params(stream, events, expected, 0)
+        cursor.execute(statements.append_announced, (*params, len(events)))
+        (announced_row,) = cursor.fetchall()
+        row, index = announced_row[:-1], 0
+    elif index is None:
+        params = append_params(stream, events, expected, 0)
+        cursor.execute(statements.append_joined, params[:3] + params[4:])
+        (joined_row,) = cursor.fetchall()
+        row, index = joined_row[:-1], int(joined_row[-1])
+    else:
+        cursor.execute(statements.append, append_params(stream, events, expected, index))
+        (row,) = cursor.fetchall()
     result = appended(stream, events, expected, index, row)
     if result is not None:
         return result, len(result.positions)
@@ -407,7 +531,7 @@ def _append(
 
 
 def _read_stream(
-    connection: _Connection,
+    connection: Connection[Any],
     statements: Statements,
     stream: str,
     from_version: int | None,

@@ -40,11 +40,12 @@ from tidings.store.records import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Snapshot,
     StreamInfo,
     StreamState,
 )
 
-__all__ = ["SQLiteStore", "SQLiteTransaction"]
+__all__ = ["SQLiteJoinedWriter", "SQLiteStore", "SQLiteTransaction"]
 
 T = TypeVar("T")
 
@@ -76,6 +77,18 @@ class SQLiteStore:
         self._writer: sqlite3.Connection | None = None
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
+        self._commit_listeners: list[Callable[[int], None]] = []
+
+    def add_commit_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call `listener(last_position)` after each commit of this store that appended events.
+
+        It runs on the committing thread, after the write lock is released, and
+        must be quick; subscriptions use it to wake at once. Commits made by
+        other processes or other store objects do not call it. Returns a
+        function that removes the listener.
+        """
+        self._commit_listeners.append(listener)
+        return lambda: self._commit_listeners.remove(listener)
 
     @contextmanager
     def transaction(self) -> Iterator[SQLiteTransaction]:
@@ -92,6 +105,9 @@ class SQLiteStore:
                 raise
             if not tx.finished:
                 tx.commit()
+        if tx.last_position:
+            for listener in list(self._commit_listeners):
+                listener(tx.last_position)
 
     def append(
         self,
@@ -156,6 +172,31 @@ class SQLiteStore:
             tx._run(
                 lambda connection: sqlite_sql.delete_stream(connection, stream, expected_version)
             )
+
+    def save_snapshot(self, snapshot: Snapshot) -> bool:
+        check_stream(snapshot.stream, StreamState.ANY)
+        with self.transaction() as tx:
+            return tx._run(lambda connection: sqlite_sql.save_snapshot(connection, snapshot))
+
+    def read_snapshot(self, stream: str) -> Snapshot | None:
+        return self._read(lambda connection: sqlite_sql.read_snapshot(connection, stream))
+
+    def joined(self, connection: sqlite3.Connection) -> SQLiteJoinedWriter:
+        """Appends and reads in the transaction someone else holds open on `connection`.
+
+        `connection` is a `sqlite3.Connection` on this store's file, owned by,
+        say, an ORM session: the events appended through the returned writer
+        commit or roll back with that owner's transaction, at its durability
+        setting. Use one writer per transaction.
+        """
+        self._check_open()
+        target = sqlite_sql.database_file(connection)
+        if not target or os.path.realpath(target) != os.path.realpath(self.path):
+            raise ValueError(
+                f"the connection is on {target or 'an in-memory database'!r}, "
+                f"not on this store's file {self.path!r}"
+            )
+        return SQLiteJoinedWriter(connection, self.path)
 
     def close(self) -> None:
         """Close the connections, once a transaction in progress has ended."""
@@ -252,6 +293,82 @@ class SQLiteTransaction:
         self.connection = connection
         self.finished = False
         self._path = path
+        self.last_position = 0  # of the last event appended: what commit listeners are told
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        check_new_events(stream, events, expected_version)
+        result = self._run(
+            lambda connection: sqlite_sql.append(connection, stream, events, expected_version)
+        )
+        if result.positions:
+            self.last_position = max(self.last_position, result.positions[-1])
+        return result
+
+    def read_stream(
+        self,
+        stream: str,
+        *,
+        from_version: int | None = None,
+        backwards: bool = False,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        return self._run(
+            lambda connection: sqlite_sql.read_stream(
+                connection, stream, from_version, backwards, limit
+            )
+        )
+
+    def commit(self) -> None:
+        self._run(lambda connection: connection.execute("COMMIT"))
+        self.finished = True
+
+    def rollback(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.last_position = 0  # nothing to announce
+        try:
+            if self.connection.in_transaction:
+                self.connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            sqlite_sql.raise_unavailable(self._path, exc)
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on the connection; a database error rolls everything back."""
+        if self.finished:
+            raise RuntimeError("this transaction has already been committed or rolled back")
+        try:
+            return work(self.connection)
+        except sqlite3.Error as exc:
+            self.finished = True
+            try:
+                if self.connection.in_transaction:
+                    self.connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite has already rolled back what it could not keep
+            sqlite_sql.raise_unavailable(self._path, exc)
+
+
+class SQLiteJoinedWriter:
+    """The store's appends and reads inside a transaction that its owner opened and ends.
+
+    Made by `SQLiteStore.joined`. Each call first migrates the schema
+    within the owner's transaction if needed and takes SQLite's write lock, so
+    versions and positions are read under it; a writer in another connection
+    holding the lock longer than the connection's timeout makes the call
+    raise `StoreUnavailable`. Errors leave the owner's transaction open: the
+    owner commits or rolls it back.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self.connection = connection
+        self._path = path
 
     def append(
         self,
@@ -279,31 +396,9 @@ class SQLiteTransaction:
             )
         )
 
-    def commit(self) -> None:
-        self._run(lambda connection: connection.execute("COMMIT"))
-        self.finished = True
-
-    def rollback(self) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        try:
-            if self.connection.in_transaction:
-                self.connection.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            sqlite_sql.raise_unavailable(self._path, exc)
-
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` on the connection; a database error rolls everything back."""
-        if self.finished:
-            raise RuntimeError("this transaction has already been committed or rolled back")
         try:
+            sqlite_sql.join(self.connection)
             return work(self.connection)
         except sqlite3.Error as exc:
-            self.finished = True
-            try:
-                if self.connection.in_transaction:
-                    self.connection.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite has already rolled back what it could not keep
             sqlite_sql.raise_unavailable(self._path, exc)
