@@ -1,6 +1,6 @@
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 
-.PHONY: install run test lint unasync bench clean
+.PHONY: install run demo test lint unasync bench clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
@@ -9,7 +9,10 @@ install: $(UV)
 	$(UV) sync --locked --all-extras
 
 run: install
-	$(UV) run python -m examples.allocation
+	$(UV) run python -m examples.allocation serve
+
+demo: install
+	$(UV) run python -m examples.allocation demo
 
 unasync:
 	$(UV) run python tools/unasync.py
@@ -26,6 +29,8 @@ test: lint
 bench: $(UV)
 	$(UV) sync --locked --all-extras --group bench
 	$(UV) run python -m benchmarks.bus
+	$(UV) run python -m benchmarks.store
+	$(UV) run python -m benchmarks.http
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache

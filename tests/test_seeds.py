@@ -17,6 +17,7 @@ from examples.allocation.bootstrap import bootstrap
 from examples.allocation.domain import Batch, InvalidSku, Product
 from examples.allocation.messages import Allocate, Allocated, OutOfStock
 from examples.allocation.unit_of_work import ProductsUnitOfWork
+from examples.allocation.views import InMemoryAllocationsView
 from tidings import Command, Envelope, MemoryStore, Message, MessageBus, Router
 from tidings.testing import Call, Recorder
 
@@ -73,7 +74,11 @@ def test_a_failing_event_handler_does_not_stop_the_others() -> None:
     uow = lamp_shop(5)
     bus = MessageBus(
         [handlers.router, listener],
-        dependencies={"uow": uow, "send_mail": Recorder(fail_with=ConnectionError())},
+        dependencies={
+            "uow": uow,
+            "send_mail": Recorder(fail_with=ConnectionError()),
+            "views": InMemoryAllocationsView(),
+        },
         retry_waits=False,
     )
     bus.handle(Allocate("o1", "LAMP", 10))
@@ -97,7 +102,11 @@ def test_events_are_handled_after_the_command_returns_its_result() -> None:
 
     bus = MessageBus(
         [handlers.router, listener],
-        dependencies={"uow": lamp_shop(100), "send_mail": Recorder()},
+        dependencies={
+            "uow": lamp_shop(100),
+            "send_mail": Recorder(),
+            "views": InMemoryAllocationsView(),
+        },
         middleware=[note_results],
         retry_waits=False,
     )

@@ -1,6 +1,10 @@
-"""A short scripted run of the allocation service: `python -m examples.allocation`.
+"""The allocation service from the command line.
 
-It creates batches, allocates order lines (warehouse stock first, then the
+    python -m examples.allocation                 # the scripted scenario, in memory
+    python -m examples.allocation serve           # the HTTP service (127.0.0.1:8000)
+    python -m examples.allocation demo            # a scenario against the running service
+
+The scripted scenario creates batches, allocates order lines (warehouse stock first, then the
 earliest shipment), runs out of stock (the stock desk is mailed), shrinks a
 batch (its latest line is deallocated and allocated again elsewhere), and
 prints the event log with the conversation and cause of every event.
@@ -8,7 +12,9 @@ prints the event log with the conversation and cause of every event.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import sys
 from typing import Any
 from uuid import UUID
@@ -68,13 +74,66 @@ def run_scenario(bus: MessageBus, store: EventStore) -> None:
         print(f"       caused by {cause}, in the conversation of {names[envelope.correlation_id]}")
 
 
-def main() -> None:
+def scenario() -> None:
     # The bus logs failed messages with their ids; show them in line with the scenario.
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stdout, format="  log: %(name)s: %(message)s"
     )
     store = MemoryStore()
     run_scenario(bootstrap(send_mail=print_mail, store=store), store)
+
+
+def serve(host: str, port: int, store_url: str | None) -> None:
+    import uvicorn
+
+    from tidings.store.urls import STORE_URL_ENV, default_store_url, parse_store_url
+
+    if store_url:
+        os.environ[STORE_URL_ENV] = store_url
+    url = f"http://{host}:{port}"
+    print(f"Allocation service on {url}, store {parse_store_url(default_store_url())}")
+    print("Try next, in another terminal:")
+    print(
+        f"  curl -X POST {url}/add_batch -H 'content-type: application/json' "
+        """-d '{"ref": "b1", "sku": "LAMP", "qty": 10, "eta": null}'"""
+    )
+    print(
+        f"  curl -X POST {url}/allocate -H 'content-type: application/json' "
+        """-d '{"orderid": "o1", "sku": "LAMP", "qty": 2}'"""
+    )
+    print(f"  curl {url}/allocations/o1")
+    print(f"  python -m examples.allocation demo --url {url}   # a whole scenario over HTTP")
+    print(f"  open {url}/docs                                  # the OpenAPI documentation")
+    print("  tidings events -i examples.allocation.messages    # the event log")
+    print("  tidings tail -i examples.allocation.messages      # events as they commit")
+    print("  tidings trace <correlation_id> -i examples.allocation.messages")
+    # The app opens the database that TIDINGS_STORE names when it starts.
+    uvicorn.run("examples.allocation.service:app", host=host, port=port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.allocation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("scenario", help="the scripted scenario, in memory (the default)")
+    serving = commands.add_parser("serve", help="run the HTTP service with uvicorn")
+    serving.add_argument("--host", default="127.0.0.1")
+    serving.add_argument("--port", type=int, default=8000)
+    serving.add_argument("--store", help="store URL (default: $TIDINGS_STORE, else SQLite)")
+    demo = commands.add_parser("demo", help="drive a running service through a scenario")
+    demo.add_argument("--url", default="http://127.0.0.1:8000")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.host, args.port, args.store)
+    elif args.command == "demo":
+        from examples.allocation.demo import run_demo
+
+        run_demo(args.url)
+    else:
+        scenario()
 
 
 if __name__ == "__main__":

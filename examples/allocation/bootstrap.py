@@ -2,18 +2,26 @@
 
 ::
 
-    bus = bootstrap()                                  # production defaults
+    bus = bootstrap()                                  # in memory, for a script or a test
     bus = bootstrap(uow=ProductsUnitOfWork(MemoryStore()), send_mail=fake_mail)   # a test
+    bus = bootstrap(unit_of_work=lambda: SqlAlchemyProductsUnitOfWork(sessions, store),
+                    views=SqlAllocationsView(engine))  # the service, see `database`
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from examples.allocation.domain import Product
 from examples.allocation.handlers import SendMail, router
 from examples.allocation.notifications import log_mail
-from examples.allocation.unit_of_work import InMemoryProductRepository, ProductsUnitOfWork
+from examples.allocation.unit_of_work import (
+    AllocationUnitOfWork,
+    InMemoryProductRepository,
+    ProductsUnitOfWork,
+)
+from examples.allocation.views import AllocationsView, InMemoryAllocationsView
 from tidings import EventStore, LogMessages, MemoryStore, MessageBus, PerCall
 
 
@@ -22,22 +30,34 @@ def bootstrap(
     send_mail: SendMail | None = None,
     store: EventStore | None = None,
     *,
+    unit_of_work: Callable[[], AllocationUnitOfWork] | None = None,
+    views: AllocationsView | None = None,
     retry_waits: bool = True,
 ) -> MessageBus:
     """The allocation service's bus.
 
-    Without `uow`, every handler call gets its own unit of work over `store`,
-    all sharing one product table, so one bus serves concurrent requests. The
-    products are kept in memory, so the store is too unless one is given: a
-    durable log beside volatile products would disagree after a restart.
-    With `uow`, that one is used throughout, as tests do to look inside it.
+    With `unit_of_work`, every handler call gets a unit of work from it (the
+    SQL service passes one over its database). Otherwise every call gets an
+    in-memory one over `store`, all sharing one product table, so one bus
+    serves concurrent requests. The products are then kept in memory, so the
+    store is too unless one is given: a durable log beside volatile products
+    would disagree after a restart. With `uow`, that one is used throughout,
+    as tests do to look inside it. `views` is the read model (in memory
+    unless given).
     """
     mailer = send_mail if send_mail is not None else log_mail
-    dependencies: dict[str | type, Any] = {"send_mail": mailer}
+    dependencies: dict[str | type, Any] = {
+        "send_mail": mailer,
+        "views": views if views is not None else InMemoryAllocationsView(),
+    }
+    if uow is not None and store is not None and store is not uow.store:
+        raise ValueError("pass a unit of work or a store, not both")
+    if unit_of_work is not None and (uow is not None or store is not None):
+        raise ValueError("a unit of work factory brings its own store: pass it alone, not both")
     if uow is not None:
-        if store is not None and store is not uow.store:
-            raise ValueError("pass a unit of work or a store, not both")
         dependencies["uow"] = uow
+    elif unit_of_work is not None:
+        dependencies["uow"] = PerCall(unit_of_work)
     else:
         log = store if store is not None else MemoryStore()
         products: dict[str, Product] = {}

@@ -23,9 +23,13 @@ class InvalidBatch(DomainError):
     """No batch has this reference."""
 
 
-@dataclass(frozen=True)
+@dataclass(unsafe_hash=True)
 class OrderLine:
-    """A quantity of one SKU that a customer ordered."""
+    """A quantity of one SKU that a customer ordered; equal lines are the same line.
+
+    A value object, compared and hashed by value. It is not frozen because the
+    SQL mapper sets its attributes when it loads one; nothing else changes them.
+    """
 
     orderid: str
     sku: str
@@ -40,8 +44,8 @@ class Batch:
         self.sku = sku
         self.eta = eta
         self._purchased_quantity = qty
-        # A dict keeps allocation order, so the most recent line is the first to give way.
-        self._allocations: dict[OrderLine, None] = {}
+        # A list keeps allocation order, so the most recent line is the first to give way.
+        self._allocations: list[OrderLine] = []
 
     def __repr__(self) -> str:
         return f"<Batch {self.reference}>"
@@ -53,13 +57,12 @@ class Batch:
         return hash(self.reference)
 
     def allocate(self, line: OrderLine) -> None:
-        if self.can_allocate(line):
-            self._allocations[line] = None
+        if line not in self._allocations and self.can_allocate(line):
+            self._allocations.append(line)
 
     def deallocate_one(self) -> OrderLine:
         """Give up the line allocated last."""
-        line, _ = self._allocations.popitem()
-        return line
+        return self._allocations.pop()
 
     def change_purchased_quantity(self, qty: int) -> None:
         self._purchased_quantity = qty

@@ -1,7 +1,9 @@
 """The service layer: one handler per command, and the reactions to events.
 
-Handlers name what they need as parameters (`uow`, `send_mail`); the bus
-binds them when it is built, so tests pass fakes the same way.
+Handlers name what they need as parameters (`uow`, `send_mail`, `views`);
+the bus binds them when it is built, so tests pass fakes the same way. The
+commands that change a product run again, with a fresh unit of work, when
+another request changed that product first (`ConcurrencyError`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ from typing import Protocol
 from examples.allocation.domain import Batch, InvalidBatch, InvalidSku, OrderLine, Product
 from examples.allocation.messages import (
     Allocate,
+    Allocated,
     ChangeBatchQuantity,
     CreateBatch,
     Deallocated,
+    GetAllocations,
     OutOfStock,
 )
-from examples.allocation.unit_of_work import ProductsUnitOfWork
-from tidings import Router
+from examples.allocation.unit_of_work import AllocationUnitOfWork
+from examples.allocation.views import AllocationRow, AllocationsView
+from tidings import ConcurrencyError, Retry, Router
 
 router = Router()
+
+ON_CONFLICT = Retry(attempts=10, first_delay=0.01, max_delay=0.2, on=(ConcurrencyError,))
 
 
 class SendMail(Protocol):
@@ -32,8 +39,8 @@ class SendMail(Protocol):
 STOCK_DESK = "stock@example.com"
 
 
-@router.handler
-def add_batch(cmd: CreateBatch, uow: ProductsUnitOfWork) -> None:
+@router.handler(retry=ON_CONFLICT)
+def add_batch(cmd: CreateBatch, uow: AllocationUnitOfWork) -> None:
     eta = date.fromisoformat(cmd.eta) if cmd.eta is not None else None
     with uow:
         product = uow.products.get(cmd.sku)
@@ -44,8 +51,8 @@ def add_batch(cmd: CreateBatch, uow: ProductsUnitOfWork) -> None:
         uow.commit()
 
 
-@router.handler
-def allocate(cmd: Allocate, uow: ProductsUnitOfWork) -> str | None:
+@router.handler(retry=ON_CONFLICT)
+def allocate(cmd: Allocate, uow: AllocationUnitOfWork) -> str | None:
     """The reference of the batch the line went to; None when the SKU is out of stock."""
     line = OrderLine(cmd.orderid, cmd.sku, cmd.qty)
     with uow:
@@ -57,8 +64,8 @@ def allocate(cmd: Allocate, uow: ProductsUnitOfWork) -> str | None:
     return batchref
 
 
-@router.handler
-def change_batch_quantity(cmd: ChangeBatchQuantity, uow: ProductsUnitOfWork) -> None:
+@router.handler(retry=ON_CONFLICT)
+def change_batch_quantity(cmd: ChangeBatchQuantity, uow: AllocationUnitOfWork) -> None:
     with uow:
         product = uow.products.get_by_batchref(cmd.ref)
         if product is None:
@@ -68,9 +75,24 @@ def change_batch_quantity(cmd: ChangeBatchQuantity, uow: ProductsUnitOfWork) -> 
 
 
 @router.handler
-def reallocate(event: Deallocated, uow: ProductsUnitOfWork) -> None:
+def reallocate(event: Deallocated, uow: AllocationUnitOfWork) -> None:
     """A line a batch gave up is allocated again, as a new `Allocate` command."""
     allocate(Allocate(event.orderid, event.sku, event.qty), uow)
+
+
+@router.handler
+def add_allocation_to_read_model(event: Allocated, views: AllocationsView) -> None:
+    views.add(event.orderid, event.sku, event.batchref)
+
+
+@router.handler
+def remove_allocation_from_read_model(event: Deallocated, views: AllocationsView) -> None:
+    views.remove(event.orderid, event.sku)
+
+
+@router.handler
+def allocations(query: GetAllocations, views: AllocationsView) -> list[AllocationRow]:
+    return views.for_order(query.orderid)
 
 
 @router.handler

@@ -1,10 +1,10 @@
-"""The commands the allocation service accepts and the events it records."""
+"""The commands and queries the allocation service accepts and the events it records."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tidings import Command, Event
+from tidings import Command, Event, Query
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,13 @@ class ChangeBatchQuantity(Command):
 
     ref: str
     qty: int
+
+
+@dataclass(frozen=True)
+class GetAllocations(Query):
+    """Which batches the lines of an order went to, from the read model."""
+
+    orderid: str
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,38 @@
 
 `ProductRepository` is the seam between the service layer and storage: a
 backend implements `_add`, `_get`, `_get_by_batchref` and `_save`. The one
-here keeps products in a dict; a SQL one writes rows through the unit of
-work's transaction, so rows and events commit together.
+here keeps products in a dict; the SQL one (`orm.SqlAlchemyProductRepository`)
+works in a SQLAlchemy session whose transaction carries the events too, so
+rows and events commit together. Handlers accept either unit of work: both
+are an `AllocationUnitOfWork`.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 from examples.allocation.domain import Product
 from tidings import EventStore, Repository, UnitOfWork
+
+
+class AllocationUnitOfWork(Protocol):
+    """A unit of work with a `products` repository, in memory or in SQL."""
+
+    @property
+    def products(self) -> ProductRepository: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
 
 
 class ProductRepository(Repository[Product]):

@@ -1,0 +1,128 @@
+"""FastAPI integration: the bus and a unit of work per request as dependencies, errors as HTTP.
+
+Needs the `web` extra (`pip install "tidings[web]"`).
+
+::
+
+    app = FastAPI(lifespan=lifespan)
+    add_error_handlers(app)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        use_tidings(app, bootstrap(), unit_of_work=lambda: MyUnitOfWork(store))
+        yield
+
+    @app.post("/allocate", status_code=202)
+    def allocate(body: AllocateBody, bus: Annotated[MessageBus, Depends(get_bus)]) -> ...:
+        return {"batchref": bus.handle(Allocate(body.orderid, body.sku, body.qty))}
+
+Errors become JSON bodies `{"message": ...}`: a `DomainError` is 400 (the
+request asked for something the rules refuse), a missing aggregate or stream
+404, a `ConcurrencyError` or `EventIdConflict` 409 (try again), an unreachable
+store 503, and a malformed body 422 with a message naming each bad field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+except ModuleNotFoundError as exc:
+    raise ModuleNotFoundError(
+        f'tidings.integrations.fastapi needs the web extra: pip install "tidings[web]" ({exc})',
+        name=exc.name,
+    ) from exc
+
+from tidings._async.bus import AsyncMessageBus
+from tidings._sync.bus import MessageBus
+from tidings.errors import (
+    AggregateNotFound,
+    ConcurrencyError,
+    DomainError,
+    EventIdConflict,
+    StoreUnavailable,
+    StreamNotFound,
+)
+
+__all__ = ["ERROR_STATUS", "add_error_handlers", "get_bus", "get_unit_of_work", "use_tidings"]
+
+ERROR_STATUS: dict[type[Exception], int] = {
+    DomainError: 400,
+    AggregateNotFound: 404,
+    StreamNotFound: 404,
+    ConcurrencyError: 409,
+    EventIdConflict: 409,
+    StoreUnavailable: 503,
+}
+"""The HTTP status of each error class; the nearest class in an error's hierarchy wins."""
+
+
+def use_tidings(
+    app: FastAPI,
+    bus: MessageBus | AsyncMessageBus,
+    *,
+    unit_of_work: Callable[[], Any] | None = None,
+) -> None:
+    """Give `app`'s endpoints `bus` (`get_bus`) and units of work made by `unit_of_work`."""
+    app.state.tidings_bus = bus
+    app.state.tidings_unit_of_work = unit_of_work
+
+
+def get_bus(request: Request) -> Any:
+    """Dependency: the app's message bus."""
+    try:
+        return request.app.state.tidings_bus
+    except AttributeError:
+        raise RuntimeError("no bus for this app: call use_tidings(app, bus) at start-up") from None
+
+
+def get_unit_of_work(request: Request) -> Any:
+    """Dependency: a new unit of work for this request, not yet opened."""
+    factory = getattr(request.app.state, "tidings_unit_of_work", None)
+    if factory is None:
+        raise RuntimeError(
+            "no unit of work for this app: call use_tidings(app, bus, unit_of_work=...) at start-up"
+        )
+    return factory()
+
+
+def add_error_handlers(app: FastAPI, statuses: dict[type[Exception], int] | None = None) -> None:
+    """Answer tidings errors and malformed requests with a status and `{"message": ...}`.
+
+    `statuses` adds to or overrides `ERROR_STATUS`, for an application's own errors.
+    """
+    table = {**ERROR_STATUS, **(statuses or {})}
+
+    def error_response(request: Request, exc: Exception) -> JSONResponse:
+        status = next(table[kind] for kind in type(exc).__mro__ if kind in table)
+        return JSONResponse({"message": str(exc)}, status_code=status)
+
+    def validation_response(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = list(exc.errors())
+        return JSONResponse(
+            {"message": "; ".join(_describe(error) for error in errors), "errors": _plain(errors)},
+            status_code=422,
+        )
+
+    for kind in table:
+        app.add_exception_handler(kind, error_response)
+    app.add_exception_handler(RequestValidationError, validation_response)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """`qty: Input should be a valid integer` from one of pydantic's errors."""
+    location = [str(part) for part in error.get("loc", ()) if part != "body"]
+    field = ".".join(location) or "body"
+    return f"{field}: {error.get('msg', 'invalid')}"
+
+
+def _plain(errors: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The errors without their `ctx` and `input`, which may hold values JSON cannot encode."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors
+    ]

@@ -1,0 +1,223 @@
+"""The allocation service over HTTP, as a real process, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.examples.service import ROOT, Service, running_service
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    with running_service(request.param, tmp_path_factory.mktemp(request.param)) as service:
+        yield service
+
+
+@pytest.fixture
+def sku() -> str:
+    return f"LAMP-{uuid.uuid4().hex[:8]}"
+
+
+def post(service: Service, path: str, body: Any) -> Any:
+    with service.client() as client:
+        return client.post(path, json=body)
+
+
+def get(service: Service, path: str, **params: Any) -> Any:
+    with service.client() as client:
+        return client.get(path, params=params)
+
+
+def test_a_line_is_allocated_and_shows_in_the_read_model(service: Service, sku: str) -> None:
+    later = post(
+        service, "/add_batch", {"ref": f"{sku}-later", "sku": sku, "qty": 10, "eta": "2031-02-01"}
+    )
+    sooner = post(
+        service, "/add_batch", {"ref": f"{sku}-sooner", "sku": sku, "qty": 10, "eta": "2031-01-01"}
+    )
+    assert (later.status_code, sooner.status_code) == (201, 201)
+    allocated = post(service, "/allocate", {"orderid": f"o-{sku}", "sku": sku, "qty": 3})
+    assert (allocated.status_code, allocated.json()) == (202, {"batchref": f"{sku}-sooner"})
+    view = get(service, f"/allocations/o-{sku}")
+    assert (view.status_code, view.json()) == (200, [{"sku": sku, "batchref": f"{sku}-sooner"}])
+
+
+def test_out_of_stock_is_accepted_without_a_batch(service: Service, sku: str) -> None:
+    post(service, "/add_batch", {"ref": f"{sku}-b", "sku": sku, "qty": 2, "eta": None})
+    allocated = post(service, "/allocate", {"orderid": f"o-{sku}", "sku": sku, "qty": 3})
+    assert (allocated.status_code, allocated.json()) == (202, {"batchref": None})
+    assert get(service, f"/allocations/o-{sku}").status_code == 404
+
+
+def test_an_unknown_sku_is_a_400_with_its_name(service: Service, sku: str) -> None:
+    response = post(service, "/allocate", {"orderid": "o1", "sku": sku, "qty": 1})
+    assert (response.status_code, response.json()) == (400, {"message": f"Invalid sku {sku}"})
+
+
+def test_an_order_without_allocations_is_a_404(service: Service) -> None:
+    response = get(service, "/allocations/no-such-order")
+    assert response.status_code == 404
+    assert "no-such-order" in response.json()["message"]
+
+
+def test_a_shrinking_batch_reallocates_its_latest_line(service: Service, sku: str) -> None:
+    stock, shipment = f"{sku}-stock", f"{sku}-shipment"
+    post(service, "/add_batch", {"ref": stock, "sku": sku, "qty": 20, "eta": None})
+    post(service, "/add_batch", {"ref": shipment, "sku": sku, "qty": 20, "eta": "2031-01-01"})
+    first, second = f"first-{sku}", f"second-{sku}"
+    for orderid in (first, second):
+        assert post(service, "/allocate", {"orderid": orderid, "sku": sku, "qty": 10}).json() == {
+            "batchref": stock
+        }
+    changed = post(service, "/change_batch_quantity", {"ref": stock, "qty": 15})
+    assert changed.status_code == 202
+    assert get(service, f"/allocations/{first}").json() == [{"sku": sku, "batchref": stock}]
+    assert get(service, f"/allocations/{second}").json() == [{"sku": sku, "batchref": shipment}]
+    events = [e for e in all_events(service) if e["stream"] == f"Product-{sku}"]
+    assert [e["type"] for e in events] == [
+        "allocation.Allocated",
+        "allocation.Allocated",
+        "allocation.Deallocated",
+        "allocation.Allocated",
+    ]
+    deallocated, reallocated = events[2], events[3]
+    assert reallocated["causation_id"] == deallocated["event_id"]
+    assert reallocated["correlation_id"] == deallocated["correlation_id"]
+
+
+def test_changing_an_unknown_batch_is_a_400(service: Service) -> None:
+    response = post(service, "/change_batch_quantity", {"ref": "no-such-batch", "qty": 1})
+    assert (response.status_code, response.json()) == (
+        400,
+        {"message": "Invalid batch no-such-batch"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/allocate", {"orderid": "o1", "sku": "LAMP"}, "qty"),
+        ("/allocate", {"orderid": "o1", "sku": "LAMP", "qty": "many"}, "qty"),
+        ("/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 0}, "qty"),
+        ("/allocate", {"orderid": "", "sku": "LAMP", "qty": 1}, "orderid"),
+        ("/add_batch", {"ref": "b", "sku": "LAMP", "qty": 1, "eta": "tomorrow"}, "eta"),
+        ("/add_batch", {"ref": "b", "qty": 1}, "sku"),
+        ("/change_batch_quantity", {"ref": "b", "qty": -1}, "qty"),
+        ("/allocate", ["not", "an", "object"], "body"),
+    ],
+)
+def test_a_malformed_body_is_a_422_naming_the_field(
+    service: Service, path: str, body: Any, field: str
+) -> None:
+    response = post(service, path, body)
+    assert response.status_code == 422
+    assert response.json()["message"].startswith(f"{field}: ")
+
+
+def test_a_body_that_is_not_json_is_a_422(service: Service) -> None:
+    with service.client() as client:
+        response = client.post(
+            "/allocate", content=b"{oops", headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422
+    assert "JSON" in response.json()["message"]
+
+
+def test_the_openapi_document_describes_the_endpoints(service: Service) -> None:
+    paths = get(service, "/openapi.json").json()["paths"]
+    assert {"/add_batch", "/allocate", "/change_batch_quantity", "/allocations/{orderid}"} <= set(
+        paths
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_state_is_kept_across_a_restart(backend: str, tmp_path: Path) -> None:
+    with running_service(backend, tmp_path) as service:
+        post(service, "/add_batch", {"ref": "b1", "sku": "LAMP", "qty": 10, "eta": None})
+        assert post(service, "/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 6}).json() == {
+            "batchref": "b1"
+        }
+        service.stop()
+        service.start()
+        assert get(service, "/allocations/o1").json() == [{"sku": "LAMP", "batchref": "b1"}]
+        # The product remembers what it gave away: 4 are left, not 10.
+        assert post(service, "/allocate", {"orderid": "o2", "sku": "LAMP", "qty": 6}).json() == {
+            "batchref": None
+        }
+        assert post(service, "/allocate", {"orderid": "o3", "sku": "LAMP", "qty": 4}).json() == {
+            "batchref": "b1"
+        }
+        assert [e["type"] for e in all_events(service)] == [
+            "allocation.Allocated",
+            "allocation.OutOfStock",
+            "allocation.Allocated",
+        ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_killed_service_keeps_rows_and_events_in_step(backend: str, tmp_path: Path) -> None:
+    with running_service(backend, tmp_path) as service:
+        post(service, "/add_batch", {"ref": "b1", "sku": "LAMP", "qty": 10**6, "eta": None})
+        answered: list[int] = []
+
+        def allocate_until_killed(worker: int) -> None:
+            with service.client() as client:
+                for n in itertools.count():
+                    body = {"orderid": f"o{worker}-{n}", "sku": "LAMP", "qty": 1}
+                    try:
+                        answered.append(client.post("/allocate", json=body).status_code)
+                    except httpx.TransportError:
+                        return
+
+        workers = [threading.Thread(target=allocate_until_killed, args=(n,)) for n in range(4)]
+        for worker in workers:
+            worker.start()
+        while len(answered) < 20:
+            time.sleep(0.01)
+        service.kill()
+        for worker in workers:
+            worker.join(timeout=30)
+        service.start()
+        allocated = [e for e in all_events(service) if e["type"] == "allocation.Allocated"]
+        assert set(answered) == {202}
+        assert len(allocated) >= len(answered)  # a request may commit, then lose its answer
+        assert service.count_rows("allocations") == len(allocated)
+
+
+def test_the_demo_drives_a_running_service(tmp_path: Path) -> None:
+    with running_service("sqlite", tmp_path) as service:
+        done = subprocess.run(
+            [sys.executable, "-m", "examples.allocation", "demo", "--url", service.url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert '-> 400 {"message":"Invalid sku NO-SUCH-' in out
+    assert "caused by allocation.Deallocated at" in out
+    assert '-> 202 {"batchref":null}' in out
+
+
+def all_events(service: Service) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while page := get(service, "/events", after=events[-1]["position"] if events else 0).json():
+        events.extend(page)
+    return events

@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy.orm import registry, sessionmaker
+
+from tests.integrations.databases import Target, target_for
+from tidings import (
+    Aggregate,
+    Command,
+    ConcurrencyError,
+    Event,
+    MessageBus,
+    PerCall,
+    Retry,
+    Router,
+)
+from tidings.integrations.sqlalchemy import (
+    SqlAlchemyRepository,
+    SqlAlchemyUnitOfWork,
+    StaleAggregate,
+)
+
+
+@dataclass(frozen=True)
+class Incremented(Event, type_name="tests.Incremented"):
+    counter: str
+    by: int
+
+
+@dataclass(frozen=True)
+class Tagged(Event, type_name="tests.Tagged"):
+    tag: Any
+
+
+@dataclass(frozen=True)
+class Increment(Command):
+    by: int
+
+
+class Counter(Aggregate):
+    def __init__(self, name: str) -> None:
+        self.id = name
+        self.value = 0
+        self.version = 0
+
+    def increment(self, by: int) -> None:
+        self.value += by
+        self.version += 1
+        self.record(Incremented(self.id, by))
+
+
+metadata = MetaData()
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+mappers = registry()
+
+
+class CountersUnitOfWork(SqlAlchemyUnitOfWork):
+    def __init__(self, sessions: Callable[[], Any], store: Any, writers: Any = None) -> None:
+        super().__init__(sessions, store, writers=writers)
+        self.counters = SqlAlchemyRepository(self, Counter)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    with target_for(request.param, tmp_path) as target:
+        metadata.create_all(target.engine)
+        mappers.map_imperatively(
+            Counter,
+            counters,
+            properties={"id": counters.c.name},
+            version_id_col=counters.c.version,
+            version_id_generator=False,
+        )
+        try:
+            yield target
+        finally:
+            mappers.dispose()
+
+
+def new_uow(target: Target, writers: Any = None) -> CountersUnitOfWork:
+    sessions = sessionmaker(target.engine, expire_on_commit=False)
+    return CountersUnitOfWork(sessions, target.store, writers)
+
+
+def stored_values(target: Target) -> dict[str, int]:
+    with target.engine.connect() as connection:
+        rows = connection.execute(select(counters.c.name, counters.c.value))
+        return {name: value for name, value in rows}
+
+
+def test_rows_and_events_commit_together(target: Target) -> None:
+    uow = new_uow(target)
+    with uow:
+        counter = Counter("a")
+        counter.increment(2)
+        uow.counters.add(counter)
+        uow.commit()
+    with uow:
+        counter = uow.counters.get("a")
+        assert counter is not None
+        counter.increment(3)
+        uow.commit()
+    assert stored_values(target) == {"a": 5}
+    records = target.store.read_stream("Counter-a")
+    assert [(r.version, r.type) for r in records] == [
+        (1, "tests.Incremented"),
+        (2, "tests.Incremented"),
+    ]
+    new = uow.collect_new_events()
+    assert [e.message for e in new] == [Incremented("a", 2), Incremented("a", 3)]
+    assert [e.position for e in new] == [r.position for r in records]
+
+
+def test_leaving_without_commit_keeps_neither_rows_nor_events(target: Target) -> None:
+    uow = new_uow(target)
+    with uow:
+        counter = Counter("a")
+        counter.increment(2)
+        uow.counters.add(counter)
+        uow.session.flush()
+    assert stored_values(target) == {}
+    assert target.store.read_all() == []
+
+
+def test_a_failure_after_the_rows_are_written_keeps_neither(target: Target) -> None:
+    uow = new_uow(target)
+    with uow:
+        counter = Counter("a")
+        counter.increment(2)
+        counter.record(Tagged(lambda: None))  # the codec cannot encode a function
+        uow.counters.add(counter)
+        with pytest.raises(TypeError):
+            uow.commit()
+    assert stored_values(target) == {}
+    assert target.store.read_all() == []
+
+
+def test_a_row_changed_since_it_was_read_is_a_concurrency_error(target: Target) -> None:
+    setup = new_uow(target)
+    with setup:
+        setup.counters.add(Counter("a"))
+        setup.commit()
+    writers = threading.Lock()
+    first, second = new_uow(target, writers), new_uow(target, writers)
+    with first, second:
+        mine, theirs = first.counters.get("a"), second.counters.get("a")
+        assert mine is not None
+        assert theirs is not None
+        mine.increment(1)
+        theirs.increment(10)
+        first.commit()
+        assert not writers.locked()
+        with pytest.raises(StaleAggregate, match="changed by someone else") as raised:
+            second.commit()
+        assert writers.locked()  # until the block rolls back
+    assert not writers.locked()
+    assert isinstance(raised.value, ConcurrencyError)
+    assert stored_values(target) == {"a": 1}
+    assert [r.type for r in target.store.read_all()] == ["tests.Incremented"]
+
+
+def test_a_bus_retries_the_conflicting_command_with_a_fresh_unit_of_work(target: Target) -> None:
+    setup = new_uow(target)
+    with setup:
+        setup.counters.add(Counter("a"))
+        setup.commit()
+    interloper = new_uow(target)
+    calls: list[int] = []
+    router = Router()
+
+    @router.handler(retry=Retry(attempts=3, on=(ConcurrencyError,)))
+    def increment(cmd: Increment, uow: CountersUnitOfWork) -> int:
+        calls.append(cmd.by)
+        with uow:
+            counter = uow.counters.get("a")
+            assert counter is not None
+            if len(calls) == 1:  # someone else changes it between our read and our write
+                with interloper:
+                    other = interloper.counters.get("a")
+                    assert other is not None
+                    other.increment(100)
+                    interloper.commit()
+            counter.increment(cmd.by)
+            uow.commit()
+        return counter.value
+
+    seen: list[Event] = []
+
+    @router.handler
+    def note(event: Incremented) -> None:
+        seen.append(event)
+
+    bus = MessageBus(
+        router, dependencies={"uow": PerCall(lambda: new_uow(target))}, retry_waits=False
+    )
+    assert bus.handle(Increment(1)) == 101
+    assert calls == [1, 1]
+    assert stored_values(target) == {"a": 101}
+    assert seen == [Incremented("a", 1)]
+    assert [r.version for r in target.store.read_stream("Counter-a")] == [1, 2]
