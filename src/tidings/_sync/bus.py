@@ -13,7 +13,7 @@ from uuid import UUID
 import time
 
 from tidings.context import Dispatch, reset_dispatch, set_dispatch
-from tidings.dead_letters import DeadLetter, DeadLetters
+from tidings.dead_letters import DeadLetterStore, DeadLetter, DeadLetters, UndecodedEvent
 from tidings.errors import CascadeLimitExceeded, NoHandler
 from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
 from tidings.messages import Envelope, Event, Message
@@ -39,8 +39,10 @@ class MessageBus:
     - A command or query goes to its one handler; the result is returned and an
       exception reaches the caller unchanged.
     - An event goes to every handler of its class or a base class. A failing
-      handler is retried by its `Retry` policy, then logged and dead-lettered;
-      it never fails the sender or the other handlers.
+      handler is retried by its `Retry` policy, then logged and dead-lettered
+      in `dead_letters` (in memory unless a durable store such as
+      `SQLDeadLetters` is given); it never fails the sender or the other
+      handlers.
     - Events committed while handling are queued and handled after the current
       message, in order, each call having its own queue.
     """
@@ -53,13 +55,15 @@ class MessageBus:
         retry: Retry | None = None,
         retry_waits: bool = True,
         middleware: Sequence[Middleware] = (),
-        dead_letters: DeadLetters | None = None,
+        dead_letters: DeadLetters | DeadLetterStore | None = None,
         max_cascade: int = 10_000,
     ) -> None:
         routers = [handlers] if isinstance(handlers, Router) else list(handlers)
         self._table: HandlerTable = bind_handlers(routers, dependencies or {}, retry or Retry())
         self.retry_waits = retry_waits
-        self.dead_letters = dead_letters if dead_letters is not None else DeadLetters()
+        self.dead_letters: DeadLetters | DeadLetterStore = (
+            dead_letters if dead_letters is not None else DeadLetters()
+        )
         self.max_cascade = max_cascade
         self._dispatch: CallNext = self._dispatch_one
         for layer in reversed(middleware):
@@ -95,27 +99,45 @@ class MessageBus:
         return result
 
     def retry_dead_letter(self, letter_id: UUID) -> bool:
-        """Run a dead letter's handler again: True on success, else it is dead-lettered anew."""
-        letter = self.dead_letters.get(letter_id)
+        """Run a dead letter's handler again, under its retry policy.
+
+        On success the letter is dropped and True returned; otherwise it is
+        replaced by a new letter with the new error, and False returned. The
+        new letter is recorded before the old one is dropped, so a crash in
+        between leaves two letters, never none. Raises `KeyError` for an
+        unknown id and `LookupError` when the handler or the event's class is
+        not loaded in this process.
+        """
+        letter: DeadLetter = _settled(self.dead_letters.get(letter_id))
+        message = letter.envelope.message
+        if isinstance(message, UndecodedEvent):
+            raise LookupError(
+                f"dead letter {letter_id} holds a {message.type_name} event, whose class is not "
+                "loaded in this process"
+            )
         handler = self._table.by_name(letter.handler)
         if handler is None:
-            raise LookupError(f"handler {letter.handler} is no longer registered on this bus")
-        self.dead_letters.remove(letter_id)
+            raise LookupError(f"handler {letter.handler} is not registered on this bus")
         queue: deque[Envelope[Message]] = deque()
         token = _queue.set(queue)
         try:
-            ok = self._run_event_handler(handler, letter.envelope)
+            failure = self._run_event_handler(handler, letter.envelope)
         finally:
             _queue.reset(token)
+        if failure is not None:
+            self._record(failure)
+        _settled(self.dead_letters.remove(letter_id))
         for caused in queue:
             self.handle(caused)
-        return ok
+        return failure is None
 
     def _dispatch_one(self, envelope: Envelope[Message]) -> Any:
         message = envelope.message
         if isinstance(message, Event):
             for handler in self._table.for_event(type(message)):
-                self._run_event_handler(handler, envelope)
+                failure = self._run_event_handler(handler, envelope)
+                if failure is not None:
+                    self._record(failure)
             return None
         if not isinstance(message, Message):
             raise TypeError(
@@ -145,8 +167,10 @@ class MessageBus:
                 reset_dispatch(token)
             self._wait(single.retry, attempt)
 
-    def _run_event_handler(self, handler: BoundHandler, envelope: Envelope[Message]) -> bool:
-        """Call an event handler under its retry policy; dead-letter it when every attempt fails."""
+    def _run_event_handler(
+        self, handler: BoundHandler, envelope: Envelope[Message]
+    ) -> DeadLetter | None:
+        """Call an event handler under its retry policy; the dead letter if every attempt fails."""
         attempt = 0
         while True:
             attempt += 1
@@ -156,7 +180,7 @@ class MessageBus:
                 result = handler.call(envelope)
                 if handler.is_async:
                     run_coroutine(result, handler.name)
-                return True
+                return None
             except Exception as exc:
                 if not handler.retry.retries(exc, attempt):
                     logger.error(
@@ -168,14 +192,26 @@ class MessageBus:
                         attempt,
                         exc_info=exc,
                     )
-                    self.dead_letters.add(DeadLetter.of(envelope, handler.name, exc, attempt))
-                    return False
+                    return DeadLetter.of(envelope, handler.name, exc, attempt)
                 self._log_retry(handler, envelope, attempt, exc)
             finally:
                 reset_dispatch(token)
                 # Events a handler committed are facts even if it failed afterwards.
                 _queue.get().extend(dispatch.collect())
             self._wait(handler.retry, attempt)
+
+    def _record(self, letter: DeadLetter) -> None:
+        """Keep a dead letter; a store that fails to is logged, never raised into the sender."""
+        try:
+            _settled(self.dead_letters.add(letter))
+        except Exception:
+            logger.exception(
+                "cannot record the dead letter of handler %s on %s %s (correlation %s)",
+                letter.handler,
+                type(letter.envelope.message).__name__,
+                letter.envelope.message_id,
+                letter.correlation_id,
+            )
 
     def _log_retry(
         self, handler: BoundHandler, envelope: Envelope[Message], attempt: int, error: Exception
@@ -194,6 +230,11 @@ class MessageBus:
         if self.retry_waits:
             delay = policy.delay(failed_attempt)
             time.sleep(delay)
+
+
+def _settled(result: Any) -> Any:
+    """The result of a dead-letter store call: in-memory ones return it, async ones it."""
+    return result
 
 
 def _wrap(layer: Middleware, call_next: CallNext) -> CallNext:

@@ -1,0 +1,222 @@
+"""`tidings dlq`: list, inspect, retry and drop the dead letters kept in the event store.
+
+Dead letters are in the store's database when the application's bus was
+built with `dead_letters=SQLDeadLetters(store)`. Listing, showing and
+dropping need only `--store`; an event whose class is not importable shows
+as its stored JSON (`--import MODULE` loads the classes). Retrying runs the
+failed handler again, so it needs the application: `--app module:factory`
+names a function that takes the opened event store and returns the
+application's `MessageBus`, built over `SQLDeadLetters(store)` (the same
+composition root the application runs with, in blocking form).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import msgspec
+import typer
+
+from tidings._sync.bus import MessageBus
+from tidings.cli.group import TidingsGroup
+from tidings.cli.options import (
+    ImportOption,
+    JsonOption,
+    StoreOption,
+    import_modules,
+    opened_store,
+    parse_uuid,
+)
+from tidings.dead_letters import DeadLetter, SQLDeadLetters, UndecodedEvent
+from tidings.store import EventStore
+from tidings.store.urls import DEFAULT_STORE_URL, MemoryURL, parse_store_url
+
+__all__ = ["dlq_app"]
+
+dlq_app = typer.Typer(
+    cls=TidingsGroup,
+    name="dlq",
+    help="List, inspect, retry and drop dead letters kept in the event store.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+AppOption = Annotated[
+    str,
+    typer.Option(
+        "--app",
+        metavar="MODULE:FACTORY",
+        help="A function taking the event store and returning the application's MessageBus.",
+    ),
+]
+HandlerOption = Annotated[
+    str | None, typer.Option("--handler", help="Only letters of this handler (its full name).")
+]
+LimitOption = Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")]
+
+
+@dlq_app.command("list")
+def list_letters(
+    store: StoreOption = DEFAULT_STORE_URL,
+    handler: HandlerOption = None,
+    limit: LimitOption = 100,
+    json_lines: JsonOption = False,
+    modules: ImportOption = None,
+) -> None:
+    """The dead letters, oldest first: id, time, handler, event type, attempts, error."""
+    import_modules(modules)
+    with _letters(store) as (_, letters):
+        found = letters.list(handler=handler, limit=limit)
+    if json_lines:
+        for letter in found:
+            typer.echo(json.dumps(_summary(letter)))
+        return
+    if not found:
+        typer.echo("no dead letters")
+        return
+    for letter in found:
+        error = letter.error.splitlines()[0] if letter.error else ""
+        typer.echo(
+            f"{letter.id}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.handler}  "
+            f"{letter.message_type}  x{letter.attempts}  {error}"
+        )
+
+
+@dlq_app.command()
+def show(
+    letter_id: Annotated[str, typer.Argument(metavar="ID", help="The dead letter's id.")],
+    store: StoreOption = DEFAULT_STORE_URL,
+    json_lines: JsonOption = False,
+    modules: ImportOption = None,
+) -> None:
+    """One dead letter in full: its event, envelope, error and traceback."""
+    import_modules(modules)
+    wanted = parse_uuid(letter_id, "ID")
+    with _letters(store) as (_, letters):
+        letter = _get(letters, wanted)
+    detail = {**_summary(letter), "traceback": letter.traceback}
+    if json_lines:
+        typer.echo(json.dumps(detail))
+        return
+    for key in ("id", "handler", "event_type", "attempts", "failed_at", "error"):
+        typer.echo(f"{key}: {detail[key]}")
+    for key in ("message_id", "correlation_id", "causation_id", "stream", "version", "position"):
+        typer.echo(f"{key}: {detail[key]}")
+    typer.echo(f"event: {json.dumps(detail['event'])}")
+    typer.echo("traceback:")
+    typer.echo(letter.traceback.rstrip())
+
+
+@dlq_app.command()
+def retry(
+    letter_id: Annotated[str, typer.Argument(metavar="ID", help="The dead letter's id.")],
+    app: AppOption,
+    store: StoreOption = DEFAULT_STORE_URL,
+) -> None:
+    """Run the letter's handler again; on success the letter is dropped (exit 0), else kept (1)."""
+    wanted = parse_uuid(letter_id, "ID")
+    factory = _factory(app)
+    with _letters(store) as (event_store, letters):
+        _get(letters, wanted)
+        bus = factory(event_store)
+        if not isinstance(bus, MessageBus):
+            raise typer.BadParameter(
+                f"{app} returned {type(bus).__name__}, not a MessageBus", param_hint="--app"
+            )
+        if not isinstance(bus.dead_letters, SQLDeadLetters):
+            raise typer.BadParameter(
+                f"the bus from {app} keeps its dead letters in memory: build it with "
+                "dead_letters=SQLDeadLetters(store)",
+                param_hint="--app",
+            )
+        try:
+            delivered = bus.retry_dead_letter(wanted)
+        except LookupError as exc:
+            raise typer.BadParameter(str(exc).strip("'\""), param_hint="ID") from None
+    if delivered:
+        typer.echo(f"{wanted}: delivered, dropped from the dead letters")
+        return
+    typer.echo(f"{wanted}: failed again, kept as a new dead letter", err=True)
+    raise typer.Exit(1)
+
+
+@dlq_app.command()
+def drop(
+    letter_id: Annotated[str, typer.Argument(metavar="ID", help="The dead letter's id.")],
+    store: StoreOption = DEFAULT_STORE_URL,
+) -> None:
+    """Forget a dead letter without running its handler."""
+    wanted = parse_uuid(letter_id, "ID")
+    with _letters(store) as (_, letters):
+        try:
+            letters.remove(wanted)
+        except KeyError:
+            raise typer.BadParameter(f"no dead letter {wanted}", param_hint="ID") from None
+    typer.echo(f"{wanted}: dropped")
+
+
+@contextmanager
+def _letters(url: str) -> Iterator[tuple[EventStore, SQLDeadLetters]]:
+    if isinstance(parse_store_url(url), MemoryURL):
+        raise typer.BadParameter(
+            "the memory store keeps no dead letters between processes", param_hint="--store"
+        )
+    with opened_store(url) as store:
+        yield store, SQLDeadLetters(store)
+
+
+def _get(letters: SQLDeadLetters, letter_id: Any) -> DeadLetter:
+    try:
+        return letters.get(letter_id)
+    except KeyError:
+        raise typer.BadParameter(f"no dead letter {letter_id}", param_hint="ID") from None
+
+
+def _factory(spec: str) -> Callable[[EventStore], Any]:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(
+            f"{spec!r} is not MODULE:FACTORY (e.g. myapp.bootstrap:dlq_bus)", param_hint="--app"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(
+            f"cannot import {module_name!r}: {exc}", param_hint="--app"
+        ) from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise typer.BadParameter(f"{module_name} has no function {attribute!r}", param_hint="--app")
+    return factory  # type: ignore[no-any-return]
+
+
+def _summary(letter: DeadLetter) -> dict[str, Any]:
+    envelope = letter.envelope
+    message = envelope.message
+    if isinstance(message, UndecodedEvent):
+        event: Any = json.loads(message.data)
+    else:
+        event = msgspec.to_builtins(message)
+    return {
+        "id": str(letter.id),
+        "handler": letter.handler,
+        "event_type": letter.message_type,
+        "attempts": letter.attempts,
+        "failed_at": letter.failed_at.isoformat(),
+        "error": letter.error,
+        "message_id": str(envelope.message_id),
+        "correlation_id": str(envelope.correlation_id),
+        "causation_id": None if envelope.causation_id is None else str(envelope.causation_id),
+        "stream": envelope.stream,
+        "version": envelope.version,
+        "position": envelope.position,
+        "event": event,
+    }

@@ -1,0 +1,125 @@
+"""`tidings dlq`: list, show, retry and drop dead letters kept in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.dead_letters import app
+from tests.services import postgres_dsn
+from tidings.cli.dlq import dlq_app
+from tidings.dead_letters import SQLDeadLetters
+from tidings.store.urls import open_store
+
+runner = CliRunner()
+APP = "tests.dead_letters.app:bus"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'events.db'}"
+        return
+    import psycopg
+    from psycopg import sql
+
+    dsn = postgres_dsn()
+    schema = f"dlq_cli_{uuid.uuid4().hex[:12]}"
+    try:
+        yield f"{dsn}?schema={schema}"
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+
+
+def fail_welcome(url: str, *users: str) -> list[str]:
+    """Dead-letter a welcome mail per user; their letter ids, oldest first."""
+    app.broken["mail"] = True
+    store = open_store(url)
+    try:
+        bus = app.bus(store)
+        for user in users:
+            bus.handle(app.Welcomed(user))
+        return [str(letter.id) for letter in SQLDeadLetters(store).list()]
+    finally:
+        store.close()
+
+
+def test_list_and_show_describe_the_letters(url: str) -> None:
+    first, second = fail_welcome(url, "u1", "u2")
+    listed = runner.invoke(dlq_app, ["list", "--store", url])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert [line.split()[0] for line in lines] == [first, second]
+    assert "send_welcome_mail" in lines[0] and "test.dlq.Welcomed" in lines[0]
+    assert "x3" in lines[0] and "ConnectionError: mail server down" in lines[0]
+
+    as_json = runner.invoke(dlq_app, ["list", "--store", url, "--json", "--limit", "1"])
+    (only,) = [json.loads(line) for line in as_json.output.splitlines()]
+    assert only["id"] == first and only["event"] == {"user_id": "u1"}
+
+    shown = runner.invoke(dlq_app, ["show", second, "--store", url])
+    assert shown.exit_code == 0, shown.output
+    assert 'event: {"user_id": "u2"}' in shown.output
+    assert "raise ConnectionError" in shown.output
+
+
+def test_retry_runs_the_handler_through_the_application_bus(url: str) -> None:
+    (letter,) = fail_welcome(url, "u3")
+    again = runner.invoke(dlq_app, ["retry", letter, "--store", url, "--app", APP])
+    assert again.exit_code == 1
+    assert "failed again" in again.output
+    (kept,) = [
+        json.loads(x)["id"]
+        for x in runner.invoke(dlq_app, ["list", "--store", url, "--json"]).output.splitlines()
+    ]
+    app.broken["mail"], app.delivered[:] = False, []
+    done = runner.invoke(dlq_app, ["retry", kept, "--store", url, "--app", APP])
+    assert done.exit_code == 0, done.output
+    assert app.delivered == ["u3"]
+    assert runner.invoke(dlq_app, ["list", "--store", url]).output.strip() == "no dead letters"
+
+
+def test_drop_forgets_a_letter(url: str) -> None:
+    first, second = fail_welcome(url, "u4", "u5")
+    dropped = runner.invoke(dlq_app, ["drop", first, "--store", url])
+    assert dropped.exit_code == 0 and "dropped" in dropped.output
+    listed = runner.invoke(dlq_app, ["list", "--store", url, "--json"])
+    assert [json.loads(line)["id"] for line in listed.output.splitlines()] == [second]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (["show", "not-a-uuid"], "is not a UUID"),
+        (["drop", str(uuid.UUID(int=7))], "no dead letter"),
+        (["retry", str(uuid.UUID(int=7)), "--app", APP], "no dead letter"),
+        (["retry", "{letter}", "--app", "nocolon"], "is not MODULE:FACTORY"),
+        (["retry", "{letter}", "--app", "no_such_module_x:bus"], "cannot import"),
+        (["retry", "{letter}", "--app", "tests.dead_letters.app:nothing"], "has no function"),
+        (["retry", "{letter}", "--app", "tests.dead_letters.app:memory_bus"], "in memory"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_one_line_reason(
+    tmp_path: Path, arguments: list[str], reason: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    (letter,) = fail_welcome(url, "u6")
+    filled = [argument.replace("{letter}", letter) for argument in arguments]
+    result = runner.invoke(dlq_app, [*filled, "--store", url])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert reason in line
+
+
+def test_the_memory_store_is_refused() -> None:
+    result = runner.invoke(dlq_app, ["list", "--store", "memory:"])
+    assert result.exit_code == 2
+    assert "memory store" in result.output
