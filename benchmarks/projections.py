@@ -1,0 +1,361 @@
+"""Projections: catch-up throughput and live latency, tidings beside `eventsourcing`.
+
+Both keep one SQL read model in the event store's own database: a balance per
+account, upserted per event, with the checkpoint (eventsourcing: the tracking
+record) committed in the same transaction.
+
+- catch-up: events per second while a projection replays a log of `--events`
+  events from the start into an empty read model;
+- live: the time from an append's return (its commit) until the read model
+  shows the event, p50 and p99 over `--samples` appends a few milliseconds
+  apart. Both sides are observed the same way: a second connection polls the
+  read model every 0.2 ms.
+
+eventsourcing's projection runner needs a recorder with subscriptions, which
+its SQLite recorder lacks: on SQLite tidings runs alone.
+
+Run: `uv run python -m benchmarks.projections [--backend sqlite|postgres|both]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import singledispatchmethod
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+try:
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+    from eventsourcing.persistence import Tracking
+    from eventsourcing.postgres import PostgresTrackingRecorder
+    from eventsourcing.projection import Projection as EsProjection
+    from eventsourcing.projection import ProjectionRunner as EsRunner
+    from eventsourcing.sqlite import SQLiteTrackingRecorder
+    from eventsourcing.utils import get_topic
+except ImportError as exc:
+    raise SystemExit(f"{exc}: install the peers with `uv sync --all-extras --group bench`") from exc
+
+from tidings import Codec, Envelope, Event
+from tidings.projections import Projection, ProjectionRunner, handles
+
+DSN = os.environ.get("TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+# tidings
+
+
+@dataclass(frozen=True)
+class Deposited(Event, type_name="bench.Deposited"):
+    account: str
+    amount: int
+
+
+class Balances(Projection):
+    name = "balances"
+
+    def __init__(self, table: str, postgres: bool) -> None:
+        self.table = table
+        self.mark = "%s" if postgres else "?"
+
+    def setup(self, tx: Any) -> None:
+        tx.connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table}"
+            " (account TEXT PRIMARY KEY, balance BIGINT NOT NULL)"
+        )
+
+    def reset(self, tx: Any) -> None:
+        tx.connection.execute(f"DELETE FROM {self.table}")
+
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+        tx.connection.execute(
+            f"INSERT INTO {self.table} (account, balance) VALUES ({self.mark}, {self.mark})"
+            f" ON CONFLICT (account) DO UPDATE SET balance = {self.table}.balance"
+            " + excluded.balance",
+            (event.account, event.amount),
+        )
+
+
+# eventsourcing
+
+
+class Account(Aggregate):
+    @event("Opened")
+    def __init__(self) -> None:
+        pass
+
+    @event("Deposited")
+    def deposit(self, amount: int) -> None:
+        pass
+
+
+class EsSQLiteBalances(SQLiteTrackingRecorder):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS es_balances"
+                " (account TEXT PRIMARY KEY, balance BIGINT NOT NULL)"
+            )
+
+    def deposit(self, account: str, amount: int, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT INTO es_balances (account, balance) VALUES (?, ?) ON CONFLICT (account)"
+                " DO UPDATE SET balance = es_balances.balance + excluded.balance",
+                (account, amount),
+            )
+            self._insert_tracking(c, tracking)
+
+
+class EsPostgresBalances(PostgresTrackingRecorder):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.datastore.schema}.es_balances"
+                " (account TEXT PRIMARY KEY, balance BIGINT NOT NULL)"
+            )
+
+    def deposit(self, account: str, amount: int, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                f"INSERT INTO {self.datastore.schema}.es_balances (account, balance)"
+                " VALUES (%s, %s) ON CONFLICT (account) DO UPDATE"
+                " SET balance = es_balances.balance + excluded.balance",
+                (account, amount),
+            )
+            self._insert_tracking(c, tracking)
+
+
+class EsBalancesProjection(EsProjection[Any]):
+    name = "balances"
+    topics = (get_topic(Account.Deposited),)  # type: ignore[attr-defined]
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        pass
+
+    @process_event.register
+    def _(self, domain_event: Account.Deposited, tracking: Tracking) -> None:  # type: ignore[name-defined]
+        self.view.deposit(str(domain_event.originator_id), 1, tracking)
+
+
+# The runs
+
+
+@dataclass
+class Figures:
+    catch_up: float  # events per second
+    p50: float  # milliseconds
+    p99: float
+
+
+@dataclass
+class Target:
+    backend: str
+    tidings_url: Any  # an opened tidings store factory
+    es_env: dict[str, str]
+    read: Callable[[str, str], int | None]  # (table, account) -> balance
+    table: str
+    es_table: str
+
+
+@contextmanager
+def targets(backend: str) -> Iterator[Target]:
+    if backend == "sqlite":
+        import sqlite3
+
+        from tidings.store import SQLiteStore
+
+        with tempfile.TemporaryDirectory() as directory:
+            tidings_path = Path(directory) / "tidings.db"
+            es_path = Path(directory) / "es.db"
+            readers: dict[str, sqlite3.Connection] = {}
+
+            def read(table: str, account: str) -> int | None:
+                path = es_path if table.startswith("es_") else tidings_path
+                connection = readers.setdefault(table, sqlite3.connect(path))
+                row = connection.execute(
+                    f"SELECT balance FROM {table} WHERE account = ?", (account,)
+                ).fetchone()
+                return None if row is None else int(row[0])
+
+            yield Target(
+                backend,
+                lambda: SQLiteStore(tidings_path),
+                {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(es_path)},
+                read,
+                "balances",
+                "es_balances",
+            )
+        return
+    import psycopg
+    from psycopg import sql
+
+    from tidings.store.postgres import PostgresStore
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    es_schema = f"bench_es_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(DSN, autocommit=True)
+    admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(es_schema)))
+    reader = psycopg.connect(DSN, autocommit=True)
+
+    def read_pg(table: str, account: str) -> int | None:
+        row = reader.execute(
+            f"SELECT balance FROM {table} WHERE account = %s", (account,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    info = psycopg.conninfo.conninfo_to_dict(DSN)
+    try:
+        yield Target(
+            backend,
+            lambda: PostgresStore(DSN, schema=schema),
+            {
+                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "POSTGRES_DBNAME": str(info.get("dbname", "test")),
+                "POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
+                "POSTGRES_PORT": str(info.get("port", "5432")),
+                "POSTGRES_USER": str(info.get("user", "postgres")),
+                "POSTGRES_PASSWORD": str(info.get("password", "")),
+                "POSTGRES_SCHEMA": es_schema,
+            },
+            read_pg,
+            f"{schema}.balances",
+            f"{es_schema}.es_balances",
+        )
+    finally:
+        reader.close()
+        for name in (schema, es_schema):
+            admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+        admin.close()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the read model did not catch up")
+        time.sleep(0.0002)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p99 * 1000
+
+
+def run_tidings(target: Target, events: int, samples: int) -> Figures:
+    codec = Codec(Deposited)
+    store = target.tidings_url()
+    projection = Balances(target.table, target.backend == "postgres")
+    per_account = events // 100
+    for account in range(100):
+        batch = [
+            codec.new_event(Envelope.new(Deposited(f"a{account}", 1))) for _ in range(per_account)
+        ]
+        store.append(f"Account-{account}", batch)
+    runner = ProjectionRunner(store, [projection], batch_size=1000, poll_interval=1.0)
+    started = time.perf_counter()
+    runner.rebuild("balances")
+    catch_up = events / (time.perf_counter() - started)
+    assert target.read(target.table, "a0") == per_account
+    latencies: list[float] = []
+    with runner.running():
+        for i in range(samples):
+            store.append("Account-live", [codec.new_event(Envelope.new(Deposited("live", 1)))])
+            appended = time.perf_counter()
+            wait_until(lambda i=i: target.read(target.table, "live") == i + 1)
+            latencies.append(time.perf_counter() - appended)
+            time.sleep(0.003)
+    store.close()
+    return Figures(catch_up, *percentiles(latencies))
+
+
+def run_eventsourcing(target: Target, events: int, samples: int) -> Figures:
+    app: Application[Any] = Application(env=target.es_env)
+    per_account = events // 100
+    ids = []
+    for _ in range(100):
+        account = Account()
+        for _ in range(per_account - 1):  # Opened is not counted, so one deposit fewer
+            account.deposit(1)
+        app.save(account)
+        ids.append(account.id)
+    view_class = EsSQLiteBalances if target.backend == "sqlite" else EsPostgresBalances
+    head = app.recorder.max_notification_id()
+    started = time.perf_counter()
+    runner = EsRunner(
+        application_class=Application,
+        projection_class=EsBalancesProjection,
+        view_class=view_class,
+        env=target.es_env,
+    )
+    with runner:
+        runner.wait(head, timeout=600)
+        catch_up = (events - 100) / (time.perf_counter() - started)
+        live = Account()
+        app.save(live)
+        latencies: list[float] = []
+        for i in range(samples):
+            live.deposit(1)
+            app.save(live)
+            appended = time.perf_counter()
+            wait_until(lambda i=i: target.read(target.es_table, str(live.id)) == i + 1)
+            latencies.append(time.perf_counter() - appended)
+            time.sleep(0.003)
+    return Figures(catch_up, *percentiles(latencies))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--samples", type=int, default=300)
+    args = parser.parse_args()
+    backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
+    print(f"tidings projections vs eventsourcing {version('eventsourcing')}")
+    print(f"{args.events} events to catch up on, {args.samples} live appends\n")
+    header = (
+        f"{'backend':9} {'runner':14} {'catch-up ev/s':>14} {'live p50 ms':>12} {'live p99 ms':>12}"
+    )
+    print(header)
+    for backend in backends:
+        with targets(backend) as target:
+            ours = run_tidings(target, args.events, args.samples)
+            # eventsourcing's SQLite recorder has no subscriptions, so no projection runner.
+            theirs = (
+                run_eventsourcing(target, args.events, args.samples)
+                if backend == "postgres"
+                else None
+            )
+        for name, figures in (("tidings", ours), ("eventsourcing", theirs)):
+            if figures is None:
+                print(f"{backend:9} {name:14} {'(its SQLite recorder has no subscriptions)':>40}")
+                continue
+            print(
+                f"{backend:9} {name:14} {figures.catch_up:14,.0f} {figures.p50:12.2f}"
+                f" {figures.p99:12.2f}"
+            )
+        if theirs is None:
+            print()
+            continue
+        print(
+            f"{backend:9} {'ratio':14} {ours.catch_up / theirs.catch_up:13.1f}x"
+            f" {theirs.p50 / ours.p50:11.1f}x {theirs.p99 / ours.p99:11.1f}x\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Projections: read models built from the log, run with checkpoints, rebuilt, swapped, awaited."""
+
+from tidings.projections._async.checkpoints import DeadLetterRecord
+from tidings.projections._async.runner import AsyncProjectionRunner, Progress
+from tidings.projections._sync.runner import ProjectionRunner
+from tidings.projections.durable import HandlerProjection, durable_handlers
+from tidings.projections.projection import (
+    EventHandler,
+    OnFailure,
+    Projection,
+    ProjectionState,
+    ProjectionStatus,
+    ProjectionStopped,
+    ProjectionTimeout,
+    handles,
+)
+
+__all__ = [
+    "AsyncProjectionRunner",
+    "DeadLetterRecord",
+    "EventHandler",
+    "HandlerProjection",
+    "OnFailure",
+    "Progress",
+    "Projection",
+    "ProjectionRunner",
+    "ProjectionState",
+    "ProjectionStatus",
+    "ProjectionStopped",
+    "ProjectionTimeout",
+    "durable_handlers",
+    "handles",
+]

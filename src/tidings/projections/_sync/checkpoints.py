@@ -1,0 +1,273 @@
+# Generated from src/tidings/projections/_async/checkpoints.py by tools/unasync.py: edit that file, then run `make unasync`.
+"""Checkpoints, states and leases of projections, kept beside the log in the store's database."""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tidings.projections import tables
+from tidings.projections.tables import Dialect, ProjectionRow
+from tidings.store.records import RecordedEvent
+
+__all__ = ["Checkpoints", "DeadLetterRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """An event a projection gave up on and moved past."""
+
+    position: int
+    event_id: str
+    type: str
+    error: str
+    failed_at: float
+
+
+class Checkpoints:
+    """The projections table of one store; every method runs in the store transaction `tx`.
+
+    SQLite and PostgreSQL stores keep it in their database, through
+    `tx.connection`; the memory store in memory, beside its log.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._dialect = _dialect_of(store)
+        self._memory = _memory_rows(store) if self._dialect is None else None
+
+    @property
+    def postgres(self) -> bool:
+        return self._dialect is not None and self._dialect.postgres
+
+    def ensure(self, tx: Any) -> None:
+        """Create the tables if missing."""
+        if self._dialect is None:
+            return
+        if self._dialect.postgres:
+            # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL.
+            _execute(
+                tx, "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ["tidings projections"]
+            )
+        for statement in self._dialect.create:
+            _execute(tx, statement)
+
+    def add(self, tx: Any, name: str) -> None:
+        if self._memory is not None:
+            self._memory.setdefault(name, ProjectionRow(name, 0, "running", None, None, None, None))
+            return
+        self._run(tx, tables.INSERT, name)
+
+    def load(self, tx: Any, name: str) -> ProjectionRow | None:
+        if self._memory is not None:
+            found = self._memory.get(name)
+            return None if found is None else replace(found)
+        rows = self._run(tx, tables.SELECT, name)
+        return ProjectionRow(*rows[0]) if rows else None
+
+    def load_all(self, tx: Any) -> list[ProjectionRow]:
+        if self._memory is not None:
+            return [replace(row) for _, row in sorted(self._memory.items())]
+        return [ProjectionRow(*row) for row in self._run(tx, tables.SELECT_ALL)]
+
+    def claim(
+        self, tx: Any, name: str, owner: str, lease: float, *, take_over: bool = False
+    ) -> bool:
+        """Become the one runner of `name`, if no other holds an unexpired lease.
+
+        `take_over` claims it whatever the lease, for a runner that knows the
+        previous owner is gone (it holds the projection's advisory lock).
+        """
+        now = time.time()
+        row = self._memory_row(name)
+        if row is not None:
+            if take_over or row.owner in (None, owner) or (row.lease_until or 0) < now:
+                row.owner, row.lease_until = owner, now + lease
+                return True
+            return False
+        if take_over:
+            return self._changed(tx, tables.TAKE, owner, now + lease, name)
+        return self._changed(tx, tables.CLAIM, owner, now + lease, name, owner, now)
+
+    def release(self, tx: Any, name: str, owner: str) -> None:
+        row = self._memory_row(name)
+        if row is not None:
+            if row.owner == owner:
+                row.owner = row.lease_until = None
+            return
+        self._run(tx, tables.RELEASE, name, owner)
+
+    def renew(self, tx: Any, name: str, owner: str, lease: float) -> bool:
+        row = self._memory_row(name)
+        if row is not None:
+            if row.owner != owner:
+                return False
+            row.lease_until = time.time() + lease
+            return True
+        return self._changed(tx, tables.RENEW, time.time() + lease, name, owner)
+
+    def save(
+        self, tx: Any, name: str, owner: str, old: int, new: int, lease: float, caught_up: bool
+    ) -> bool:
+        """Move the checkpoint from `old` to `new`, if `owner` still runs it from `old`.
+
+        This fence fails when the lease was taken over, the projection was
+        paused, or its position changed underneath (a rebuild): the caller
+        then rolls its transaction back. `caught_up` ends a rebuild.
+        """
+        row = self._memory_row(name)
+        if row is not None:
+            if row.owner != owner or row.position != old or row.state not in _PROCESSING:
+                return False
+            row.position, row.lease_until = new, time.time() + lease
+            if caught_up:
+                row.state = "running"
+            return True
+        until = time.time() + lease
+        return self._changed(tx, tables.SAVE, new, until, caught_up, name, owner, old)
+
+    def park(
+        self, tx: Any, name: str, owner: str, position: int, error: str, failed: int
+    ) -> bool:
+        row = self._memory_row(name)
+        if row is not None:
+            if row.owner != owner or row.position != position:
+                return False
+            row.state, row.error, row.failed_position = "parked", error, failed
+            return True
+        return self._changed(tx, tables.PARK, error, failed, name, owner, position)
+
+    def set_state(self, tx: Any, name: str, state: str) -> None:
+        """Set the state and clear the error (pause, resume)."""
+        row = self._memory_row(name)
+        if row is not None:
+            row.state, row.error, row.failed_position = state, None, None
+            return
+        self._run(tx, tables.SET_STATE, state, name)
+
+    def restart(self, tx: Any, name: str) -> None:
+        """Back to position 0, rebuilding."""
+        row = self._memory_row(name)
+        if row is not None:
+            row.position, row.state, row.error, row.failed_position = 0, "rebuilding", None, None
+            return
+        self._run(tx, tables.RESTART, name)
+
+    def move(self, tx: Any, name: str, position: int) -> None:
+        """Set the position and run on from it (a read model swapped in)."""
+        row = self._memory_row(name)
+        if row is not None:
+            row.position, row.state, row.error, row.failed_position = (
+                position,
+                "running",
+                None,
+                None,
+            )
+            return
+        self._run(tx, tables.MOVE, position, name)
+
+    def delete(self, tx: Any, name: str) -> None:
+        if self._memory is not None:
+            self._memory.pop(name, None)
+            return
+        self._run(tx, tables.DELETE, name)
+
+    def dead_letter(self, tx: Any, name: str, record: RecordedEvent, error: str) -> None:
+        entry = DeadLetterRecord(
+            record.position, str(record.event_id), record.type, error, time.time()
+        )
+        if self._memory is not None:
+            _memory_dead_letters(self.store).setdefault(name, []).append(entry)
+            return
+        self._run(
+            tx,
+            tables.DEAD_LETTER,
+            name,
+            entry.position,
+            entry.event_id,
+            entry.type,
+            error,
+            entry.failed_at,
+        )
+
+    def dead_letters(self, tx: Any, name: str) -> list[DeadLetterRecord]:
+        if self._memory is not None:
+            return list(_memory_dead_letters(self.store).get(name, []))
+        return [DeadLetterRecord(*row) for row in self._run(tx, tables.DEAD_LETTERS, name)]
+
+    def head(self, tx: Any) -> int:
+        """The last readable position of the log."""
+        if self._dialect is None:
+            last = self.store.read_all(after=0)
+            return last[-1].position if last else 0
+        rows = self._run(tx, tables.HEAD)
+        return int(rows[0][0])
+
+    def pending(
+        self,
+        tx: Any,
+        position: int,
+        categories: Collection[str] | None,
+        types: Collection[str] | None,
+    ) -> int:
+        """How many readable events of these categories and types lie after `position`."""
+        if self._dialect is None:
+            records = self.store.read_all(after=position, categories=categories, types=types)
+            return len(records)
+        text, params = self._dialect.pending(categories, types)
+        rows = _execute(tx, text, [position, *params])
+        return int(rows[0][0])
+
+    def _memory_row(self, name: str) -> ProjectionRow | None:
+        return None if self._memory is None else self._memory.get(name)
+
+    def _run(self, tx: Any, text: str, *params: Any) -> list[tuple[Any, ...]]:
+        assert self._dialect is not None
+        return _execute(tx, self._dialect.statement(text), list(params))
+
+    def _changed(self, tx: Any, text: str, *params: Any) -> bool:
+        assert self._dialect is not None
+        cursor = tx.connection.execute(self._dialect.statement(text), list(params))
+        return bool(cursor.rowcount)
+
+
+_PROCESSING = ("running", "rebuilding")
+
+
+def _execute(tx: Any, text: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run a statement on the transaction's connection (sqlite3 or psycopg); its rows, if any."""
+    cursor = tx.connection.execute(text, params or [])
+    if cursor.description is None:
+        return []
+    rows = cursor.fetchall()
+    return list(rows)
+
+
+def _dialect_of(store: Any) -> Dialect | None:
+    schema = getattr(store, "schema", None)
+    if isinstance(schema, str) and hasattr(store, "notify_channel"):
+        from tidings.store.postgres_sql import EVENTS_PER_TRANSACTION
+
+        return Dialect.postgresql(schema, EVENTS_PER_TRANSACTION)
+    if isinstance(getattr(store, "path", None), str):
+        return Dialect.sqlite()
+    return None
+
+
+_memory_tables: weakref.WeakKeyDictionary[Any, dict[str, ProjectionRow]] = (
+    weakref.WeakKeyDictionary()
+)
+_memory_letters: weakref.WeakKeyDictionary[Any, dict[str, list[DeadLetterRecord]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _memory_rows(store: Any) -> dict[str, ProjectionRow]:
+    return _memory_tables.setdefault(store, {})
+
+
+def _memory_dead_letters(store: Any) -> dict[str, list[DeadLetterRecord]]:
+    return _memory_letters.setdefault(store, {})

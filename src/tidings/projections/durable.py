@@ -1,0 +1,96 @@
+"""Durable event handlers: a Router's event handlers run from the log with a checkpoint each.
+
+The bus runs event handlers in process, right after the command's commit; if
+the process dies in between, they never run. Handlers that must run put on a
+Router of their own and given to a projection runner instead run from the
+log: after a crash they pick up where their checkpoint stands (at least
+once, so they should be idempotent by `envelope.message_id`)::
+
+    runner = ProjectionRunner(store, durable_handlers(router, dependencies={...}))
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from tidings.context import Dispatch, reset_dispatch, set_dispatch
+from tidings.handlers import BoundHandler, Router, bind_handlers
+from tidings.messages import Envelope, Event, Message
+from tidings.projections.projection import EventHandler, OnFailure, Projection
+from tidings.retry import Retry
+
+__all__ = ["HandlerProjection", "durable_handlers"]
+
+
+def durable_handlers(
+    *routers: Router,
+    dependencies: Mapping[str | type, Any] | None = None,
+    retry: Retry | None = None,
+) -> list[HandlerProjection]:
+    """One projection per event handler of `routers`, named after the handler.
+
+    Dependencies are bound as the bus binds them (a `ConfigurationError`
+    names anything missing). As on the bus, a handler that keeps failing is
+    dead-lettered (see the runner's `dead_letters`) and the others go on.
+    """
+    table = bind_handlers(routers, dependencies or {}, retry or Retry())
+    if table.single:
+        names = ", ".join(sorted(t.__qualname__ for t in table.single))
+        raise ValueError(f"durable handlers are event handlers; these are not: {names}")
+    return [HandlerProjection(bound) for bound in table.events]
+
+
+class HandlerProjection(Projection):
+    """One bus event handler, run from the log (at least once)."""
+
+    transactional = False
+    on_failure = OnFailure.DEAD_LETTER
+
+    def __init__(self, bound: BoundHandler) -> None:
+        self.name = bound.name
+        self.retry = bound.retry  # type: ignore[misc]
+        self._bound = bound
+        self._asynchronous = inspect.iscoroutinefunction(bound.spec.fn)
+
+    def reset(self, tx: Any) -> None:
+        """Nothing to empty: a rebuild runs the handler again over the whole log."""
+
+    def handlers(self) -> Mapping[str, EventHandler]:
+        handler = self._call_async if self._asynchronous else self._call
+        event_type = self._bound.spec.message_type
+        if event_type is Event:
+            return {Event.__event_type__: handler}
+        return {cls.__event_type__: handler for cls in _with_subclasses(event_type)}
+
+    def event_types(self) -> Collection[str] | None:
+        if self._bound.spec.message_type is Event:
+            return None
+        return frozenset(self.handlers())
+
+    def _call(self, event: Event, envelope: Envelope[Event], tx: Any) -> Any:
+        # As on the bus: what the handler's unit of work commits is traced to this event.
+        token = set_dispatch(Dispatch(envelope))
+        try:
+            return self._bound.call(envelope)
+        finally:
+            reset_dispatch(token)
+
+    async def _call_async(self, event: Event, envelope: Envelope[Event], tx: Any) -> None:
+        token = set_dispatch(Dispatch(envelope))
+        try:
+            await self._bound.call(envelope)
+        finally:
+            reset_dispatch(token)
+
+
+def _with_subclasses(cls: type[Message]) -> list[type[Event]]:
+    found: list[type[Event]] = []
+    pending: list[type[Any]] = [cls]
+    while pending:
+        current = pending.pop()
+        if issubclass(current, Event) and current not in found:
+            found.append(current)
+            pending.extend(current.__subclasses__())
+    return found

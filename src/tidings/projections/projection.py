@@ -1,0 +1,178 @@
+"""Projections: read models kept up to date from the log, declared as handlers per event type."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import typing
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from tidings.errors import ConfigurationError, TidingsError
+from tidings.messages import Envelope, Event
+from tidings.retry import Retry
+
+__all__ = [
+    "EventHandler",
+    "OnFailure",
+    "Projection",
+    "ProjectionState",
+    "ProjectionStatus",
+    "ProjectionStopped",
+    "ProjectionTimeout",
+    "handles",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EventHandler = Callable[[Event, Envelope[Event], Any], Any]
+"""Called with the event, its envelope and the store transaction; may return an awaitable."""
+
+
+class ProjectionState(enum.StrEnum):
+    """Where a projection stands; kept in the database so every process agrees."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    PARKED = "parked"
+    REBUILDING = "rebuilding"
+
+
+class OnFailure(enum.StrEnum):
+    """What a runner does with an event a projection still fails on after every retry."""
+
+    PARK = "park"
+    """Stop this projection at the event, keeping the error, until `resume`."""
+    DEAD_LETTER = "dead-letter"
+    """Record the event and the error as a dead letter and move on."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    """A projection's progress: `lag` counts the events it has still to process up to `head`."""
+
+    name: str
+    state: ProjectionState
+    position: int
+    head: int
+    lag: int
+    error: str | None
+    failed_position: int | None
+
+
+class ProjectionTimeout(TidingsError, TimeoutError):
+    """A projection did not reach a position in time (read your writes)."""
+
+    def __init__(self, name: str, position: int, reached: int, timeout: float) -> None:
+        self.name = name
+        self.position = position
+        self.reached = reached
+        super().__init__(
+            f"projection {name!r} did not reach position {position} within {timeout} s "
+            f"(it is at {reached})"
+        )
+
+
+class ProjectionStopped(TidingsError):
+    """A projection stopped (parked on a failure, or paused) before it caught up."""
+
+    def __init__(self, name: str, state: ProjectionState, error: str | None) -> None:
+        self.name = name
+        self.state = state
+        self.error = error
+        reason = f": {error}" if error else ""
+        super().__init__(f"projection {name!r} is {state}{reason}")
+
+
+def handles(fn: F) -> F:
+    """Mark a method of a `Projection` as the handler of its first parameter's event type.
+
+    The method is called as `method(event, envelope, tx)`: `tx` is the store
+    transaction the checkpoint commits in (`tx.connection` for SQL).
+    """
+    event_type = _first_parameter_type(fn)
+    fn.__dict__["__projection_event__"] = event_type
+    return fn
+
+
+class Projection:
+    """A read model fed by events: subclass, name it, and mark handlers with `@handles`.
+
+    ::
+
+        class OrderCount(Projection):
+            name = "order_count"
+
+            def setup(self, tx): tx.connection.execute("CREATE TABLE IF NOT EXISTS ...")
+            def reset(self, tx): tx.connection.execute("DELETE FROM ...")
+
+            @handles
+            def placed(self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx): ...
+
+    A handler matches events of exactly its class (one for `Event` matches
+    all), and the runner reads only those types from the log. With
+    `transactional` (the default) handlers run in the transaction that commits
+    the checkpoint: a read model in the store's database changes exactly once
+    per event. Otherwise handlers run first and the checkpoint commits after
+    them, so an event may be handled again after a crash (at least once):
+    make such handlers idempotent by `envelope.message_id`.
+    """
+
+    name: str
+    categories: ClassVar[Collection[str] | None] = None
+    """Only events of streams in these categories, when set."""
+    transactional: ClassVar[bool] = True
+    retry: ClassVar[Retry] = Retry()
+    on_failure: ClassVar[OnFailure] = OnFailure.PARK
+    _handler_names: ClassVar[dict[type[Event], str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[type[Event], str] = {}
+        for klass in reversed(cls.__mro__):
+            for attribute, value in vars(klass).items():
+                event_type = getattr(value, "__projection_event__", None)
+                if event_type is None:
+                    continue
+                if found.get(event_type, attribute) != attribute:
+                    raise ConfigurationError(
+                        f"{cls.__qualname__}: {event_type.__qualname__} has two handlers, "
+                        f"{found[event_type]} and {attribute}"
+                    )
+                found[event_type] = attribute
+        cls._handler_names = found
+
+    def setup(self, tx: Any) -> Any:
+        """Create the read model if it does not exist (called when a runner starts)."""
+
+    def reset(self, tx: Any) -> Any:
+        """Empty the read model, for a rebuild from the first event."""
+        raise ConfigurationError(f"projection {self.name!r} does not say how to reset itself")
+
+    def handlers(self) -> Mapping[str, EventHandler]:
+        """The handler of each stored event type name."""
+        table: dict[str, EventHandler] = {}
+        for event_type, attribute in self._handler_names.items():
+            table[event_type.__event_type__] = getattr(self, attribute)
+        return table
+
+    def event_types(self) -> Collection[str] | None:
+        """The type names to read, or None for every event (a handler for `Event`)."""
+        if Event in self._handler_names:
+            return None
+        return frozenset(event_type.__event_type__ for event_type in self._handler_names)
+
+
+def _first_parameter_type(fn: Callable[..., Any]) -> type[Event]:
+    name = getattr(fn, "__qualname__", repr(fn))
+    parameters = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+    if not parameters:
+        raise ConfigurationError(f"{name}: a projection handler takes the event first")
+    hints = typing.get_type_hints(fn)
+    annotation = hints.get(parameters[0].name)
+    if not (isinstance(annotation, type) and issubclass(annotation, Event)):
+        raise ConfigurationError(
+            f"{name}: annotate the first parameter with the event type it handles"
+        )
+    return annotation

@@ -1,0 +1,161 @@
+"""The SQL of the projections table: checkpoints, states, leases and dead letters per projection.
+
+One row per projection in the store's own database (`tidings_projections` in
+SQLite, `<schema>.projections` in PostgreSQL), so that a checkpoint commits
+in the same transaction as a read model's writes, and so that the CLI and
+runners in other processes see the same state. The statements are written
+with `?` placeholders; PostgreSQL's are converted to `%s`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Dialect", "ProjectionRow"]
+
+_COLUMNS = "name, position, state, error, failed_position, owner, lease_until"
+
+
+@dataclass(slots=True)
+class ProjectionRow:
+    """A projection's row as stored."""
+
+    name: str
+    position: int
+    state: str
+    error: str | None
+    failed_position: int | None
+    owner: str | None
+    lease_until: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The statements for one database: SQLite, or PostgreSQL in one schema."""
+
+    projections: str
+    dead_letters: str
+    events: str
+    create: tuple[str, ...]
+    visible: str  # a condition on `position` that keeps only readable events
+    postgres: bool
+
+    @staticmethod
+    def sqlite() -> Dialect:
+        return Dialect(
+            projections="tidings_projections",
+            dead_letters="tidings_projection_dead_letters",
+            events="tidings_events",
+            create=_create("tidings_projections", "tidings_projection_dead_letters", "REAL"),
+            visible="1 = 1",
+            postgres=False,
+        )
+
+    @staticmethod
+    def postgresql(schema: str, index_span: int) -> Dialect:
+        from psycopg import sql
+
+        def name(table: str) -> str:
+            return sql.Identifier(schema, table).as_string(None)
+
+        projections, dead_letters = name("projections"), name("projection_dead_letters")
+        return Dialect(
+            projections=projections,
+            dead_letters=dead_letters,
+            events=name("events"),
+            create=_create(projections, dead_letters, "double precision"),
+            visible=(
+                f"position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {index_span}"
+            ),
+            postgres=True,
+        )
+
+    def statement(self, text: str) -> str:
+        text = text.format(p=self.projections, d=self.dead_letters, e=self.events, v=self.visible)
+        return text.replace("?", "%s") if self.postgres else text
+
+    def pending(
+        self, categories: Collection[str] | None, types: Collection[str] | None
+    ) -> tuple[str, list[Any]]:
+        """Count the readable events after a position (the first parameter), filtered."""
+        text = "SELECT count(*) FROM {e} WHERE position > ? AND {v}"
+        params: list[Any] = []
+        for column, values in (("category", categories), ("type", types)):
+            if values is not None:
+                values = sorted(values)
+                if not values:
+                    return "SELECT 0 WHERE ? IS NOT NULL", params
+                text += f" AND {column} IN ({', '.join('?' * len(values))})"
+                params.extend(values)
+        return self.statement(text), params
+
+
+def _create(projections: str, dead_letters: str, real: str) -> tuple[str, ...]:
+    return (
+        f"""
+        CREATE TABLE IF NOT EXISTS {projections} (
+            name TEXT PRIMARY KEY,
+            position BIGINT NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'running',
+            error TEXT,
+            failed_position BIGINT,
+            owner TEXT,
+            lease_until {real}
+        )
+        """,
+        f"""
+        CREATE TABLE IF NOT EXISTS {dead_letters} (
+            projection TEXT NOT NULL,
+            position BIGINT NOT NULL,
+            event_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            error TEXT NOT NULL,
+            failed_at {real} NOT NULL,
+            PRIMARY KEY (projection, position)
+        )
+        """,
+    )
+
+
+SELECT = f"SELECT {_COLUMNS} FROM {{p}} WHERE name = ?"
+SELECT_ALL = f"SELECT {_COLUMNS} FROM {{p}} ORDER BY name"
+INSERT = "INSERT INTO {p} (name) VALUES (?) ON CONFLICT (name) DO NOTHING"
+CLAIM = (
+    "UPDATE {p} SET owner = ?, lease_until = ?"
+    " WHERE name = ? AND (owner IS NULL OR owner = ? OR lease_until < ?)"
+)
+# Taken by the holder of the projection's advisory lock: the previous owner is gone.
+TAKE = "UPDATE {p} SET owner = ?, lease_until = ? WHERE name = ?"
+RELEASE = "UPDATE {p} SET owner = NULL, lease_until = NULL WHERE name = ? AND owner = ?"
+RENEW = "UPDATE {p} SET lease_until = ? WHERE name = ? AND owner = ?"
+# Fenced: only the owner, from the position it read, in a state that processes events.
+SAVE = (
+    "UPDATE {p} SET position = ?, lease_until = ?,"
+    " state = CASE WHEN ? THEN 'running' ELSE state END"
+    " WHERE name = ? AND owner = ? AND position = ? AND state IN ('running', 'rebuilding')"
+)
+PARK = (
+    "UPDATE {p} SET state = 'parked', error = ?, failed_position = ?"
+    " WHERE name = ? AND owner = ? AND position = ?"
+)
+SET_STATE = "UPDATE {p} SET state = ?, error = NULL, failed_position = NULL WHERE name = ?"
+RESTART = (
+    "UPDATE {p} SET position = 0, state = 'rebuilding', error = NULL, failed_position = NULL"
+    " WHERE name = ?"
+)
+MOVE = (
+    "UPDATE {p} SET position = ?, state = 'running', error = NULL, failed_position = NULL"
+    " WHERE name = ?"
+)
+DELETE = "DELETE FROM {p} WHERE name = ?"
+DEAD_LETTER = (
+    "INSERT INTO {d} (projection, position, event_id, type, error, failed_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+DEAD_LETTERS = (
+    "SELECT position, event_id, type, error, failed_at FROM {d} WHERE projection = ?"
+    " ORDER BY position"
+)
+HEAD = "SELECT coalesce(max(position), 0) FROM {e} WHERE {v}"

@@ -1,0 +1,338 @@
+"""The projection runner on every backend: catch-up, live, failures, rebuilds, read your writes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.projections.ledger import (
+    Backend,
+    Deposited,
+    Ledger,
+    backend,
+    deposit,
+    note,
+    wait_readable,
+)
+from tidings import Envelope
+from tidings.projections import (
+    AsyncProjectionRunner,
+    OnFailure,
+    ProjectionRunner,
+    ProjectionState,
+    ProjectionStopped,
+    ProjectionTimeout,
+    handles,
+)
+from tidings.retry import Retry
+
+FAST = {"poll_interval": 0.05, "lease": 2.0, "retry_waits": False}
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    with backend(request.param, tmp_path) as found:
+        yield found
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    with backend(request.param, tmp_path) as found:
+        yield found
+
+
+def expected(deposits: list[tuple[str, int]]) -> dict[str, tuple[int, int]]:
+    model: dict[str, tuple[int, int]] = {}
+    for account, amount in deposits:
+        balance, entries = model.get(account, (0, 0))
+        model[account] = (balance + amount, entries + 1)
+    return model
+
+
+def test_a_projection_catches_up_in_batches_then_follows_live(env: Backend) -> None:
+    store = env.open(False)
+    ledger = env.ledger()
+    made = [(f"a{i % 3}", i) for i in range(250)]
+    for start in range(0, 250, 50):
+        store.append("Account-x", [deposit(a, n) for a, n in made[start : start + 50]])
+    store.append("Note-1", [note()])
+    runner = ProjectionRunner(store, [ledger], batch_size=40, **FAST)
+    with runner.running():
+        result = store.append("Account-y", [deposit("a9", 7)])
+        runner.wait_for("ledger", result.positions[-1])
+        assert env.read(ledger) == expected([*made, ("a9", 7)])
+        last = store.append("Note-2", [note()])
+        runner.wait_for("ledger", last.positions[-1], timeout=2)
+    [status] = runner.status()
+    assert status.state is ProjectionState.RUNNING
+    assert status.position == result.positions[-1]
+    assert status.lag == 0
+    assert status.head == last.positions[-1]
+    store.close()
+
+
+def test_the_async_runner_gives_the_same_read_model(env: Backend) -> None:
+    async def main() -> dict[str, tuple[int, int]]:
+        store = env.open(True)
+        ledger = env.ledger()
+        for i in range(30):
+            await store.append(f"Account-{i % 4}", [deposit(f"a{i % 4}", i)])
+        runner = AsyncProjectionRunner(store, [ledger], batch_size=7, **FAST)
+        async with runner.running():
+            result = await store.append("Account-z", [deposit("a1", 100)])
+            await runner.wait_for("ledger", result.positions[-1])
+        await store.aclose()
+        return env.read(ledger)
+
+    made = [(f"a{i % 4}", i) for i in range(30)] + [("a1", 100)]
+    assert asyncio.run(main()) == expected(made)
+
+
+def test_a_rebuild_replays_to_the_same_read_model_with_progress(env: Backend) -> None:
+    store = env.open(False)
+    ledger = env.ledger()
+    for i in range(120):
+        last = store.append(f"Account-{i % 5}", [deposit(f"a{i % 5}", i)]).positions[-1]
+    runner = ProjectionRunner(store, [ledger], batch_size=25, **FAST)
+    with runner.running():
+        runner.wait_for("ledger", last)
+        incremental = env.read(ledger)
+        reports: list[tuple[int, int]] = []
+        runner.rebuild("ledger", lambda position, head: reports.append((position, head)))
+        assert env.read(ledger) == incremental == expected([(f"a{i % 5}", i) for i in range(120)])
+    positions = [position for position, _ in reports]
+    assert positions == sorted(positions)
+    assert reports[-1][0] == reports[-1][1] == last
+    assert runner.status()[0].state is ProjectionState.RUNNING
+    store.close()
+
+
+def test_a_rebuild_without_a_running_runner_replays_here(sql_env: Backend) -> None:
+    store = sql_env.open(False)
+    ledger = sql_env.ledger()
+    for _ in range(40):
+        last = store.append("Account-1", [deposit("a", 1)]).positions[-1]
+    wait_readable(store, last)
+    runner = ProjectionRunner(store, [ledger], batch_size=15, **FAST)
+    runner.rebuild("ledger")
+    assert sql_env.read(ledger) == {"a": (40, 40)}
+    [status] = runner.status()
+    assert (status.state, status.lag) == (ProjectionState.RUNNING, 0)
+    store.close()
+
+
+class Flaky(Ledger):
+    """Fails on deposits to `bad` accounts while `broken` is set."""
+
+    retry = Retry(attempts=3, first_delay=0)
+    broken = threading.Event()
+
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+        if event.account == "bad" and self.broken.is_set():
+            raise RuntimeError("cannot book to bad")
+        return super().deposited(event, envelope, tx)
+
+
+class FlakyDeadLetters(Flaky):
+    on_failure = OnFailure.DEAD_LETTER
+
+
+def test_a_failing_projection_is_parked_while_others_run_and_resumes(sql_env: Backend) -> None:
+    store = sql_env.open(False)
+    flaky = Flaky(prefix=sql_env.qualify("flaky"), name="flaky")
+    ledger = sql_env.ledger()
+    Flaky.broken.set()
+    runner = ProjectionRunner(store, [flaky, ledger], **FAST)
+    with runner.running():
+        store.append("Account-1", [deposit("good", 1)])
+        bad = store.append("Account-2", [deposit("bad", 5)])
+        last = store.append("Account-1", [deposit("good", 2)])
+        runner.wait_for("ledger", last.positions[-1])
+        with pytest.raises(ProjectionTimeout, match="flaky"):
+            runner.wait_for("flaky", last.positions[-1], timeout=0.3)
+        parked = {s.name: s for s in runner.status()}["flaky"]
+        assert parked.state is ProjectionState.PARKED
+        assert parked.failed_position == bad.positions[0]
+        assert parked.error == "RuntimeError: cannot book to bad"
+        assert sql_env.read(flaky) == {"good": (1, 1)}
+        Flaky.broken.clear()
+        runner.resume("flaky")
+        runner.wait_for("flaky", last.positions[-1])
+    assert sql_env.read(flaky) == sql_env.read(ledger) == {"good": (3, 2), "bad": (5, 1)}
+    assert {s.name: s.state for s in runner.status()}["flaky"] is ProjectionState.RUNNING
+    store.close()
+
+
+def test_the_dead_letter_policy_moves_past_a_failing_event(sql_env: Backend) -> None:
+    store = sql_env.open(False)
+    projection = FlakyDeadLetters(prefix=sql_env.qualify("dl"), name="dl")
+    Flaky.broken.set()
+    try:
+        runner = ProjectionRunner(store, [projection], **FAST)
+        with runner.running():
+            bad = store.append("Account-2", [deposit("bad", 5)])
+            last = store.append("Account-1", [deposit("good", 2)])
+            runner.wait_for("dl", last.positions[-1])
+        [letter] = runner.dead_letters("dl")
+        assert letter.position == bad.positions[0]
+        assert letter.error == "RuntimeError: cannot book to bad"
+        assert sql_env.read(projection) == {"good": (2, 1)}
+    finally:
+        Flaky.broken.clear()
+    store.close()
+
+
+def test_pause_and_resume_reach_a_runner_through_the_database(env: Backend) -> None:
+    store = env.open(False)
+    ledger = env.ledger()
+    runner = ProjectionRunner(store, [ledger], **FAST)
+    console = ProjectionRunner(store, [env.ledger()], **FAST)  # as the CLI would, elsewhere
+    with runner.running():
+        first = store.append("Account-1", [deposit("a", 1)])
+        runner.wait_for("ledger", first.positions[-1])
+        console.pause("ledger")
+        assert console.status()[0].state is ProjectionState.PAUSED
+        second = store.append("Account-1", [deposit("a", 1)])
+        wait_readable(store, second.positions[-1])
+        with pytest.raises(ProjectionTimeout) as raised:
+            runner.wait_for("ledger", second.positions[-1], timeout=0.3)
+        assert raised.value.reached == first.positions[-1]
+        assert console.status()[0].lag == 1
+        console.resume("ledger")
+        runner.wait_for("ledger", second.positions[-1], timeout=3)
+    assert env.read(ledger) == {"a": (2, 2)}
+    store.close()
+
+
+def test_read_your_writes_passes_events_the_projection_does_not_read(env: Backend) -> None:
+    store = env.open(False)
+    runner = ProjectionRunner(store, [env.ledger()], **FAST)
+    with runner.running():
+        store.append("Account-1", [deposit("a", 1)])
+        noted = store.append("Note-1", [note()])
+        runner.wait_for("ledger", noted.positions[-1], timeout=2)
+    with pytest.raises(LookupError, match="no projection named 'nope'"):
+        runner.wait_for("nope", 1)
+    store.close()
+
+
+def test_eight_writers_with_a_projection_running_give_exact_counts(sql_env: Backend) -> None:
+    store = sql_env.open(False)
+    ledger = sql_env.ledger()
+    runner = ProjectionRunner(store, [ledger], batch_size=50, **FAST)
+    last: list[int] = []
+
+    def write(writer: int) -> None:
+        for i in range(40):
+            result = store.append(f"Account-{writer}-{i % 3}", [deposit(f"w{writer}", 1)])
+            last.append(result.positions[-1])
+
+    with runner.running():
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        runner.wait_for("ledger", max(last), timeout=10)
+    assert sql_env.read(ledger) == {f"w{w}": (40, 40) for w in range(8)}
+    store.close()
+
+
+def test_a_new_version_is_built_beside_and_swapped_in(sql_env: Backend) -> None:
+    store = sql_env.open(False)
+    live = sql_env.ledger()
+    for i in range(60):
+        last = store.append("Account-1", [deposit("a", i)]).positions[-1]
+    runner = ProjectionRunner(store, [live], batch_size=10, **FAST)
+    with runner.running():
+        runner.wait_for("ledger", last)
+        before = sql_env.read(live)
+        nxt = sql_env.ledger(prefix="ledger_v2")
+        swapped: list[dict[str, tuple[int, int]]] = []
+        runner.replace(nxt, lambda tx: swapped.append(sql_env.read(live)))
+        assert swapped == [before]  # the old one served until the swap
+        result = store.append("Account-1", [deposit("a", 1000)])
+        runner.wait_for("ledger", result.positions[-1])
+        assert runner.projections["ledger"] is nxt
+    assert sql_env.read(nxt) == expected([("a", i) for i in range(60)] + [("a", 1000)])
+    assert sql_env.read(live) == before
+    store.close()
+
+
+def test_two_runners_of_one_projection_take_turns_never_both(sql_env: Backend) -> None:
+    store = sql_env.open(False)
+    quick = {**FAST, "lease": 0.3}
+    first = ProjectionRunner(store, [sql_env.ledger()], batch_size=5, **quick)
+    second = ProjectionRunner(store, [sql_env.ledger()], batch_size=5, **quick)
+    last = 0
+    with second.running():
+        with first.running():
+            for i in range(30):
+                last = store.append(f"Account-{i % 2}", [deposit(f"a{i % 2}", 1)]).positions[-1]
+            first.wait_for("ledger", last, timeout=10)
+        for i in range(30):  # whichever held it, the second runner now runs on alone
+            last = store.append(f"Account-{i % 2}", [deposit(f"a{i % 2}", 1)]).positions[-1]
+        second.wait_for("ledger", last, timeout=10)
+    # Each event was booked once: the entries' primary key would have parked a second booking.
+    assert sql_env.read(sql_env.ledger()) == {"a0": (30, 30), "a1": (30, 30)}
+    [status] = first.status()
+    assert (status.state, status.lag) == (ProjectionState.RUNNING, 0)
+    store.close()
+
+
+def test_the_async_runner_pauses_resumes_rebuilds_and_times_out(env: Backend) -> None:
+    async def main() -> None:
+        store = env.open(True)
+        ledger = env.ledger()
+        runner = AsyncProjectionRunner(store, [ledger], batch_size=4, **FAST)
+        async with runner.running():
+            first = await store.append("Account-1", [deposit("a", 2)])
+            await runner.wait_for("ledger", first.positions[-1])
+            await runner.pause("ledger")
+            second = await store.append("Account-1", [deposit("a", 3)])
+            for _ in range(1000):  # PostgreSQL shows it once older transactions end
+                if await store.read_all(after=second.positions[-1] - 1):
+                    break
+                await asyncio.sleep(0.005)
+            with pytest.raises(ProjectionTimeout):
+                await runner.wait_for("ledger", second.positions[-1], timeout=0.2)
+            [paused] = await runner.status()
+            assert (paused.state, paused.lag) == (ProjectionState.PAUSED, 1)
+            await runner.resume("ledger")
+            await runner.wait_for("ledger", second.positions[-1])
+            for _ in range(10):
+                third = await store.append("Account-2", [deposit("b", 1)])
+            await runner.wait_for("ledger", third.positions[-1])
+            reports: list[int] = []
+            await runner.rebuild("ledger", lambda position, head: reports.append(position))
+            assert reports[-1] == third.positions[-1]
+        [status] = await runner.status()
+        assert (status.state, status.lag) == (ProjectionState.RUNNING, 0)
+        await store.aclose()
+        assert env.read(ledger) == {"a": (5, 2), "b": (10, 10)}
+
+    asyncio.run(main())
+
+
+def test_a_rebuild_that_fails_stops_with_the_error(sql_env: Backend) -> None:
+    store = sql_env.open(False)
+    wait_readable(
+        store, store.append("Account-1", [deposit("good", 1), deposit("bad", 1)]).positions[-1]
+    )
+    flaky = Flaky(prefix=sql_env.qualify("flaky"), name="flaky")
+    runner = ProjectionRunner(store, [flaky], **FAST)
+    Flaky.broken.set()
+    try:
+        with pytest.raises(ProjectionStopped, match="'flaky' is parked: RuntimeError"):
+            runner.rebuild("flaky")
+    finally:
+        Flaky.broken.clear()
+    [status] = runner.status()
+    assert (status.state, status.lag) == (ProjectionState.PARKED, 1)
+    store.close()
