@@ -1,0 +1,309 @@
+"""Durable timeouts and scheduled messages, in a table beside the log."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import anyio  # sync: import threading
+
+from tidings.codec import Codec
+from tidings.errors import ConcurrencyError
+from tidings.messages import Command, Envelope, Event, Message, new_id, utc_now
+from tidings.scheduling.scheduled import CommandTypes, MessageKind, ScheduledMessage
+from tidings.sidetables import dialect_of
+from tidings.sidetables._async.statements import execute, execute_count
+from tidings.store.records import NewEvent, StreamState
+
+__all__ = ["AsyncScheduler"]
+
+logger = logging.getLogger("tidings.scheduling")
+
+_CREATE = """
+CREATE TABLE IF NOT EXISTS {scheduled} (
+    id TEXT PRIMARY KEY,
+    due_at {real} NOT NULL,
+    kind TEXT NOT NULL,
+    type TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    data {blob} NOT NULL,
+    stream TEXT,
+    correlation_id TEXT NOT NULL,
+    causation_id TEXT,
+    headers {blob} NOT NULL,
+    owner TEXT,
+    lease_until {real},
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+)"""
+_INSERT = """
+INSERT INTO {scheduled} (id, due_at, kind, type, schema_version, data, stream, correlation_id,
+    causation_id, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO NOTHING"""
+_DUE_EVENTS = """
+SELECT id, type, schema_version, data, stream, correlation_id, causation_id, headers
+FROM {scheduled} WHERE kind = 'event' AND due_at <= ? ORDER BY due_at, id LIMIT ?"""
+_CLAIM_COMMANDS = """
+UPDATE {scheduled} SET owner = ?, lease_until = ?, attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM {scheduled}
+    WHERE kind = 'command' AND due_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+    ORDER BY due_at, id LIMIT ?{skip_locked})
+RETURNING id, type, data, correlation_id, causation_id, headers"""
+_LIST = (
+    "SELECT id, due_at, kind, type, stream, attempts, error FROM {scheduled} ORDER BY due_at, id"
+)
+
+
+class AsyncScheduler:
+    """Keeps messages for later in the store's database and delivers each once it is due.
+
+    - An **event** is appended to its stream (`stream=`) when due, in the same
+      transaction that deletes it from the table: it lands exactly once, and
+      subscribers, projections and process managers see it in the log.
+    - A **command** is claimed under a lease (`lease` seconds), handled by
+      `bus`, then deleted; if the process dies meanwhile, another claims it
+      once the lease has run out. Its envelope's id is the schedule id, so a
+      handler can recognise a repeat. A failing command is tried again after
+      `retry_after` seconds, its error kept (see `pending`).
+
+    PostgreSQL claims rows with `FOR UPDATE SKIP LOCKED`, so several
+    schedulers (processes) share the work and none fires a message twice;
+    SQLite's single writer gives the same. Scheduling may join the caller's
+    transaction (`tx=`), so a timeout is set in the same commit as the state
+    that needs it. Scheduling an id again is a no-op: retried code schedules once.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        bus: Any = None,
+        commands: Iterable[type[Command]] = (),
+        codec: Codec | None = None,
+        lease: float = 30.0,
+        retry_after: float = 5.0,
+        batch_size: int = 100,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.codec = codec if codec is not None else Codec()
+        self.commands = CommandTypes(commands)
+        if lease <= 0 or retry_after < 0 or batch_size < 1:
+            raise ValueError("lease must be positive, retry_after not negative, batch_size >= 1")
+        self.lease = lease
+        self.retry_after = retry_after
+        self.batch_size = batch_size
+        self.owner = uuid.uuid4().hex
+        self._dialect = dialect_of(store)
+        self._ready = False
+        self._stopped = False
+        # Set to wake `run` early; made there, as an anyio event needs the running loop.
+        self._wake: anyio.Event | None = None  # sync: self._wake: threading.Event | None = None
+
+    async def schedule(
+        self,
+        message: Event | Command,
+        *,
+        at: datetime | None = None,
+        after: timedelta | float | None = None,
+        stream: str | None = None,
+        schedule_id: UUID | None = None,
+        correlation_id: UUID | None = None,
+        causation_id: UUID | None = None,
+        tx: Any = None,
+    ) -> UUID:
+        """Keep `message` until `at` (or `after` from now); its schedule id.
+
+        An event needs the `stream` it is appended to. Pass `tx` (a store
+        transaction) to schedule in it.
+        """
+        due = _due(at, after)
+        schedule_id = schedule_id or new_id()
+        correlation_id = correlation_id or schedule_id
+        if isinstance(message, Event):
+            if not stream:
+                raise ValueError(f"a scheduled {type(message).__name__} event needs a stream")
+            stored = self.codec.new_event(
+                Envelope(message, schedule_id, correlation_id, causation_id, utc_now())
+            )
+            kind, type_name, version, data = (
+                MessageKind.EVENT,
+                stored.type,
+                stored.schema_version,
+                stored.data,
+            )
+        elif isinstance(message, Command):
+            kind, version = MessageKind.COMMAND, 1
+            type_name, data = self.commands.encode(message)
+        else:
+            raise TypeError(f"only events and commands are scheduled, not {message!r}")
+        values = [
+            str(schedule_id),
+            due.timestamp(),
+            kind.value,
+            type_name,
+            version,
+            data,
+            stream,
+            str(correlation_id),
+            None if causation_id is None else str(causation_id),
+            b"",
+        ]
+        if tx is not None:
+            await self._create(tx)
+            await execute(tx, self._sql(_INSERT), values)
+        else:
+            async with self.store.transaction() as own:
+                await self._ensure(own)
+                await execute(own, self._sql(_INSERT), values)
+        self._poke()
+        return schedule_id
+
+    async def cancel(self, schedule_id: UUID, *, tx: Any = None) -> bool:
+        """Forget a message not yet delivered; whether there was one."""
+        statement = self._sql("DELETE FROM {scheduled} WHERE id = ?")
+        if tx is not None:
+            await self._create(tx)
+            return await execute_count(tx, statement, [str(schedule_id)]) > 0
+        async with self.store.transaction() as own:
+            await self._ensure(own)
+            return await execute_count(own, statement, [str(schedule_id)]) > 0
+
+    async def pending(self) -> list[ScheduledMessage]:
+        """The messages waiting, soonest first."""
+        async with self.store.transaction() as tx:
+            await self._ensure(tx)
+            rows = await execute(tx, self._sql(_LIST))
+        return [ScheduledMessage.from_row(row) for row in rows]
+
+    async def fire_due(self, *, now: datetime | None = None) -> int:
+        """Deliver what is due at `now` (default: now), a batch of each kind; how many."""
+        moment = (now or utc_now()).timestamp()
+        fired = await self._fire_events(moment)
+        fired += await self._fire_commands(moment)
+        return fired
+
+    async def run(self, *, poll_interval: float = 0.5) -> None:
+        """Deliver due messages until `stop`, looking every `poll_interval` seconds at most."""
+        self._stopped = False
+        while not self._stopped:
+            wake = self._wake = anyio.Event()  # sync: wake = self._wake = threading.Event()
+            try:
+                fired = await self.fire_due()
+            except ConcurrencyError:
+                fired = 1  # a stream moved under a scheduled event: try again at once
+            if fired or self._stopped:
+                continue
+            with anyio.move_on_after(poll_interval):  # sync: wake.wait(poll_interval)
+                await wake.wait()  # sync:
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _fire_events(self, moment: float) -> int:
+        text = _DUE_EVENTS + (" FOR UPDATE SKIP LOCKED" if self._dialect.postgres else "")
+        async with self.store.transaction() as tx:
+            await self._ensure(tx)
+            rows = await execute(tx, self._sql(text), [moment, self.batch_size])
+            for row in rows:
+                schedule_id, type_name, version, data, stream, correlation, causation, headers = row
+                event = NewEvent(
+                    event_id=UUID(schedule_id),
+                    type=type_name,
+                    schema_version=int(version),
+                    data=bytes(data),
+                    correlation_id=UUID(correlation),
+                    causation_id=None if causation is None else UUID(causation),
+                    occurred_at=utc_now(),
+                    headers=bytes(headers),
+                )
+                await tx.append(stream, [event], StreamState.ANY)
+                await execute(tx, self._sql("DELETE FROM {scheduled} WHERE id = ?"), [schedule_id])
+        return len(rows)
+
+    async def _fire_commands(self, moment: float) -> int:
+        skip = " FOR UPDATE SKIP LOCKED" if self._dialect.postgres else ""
+        claim = self._sql(_CLAIM_COMMANDS.replace("{skip_locked}", skip))
+        clock = time.time()  # leases run on the clock, whatever `now` says is due
+        async with self.store.transaction() as tx:
+            await self._ensure(tx)
+            rows = await execute(
+                tx, claim, [self.owner, clock + self.lease, moment, clock, self.batch_size]
+            )
+        for schedule_id, type_name, data, correlation, causation, _headers in rows:
+            await self._deliver(schedule_id, type_name, bytes(data), correlation, causation)
+        return len(rows)
+
+    async def _deliver(
+        self, schedule_id: str, type_name: str, data: bytes, correlation: str, causation: str | None
+    ) -> None:
+        error: str | None = None
+        try:
+            if self.bus is None:
+                raise RuntimeError("a command is due but this scheduler has no bus")
+            command = self.commands.decode(type_name, data)
+            envelope: Envelope[Message] = Envelope(
+                command,
+                UUID(schedule_id),
+                UUID(correlation),
+                None if causation is None else UUID(causation),
+                utc_now(),
+            )
+            await self.bus.handle(envelope)
+        except Exception as exc:
+            logger.exception("scheduled %s %s failed; trying again later", type_name, schedule_id)
+            error = f"{type(exc).__name__}: {exc}"
+        async with self.store.transaction() as tx:
+            if error is None:
+                statement = "DELETE FROM {scheduled} WHERE id = ? AND owner = ?"
+                await execute(tx, self._sql(statement), [schedule_id, self.owner])
+            else:
+                statement = (
+                    "UPDATE {scheduled} SET owner = NULL, lease_until = ?, error = ? "
+                    "WHERE id = ? AND owner = ?"
+                )
+                params = [time.time() + self.retry_after, error, schedule_id, self.owner]
+                await execute(tx, self._sql(statement), params)
+
+    async def _ensure(self, tx: Any) -> None:
+        """Create the table in `tx` (a transaction of this scheduler's own) if not seen yet."""
+        if not self._ready:
+            await self._create(tx)
+            self._ready = True
+
+    async def _create(self, tx: Any) -> None:
+        if self._ready:
+            return
+        lock = self._dialect.creation_lock
+        if lock is not None:
+            await execute(tx, lock, ["tidings scheduled"])
+        await execute(tx, self._sql(_CREATE))
+        index = "scheduled_due" if self._dialect.postgres else "tidings_scheduled_due"
+        await execute(
+            tx, self._sql(f"CREATE INDEX IF NOT EXISTS {index} ON {{scheduled}} (due_at)")
+        )
+
+    def _sql(self, template: str) -> str:
+        return self._dialect.sql(template, scheduled="scheduled")
+
+
+def _due(at: datetime | None, after: timedelta | float | None) -> datetime:
+    if (at is None) == (after is None):
+        raise ValueError("give a scheduled message either `at` or `after`")
+    if at is not None:
+        if at.tzinfo is None:
+            raise ValueError(f"`at` must be timezone-aware, got {at!r}")
+        return at
+    delay = after if isinstance(after, timedelta) else timedelta(seconds=float(after or 0))
+    return utc_now() + delay
