@@ -31,6 +31,8 @@ bench: $(UV)
 	$(UV) run python -m benchmarks.bus
 	$(UV) run python -m benchmarks.store
 	$(UV) run python -m benchmarks.http
+	$(UV) run python -m benchmarks.projections
+	$(UV) run python -m benchmarks.sagas
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,15 @@ from tidings._sync.bus import MessageBus, Middleware
 from tidings._sync.middleware import LogMessages
 from tidings._sync.uow import EventSourcedRepository, Repository, UnitOfWork
 from tidings.codec import Codec
-from tidings.dead_letters import DeadLetter, DeadLetters
+from tidings.dead_letters import (
+    AsyncDeadLetterStore,
+    AsyncSQLDeadLetters,
+    DeadLetter,
+    DeadLetters,
+    DeadLetterStore,
+    SQLDeadLetters,
+    UndecodedEvent,
+)
 from tidings.domain import Aggregate, EventSourced, applies
 from tidings.errors import (
     AggregateNotFound,
@@ -26,23 +34,98 @@ from tidings.errors import (
 )
 from tidings.handlers import PerCall, Router
 from tidings.messages import Command, Envelope, Event, Message, Query, new_id
+from tidings.projections import (
+    AsyncProjectionRunner,
+    OnFailure,
+    Projection,
+    ProjectionRunner,
+    ProjectionState,
+    ProjectionStatus,
+    ProjectionStopped,
+    ProjectionTimeout,
+    durable_handlers,
+    handles,
+)
 from tidings.retry import Retry
+from tidings.sagas import (
+    AsyncProcesses,
+    AsyncSagaRunner,
+    Process,
+    Processes,
+    ProcessManager,
+    Saga,
+    SagaRunner,
+    SagaState,
+    SagaStatus,
+    Step,
+    StepContext,
+    reacts,
+)
+from tidings.scheduling import (
+    AsyncScheduler,
+    Scheduler,
+)
 from tidings.store import (
     AppendResult,
     AsyncEventStore,
     AsyncMemoryStore,
+    AsyncSQLiteJoinedWriter,
     AsyncSQLiteStore,
+    AsyncStoreWriter,
     EventStore,
     MemoryStore,
     NewEvent,
     RecordedEvent,
+    SQLiteJoinedWriter,
     SQLiteStore,
+    StoreWriter,
     StreamInfo,
     StreamState,
 )
+from tidings.store.records import Snapshot
 from tidings.store.urls import default_store_url, open_async_store, open_store
+from tidings.subscriptions import (
+    AsyncSubscription,
+    Subscription,
+)
 
 __all__ = [
+    "Subscription",
+    "AsyncSubscription",
+    "Scheduler",
+    "AsyncScheduler",
+    "reacts",
+    "StepContext",
+    "Step",
+    "SagaStatus",
+    "SagaState",
+    "SagaRunner",
+    "Saga",
+    "Processes",
+    "ProcessManager",
+    "Process",
+    "AsyncSagaRunner",
+    "AsyncProcesses",
+    "handles",
+    "durable_handlers",
+    "ProjectionTimeout",
+    "ProjectionStopped",
+    "ProjectionStatus",
+    "ProjectionState",
+    "ProjectionRunner",
+    "Projection",
+    "OnFailure",
+    "AsyncProjectionRunner",
+    "AsyncSQLiteJoinedWriter",
+    "SQLiteJoinedWriter",
+    "AsyncStoreWriter",
+    "StoreWriter",
+    "Snapshot",
+    "UndecodedEvent",
+    "SQLDeadLetters",
+    "DeadLetterStore",
+    "AsyncSQLDeadLetters",
+    "AsyncDeadLetterStore",
     "Aggregate",
     "AggregateNotFound",
     "AppendResult",

@@ -1,4 +1,4 @@
-"""The `tidings` command line: read the event log, trace requests, manage the schema, serve.
+"""The `tidings` CLI: read the log, trace requests, projections, dead letters, schema, serve.
 
 Every command takes `--store URL` (default: `TIDINGS_STORE`, else the SQLite
 file `var/tidings.db`). Bad arguments exit with status 2 and an unreachable
@@ -10,8 +10,10 @@ from __future__ import annotations
 import typer
 
 from tidings.cli.db import db_app
+from tidings.cli.dlq import dlq_app
 from tidings.cli.events import events
 from tidings.cli.group import TidingsGroup
+from tidings.cli.projections import projections_app
 from tidings.cli.serve import serve
 from tidings.cli.streams import streams
 from tidings.cli.tail import tail
@@ -32,6 +34,8 @@ app.command()(streams)
 app.command()(trace)
 app.command()(serve)
 app.add_typer(db_app)
+app.add_typer(dlq_app)
+app.add_typer(projections_app)
 
 
 def main() -> None:
