@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from tests.projections.ledger import LEDGERS, deposit
 from tidings.cli.projections import projections_app
-from tidings.projections import ProjectionRunner, ProjectionState
+from tidings.dead_letters import SQLDeadLetters
+from tidings.projections import ProjectionRunner, ProjectionState, ProjectionStopped
 from tidings.store import SQLiteStore
 
 SPEC = "tests.projections.ledger:LEDGERS"
@@ -109,3 +110,32 @@ def test_rebuild_is_carried_out_by_the_runner_that_holds_the_projection(
         rows = connection.execute("SELECT account, balance FROM ledger_balances ORDER BY 1")
         assert rows.fetchall() == [("a0", 10), ("a1", 11), ("a2", 10)]
     store.close()
+
+
+def test_a_parked_projection_shows_its_error_and_its_event_is_a_parked_letter(
+    tmp_path: Path,
+) -> None:
+    from tests.dead_letters import app
+
+    path = tmp_path / "parked.db"
+    url, spec = f"sqlite:///{path}", "tests.dead_letters.app:projections"
+    store = SQLiteStore(path)
+    app.broken["books"] = True
+    try:
+        bad = store.append("Account-2", [deposit("bad", 5)]).positions[0]
+        runner = ProjectionRunner(store, app.projections(store), retry_waits=False)
+        runner.rebuild("books")
+        with pytest.raises(ProjectionStopped):
+            runner.rebuild("parking")
+        code, out, _ = invoke("status", "--store", url, "-p", spec)
+        assert code == 0
+        line = next(line for line in out.splitlines() if line.startswith("parking"))
+        assert f"parked  position 0  lag 1  failed at {bad}: RuntimeError: cannot book" in line
+        [letter] = SQLDeadLetters(store).list(handler="projection:parking")
+        assert letter.parked and letter.envelope.position == bad
+        app.broken["books"] = False
+        assert invoke("resume", "parking", "--store", url, "-p", spec)[0] == 0
+        assert SQLDeadLetters(store).list(handler="projection:parking") == []
+    finally:
+        app.broken["books"] = False
+        store.close()

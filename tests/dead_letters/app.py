@@ -1,14 +1,17 @@
-"""An application for the `tidings dlq retry` tests: a bus whose mail handler can be broken."""
+"""An application for the `tidings dlq` tests: a bus and projections that can be broken."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from tidings import Event, MessageBus, Router
+from tests.projections.ledger import Deposited, Ledger
+from tidings import Envelope, Event, MessageBus, Router
 from tidings.dead_letters import SQLDeadLetters
+from tidings.projections import OnFailure, Projection, handles
+from tidings.retry import Retry
 
-broken = {"mail": True}
+broken = {"mail": True, "books": True}
 delivered: list[str] = []
 router = Router()
 
@@ -32,3 +35,27 @@ def bus(store: Any) -> MessageBus:
 
 def memory_bus(store: Any) -> MessageBus:
     return MessageBus(router, retry_waits=False)
+
+
+class Books(Ledger):
+    """A ledger that cannot book to `bad` while `broken["books"]`; moves past such deposits."""
+
+    retry = Retry(attempts=2, first_delay=0)
+    on_failure = OnFailure.DEAD_LETTER
+
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+        if event.account == "bad" and broken["books"]:
+            raise RuntimeError("cannot book to bad")
+        return super().deposited(event, envelope, tx)
+
+
+class ParkingBooks(Books):
+    on_failure = OnFailure.PARK
+
+
+def projections(store: Any) -> list[Projection]:
+    """What `tidings dlq retry --projections tests.dead_letters.app:projections` loads."""
+    schema = getattr(store, "schema", None)
+    prefix = "" if schema is None else f"{schema}."
+    return [Books(f"{prefix}books", "books"), ParkingBooks(f"{prefix}parking", "parking")]

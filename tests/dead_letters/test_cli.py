@@ -1,19 +1,24 @@
-"""`tidings dlq`: list, show, retry and drop dead letters kept in SQLite or PostgreSQL."""
+"""`tidings dlq`: list, show, retry and drop the bus's and projections' dead letters."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from tests.dead_letters import app
+from tests.projections.ledger import deposit
 from tests.services import postgres_dsn
 from tidings.cli.dlq import dlq_app
 from tidings.dead_letters import SQLDeadLetters
+from tidings.projections import ProjectionRunner, ProjectionState
 from tidings.store.urls import open_store
 
 runner = CliRunner()
@@ -123,3 +128,100 @@ def test_the_memory_store_is_refused() -> None:
     result = runner.invoke(dlq_app, ["list", "--store", "memory:"])
     assert result.exit_code == 2
     assert "memory store" in result.output
+
+
+PROJECTIONS = "tests.dead_letters.app:projections"
+
+
+def letters_by_handler(url: str) -> dict[str, dict[str, Any]]:
+    listed = runner.invoke(dlq_app, ["list", "--store", url, "--json"])
+    assert listed.exit_code == 0, listed.output
+    found = [json.loads(line) for line in listed.output.splitlines()]
+    return {letter["handler"]: letter for letter in found}
+
+
+def wait_parked(projections: ProjectionRunner, name: str) -> None:
+    for _ in range(500):
+        if {s.name: s.state for s in projections.status()}[name] is ProjectionState.PARKED:
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"{name} did not park")
+
+
+@contextmanager
+def failing_projections(url: str) -> Iterator[tuple[ProjectionRunner, int]]:
+    """Both test projections running, stopped on a bad deposit; the runner and the last position."""
+    app.broken["books"] = True
+    store = open_store(url)
+    try:
+        projections = ProjectionRunner(
+            store, app.projections(store), poll_interval=0.05, retry_waits=False
+        )
+        with projections.running():
+            store.append("Account-2", [deposit("bad", 5)])
+            last = store.append("Account-1", [deposit("good", 2)]).positions[-1]
+            projections.wait_for("books", last)
+            wait_parked(projections, "parking")
+            yield projections, last
+    finally:
+        app.broken["books"] = False
+        store.close()
+
+
+def test_projection_letters_are_listed_retried_and_a_parked_one_dropped(url: str) -> None:
+    with failing_projections(url) as (projections, last):
+        letters = letters_by_handler(url)
+        moved, parked = letters["projection:books"], letters["projection:parking"]
+        assert (moved["parked"], parked["parked"]) == (False, True)
+        assert moved["event"] == parked["event"] == {"account": "bad", "amount": 5}
+        assert parked["error"] == "RuntimeError: cannot book to bad"
+        text = runner.invoke(dlq_app, ["list", "--store", url]).output
+        assert f"{parked['id']}  " in text and "projection:parking  parked" in text
+
+        again = runner.invoke(dlq_app, ["retry", moved["id"], "--store", url, "-p", PROJECTIONS])
+        assert again.exit_code == 1 and "failed again" in again.output
+        app.broken["books"] = False
+        retried = letters_by_handler(url)["projection:books"]["id"]
+        done = runner.invoke(dlq_app, ["retry", retried, "--store", url, "-p", PROJECTIONS])
+        assert done.exit_code == 0, done.output
+
+        dropped = runner.invoke(dlq_app, ["drop", parked["id"], "--store", url])
+        assert dropped.exit_code == 0, dropped.output
+        assert "projection parking runs on from the next event" in dropped.output
+        projections.wait_for("parking", last)
+        assert letters_by_handler(url) == {}
+        states = {s.name: (s.state, s.lag) for s in projections.status()}
+        assert states["parking"] == (ProjectionState.RUNNING, 0)
+
+
+def test_retrying_a_parked_letter_resumes_its_projection(url: str) -> None:
+    with failing_projections(url) as (projections, last):
+        parked = letters_by_handler(url)["projection:parking"]
+        app.broken["books"] = False
+        resumed = runner.invoke(dlq_app, ["retry", parked["id"], "--store", url, "-p", PROJECTIONS])
+        assert resumed.exit_code == 0, resumed.output
+        assert "projection parking resumed" in resumed.output
+        projections.wait_for("parking", last)
+        assert "projection:parking" not in letters_by_handler(url)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (["retry", "{letter}"], "needs the application's projections"),
+        (["retry", "{letter}", "--app", APP], "needs the application's projections"),
+        (["retry", "{letter}", "-p", "tests.projections.ledger:LEDGERS"], "no projection named"),
+        (["retry", "{letter}", "-p", "tests.dead_letters.app:nothing"], "has no attribute"),
+    ],
+)
+def test_a_projection_letter_needs_its_projections(
+    tmp_path: Path, arguments: list[str], reason: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    with failing_projections(url):
+        letter = letters_by_handler(url)["projection:books"]["id"]
+        filled = [argument.replace("{letter}", letter) for argument in arguments]
+        result = runner.invoke(dlq_app, [*filled, "--store", url])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert reason in line

@@ -257,3 +257,31 @@ def test_a_failing_dead_letter_store_does_not_fail_the_sender(
     bus = MessageBus(listeners, retry_waits=False, dead_letters=letters)
     bus.handle(Shipped("o9", Decimal(3)))
     assert any("cannot record the dead letter" in r.getMessage() for r in caplog.records)
+
+
+def test_a_table_made_before_parked_letters_gains_the_column(opener: Any) -> None:
+    store = opener(False)
+    try:
+        store.append(
+            "Order-o1", [Codec(Shipped).new_event(Envelope.new(Shipped("o1", Decimal(1))))]
+        )
+        schema = getattr(store, "schema", None)
+        table = "tidings_dead_letters" if schema is None else f'"{schema}".dead_letters'
+        blob = "BLOB" if schema is None else "bytea"
+        with store.transaction() as tx:
+            tx.connection.execute(
+                f"CREATE TABLE {table} (id TEXT PRIMARY KEY, handler TEXT NOT NULL,"
+                " error TEXT NOT NULL, traceback TEXT NOT NULL, attempts INTEGER NOT NULL,"
+                " failed_at TEXT NOT NULL, message_id TEXT NOT NULL, message_type TEXT NOT NULL,"
+                f" schema_version INTEGER NOT NULL, data {blob} NOT NULL,"
+                " correlation_id TEXT NOT NULL, causation_id TEXT, occurred_at TEXT NOT NULL,"
+                f" headers {blob} NOT NULL, stream TEXT, version BIGINT, position BIGINT)"
+            )
+        letters = SQLDeadLetters(store)
+        plain = letter()
+        parked = DeadLetter.of(plain.envelope, "projection:p", RuntimeError("x"), 1, parked=True)
+        letters.add(plain)
+        letters.add(parked)
+        assert [(x.id, x.parked) for x in letters.list()] == [(plain.id, False), (parked.id, True)]
+    finally:
+        store.close()

@@ -59,8 +59,10 @@ def test_durable_handlers_handle_what_was_stored_while_they_were_down(env: Backe
     assert seen["deposit"] == [ids[0], ids[2]]
     assert seen["all"] == ids
     failing = next(p.name for p in projections if p.name.endswith("failing"))
-    [letter] = runner.dead_letters(failing)
-    assert letter.position == before.positions[1]
+    [letter] = runner.letters_of(failing)
+    assert letter.handler == f"projection:{failing}"
+    assert letter.envelope.position == before.positions[1]
+    assert letter.attempts == 2
     assert letter.error == "RuntimeError: cannot take note 'x'"
     store.close()
 

@@ -179,9 +179,13 @@ def test_the_dead_letter_policy_moves_past_a_failing_event(sql_env: Backend) -> 
             bad = store.append("Account-2", [deposit("bad", 5)])
             last = store.append("Account-1", [deposit("good", 2)])
             runner.wait_for("dl", last.positions[-1])
-        [letter] = runner.dead_letters("dl")
-        assert letter.position == bad.positions[0]
+        [letter] = runner.letters_of("dl")
+        assert letter.handler == "projection:dl"
+        assert letter.envelope.position == bad.positions[0]
+        assert letter.envelope.message == Deposited("bad", 5)
         assert letter.error == "RuntimeError: cannot book to bad"
+        assert (letter.attempts, letter.parked) == (3, False)
+        assert "cannot book to bad" in letter.traceback
         assert sql_env.read(projection) == {"good": (2, 1)}
     finally:
         Flaky.broken.clear()

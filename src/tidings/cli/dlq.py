@@ -1,13 +1,22 @@
 """`tidings dlq`: list, inspect, retry and drop the dead letters kept in the event store.
 
 Dead letters are in the store's database when the application's bus was
-built with `dead_letters=SQLDeadLetters(store)`. Listing, showing and
-dropping need only `--store`; an event whose class is not importable shows
-as its stored JSON (`--import MODULE` loads the classes). Retrying runs the
-failed handler again, so it needs the application: `--app module:factory`
-names a function that takes the opened event store and returns the
-application's `MessageBus`, built over `SQLDeadLetters(store)` (the same
-composition root the application runs with, in blocking form).
+built with `dead_letters=SQLDeadLetters(store)`, and projection runners over
+a SQLite or PostgreSQL store keep theirs there too, under the handler
+`projection:<name>`; the event a projection is parked on is one, marked
+parked. Listing, showing and dropping need only `--store`; an event whose
+class is not importable shows as its stored JSON (`--import MODULE` loads
+the classes). Dropping a parked letter skips the event: the projection runs
+on from the next one.
+
+Retrying runs the failed handler again, so it needs the application. A bus
+handler's letter needs `--app module:factory`, a function that takes the
+opened event store and returns the application's `MessageBus`, built over
+`SQLDeadLetters(store)` (the same composition root the application runs
+with, in blocking form). A projection's letter needs `--projections
+module:attribute`, as `tidings projections` does: the handler runs here and
+the letter is dropped on success; a parked letter resumes its projection,
+whose runner tries the event again.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 import typer
@@ -33,7 +43,9 @@ from tidings.cli.options import (
     opened_store,
     parse_uuid,
 )
+from tidings.cli.projections import PROJECTIONS_ENV, load_projections
 from tidings.dead_letters import DeadLetter, SQLDeadLetters, UndecodedEvent
+from tidings.projections import ProjectionRunner, projection_of
 from tidings.store import EventStore
 from tidings.store.urls import DEFAULT_STORE_URL, MemoryURL, parse_store_url
 
@@ -48,15 +60,30 @@ dlq_app = typer.Typer(
 )
 
 AppOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--app",
         metavar="MODULE:FACTORY",
-        help="A function taking the event store and returning the application's MessageBus.",
+        help="A function taking the event store and returning the application's MessageBus "
+        "(to retry a bus handler's letter).",
+    ),
+]
+ProjectionsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--projections",
+        "-p",
+        envvar=PROJECTIONS_ENV,
+        show_envvar=True,
+        metavar="MODULE:ATTRIBUTE",
+        help="The projections, as for `tidings projections` (to retry a projection's letter).",
     ),
 ]
 HandlerOption = Annotated[
-    str | None, typer.Option("--handler", help="Only letters of this handler (its full name).")
+    str | None,
+    typer.Option(
+        "--handler", help="Only letters of this handler (its full name, or projection:NAME)."
+    ),
 ]
 LimitOption = Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")]
 
@@ -82,8 +109,9 @@ def list_letters(
         return
     for letter in found:
         error = letter.error.splitlines()[0] if letter.error else ""
+        parked = "  parked" if letter.parked else ""
         typer.echo(
-            f"{letter.id}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.handler}  "
+            f"{letter.id}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.handler}{parked}  "
             f"{letter.message_type}  x{letter.attempts}  {error}"
         )
 
@@ -104,7 +132,7 @@ def show(
     if json_lines:
         typer.echo(json.dumps(detail))
         return
-    for key in ("id", "handler", "event_type", "attempts", "failed_at", "error"):
+    for key in ("id", "handler", "parked", "event_type", "attempts", "failed_at", "error"):
         typer.echo(f"{key}: {detail[key]}")
     for key in ("message_id", "correlation_id", "causation_id", "stream", "version", "position"):
         typer.echo(f"{key}: {detail[key]}")
@@ -116,29 +144,30 @@ def show(
 @dlq_app.command()
 def retry(
     letter_id: Annotated[str, typer.Argument(metavar="ID", help="The dead letter's id.")],
-    app: AppOption,
     store: StoreOption = DEFAULT_STORE_URL,
+    app: AppOption = None,
+    projections: ProjectionsOption = None,
 ) -> None:
-    """Run the letter's handler again; on success the letter is dropped (exit 0), else kept (1)."""
+    """Run the letter's handler again; on success the letter is dropped (exit 0), else kept (1).
+
+    A parked projection's letter resumes the projection: its runner tries the event again.
+    """
     wanted = parse_uuid(letter_id, "ID")
-    factory = _factory(app)
     with _letters(store) as (event_store, letters):
-        _get(letters, wanted)
-        bus = factory(event_store)
-        if not isinstance(bus, MessageBus):
-            raise typer.BadParameter(
-                f"{app} returned {type(bus).__name__}, not a MessageBus", param_hint="--app"
-            )
-        if not isinstance(bus.dead_letters, SQLDeadLetters):
-            raise typer.BadParameter(
-                f"the bus from {app} keeps its dead letters in memory: build it with "
-                "dead_letters=SQLDeadLetters(store)",
-                param_hint="--app",
-            )
-        try:
-            delivered = bus.retry_dead_letter(wanted)
-        except LookupError as exc:
-            raise typer.BadParameter(str(exc).strip("'\""), param_hint="ID") from None
+        letter = _get(letters, wanted)
+        name = projection_of(letter.handler)
+        if name is None:
+            delivered = _retry_on_bus(event_store, wanted, app)
+        elif letter.parked:
+            _runner(event_store, projections, name).resume(name)
+            typer.echo(f"{wanted}: projection {name} resumed; its runner tries the event again")
+            return
+        else:
+            runner = _runner(event_store, projections, name)
+            try:
+                delivered = runner.retry_dead_letter(wanted)
+            except LookupError as exc:
+                raise typer.BadParameter(str(exc).strip("'\""), param_hint="ID") from None
     if delivered:
         typer.echo(f"{wanted}: delivered, dropped from the dead letters")
         return
@@ -151,14 +180,66 @@ def drop(
     letter_id: Annotated[str, typer.Argument(metavar="ID", help="The dead letter's id.")],
     store: StoreOption = DEFAULT_STORE_URL,
 ) -> None:
-    """Forget a dead letter without running its handler."""
+    """Forget a dead letter without running its handler; a parked projection skips its event."""
     wanted = parse_uuid(letter_id, "ID")
-    with _letters(store) as (_, letters):
+    with _letters(store) as (event_store, letters):
+        letter = _get(letters, wanted)
+        name = projection_of(letter.handler)
+        if letter.parked and name is not None:
+            try:
+                ProjectionRunner(event_store, []).skip(name)
+            except ValueError:
+                pass  # no longer parked on it: the letter is stale, dropped below
+            else:
+                typer.echo(f"{wanted}: dropped; projection {name} runs on from the next event")
+                return
         try:
             letters.remove(wanted)
         except KeyError:
             raise typer.BadParameter(f"no dead letter {wanted}", param_hint="ID") from None
     typer.echo(f"{wanted}: dropped")
+
+
+def _retry_on_bus(event_store: EventStore, letter_id: UUID, app: str | None) -> bool:
+    if app is None:
+        raise typer.BadParameter(
+            "retrying a bus handler's letter needs the application's bus", param_hint="--app"
+        )
+    bus = _factory(app)(event_store)
+    if not isinstance(bus, MessageBus):
+        raise typer.BadParameter(
+            f"{app} returned {type(bus).__name__}, not a MessageBus", param_hint="--app"
+        )
+    if not isinstance(bus.dead_letters, SQLDeadLetters):
+        raise typer.BadParameter(
+            f"the bus from {app} keeps its dead letters in memory: build it with "
+            "dead_letters=SQLDeadLetters(store)",
+            param_hint="--app",
+        )
+    try:
+        return bus.retry_dead_letter(letter_id)
+    except LookupError as exc:
+        raise typer.BadParameter(str(exc).strip("'\""), param_hint="ID") from None
+
+
+def _runner(event_store: EventStore, spec: str | None, name: str) -> ProjectionRunner:
+    """A runner of the application's projections, which must include `name`."""
+    if spec is None:
+        raise typer.BadParameter(
+            f"retrying a letter of projection {name} needs the application's projections",
+            param_hint="--projections",
+        )
+    try:
+        runner = ProjectionRunner(event_store, load_projections(spec, event_store))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--projections") from None
+    if name not in runner.projections:
+        known = ", ".join(sorted(runner.projections)) or "none"
+        raise typer.BadParameter(
+            f"{spec} has no projection named {name!r} (known: {known})",
+            param_hint="--projections",
+        )
+    return runner
 
 
 @contextmanager
@@ -208,6 +289,7 @@ def _summary(letter: DeadLetter) -> dict[str, Any]:
     return {
         "id": str(letter.id),
         "handler": letter.handler,
+        "parked": letter.parked,
         "event_type": letter.message_type,
         "attempts": letter.attempts,
         "failed_at": letter.failed_at.isoformat(),

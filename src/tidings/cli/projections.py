@@ -7,6 +7,9 @@ that takes the opened store and returns them. Their state lives in the
 store's database, so these commands act on runners in other processes: a
 paused projection stops after its current batch, a rebuild requested here is
 carried out by the runner that holds the projection (or here, when none does).
+The event a parked projection stopped on is a parked letter in `tidings dlq
+list`: `resume` (or `tidings dlq retry`) tries it again, `tidings dlq drop`
+skips it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 `DeadLetters` keeps them in memory (the bus's default); `SQLDeadLetters` and
 `AsyncSQLDeadLetters` in the event store's SQLite file or PostgreSQL schema,
-where they survive restarts and every process sees them.
+where they survive restarts and every process sees them. Projection runners
+keep theirs in the same store, under the handler `projection:<name>`.
 """
 
 from tidings.dead_letters._async.base import AsyncDeadLetterStore

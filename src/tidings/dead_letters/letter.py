@@ -13,15 +13,21 @@ import msgspec
 from tidings.codec import Codec
 from tidings.errors import EventDecodeError
 from tidings.messages import Envelope, Event, Message, new_id, utc_now
+from tidings.store.records import RecordedEvent
 
-__all__ = ["DeadLetter", "UndecodedEvent"]
+__all__ = ["DeadLetter", "UndecodedEvent", "letter_envelope"]
 
 _headers_decoder = msgspec.json.Decoder(dict[str, str])
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One message that one handler failed to process after every attempt."""
+    """One message that one handler failed to process after every attempt.
+
+    `parked` marks the event a projection is stopped on (its handler is
+    `projection:<name>`): the projection waits for it to be retried
+    (resumed) or dropped (skipped). Every other letter was moved past.
+    """
 
     id: UUID
     envelope: Envelope[Message]
@@ -30,6 +36,7 @@ class DeadLetter:
     traceback: str
     attempts: int
     failed_at: datetime
+    parked: bool = False
 
     @property
     def correlation_id(self) -> UUID:
@@ -47,7 +54,12 @@ class DeadLetter:
 
     @staticmethod
     def of(
-        envelope: Envelope[Message], handler: str, error: BaseException, attempts: int
+        envelope: Envelope[Message],
+        handler: str,
+        error: BaseException,
+        attempts: int,
+        *,
+        parked: bool = False,
     ) -> DeadLetter:
         return DeadLetter(
             id=new_id(),
@@ -57,6 +69,7 @@ class DeadLetter:
             traceback="".join(traceback.format_exception(error)),
             attempts=attempts,
             failed_at=utc_now(),
+            parked=parked,
         )
 
 
@@ -74,10 +87,29 @@ class UndecodedEvent(Event, type_name="tidings.UndecodedEvent"):
     reason: str
 
 
+def letter_envelope(record: RecordedEvent, codec: Codec) -> Envelope[Message]:
+    """The envelope of a stored event; its JSON as an `UndecodedEvent` when it cannot be decoded."""
+    try:
+        return codec.envelope(record)
+    except EventDecodeError as exc:
+        message = UndecodedEvent(record.type, record.schema_version, record.data.decode(), str(exc))
+        return Envelope(
+            message,
+            record.event_id,
+            record.correlation_id,
+            record.causation_id,
+            record.occurred_at,
+            _headers_decoder.decode(record.headers) if record.headers else {},
+            record.stream,
+            record.version,
+            record.position,
+        )
+
+
 # Columns of a stored dead letter, after its id, in the order `letter_values` gives them.
 LETTER_COLUMNS = (
     "handler, error, traceback, attempts, failed_at, message_id, message_type, schema_version, "
-    "data, correlation_id, causation_id, occurred_at, headers, stream, version, position"
+    "data, correlation_id, causation_id, occurred_at, headers, stream, version, position, parked"
 )
 
 
@@ -87,7 +119,17 @@ def letter_values(letter: DeadLetter, codec: Codec) -> list[Any]:
     message = envelope.message
     if not isinstance(message, Event):
         raise TypeError(f"only events are dead-lettered, not {type(message).__name__}")
-    stored = codec.new_event(envelope)  # type: ignore[arg-type]
+    if isinstance(message, UndecodedEvent):
+        # Kept as the log has it, so that it decodes once its class is loaded.
+        type_name, schema_version, data = (
+            message.type_name,
+            message.schema_version,
+            message.data.encode(),
+        )
+    else:
+        stored = codec.new_event(envelope)  # type: ignore[arg-type]
+        type_name, schema_version, data = stored.type, stored.schema_version, stored.data
+    headers = msgspec.json.encode(envelope.headers) if envelope.headers else b""
     return [
         str(letter.id),
         letter.handler,
@@ -96,16 +138,17 @@ def letter_values(letter: DeadLetter, codec: Codec) -> list[Any]:
         letter.attempts,
         letter.failed_at.isoformat(timespec="microseconds"),
         str(envelope.message_id),
-        stored.type,
-        stored.schema_version,
-        stored.data,
+        type_name,
+        schema_version,
+        data,
         str(envelope.correlation_id),
         None if envelope.causation_id is None else str(envelope.causation_id),
         envelope.occurred_at.isoformat(),
-        stored.headers,
+        headers,
         envelope.stream,
         envelope.version,
         envelope.position,
+        int(letter.parked),
     ]
 
 
@@ -129,6 +172,7 @@ def letter_from_row(row: tuple[Any, ...], codec: Codec) -> DeadLetter:
         stream,
         version,
         position,
+        parked,
     ) = row
     data = bytes(data)
     message: Event
@@ -155,4 +199,5 @@ def letter_from_row(row: tuple[Any, ...], codec: Codec) -> DeadLetter:
         traceback=trace,
         attempts=int(attempts),
         failed_at=datetime.fromisoformat(failed_at),
+        parked=bool(parked),
     )

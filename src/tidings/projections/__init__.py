@@ -1,6 +1,5 @@
 """Projections: read models built from the log, run with checkpoints, rebuilt, swapped, awaited."""
 
-from tidings.projections._async.checkpoints import DeadLetterRecord
 from tidings.projections._async.runner import AsyncProjectionRunner, Progress
 from tidings.projections._sync.runner import ProjectionRunner
 from tidings.projections.durable import HandlerProjection, durable_handlers
@@ -13,11 +12,12 @@ from tidings.projections.projection import (
     ProjectionStopped,
     ProjectionTimeout,
     handles,
+    letter_handler,
+    projection_of,
 )
 
 __all__ = [
     "AsyncProjectionRunner",
-    "DeadLetterRecord",
     "EventHandler",
     "HandlerProjection",
     "OnFailure",
@@ -30,4 +30,6 @@ __all__ = [
     "ProjectionTimeout",
     "durable_handlers",
     "handles",
+    "letter_handler",
+    "projection_of",
 ]

@@ -33,7 +33,7 @@ def durable_handlers(
 
     Dependencies are bound as the bus binds them (a `ConfigurationError`
     names anything missing). As on the bus, a handler that keeps failing is
-    dead-lettered (see the runner's `dead_letters`) and the others go on.
+    dead-lettered (in the runner's `dead_letters`, the bus's store) and the others go on.
     """
     table = bind_handlers(routers, dependencies or {}, retry or Retry())
     if table.single:

@@ -22,9 +22,13 @@ __all__ = [
     "ProjectionStopped",
     "ProjectionTimeout",
     "handles",
+    "letter_handler",
+    "projection_of",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+LETTER_PREFIX = "projection:"
 
 EventHandler = Callable[[Event, Envelope[Event], Any], Any]
 """Called with the event, its envelope and the store transaction; may return an awaitable."""
@@ -83,6 +87,16 @@ class ProjectionStopped(TidingsError):
         self.error = error
         reason = f": {error}" if error else ""
         super().__init__(f"projection {name!r} is {state}{reason}")
+
+
+def letter_handler(name: str) -> str:
+    """The handler named in projection `name`'s dead letters, apart from the bus's handlers."""
+    return f"{LETTER_PREFIX}{name}"
+
+
+def projection_of(handler: str) -> str | None:
+    """The projection a dead letter's handler names, or None for a bus handler."""
+    return handler.removeprefix(LETTER_PREFIX) if handler.startswith(LETTER_PREFIX) else None
 
 
 def handles(fn: F) -> F:

@@ -1,10 +1,12 @@
-"""The SQL of the projections table: checkpoints, states, leases and dead letters per projection.
+"""The SQL of the projections table: checkpoint, state and lease of each projection.
 
 One row per projection in the store's own database (`tidings_projections` in
 SQLite, `<schema>.projections` in PostgreSQL), so that a checkpoint commits
 in the same transaction as a read model's writes, and so that the CLI and
 runners in other processes see the same state. The statements are written
-with `?` placeholders; PostgreSQL's are converted to `%s`.
+with `?` placeholders; PostgreSQL's are converted to `%s`. A projection's
+dead letters are kept with the bus's (`tidings.dead_letters`); the table
+`projection_dead_letters` that older versions made is no longer used.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ class Dialect:
     """The statements for one database: SQLite, or PostgreSQL in one schema."""
 
     projections: str
-    dead_letters: str
     events: str
     create: tuple[str, ...]
     visible: str  # a condition on `position` that keeps only readable events
@@ -46,9 +47,8 @@ class Dialect:
     def sqlite() -> Dialect:
         return Dialect(
             projections="tidings_projections",
-            dead_letters="tidings_projection_dead_letters",
             events="tidings_events",
-            create=_create("tidings_projections", "tidings_projection_dead_letters", "REAL"),
+            create=_create("tidings_projections", "REAL"),
             visible="1 = 1",
             postgres=False,
         )
@@ -60,12 +60,11 @@ class Dialect:
         def name(table: str) -> str:
             return sql.Identifier(schema, table).as_string(None)
 
-        projections, dead_letters = name("projections"), name("projection_dead_letters")
+        projections = name("projections")
         return Dialect(
             projections=projections,
-            dead_letters=dead_letters,
             events=name("events"),
-            create=_create(projections, dead_letters, "double precision"),
+            create=_create(projections, "double precision"),
             visible=(
                 f"position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {index_span}"
             ),
@@ -73,7 +72,7 @@ class Dialect:
         )
 
     def statement(self, text: str) -> str:
-        text = text.format(p=self.projections, d=self.dead_letters, e=self.events, v=self.visible)
+        text = text.format(p=self.projections, e=self.events, v=self.visible)
         return text.replace("?", "%s") if self.postgres else text
 
     def pending(
@@ -92,7 +91,7 @@ class Dialect:
         return self.statement(text), params
 
 
-def _create(projections: str, dead_letters: str, real: str) -> tuple[str, ...]:
+def _create(projections: str, real: str) -> tuple[str, ...]:
     return (
         f"""
         CREATE TABLE IF NOT EXISTS {projections} (
@@ -103,17 +102,6 @@ def _create(projections: str, dead_letters: str, real: str) -> tuple[str, ...]:
             failed_position BIGINT,
             owner TEXT,
             lease_until {real}
-        )
-        """,
-        f"""
-        CREATE TABLE IF NOT EXISTS {dead_letters} (
-            projection TEXT NOT NULL,
-            position BIGINT NOT NULL,
-            event_id TEXT NOT NULL,
-            type TEXT NOT NULL,
-            error TEXT NOT NULL,
-            failed_at {real} NOT NULL,
-            PRIMARY KEY (projection, position)
         )
         """,
     )
@@ -149,13 +137,10 @@ MOVE = (
     "UPDATE {p} SET position = ?, state = 'running', error = NULL, failed_position = NULL"
     " WHERE name = ?"
 )
+# Only while parked on that very event: the parked event is dropped and the projection runs on.
+SKIP = (
+    "UPDATE {p} SET position = failed_position, state = 'running', error = NULL,"
+    " failed_position = NULL WHERE name = ? AND state = 'parked' AND failed_position = ?"
+)
 DELETE = "DELETE FROM {p} WHERE name = ?"
-DEAD_LETTER = (
-    "INSERT INTO {d} (projection, position, event_id, type, error, failed_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-DEAD_LETTERS = (
-    "SELECT position, event_id, type, error, failed_at FROM {d} WHERE projection = ?"
-    " ORDER BY position"
-)
 HEAD = "SELECT coalesce(max(position), 0) FROM {e} WHERE {v}"

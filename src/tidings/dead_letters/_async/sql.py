@@ -38,8 +38,11 @@ CREATE TABLE IF NOT EXISTS {letters} (
     headers {blob} NOT NULL,
     stream TEXT,
     version {bigint},
-    position {bigint}
+    position {bigint},
+    parked INTEGER NOT NULL DEFAULT 0
 )"""
+# Tables made before projections kept their letters here lack `parked`: it is added on first use.
+_ADD_PARKED = "ALTER TABLE {letters} ADD COLUMN parked INTEGER NOT NULL DEFAULT 0"
 _SELECT = f"SELECT id, {LETTER_COLUMNS} FROM {{letters}}"
 _ORDER = " ORDER BY failed_at, id"
 
@@ -51,6 +54,9 @@ class AsyncSQLDeadLetters:
     recorded by one worker can be retried from the command line. The events
     are stored as the log stores them, under their type names; `codec`
     decodes them (a class not loaded here shows as `UndecodedEvent`).
+
+    Given `tx`, a store transaction, a call runs in it and commits or rolls
+    back with it (a projection runner records a letter with its checkpoint).
     """
 
     def __init__(self, store: Any, *, codec: Codec | None = None) -> None:
@@ -59,15 +65,15 @@ class AsyncSQLDeadLetters:
         self._dialect = dialect_of(store)
         self._ready = False
 
-    async def add(self, letter: DeadLetter) -> None:
+    async def add(self, letter: DeadLetter, *, tx: Any = None) -> None:
         values = letter_values(letter, self.codec)
         marks = ", ".join("?" for _ in values)
         statement = self._sql(f"INSERT INTO {{letters}} (id, {LETTER_COLUMNS}) VALUES ({marks})")
-        async with self._transaction() as tx:
-            await execute(tx, statement, values)
+        async with self._transaction(tx) as active:
+            await execute(active, statement, values)
 
     async def list(
-        self, *, handler: str | None = None, limit: int | None = None
+        self, *, handler: str | None = None, limit: int | None = None, tx: Any = None
     ) -> list[DeadLetter]:
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
@@ -76,47 +82,71 @@ class AsyncSQLDeadLetters:
         if limit is not None:
             text += " LIMIT ?"
             params.append(limit)
-        rows = await self._query(self._sql(text), params)
+        rows = await self._query(self._sql(text), params, tx)
         return [letter_from_row(row, self.codec) for row in rows]
 
-    async def get(self, letter_id: UUID) -> DeadLetter:
-        rows = await self._query(self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
+    async def get(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
+        rows = await self._query(self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)], tx)
         if not rows:
             raise KeyError(f"no dead letter {letter_id}")
         return letter_from_row(rows[0], self.codec)
 
-    async def remove(self, letter_id: UUID) -> DeadLetter:
-        async with self._transaction() as tx:
-            rows = await execute(tx, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
+    async def remove(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
+        async with self._transaction(tx) as active:
+            rows = await execute(active, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
             if not rows:
                 raise KeyError(f"no dead letter {letter_id}")
-            await execute(tx, self._sql("DELETE FROM {letters} WHERE id = ?"), [str(letter_id)])
+            delete = self._sql("DELETE FROM {letters} WHERE id = ?")
+            await execute(active, delete, [str(letter_id)])
         return letter_from_row(rows[0], self.codec)
 
     async def count(self) -> int:
-        rows = await self._query(self._sql("SELECT count(*) FROM {letters}"), [])
+        rows = await self._query(self._sql("SELECT count(*) FROM {letters}"), [], None)
         return int(rows[0][0])
 
-    async def _query(self, text: str, params: builtins.list[Any]) -> builtins.list[tuple[Any, ...]]:
-        async with self._transaction() as tx:
-            return await execute(tx, text, params)
+    async def _query(
+        self, text: str, params: builtins.list[Any], tx: Any
+    ) -> builtins.list[tuple[Any, ...]]:
+        async with self._transaction(tx) as active:
+            return await execute(active, text, params)
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Any]:
-        """A store transaction, the table created first if this object has not seen it yet."""
-        async with self.store.transaction() as tx:
+    async def _transaction(self, tx: Any) -> AsyncIterator[Any]:
+        """`tx`, or a new store transaction; the table made ready first if not seen yet."""
+        if tx is not None:
             if not self._ready:
-                lock = self._dialect.creation_lock
-                if lock is not None:
-                    await execute(tx, lock, ["tidings dead letters"])
-                await execute(tx, self._sql(_CREATE))
-                # An index takes no schema name: it lives in its table's schema.
-                index = "dead_letters_failed" if self._dialect.postgres else "tidings_dl_failed"
-                await execute(
-                    tx, self._sql(f"CREATE INDEX IF NOT EXISTS {index} ON {{letters}} (failed_at)")
-                )
+                await self._create(tx)
             yield tx
+            return
+        async with self.store.transaction() as active:
+            if not self._ready:
+                await self._create(active)
+            yield active
         self._ready = True
+
+    async def _create(self, tx: Any) -> None:
+        lock = self._dialect.creation_lock
+        if lock is not None:
+            await execute(tx, lock, ["tidings dead letters"])
+        await execute(tx, self._sql(_CREATE))
+        if self._dialect.postgres:
+            columns = await execute(
+                tx,
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = %s AND table_name = 'dead_letters'",
+                [self._dialect.schema],
+            )
+        else:
+            columns = await execute(
+                tx, self._sql("SELECT name FROM pragma_table_info('{letters}')")
+            )
+        if ("parked",) not in columns:
+            await execute(tx, self._sql(_ADD_PARKED))
+        # An index takes no schema name: it lives in its table's schema.
+        index = "dead_letters_failed" if self._dialect.postgres else "tidings_dl_failed"
+        await execute(
+            tx, self._sql(f"CREATE INDEX IF NOT EXISTS {index} ON {{letters}} (failed_at)")
+        )
 
     def _sql(self, template: str) -> str:
         return self._dialect.sql(template, letters="dead_letters")

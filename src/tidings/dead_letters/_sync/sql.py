@@ -39,8 +39,11 @@ CREATE TABLE IF NOT EXISTS {letters} (
     headers {blob} NOT NULL,
     stream TEXT,
     version {bigint},
-    position {bigint}
+    position {bigint},
+    parked INTEGER NOT NULL DEFAULT 0
 )"""
+# Tables made before projections kept their letters here lack `parked`: it is added on first use.
+_ADD_PARKED = "ALTER TABLE {letters} ADD COLUMN parked INTEGER NOT NULL DEFAULT 0"
 _SELECT = f"SELECT id, {LETTER_COLUMNS} FROM {{letters}}"
 _ORDER = " ORDER BY failed_at, id"
 
@@ -52,6 +55,9 @@ class SQLDeadLetters:
     recorded by one worker can be retried from the command line. The events
     are stored as the log stores them, under their type names; `codec`
     decodes them (a class not loaded here shows as `UndecodedEvent`).
+
+    Given `tx`, a store transaction, a call runs in it and commits or rolls
+    back with it (a projection runner records a letter with its checkpoint).
     """
 
     def __init__(self, store: Any, *, codec: Codec | None = None) -> None:
@@ -60,15 +66,15 @@ class SQLDeadLetters:
         self._dialect = dialect_of(store)
         self._ready = False
 
-    def add(self, letter: DeadLetter) -> None:
+    def add(self, letter: DeadLetter, *, tx: Any = None) -> None:
         values = letter_values(letter, self.codec)
         marks = ", ".join("?" for _ in values)
         statement = self._sql(f"INSERT INTO {{letters}} (id, {LETTER_COLUMNS}) VALUES ({marks})")
-        with self._transaction() as tx:
-            execute(tx, statement, values)
+        with self._transaction(tx) as active:
+            execute(active, statement, values)
 
     def list(
-        self, *, handler: str | None = None, limit: int | None = None
+        self, *, handler: str | None = None, limit: int | None = None, tx: Any = None
     ) -> list[DeadLetter]:
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
@@ -77,47 +83,71 @@ class SQLDeadLetters:
         if limit is not None:
             text += " LIMIT ?"
             params.append(limit)
-        rows = self._query(self._sql(text), params)
+        rows = self._query(self._sql(text), params, tx)
         return [letter_from_row(row, self.codec) for row in rows]
 
-    def get(self, letter_id: UUID) -> DeadLetter:
-        rows = self._query(self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
+    def get(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
+        rows = self._query(self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)], tx)
         if not rows:
             raise KeyError(f"no dead letter {letter_id}")
         return letter_from_row(rows[0], self.codec)
 
-    def remove(self, letter_id: UUID) -> DeadLetter:
-        with self._transaction() as tx:
-            rows = execute(tx, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
+    def remove(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
+        with self._transaction(tx) as active:
+            rows = execute(active, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
             if not rows:
                 raise KeyError(f"no dead letter {letter_id}")
-            execute(tx, self._sql("DELETE FROM {letters} WHERE id = ?"), [str(letter_id)])
+            delete = self._sql("DELETE FROM {letters} WHERE id = ?")
+            execute(active, delete, [str(letter_id)])
         return letter_from_row(rows[0], self.codec)
 
     def count(self) -> int:
-        rows = self._query(self._sql("SELECT count(*) FROM {letters}"), [])
+        rows = self._query(self._sql("SELECT count(*) FROM {letters}"), [], None)
         return int(rows[0][0])
 
-    def _query(self, text: str, params: builtins.list[Any]) -> builtins.list[tuple[Any, ...]]:
-        with self._transaction() as tx:
-            return execute(tx, text, params)
+    def _query(
+        self, text: str, params: builtins.list[Any], tx: Any
+    ) -> builtins.list[tuple[Any, ...]]:
+        with self._transaction(tx) as active:
+            return execute(active, text, params)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """A store transaction, the table created first if this object has not seen it yet."""
-        with self.store.transaction() as tx:
+    def _transaction(self, tx: Any) -> Iterator[Any]:
+        """`tx`, or a new store transaction; the table made ready first if not seen yet."""
+        if tx is not None:
             if not self._ready:
-                lock = self._dialect.creation_lock
-                if lock is not None:
-                    execute(tx, lock, ["tidings dead letters"])
-                execute(tx, self._sql(_CREATE))
-                # An index takes no schema name: it lives in its table's schema.
-                index = "dead_letters_failed" if self._dialect.postgres else "tidings_dl_failed"
-                execute(
-                    tx, self._sql(f"CREATE INDEX IF NOT EXISTS {index} ON {{letters}} (failed_at)")
-                )
+                self._create(tx)
             yield tx
+            return
+        with self.store.transaction() as active:
+            if not self._ready:
+                self._create(active)
+            yield active
         self._ready = True
+
+    def _create(self, tx: Any) -> None:
+        lock = self._dialect.creation_lock
+        if lock is not None:
+            execute(tx, lock, ["tidings dead letters"])
+        execute(tx, self._sql(_CREATE))
+        if self._dialect.postgres:
+            columns = execute(
+                tx,
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = %s AND table_name = 'dead_letters'",
+                [self._dialect.schema],
+            )
+        else:
+            columns = execute(
+                tx, self._sql("SELECT name FROM pragma_table_info('{letters}')")
+            )
+        if ("parked",) not in columns:
+            execute(tx, self._sql(_ADD_PARKED))
+        # An index takes no schema name: it lives in its table's schema.
+        index = "dead_letters_failed" if self._dialect.postgres else "tidings_dl_failed"
+        execute(
+            tx, self._sql(f"CREATE INDEX IF NOT EXISTS {index} ON {{letters}} (failed_at)")
+        )
 
     def _sql(self, template: str) -> str:
         return self._dialect.sql(template, letters="dead_letters")

@@ -6,25 +6,13 @@ import inspect  # sync:
 import time
 import weakref
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from tidings.projections import tables
 from tidings.projections.tables import Dialect, ProjectionRow
-from tidings.store.records import RecordedEvent
 
-__all__ = ["AsyncCheckpoints", "DeadLetterRecord"]
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRecord:
-    """An event a projection gave up on and moved past."""
-
-    position: int
-    event_id: str
-    type: str
-    error: str
-    failed_at: float
+__all__ = ["AsyncCheckpoints"]
 
 
 class AsyncCheckpoints:
@@ -175,28 +163,20 @@ class AsyncCheckpoints:
             return
         await self._run(tx, tables.DELETE, name)
 
-    async def dead_letter(self, tx: Any, name: str, record: RecordedEvent, error: str) -> None:
-        entry = DeadLetterRecord(
-            record.position, str(record.event_id), record.type, error, time.time()
-        )
-        if self._memory is not None:
-            _memory_dead_letters(self.store).setdefault(name, []).append(entry)
-            return
-        await self._run(
-            tx,
-            tables.DEAD_LETTER,
-            name,
-            entry.position,
-            entry.event_id,
-            entry.type,
-            error,
-            entry.failed_at,
-        )
-
-    async def dead_letters(self, tx: Any, name: str) -> list[DeadLetterRecord]:
-        if self._memory is not None:
-            return list(_memory_dead_letters(self.store).get(name, []))
-        return [DeadLetterRecord(*row) for row in await self._run(tx, tables.DEAD_LETTERS, name)]
+    async def skip(self, tx: Any, name: str, position: int) -> bool:
+        """Move a projection parked on the event at `position` past it, running again."""
+        row = self._memory_row(name)
+        if row is not None:
+            if row.state != "parked" or row.failed_position != position:
+                return False
+            row.position, row.state, row.error, row.failed_position = (
+                position,
+                "running",
+                None,
+                None,
+            )
+            return True
+        return await self._changed(tx, tables.SKIP, name, position)
 
     async def head(self, tx: Any) -> int:
         """The last readable position of the log."""
@@ -266,14 +246,7 @@ def _dialect_of(store: Any) -> Dialect | None:
 _memory_tables: weakref.WeakKeyDictionary[Any, dict[str, ProjectionRow]] = (
     weakref.WeakKeyDictionary()
 )
-_memory_letters: weakref.WeakKeyDictionary[Any, dict[str, list[DeadLetterRecord]]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def _memory_rows(store: Any) -> dict[str, ProjectionRow]:
     return _memory_tables.setdefault(store, {})
-
-
-def _memory_dead_letters(store: Any) -> dict[str, list[DeadLetterRecord]]:
-    return _memory_letters.setdefault(store, {})

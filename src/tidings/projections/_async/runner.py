@@ -8,14 +8,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
 import anyio  # sync: from tidings.projections.threads import TaskThreads
 
 from tidings.codec import Codec
+from tidings.dead_letters import DeadLetter, UndecodedEvent
+from tidings.dead_letters.letter import letter_envelope
 from tidings.errors import ConfigurationError
-from tidings.messages import Event
-from tidings.projections._async.checkpoints import AsyncCheckpoints, DeadLetterRecord
+from tidings.messages import Envelope, Event
+from tidings.projections._async.checkpoints import AsyncCheckpoints
+from tidings.projections._async.letters import AsyncProjectionLetters
 from tidings.projections.projection import (
     EventHandler,
     OnFailure,
@@ -24,6 +28,8 @@ from tidings.projections.projection import (
     ProjectionStatus,
     ProjectionStopped,
     ProjectionTimeout,
+    letter_handler,
+    projection_of,
 )
 from tidings.projections.tables import ProjectionRow
 from tidings.store.records import RecordedEvent
@@ -70,8 +76,13 @@ class AsyncProjectionRunner:
 
     A failing handler is retried by its projection's `retry` policy
     (`retry_waits=False` skips the waits), then, by `on_failure`, the
-    projection is parked with its error while the others run on, or the
-    event goes to the projection's dead letters and it moves on.
+    projection is parked with its error while the others run on, or it moves
+    on. Either way the event becomes a dead letter of handler
+    `projection:<name>` in `dead_letters`, the store the bus uses (in the
+    log's database, `SQLDeadLetters`; in memory beside a memory store),
+    written in the transaction that parks the projection or moves it on. A
+    parked projection's letter is marked `parked` and lasts while it is
+    parked: `resume` tries the event again, `skip` drops it.
     """
 
     def __init__(
@@ -102,6 +113,8 @@ class AsyncProjectionRunner:
         self.lease = lease
         self.retry_waits = retry_waits
         self.checkpoints = AsyncCheckpoints(store)
+        self._letters = AsyncProjectionLetters(store, self.codec)
+        self.dead_letters = self._letters.store
         self.owner = uuid.uuid4().hex
         self._commits = CommitSignal()  # the store's commits
         self._changes = CommitSignal()  # checkpoints and states changed by this runner
@@ -188,12 +201,92 @@ class AsyncProjectionRunner:
         self._get(name)
         await self._set_state(name, ProjectionState.RUNNING)
 
-    async def dead_letters(self, name: str) -> list[DeadLetterRecord]:
-        """The events `name` gave up on, in log order."""
-        self._get(name)
+    async def skip(self, name: str) -> DeadLetter | None:
+        """Drop the event parked projection `name` stopped on, for it alone, and run on.
+
+        It acts on the projection's row in the database, so it needs no
+        `Projection` here (`tidings dlq drop` has none). Returns the parked
+        letter, now dropped; raises `ValueError` when `name` is not parked.
+        """
         async with self.store.transaction() as tx:
             await self.checkpoints.ensure(tx)
-            return await self.checkpoints.dead_letters(tx, name)
+            row = await self.checkpoints.load(tx, name)
+            skipped = (
+                row is not None
+                and row.failed_position is not None
+                and await self.checkpoints.skip(tx, name, row.failed_position)
+            )
+            if not skipped:
+                raise ValueError(f"projection {name!r} is not parked")
+            dropped = await self._letters.forget(tx, name, parked_only=True)
+        self._poke(name)
+        return dropped[0] if dropped else None
+
+    async def letters_of(self, name: str | None = None) -> list[DeadLetter]:
+        """The dead letters of `name`, or of every projection here, oldest first."""
+        names = [self._get(name).name] if name is not None else list(self.projections)
+        found: list[DeadLetter] = []
+        async with self.store.transaction() as tx:
+            for each in names:
+                found.extend(await self._letters.of(tx, each))
+        return sorted(found, key=lambda letter: (letter.failed_at, str(letter.id)))
+
+    async def retry_dead_letter(self, letter_id: UUID) -> bool:
+        """Run a projection's handler again for the event of a dead letter it moved past.
+
+        Tried by the projection's `retry` policy. On success the letter is
+        dropped (with a transactional projection, in the transaction of the
+        handler's writes) and True returned; otherwise a new letter with the
+        new error replaces it in one transaction and False is returned. Raises
+        `KeyError` for an unknown id, `LookupError` when the letter is not of
+        a projection of this runner or its event's class is not loaded, and
+        `ValueError` for a parked letter: `resume` or `skip` its projection.
+        """
+        letter = await self._letters.get(letter_id)
+        name = projection_of(letter.handler)
+        if name is None:
+            raise LookupError(
+                f"dead letter {letter_id} is of handler {letter.handler}, not of a projection"
+            )
+        projection = self._get(name)
+        if letter.parked:
+            raise ValueError(
+                f"dead letter {letter_id} is the event projection {name!r} is parked on: "
+                "resume or skip the projection"
+            )
+        if isinstance(letter.envelope.message, UndecodedEvent):
+            raise LookupError(
+                f"dead letter {letter_id} holds a {letter.message_type} event, whose class is not "
+                "loaded in this process"
+            )
+        handlers = projection.handlers()
+        handler = handlers.get(letter.message_type, handlers.get(Event.__event_type__))
+        if handler is None:
+            raise LookupError(f"projection {name!r} has no handler of {letter.message_type}")
+        envelope = cast(Envelope[Event], letter.envelope)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if not projection.transactional:
+                    await _called(handler, envelope, None)
+                async with self.store.transaction() as tx:
+                    if projection.transactional:
+                        await _called(handler, envelope, tx)
+                    await self._letters.remove(tx, letter.id)
+                return True
+            except Exception as exc:
+                if attempt >= projection.retry.attempts:
+                    error = exc
+                    break
+                if self.retry_waits:
+                    delay = projection.retry.delay(attempt)
+                    await anyio.sleep(delay)  # sync: time.sleep(delay)
+        again = DeadLetter.of(letter.envelope, letter.handler, error, attempt)
+        async with self.store.transaction() as tx:
+            await self._letters.add(tx, again)
+            await self._letters.remove(tx, letter.id)
+        return False
 
     async def rebuild(self, name: str, progress: Progress | None = None) -> None:
         """Empty `name`'s read model and replay the log into it; returns once caught up.
@@ -211,6 +304,8 @@ class AsyncProjectionRunner:
             # The checkpoint's row first: a batch in progress finishes before the
             # read model is emptied, and none starts until this commits.
             await self.checkpoints.restart(tx, name)
+            # The replay records anew whatever still fails.
+            await self._letters.forget(tx, name, parked_only=False)
             await _call(projection.setup, tx)
             await _call(projection.reset, tx)
         self._poke(name)
@@ -239,6 +334,7 @@ class AsyncProjectionRunner:
             await self.checkpoints.ensure(tx)
             await self.checkpoints.add(tx, beside)
             await self.checkpoints.restart(tx, beside)
+            await self._letters.forget(tx, beside, parked_only=False)
             await _call(projection.setup, tx)
             await _call(projection.reset, tx)
         await self._catch_up(beside, projection, progress)
@@ -253,6 +349,8 @@ class AsyncProjectionRunner:
                 await _call(swap, tx)
                 await self.checkpoints.move(tx, name, row.position)
                 await self.checkpoints.delete(tx, beside)
+                await self._letters.forget(tx, name, parked_only=True)
+                await self._letters.forget(tx, beside, parked_only=True)
         except BaseException:
             self.projections[name] = live
             await self._set_state(name, ProjectionState.RUNNING)
@@ -386,7 +484,9 @@ class AsyncProjectionRunner:
                     head = max(head, row.position)
                     progress(row.position, head)
                 if row.position != batch[-1].position:  # parked, or a dead letter
+                    # The rest of the batch is read again, so this is not caught up yet.
                     subscription.position = row.position
+                    caught_up = False
             elif row.state == ProjectionState.REBUILDING:
                 async with self.store.transaction() as tx:
                     await self._save(tx, row, row.position, caught_up=True)
@@ -437,16 +537,26 @@ class AsyncProjectionRunner:
             attempt,
             exc_info=error,
         )
+        parks = projection.on_failure is OnFailure.PARK
+        # Moving past the last event read also ends a rebuild that has caught up.
+        ends = caught_up and record.position == batch[-1].position
+        letter = DeadLetter.of(
+            letter_envelope(record, self.codec),
+            letter_handler(row.name),
+            error,
+            attempt,
+            parked=parks,
+        )
         async with self.store.transaction() as tx:
-            if projection.on_failure is OnFailure.DEAD_LETTER:
-                await self.checkpoints.dead_letter(tx, row.name, record, reason)
-                await self._save(tx, row, record.position, caught_up=False)
+            if not parks:
+                await self._save(tx, row, record.position, caught_up=ends)
             elif not await self.checkpoints.park(
                 tx, row.name, self.owner, row.position, reason, record.position
             ):
                 raise _Fenced
+            await self._letters.add(tx, letter)
         if projection.on_failure is OnFailure.DEAD_LETTER:
-            self._moved(row, record.position, caught_up=False)
+            self._moved(row, record.position, caught_up=ends)
         else:
             row.state, row.error, row.failed_position = "parked", reason, record.position
             self._changes.announce()
@@ -509,10 +619,7 @@ class AsyncProjectionRunner:
         handler = handlers.get(record.type, fallback)
         if handler is None:
             return
-        envelope = self.codec.envelope(record)
-        result = handler(envelope.message, envelope, tx)
-        if inspect.isawaitable(result):
-            await result  # sync: run_coroutine(result, getattr(handler, "__qualname__", "handler"))
+        await _called(handler, self.codec.envelope(record), tx)
 
     async def _save(self, tx: Any, row: ProjectionRow, position: int, caught_up: bool) -> None:
         if not await self.checkpoints.save(
@@ -605,6 +712,7 @@ class AsyncProjectionRunner:
             await self.checkpoints.ensure(tx)
             await self.checkpoints.add(tx, name)
             await self.checkpoints.set_state(tx, name, state)
+            await self._letters.forget(tx, name, parked_only=True)
         self._poke(name)
 
     def _poke(self, name: str) -> None:
@@ -643,6 +751,12 @@ class AsyncProjectionRunner:
 
 def _ignore(position: int, head: int) -> None:
     pass
+
+
+async def _called(handler: EventHandler, envelope: Envelope[Event], tx: Any) -> None:
+    result = handler(envelope.message, envelope, tx)
+    if inspect.isawaitable(result):
+        await result  # sync: run_coroutine(result, getattr(handler, "__qualname__", "handler"))
 
 
 async def _call(fn: Callable[[Any], Any], tx: Any) -> None:
