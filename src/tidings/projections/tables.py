@@ -15,6 +15,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from tidings.sidetables import SideDialect
+
 __all__ = ["Dialect", "ProjectionRow"]
 
 _COLUMNS = "name, position, state, error, failed_position, owner, lease_until"
@@ -37,43 +39,39 @@ class ProjectionRow:
 class Dialect:
     """The statements for one database: SQLite, or PostgreSQL in one schema."""
 
+    side: SideDialect
     projections: str
     events: str
     create: tuple[str, ...]
     visible: str  # a condition on `position` that keeps only readable events
-    postgres: bool
 
     @staticmethod
-    def sqlite() -> Dialect:
+    def of(side: SideDialect) -> Dialect:
+        projections = side.table("projections")
+        visible = "1 = 1"
+        if side.postgres:
+            from tidings.store.postgres_sql import EVENTS_PER_TRANSACTION
+
+            visible = (
+                "position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                f" * {EVENTS_PER_TRANSACTION}"
+            )
         return Dialect(
-            projections="tidings_projections",
-            events="tidings_events",
-            create=_create("tidings_projections", "REAL"),
-            visible="1 = 1",
-            postgres=False,
-        )
-
-    @staticmethod
-    def postgresql(schema: str, index_span: int) -> Dialect:
-        from psycopg import sql
-
-        def name(table: str) -> str:
-            return sql.Identifier(schema, table).as_string(None)
-
-        projections = name("projections")
-        return Dialect(
+            side=side,
             projections=projections,
-            events=name("events"),
-            create=_create(projections, "double precision"),
-            visible=(
-                f"position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {index_span}"
-            ),
-            postgres=True,
+            events=side.table("events"),
+            create=(side.sql(_CREATE, projections="projections"),),
+            visible=visible,
         )
+
+    @property
+    def postgres(self) -> bool:
+        return self.side.postgres
 
     def statement(self, text: str) -> str:
-        text = text.format(p=self.projections, e=self.events, v=self.visible)
-        return text.replace("?", "%s") if self.postgres else text
+        return self.side.placeholders(
+            text.format(p=self.projections, e=self.events, v=self.visible)
+        )
 
     def pending(
         self, categories: Collection[str] | None, types: Collection[str] | None
@@ -91,20 +89,17 @@ class Dialect:
         return self.statement(text), params
 
 
-def _create(projections: str, real: str) -> tuple[str, ...]:
-    return (
-        f"""
-        CREATE TABLE IF NOT EXISTS {projections} (
-            name TEXT PRIMARY KEY,
-            position BIGINT NOT NULL DEFAULT 0,
-            state TEXT NOT NULL DEFAULT 'running',
-            error TEXT,
-            failed_position BIGINT,
-            owner TEXT,
-            lease_until {real}
-        )
-        """,
+_CREATE = """
+    CREATE TABLE IF NOT EXISTS {projections} (
+        name TEXT PRIMARY KEY,
+        position BIGINT NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'running',
+        error TEXT,
+        failed_position BIGINT,
+        owner TEXT,
+        lease_until {real}
     )
+"""
 
 
 SELECT = f"SELECT {_COLUMNS} FROM {{p}} WHERE name = ?"

@@ -5,6 +5,6 @@ back with the events they go with: a table named `tidings_<name>` in the
 SQLite file, `<schema>.<name>` in the PostgreSQL store's schema.
 """
 
-from tidings.sidetables.dialect import SideDialect, dialect_of
+from tidings.sidetables.dialect import SideDialect, dialect_of, find_dialect
 
-__all__ = ["SideDialect", "dialect_of"]
+__all__ = ["SideDialect", "dialect_of", "find_dialect"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SideDialect", "dialect_of"]
+__all__ = ["SideDialect", "dialect_of", "find_dialect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,10 @@ class SideDialect:
             if self.postgres
             else {"blob": "BLOB", "real": "REAL", "bigint": "INTEGER"}
         )
-        text = template.format(**names, **types)
+        return self.placeholders(template.format(**names, **types))
+
+    def placeholders(self, text: str) -> str:
+        """`text` with its `?` placeholders as the database's driver wants them."""
         return text.replace("?", "%s") if self.postgres else text
 
     @property
@@ -42,16 +45,29 @@ class SideDialect:
         return "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 
-def dialect_of(store: Any) -> SideDialect:
-    """The dialect of a SQLite or PostgreSQL event store; other stores have no tables."""
+def find_dialect(store: Any) -> SideDialect | None:
+    """The dialect of a SQLite or PostgreSQL event store; None for a store without tables.
+
+    Told apart by their attributes, so that PostgreSQL's driver, an optional
+    extra, need not be imported to recognise a SQLite store.
+    """
     schema = getattr(store, "schema", None)
     if isinstance(schema, str) and hasattr(store, "notify_channel"):
         return SideDialect(postgres=True, schema=schema)
     if isinstance(getattr(store, "path", None), str):
         return SideDialect(postgres=False)
-    raise TypeError(
-        f"{type(store).__name__} keeps no tables beside its log; use a SQLite or PostgreSQL store"
-    )
+    return None
+
+
+def dialect_of(store: Any) -> SideDialect:
+    """The dialect of a SQLite or PostgreSQL event store; other stores have no tables."""
+    dialect = find_dialect(store)
+    if dialect is None:
+        raise TypeError(
+            f"{type(store).__name__} keeps no tables beside its log; "
+            "use a SQLite or PostgreSQL store"
+        )
+    return dialect
 
 
 def _quoted(identifier: str) -> str:

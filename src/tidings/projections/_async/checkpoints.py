@@ -11,6 +11,7 @@ from typing import Any
 
 from tidings.projections import tables
 from tidings.projections.tables import Dialect, ProjectionRow
+from tidings.sidetables import find_dialect
 
 __all__ = ["AsyncCheckpoints"]
 
@@ -233,14 +234,8 @@ async def _execute(tx: Any, text: str, params: list[Any] | None = None) -> list[
 
 
 def _dialect_of(store: Any) -> Dialect | None:
-    schema = getattr(store, "schema", None)
-    if isinstance(schema, str) and hasattr(store, "notify_channel"):
-        from tidings.store.postgres_sql import EVENTS_PER_TRANSACTION
-
-        return Dialect.postgresql(schema, EVENTS_PER_TRANSACTION)
-    if isinstance(getattr(store, "path", None), str):
-        return Dialect.sqlite()
-    return None
+    side = find_dialect(store)
+    return None if side is None else Dialect.of(side)
 
 
 _memory_tables: weakref.WeakKeyDictionary[Any, dict[str, ProjectionRow]] = (
