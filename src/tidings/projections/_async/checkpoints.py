@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect  # sync:
 import time
 import weakref
 from collections.abc import Collection
@@ -12,6 +11,7 @@ from typing import Any
 from tidings.projections import tables
 from tidings.projections.tables import Dialect, ProjectionRow
 from tidings.sidetables import find_dialect
+from tidings.sidetables._async.statements import execute, execute_count
 
 __all__ = ["AsyncCheckpoints"]
 
@@ -38,11 +38,11 @@ class AsyncCheckpoints:
             return
         if self._dialect.postgres:
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL.
-            await _execute(
+            await execute(
                 tx, "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ["tidings projections"]
             )
         for statement in self._dialect.create:
-            await _execute(tx, statement)
+            await execute(tx, statement)
 
     async def add(self, tx: Any, name: str) -> None:
         if self._memory is not None:
@@ -199,7 +199,7 @@ class AsyncCheckpoints:
             records = await self.store.read_all(after=position, categories=categories, types=types)
             return len(records)
         text, params = self._dialect.pending(categories, types)
-        rows = await _execute(tx, text, [position, *params])
+        rows = await execute(tx, text, [position, *params])
         return int(rows[0][0])
 
     def _memory_row(self, name: str) -> ProjectionRow | None:
@@ -207,30 +207,14 @@ class AsyncCheckpoints:
 
     async def _run(self, tx: Any, text: str, *params: Any) -> list[tuple[Any, ...]]:
         assert self._dialect is not None
-        return await _execute(tx, self._dialect.statement(text), list(params))
+        return await execute(tx, self._dialect.statement(text), list(params))
 
     async def _changed(self, tx: Any, text: str, *params: Any) -> bool:
         assert self._dialect is not None
-        cursor = tx.connection.execute(self._dialect.statement(text), list(params))
-        if inspect.isawaitable(cursor):  # sync:
-            cursor = await cursor  # sync:
-        return bool(cursor.rowcount)
+        return await execute_count(tx, self._dialect.statement(text), params) > 0
 
 
 _PROCESSING = ("running", "rebuilding")
-
-
-async def _execute(tx: Any, text: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    """Run a statement on the transaction's connection (sqlite3 or psycopg); its rows, if any."""
-    cursor = tx.connection.execute(text, params or [])
-    if inspect.isawaitable(cursor):  # sync:
-        cursor = await cursor  # sync:
-    if cursor.description is None:
-        return []
-    rows = cursor.fetchall()
-    if inspect.isawaitable(rows):  # sync:
-        rows = await rows  # sync:
-    return list(rows)
 
 
 def _dialect_of(store: Any) -> Dialect | None:

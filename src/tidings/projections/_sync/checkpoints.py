@@ -12,6 +12,7 @@ from typing import Any
 from tidings.projections import tables
 from tidings.projections.tables import Dialect, ProjectionRow
 from tidings.sidetables import find_dialect
+from tidings.sidetables._sync.statements import execute, execute_count
 
 __all__ = ["Checkpoints"]
 
@@ -38,11 +39,11 @@ class Checkpoints:
             return
         if self._dialect.postgres:
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL.
-            _execute(
+            execute(
                 tx, "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ["tidings projections"]
             )
         for statement in self._dialect.create:
-            _execute(tx, statement)
+            execute(tx, statement)
 
     def add(self, tx: Any, name: str) -> None:
         if self._memory is not None:
@@ -199,7 +200,7 @@ class Checkpoints:
             records = self.store.read_all(after=position, categories=categories, types=types)
             return len(records)
         text, params = self._dialect.pending(categories, types)
-        rows = _execute(tx, text, [position, *params])
+        rows = execute(tx, text, [position, *params])
         return int(rows[0][0])
 
     def _memory_row(self, name: str) -> ProjectionRow | None:
@@ -207,24 +208,14 @@ class Checkpoints:
 
     def _run(self, tx: Any, text: str, *params: Any) -> list[tuple[Any, ...]]:
         assert self._dialect is not None
-        return _execute(tx, self._dialect.statement(text), list(params))
+        return execute(tx, self._dialect.statement(text), list(params))
 
     def _changed(self, tx: Any, text: str, *params: Any) -> bool:
         assert self._dialect is not None
-        cursor = tx.connection.execute(self._dialect.statement(text), list(params))
-        return bool(cursor.rowcount)
+        return execute_count(tx, self._dialect.statement(text), params) > 0
 
 
 _PROCESSING = ("running", "rebuilding")
-
-
-def _execute(tx: Any, text: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    """Run a statement on the transaction's connection (sqlite3 or psycopg); its rows, if any."""
-    cursor = tx.connection.execute(text, params or [])
-    if cursor.description is None:
-        return []
-    rows = cursor.fetchall()
-    return list(rows)
 
 
 def _dialect_of(store: Any) -> Dialect | None:
