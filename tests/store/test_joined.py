@@ -359,6 +359,27 @@ def test_an_sqlite_connection_in_autocommit_without_a_transaction_is_refused(
         store.close()
 
 
+def test_an_sqlite_writer_wakes_the_stores_listeners_once_its_owner_committed(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "events.db")
+    heard: list[int] = []
+    store.add_commit_listener(heard.append)
+    connection = sqlite3.connect(tmp_path / "events.db")
+    try:
+        writer = store.joined(connection)
+        result = writer.append("Order-1", new_events(2))
+        connection.commit()
+        assert heard == []
+        writer.committed()
+        assert heard == [result.positions[-1]]
+        writer.committed()
+        assert heard == [result.positions[-1]]
+    finally:
+        connection.close()
+        store.close()
+
+
 @pytest.mark.postgres
 def test_a_postgres_connection_in_autocommit_without_a_transaction_is_refused() -> None:
     dsn = postgres_dsn()

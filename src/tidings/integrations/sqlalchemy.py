@@ -95,6 +95,10 @@ class JoinedLog(Protocol):
         limit: int | None = None,
     ) -> list[RecordedEvent]: ...
 
+    def committed(self) -> None:
+        """Called after the owner's commit, to wake the store's subscribers."""
+        ...
+
 
 class JoinableStore(EventStore, Protocol):
     """A store that can append on an application's own DBAPI connection (SQLite, PostgreSQL)."""
@@ -152,6 +156,7 @@ class SessionTransaction:
             self.session.commit()
         self.finished = True
         self._done_writing()
+        self._log.committed()
 
     def rollback(self) -> None:
         if not self.finished:

@@ -411,6 +411,9 @@ class AsyncPostgresJoinedWriter:
         self._sql = store._sql
         self._schema_ready = False
 
+    def committed(self) -> None:
+        """Nothing to do: the appends' `pg_notify` is delivered by the owner's commit itself."""
+
     async def append(
         self,
         stream: str,

@@ -412,6 +412,9 @@ class PostgresJoinedWriter:
         self._sql = store._sql
         self._schema_ready = False
 
+    def committed(self) -> None:
+        """Nothing to do: the appends' `pg_notify` is delivered by the owner's commit itself."""
+
     def append(
         self,
         stream: str,

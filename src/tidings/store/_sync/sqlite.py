@@ -196,7 +196,7 @@ class SQLiteStore:
                 f"the connection is on {target or 'an in-memory database'!r}, "
                 f"not on this store's file {self.path!r}"
             )
-        return SQLiteJoinedWriter(connection, self.path)
+        return SQLiteJoinedWriter(connection, self.path, self._commit_listeners)
 
     def close(self) -> None:
         """Close the connections, once a transaction in progress has ended."""
@@ -363,12 +363,27 @@ class SQLiteJoinedWriter:
     versions and positions are read under it; a writer in another connection
     holding the lock longer than the connection's timeout makes the call
     raise `StoreUnavailable`. Errors leave the owner's transaction open: the
-    owner commits or rolls it back.
+    owner commits or rolls it back, and calls `committed()` after a commit so
+    the store's subscribers in this process wake at once.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        path: str,
+        commit_listeners: list[Callable[[int], None]],
+    ) -> None:
         self.connection = connection
         self._path = path
+        self._commit_listeners = commit_listeners
+        self._last_position = 0
+
+    def committed(self) -> None:
+        """Tell the store's commit listeners that the owner committed what this writer appended."""
+        position, self._last_position = self._last_position, 0
+        if position:
+            for listener in list(self._commit_listeners):
+                listener(position)
 
     def append(
         self,
@@ -377,9 +392,12 @@ class SQLiteJoinedWriter:
         expected_version: ExpectedVersion = StreamState.ANY,
     ) -> AppendResult:
         check_new_events(stream, events, expected_version)
-        return self._run(
+        result = self._run(
             lambda connection: sqlite_sql.append(connection, stream, events, expected_version)
         )
+        if result.positions:
+            self._last_position = max(self._last_position, result.positions[-1])
+        return result
 
     def read_stream(
         self,
