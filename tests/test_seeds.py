@@ -77,7 +77,7 @@ def test_a_failing_event_handler_does_not_stop_the_others() -> None:
         dependencies={
             "uow": uow,
             "send_mail": Recorder(fail_with=ConnectionError()),
-            "views": InMemoryAllocationsView(),
+            "views": InMemoryAllocationsView(uow.store),
         },
         retry_waits=False,
     )
@@ -100,12 +100,13 @@ def test_events_are_handled_after_the_command_returns_its_result() -> None:
             trail.append(f"{type(envelope.message).__name__} returned {result!r}")
         return result
 
+    uow = lamp_shop(100)
     bus = MessageBus(
         [handlers.router, listener],
         dependencies={
-            "uow": lamp_shop(100),
+            "uow": uow,
             "send_mail": Recorder(),
-            "views": InMemoryAllocationsView(),
+            "views": InMemoryAllocationsView(uow.store),
         },
         middleware=[note_results],
         retry_waits=False,

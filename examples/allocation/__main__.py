@@ -3,11 +3,14 @@
     python -m examples.allocation                 # the scripted scenario, in memory
     python -m examples.allocation serve           # the HTTP service (127.0.0.1:8000)
     python -m examples.allocation demo            # a scenario against the running service
+    python -m examples.allocation project         # the read model's projection on its own,
+                                                  # beside `serve --no-projections`
 
 The scripted scenario creates batches, allocates order lines (warehouse stock first, then the
 earliest shipment), runs out of stock (the stock desk is mailed), shrinks a
 batch (its latest line is deallocated and allocated again elsewhere), and
-prints the event log with the conversation and cause of every event.
+prints the event log with the conversation and cause of every event, then
+the read model of each order.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from uuid import UUID
 
 from examples.allocation.bootstrap import bootstrap
 from examples.allocation.domain import InvalidSku
-from examples.allocation.messages import Allocate, ChangeBatchQuantity, CreateBatch
+from examples.allocation.messages import (
+    Allocate,
+    ChangeBatchQuantity,
+    CreateBatch,
+    GetAllocations,
+)
 from tidings import Codec, Command, Envelope, EventStore, MemoryStore, MessageBus
 
 
@@ -73,6 +81,10 @@ def run_scenario(bus: MessageBus, store: EventStore) -> None:
         print(f"  {record.position}. {record.stream} v{record.version}: {envelope.message}")
         print(f"       caused by {cause}, in the conversation of {names[envelope.correlation_id]}")
 
+    print("\nThe read model, which follows the log (GetAllocations):")
+    for orderid in ("order-1", "order-2", "order-3", "order-4"):
+        print(f"  {orderid}: {bus.handle(GetAllocations(orderid))}")
+
 
 def scenario() -> None:
     # The bus logs failed messages with their ids; show them in line with the scenario.
@@ -83,13 +95,16 @@ def scenario() -> None:
     run_scenario(bootstrap(send_mail=print_mail, store=store), store)
 
 
-def serve(host: str, port: int, store_url: str | None) -> None:
+def serve(host: str, port: int, store_url: str | None, run_projections: bool) -> None:
     import uvicorn
 
+    from examples.allocation.service import RUN_PROJECTIONS_ENV
     from tidings.store.urls import STORE_URL_ENV, default_store_url, parse_store_url
 
     if store_url:
         os.environ[STORE_URL_ENV] = store_url
+    if not run_projections:
+        os.environ[RUN_PROJECTIONS_ENV] = "0"
     url = f"http://{host}:{port}"
     print(f"Allocation service on {url}, store {parse_store_url(default_store_url())}")
     print("Try next, in another terminal:")
@@ -107,8 +122,24 @@ def serve(host: str, port: int, store_url: str | None) -> None:
     print("  tidings events -i examples.allocation.messages    # the event log")
     print("  tidings tail -i examples.allocation.messages      # events as they commit")
     print("  tidings trace <correlation_id> -i examples.allocation.messages")
+    print("  tidings projections status -p examples.allocation.views:projections")
     # The app opens the database that TIDINGS_STORE names when it starts.
     uvicorn.run("examples.allocation.service:app", host=host, port=port)
+
+
+def project(store_url: str | None) -> None:
+    """Run the read model's projection until interrupted."""
+    from examples.allocation.database import open_database
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    database = open_database(store_url)
+    try:
+        print(f"Projecting the allocations view of {database.url}; Ctrl-C stops.")
+        database.projection_runner().run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        database.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,11 +154,21 @@ def main(argv: list[str] | None = None) -> None:
     serving.add_argument("--host", default="127.0.0.1")
     serving.add_argument("--port", type=int, default=8000)
     serving.add_argument("--store", help="store URL (default: $TIDINGS_STORE, else SQLite)")
+    serving.add_argument(
+        "--no-projections",
+        dest="run_projections",
+        action="store_false",
+        help="leave the read model to `project` in another process",
+    )
+    projecting = commands.add_parser("project", help="run the read model's projection alone")
+    projecting.add_argument("--store", help="store URL (default: $TIDINGS_STORE, else SQLite)")
     demo = commands.add_parser("demo", help="drive a running service through a scenario")
     demo.add_argument("--url", default="http://127.0.0.1:8000")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.host, args.port, args.store)
+        serve(args.host, args.port, args.store, args.run_projections)
+    elif args.command == "project":
+        project(args.store)
     elif args.command == "demo":
         from examples.allocation.demo import run_demo
 

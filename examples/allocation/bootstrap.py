@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from examples.allocation.domain import Product
@@ -22,7 +22,7 @@ from examples.allocation.unit_of_work import (
     ProductsUnitOfWork,
 )
 from examples.allocation.views import AllocationsView, InMemoryAllocationsView
-from tidings import EventStore, LogMessages, MemoryStore, MessageBus, PerCall
+from tidings import EventStore, LogMessages, MemoryStore, MessageBus, Middleware, PerCall
 
 
 def bootstrap(
@@ -33,6 +33,7 @@ def bootstrap(
     unit_of_work: Callable[[], AllocationUnitOfWork] | None = None,
     views: AllocationsView | None = None,
     retry_waits: bool = True,
+    middleware: Sequence[Middleware] = (),
 ) -> MessageBus:
     """The allocation service's bus.
 
@@ -42,28 +43,34 @@ def bootstrap(
     serves concurrent requests. The products are then kept in memory, so the
     store is too unless one is given: a durable log beside volatile products
     would disagree after a restart. With `uow`, that one is used throughout,
-    as tests do to look inside it. `views` is the read model (in memory
-    unless given).
+    as tests do to look inside it. `views` is the read model: the SQL service
+    passes the one its projection keeps; otherwise it is read from the log in
+    memory. `middleware` runs inside the bus's logging.
     """
     mailer = send_mail if send_mail is not None else log_mail
-    dependencies: dict[str | type, Any] = {
-        "send_mail": mailer,
-        "views": views if views is not None else InMemoryAllocationsView(),
-    }
+    dependencies: dict[str | type, Any] = {"send_mail": mailer}
     if uow is not None and store is not None and store is not uow.store:
         raise ValueError("pass a unit of work or a store, not both")
     if unit_of_work is not None and (uow is not None or store is not None):
         raise ValueError("a unit of work factory brings its own store: pass it alone, not both")
     if uow is not None:
         dependencies["uow"] = uow
+        dependencies["views"] = views if views is not None else InMemoryAllocationsView(uow.store)
     elif unit_of_work is not None:
+        if views is None:
+            raise ValueError("a unit of work factory needs the views its projection keeps")
         dependencies["uow"] = PerCall(unit_of_work)
+        dependencies["views"] = views
     else:
         log = store if store is not None else MemoryStore()
         products: dict[str, Product] = {}
         dependencies["uow"] = PerCall(
             lambda: ProductsUnitOfWork(log, InMemoryProductRepository(products))
         )
+        dependencies["views"] = views if views is not None else InMemoryAllocationsView(log)
     return MessageBus(
-        router, dependencies=dependencies, middleware=[LogMessages()], retry_waits=retry_waits
+        router,
+        dependencies=dependencies,
+        middleware=[LogMessages(), *middleware],
+        retry_waits=retry_waits,
     )

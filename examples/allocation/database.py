@@ -3,7 +3,9 @@
 `TIDINGS_STORE` (see `tidings.store.urls`) names the event store: a SQLite
 file (default `var/tidings.db`) or a PostgreSQL database and schema. The
 SQLAlchemy engine is derived from the same URL, so the tables live beside the
-log (in PostgreSQL, in the same schema), and one transaction holds both.
+log (in PostgreSQL, in the same schema), and one transaction holds both. The
+read model is there too, written by its projection in the transaction of
+the projection's checkpoint (`projection_runner`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,8 +30,10 @@ from examples.allocation.orm import (
     metadata,
     start_mappers,
 )
-from tidings import MessageBus
+from examples.allocation.views import projections
+from tidings import MessageBus, Middleware
 from tidings.integrations.sqlalchemy import JoinableStore
+from tidings.projections import ProjectionRunner
 from tidings.store.urls import (
     PostgresURL,
     SQLiteURL,
@@ -55,13 +60,29 @@ class Database:
     def unit_of_work(self) -> SqlAlchemyProductsUnitOfWork:
         return SqlAlchemyProductsUnitOfWork(self.sessions, self.store, self.writers)
 
-    def bus(self, send_mail: SendMail | None = None, *, retry_waits: bool = True) -> MessageBus:
+    def bus(
+        self,
+        send_mail: SendMail | None = None,
+        *,
+        retry_waits: bool = True,
+        middleware: Sequence[Middleware] = (),
+    ) -> MessageBus:
         return bootstrap(
             unit_of_work=self.unit_of_work,
-            views=SqlAllocationsView(self.engine, self.writers),
+            views=SqlAllocationsView(self.engine),
             send_mail=send_mail,
             retry_waits=retry_waits,
+            middleware=middleware,
         )
+
+    def projection_runner(self) -> ProjectionRunner:
+        """A runner of the read model's projection, on the store's own connections.
+
+        Commits of this process wake it at once (the units of work announce
+        theirs, PostgreSQL notifies); commits of other processes on SQLite are
+        found by polling.
+        """
+        return ProjectionRunner(self.store, projections(self.store))
 
     def close(self) -> None:
         self.store.close()

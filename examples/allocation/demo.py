@@ -2,8 +2,10 @@
 
 It creates batches, allocates order lines, runs a SKU out of stock, shrinks a
 batch so that a line is allocated again elsewhere, then prints the events the
-service recorded and the read model of each order. Unique references per run
-let it run again against the same database.
+service recorded and the read model of each order, read after the position
+of the last event recorded (`X-Log-Position`), as the read model is a
+projection that follows the log. Unique references per run let it run again
+against the same database.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from examples.allocation.service import POSITION_HEADER
+
 
 def run_demo(url: str) -> None:
     """Drive the service at `url` through the scenario and print what it recorded."""
@@ -20,10 +24,13 @@ def run_demo(url: str) -> None:
     table, vase = f"SMALL-TABLE-{run}", f"BLUE-VASE-{run}"
     with httpx.Client(base_url=url, timeout=30.0) as client:
         start = _last_position(client)
+        recorded = start
 
         def call(path: str, body: dict[str, Any]) -> Any:
+            nonlocal recorded
             response = client.post(path, json=body)
             print(f"POST {path} {body}\n  -> {response.status_code} {response.text}")
+            recorded = max(recorded, int(response.headers.get(POSITION_HEADER, 0)))
             return response.json()
 
         print(f"Stock of {table}: 20 in the warehouse, 50 due in May, 50 due in March.")
@@ -55,9 +62,9 @@ def run_demo(url: str) -> None:
             print(f"  {event['position']}. {event['stream']} v{event['version']}: {event['type']}")
             print(f"       {event['data']}; caused by {cause}")
 
-        print("\nThe read model (GET /allocations/<orderid>):")
+        print(f"\nThe read model (GET /allocations/<orderid>?after={recorded}):")
         for orderid in [*orders, out_of_stock]:
-            response = client.get(f"/allocations/{orderid}")
+            response = client.get(f"/allocations/{orderid}", params={"after": recorded})
             print(f"  {orderid}: {response.status_code} {response.json()}")
 
 

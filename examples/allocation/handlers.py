@@ -1,9 +1,10 @@
-"""The service layer: one handler per command, and the reactions to events.
+"""The service layer: one handler per command and query, and the reactions to events.
 
 Handlers name what they need as parameters (`uow`, `send_mail`, `views`);
 the bus binds them when it is built, so tests pass fakes the same way. The
 commands that change a product run again, with a fresh unit of work, when
-another request changed that product first (`ConcurrencyError`).
+another request changed that product first (`ConcurrencyError`). The read
+model is not kept here: it is a projection of the log (see `views`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Protocol
 from examples.allocation.domain import Batch, InvalidBatch, InvalidSku, OrderLine, Product
 from examples.allocation.messages import (
     Allocate,
-    Allocated,
     ChangeBatchQuantity,
     CreateBatch,
     Deallocated,
@@ -78,16 +78,6 @@ def change_batch_quantity(cmd: ChangeBatchQuantity, uow: AllocationUnitOfWork) -
 def reallocate(event: Deallocated, uow: AllocationUnitOfWork) -> None:
     """A line a batch gave up is allocated again, as a new `Allocate` command."""
     allocate(Allocate(event.orderid, event.sku, event.qty), uow)
-
-
-@router.handler
-def add_allocation_to_read_model(event: Allocated, views: AllocationsView) -> None:
-    views.add(event.orderid, event.sku, event.batchref)
-
-
-@router.handler
-def remove_allocation_from_read_model(event: Deallocated, views: AllocationsView) -> None:
-    views.remove(event.orderid, event.sku)
 
 
 @router.handler

@@ -6,12 +6,13 @@ saves them through a SQLAlchemy session. `products.version_number` is the
 mapper's version column: a product changed by another request since it was
 read fails the commit with `StaleAggregate`, a `ConcurrencyError`, and the
 command runs again. The read model `allocations_view` lives in the same
-database; the event handlers write it through `SqlAllocationsView`.
+database: `views.AllocationsProjection` creates and writes it from the log,
+`SqlAllocationsView` reads it.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import (
@@ -23,9 +24,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    and_,
-    delete,
-    insert,
     select,
 )
 from sqlalchemy import inspect as sa_inspect
@@ -76,9 +74,13 @@ allocations = Table(
     Column("batch_id", ForeignKey("batches.id"), nullable=False, index=True),
 )
 
+# The projection owns this table (it creates, empties and writes it); it is described
+# here only to be queried, so it stays out of `metadata.create_all`.
+read_models = MetaData()
+
 allocations_view = Table(
     "allocations_view",
-    metadata,
+    read_models,
     Column("orderid", String(255), primary_key=True),
     Column("sku", String(255), primary_key=True),
     Column("batchref", String(255), nullable=False),
@@ -150,25 +152,10 @@ class SqlAlchemyProductsUnitOfWork(SqlAlchemyUnitOfWork):
 
 
 class SqlAllocationsView:
-    """The `allocations_view` table; each call is a transaction of its own.
+    """Reads the `allocations_view` table that `views.AllocationsProjection` keeps."""
 
-    `writers` is the process's SQLite write lock, shared with the units of work.
-    """
-
-    def __init__(self, engine: Engine, writers: AbstractContextManager[Any] | None = None) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._writers = writers if writers is not None else nullcontext()
-
-    def add(self, orderid: str, sku: str, batchref: str) -> None:
-        with self._writers, self._engine.begin() as connection:
-            connection.execute(delete(allocations_view).where(_row(orderid, sku)))
-            connection.execute(
-                insert(allocations_view).values(orderid=orderid, sku=sku, batchref=batchref)
-            )
-
-    def remove(self, orderid: str, sku: str) -> None:
-        with self._writers, self._engine.begin() as connection:
-            connection.execute(delete(allocations_view).where(_row(orderid, sku)))
 
     def for_order(self, orderid: str) -> list[AllocationRow]:
         query = (
@@ -180,7 +167,3 @@ class SqlAllocationsView:
             return [
                 {"sku": sku, "batchref": batchref} for sku, batchref in connection.execute(query)
             ]
-
-
-def _row(orderid: str, sku: str) -> Any:
-    return and_(allocations_view.c.orderid == orderid, allocations_view.c.sku == sku)

@@ -5,8 +5,17 @@
     POST /add_batch               {"ref", "sku", "qty", "eta": "YYYY-MM-DD" | null}  -> 201
     POST /allocate                {"orderid", "sku", "qty"}   -> 202 {"batchref": ... | null}
     POST /change_batch_quantity   {"ref", "qty"}              -> 202
-    GET  /allocations/{orderid}   -> 200 [{"sku", "batchref"}, ...] from the read model, or 404
+    GET  /allocations/{orderid}?after=P  -> 200 [{"sku", "batchref"}, ...] from the read model,
+                                             or 404
     GET  /events?after=0          -> the event log, with each event's conversation and cause
+
+The read model is a projection of the log (`views.AllocationsProjection`),
+run by a projection runner in this process from startup to shutdown, or,
+with `ALLOCATION_RUN_PROJECTIONS=0`, by one elsewhere. It is eventually
+consistent: a POST that recorded events answers with the log position of
+the last in the `X-Log-Position` header, and a GET with `?after=<position>`
+waits (up to 5 s, else 503) until the read model has caught up with it, so
+a client reads its own writes.
 
 Run it with `python -m examples.allocation serve` (uvicorn, 127.0.0.1:8000)
 or `tidings serve examples.allocation.service:app`; `create_app` builds one
@@ -17,12 +26,15 @@ them on its thread pool, where the blocking bus handles one request per thread.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query
+import anyio
+from fastapi import Depends, FastAPI, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -33,11 +45,48 @@ from examples.allocation.messages import (
     CreateBatch,
     GetAllocations,
 )
-from examples.allocation.views import AllocationRow
-from tidings import Codec, MessageBus
+from examples.allocation.views import ALLOCATIONS_VIEW, AllocationRow
+from tidings import Codec, Envelope, Event, Message, MessageBus
 from tidings.integrations.fastapi import add_error_handlers, get_bus, use_tidings
+from tidings.projections import ProjectionRunner, ProjectionTimeout
 
 Bus = Annotated[MessageBus, Depends(get_bus)]
+
+RUN_PROJECTIONS_ENV = "ALLOCATION_RUN_PROJECTIONS"
+"""Set to 0 to leave the read model's projection to a runner in another process."""
+
+POSITION_HEADER = "X-Log-Position"
+"""The log position of the last event a request recorded; pass it back as `?after=`."""
+
+READ_MODEL_WAIT = 5.0
+"""How long a read with `?after=` waits for the read model to catch up, in seconds."""
+
+
+class RecordedPositions:
+    """Bus middleware that notes the log position of each event a request's messages recorded."""
+
+    def __init__(self) -> None:
+        self._noted: ContextVar[list[int] | None] = ContextVar("positions", default=None)
+
+    def __call__(
+        self, envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Any]
+    ) -> Any:
+        noted = self._noted.get()
+        if noted is not None and isinstance(envelope.message, Event) and envelope.position:
+            noted.append(envelope.position)
+        return call_next(envelope)
+
+    @contextmanager
+    def noting(self, response: Response) -> Iterator[None]:
+        """Set `POSITION_HEADER` on `response` to the last position recorded within the block."""
+        noted: list[int] = []
+        token = self._noted.set(noted)
+        try:
+            yield
+        finally:
+            self._noted.reset(token)
+            if noted:
+                response.headers[POSITION_HEADER] = str(max(noted))
 
 
 class AddBatch(BaseModel):
@@ -78,43 +127,80 @@ class StoredEvent(BaseModel):
     causation_id: str | None
 
 
-def create_app(store_url: str | None = None) -> FastAPI:
-    """The service on the database `store_url` names (default: `TIDINGS_STORE`, else SQLite)."""
+def create_app(store_url: str | None = None, run_projections: bool | None = None) -> FastAPI:
+    """The service on the database `store_url` names (default: `TIDINGS_STORE`, else SQLite).
+
+    `run_projections` (default: `ALLOCATION_RUN_PROJECTIONS` when the app
+    starts, else yes) runs the read model's projection in this process while the app runs.
+    """
+    positions = RecordedPositions()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = open_database(store_url)
-        app.state.database = database
-        use_tidings(app, database.bus())
+        background = ExitStack()
         try:
+            runner = database.projection_runner()
+            app.state.database = database
+            app.state.runner = runner
+            use_tidings(app, database.bus(middleware=[positions]))
+            # The read model's table exists before the first read, runner or not.
+            await anyio.to_thread.run_sync(runner.prepare)
+            if _run_projections(run_projections):
+                await anyio.to_thread.run_sync(background.enter_context, runner.running())
             yield
         finally:
+            await anyio.to_thread.run_sync(background.close)
             database.close()
 
     app = FastAPI(title="Allocation service", lifespan=lifespan)
     add_error_handlers(app)
 
     @app.post("/add_batch", status_code=201)
-    def add_batch(body: AddBatch, bus: Bus) -> dict[str, str]:
+    def add_batch(body: AddBatch, bus: Bus, response: Response) -> dict[str, str]:
         eta = body.eta.isoformat() if body.eta is not None else None
-        bus.handle(CreateBatch(body.ref, body.sku, body.qty, eta))
+        with positions.noting(response):
+            bus.handle(CreateBatch(body.ref, body.sku, body.qty, eta))
         return {"ref": body.ref}
 
     @app.post("/allocate", status_code=202)
-    def allocate(body: AllocateLine, bus: Bus) -> Allocation:
-        return Allocation(batchref=bus.handle(Allocate(body.orderid, body.sku, body.qty)))
+    def allocate(body: AllocateLine, bus: Bus, response: Response) -> Allocation:
+        with positions.noting(response):
+            batchref = bus.handle(Allocate(body.orderid, body.sku, body.qty))
+        return Allocation(batchref=batchref)
 
     @app.post("/change_batch_quantity", status_code=202)
-    def change_batch_quantity(body: ChangeQuantity, bus: Bus) -> dict[str, str]:
-        bus.handle(ChangeBatchQuantity(body.ref, body.qty))
+    def change_batch_quantity(body: ChangeQuantity, bus: Bus, response: Response) -> dict[str, str]:
+        with positions.noting(response):
+            bus.handle(ChangeBatchQuantity(body.ref, body.qty))
         return {"ref": body.ref}
 
     @app.get(
         "/allocations/{orderid}",
         response_model=list[AllocationOfLine],
-        responses={404: {"description": "The order has no allocations"}},
+        responses={
+            404: {"description": "The order has no allocations"},
+            503: {"description": "The read model did not reach `after` in time"},
+        },
     )
-    def allocations(orderid: str, bus: Bus) -> Any:
+    def allocations(
+        orderid: str,
+        bus: Bus,
+        after: Annotated[
+            int,
+            Query(
+                ge=0,
+                description=f"Wait until the read model has the events up to this "
+                f"position (a POST's {POSITION_HEADER}).",
+            ),
+        ] = 0,
+    ) -> Any:
+        if after:
+            runner: ProjectionRunner = app.state.runner
+            try:
+                runner.wait_for(ALLOCATIONS_VIEW, after, timeout=READ_MODEL_WAIT)
+            except ProjectionTimeout as exc:
+                return JSONResponse({"message": str(exc)}, 503, headers={"Retry-After": "1"})
         rows: list[AllocationRow] = bus.handle(GetAllocations(orderid))
         if not rows:
             return JSONResponse({"message": f"No allocations for order {orderid}"}, 404)
@@ -146,5 +232,10 @@ def create_app(store_url: str | None = None) -> FastAPI:
     return app
 
 
-# The store URL is read when the app starts: `tidings serve examples.allocation.service:app`.
+def _run_projections(choice: bool | None) -> bool:
+    return choice if choice is not None else os.environ.get(RUN_PROJECTIONS_ENV, "1") != "0"
+
+
+# The store URL and RUN_PROJECTIONS_ENV are read when the app starts:
+# `tidings serve examples.allocation.service:app`.
 app = create_app()

@@ -1,16 +1,40 @@
-"""The read model: which batch each order line went to, kept up to date by the events.
+"""The read model: which batch each order line went to, a projection of the events.
 
-`AllocationsView` is the seam: the handlers of `Allocated` and `Deallocated`
-write through it, `GetAllocations` reads it. The one here keeps rows in a
-dict; `orm.SqlAllocationsView` keeps them in the `allocations_view` table of
-the service's database. Writes are idempotent per (order, SKU), so a handler
-run again after a failure changes nothing more.
+`AllocationsView` is the seam `GetAllocations` reads through. In the
+service, `AllocationsProjection` keeps the `allocations_view` table from the
+log: a projection runner (`tidings.projections`) hands it `Allocated` and
+`Deallocated` in the store transaction that moves its checkpoint, so each
+event changes the table exactly once, and a rebuild replays the log into it.
+`orm.SqlAllocationsView` reads that table. In memory, `InMemoryAllocationsView`
+applies the same events from the log on each read, so a script or a test
+reads its own writes without running a projection runner.
+
+The command line finds the projection here::
+
+    tidings projections status -p examples.allocation.views:projections
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Protocol, TypedDict
+from dataclasses import dataclass
+from typing import Any, Protocol, TypedDict
+
+from examples.allocation.messages import Allocated, Deallocated
+from tidings import Codec, Envelope, EventStore
+from tidings.projections import Projection, handles
+
+__all__ = [
+    "ALLOCATIONS_VIEW",
+    "AllocationRow",
+    "AllocationsProjection",
+    "AllocationsView",
+    "InMemoryAllocationsView",
+    "projections",
+]
+
+ALLOCATIONS_VIEW = "allocation.allocations_view"
+"""The projection's name: its checkpoint's, and the one `wait_for` and the CLI take."""
 
 
 class AllocationRow(TypedDict):
@@ -19,38 +43,118 @@ class AllocationRow(TypedDict):
 
 
 class AllocationsView(Protocol):
-    def add(self, orderid: str, sku: str, batchref: str) -> None:
-        """Note that `orderid`'s line of `sku` is allocated to `batchref`."""
-        ...
-
-    def remove(self, orderid: str, sku: str) -> None:
-        """Forget where `orderid`'s line of `sku` was allocated."""
-        ...
-
     def for_order(self, orderid: str) -> list[AllocationRow]:
         """The allocations of `orderid`, by SKU."""
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The projection's SQL for one database: its table's name and placeholder filled in."""
+
+    create: str
+    upsert: str
+    delete: str
+    reset: str
+
+    @staticmethod
+    def of(table: str, placeholder: str) -> _Statements:
+        def statement(template: str) -> str:
+            return template.format(table=table, p=placeholder)
+
+        return _Statements(
+            create=statement(
+                "CREATE TABLE IF NOT EXISTS {table} (orderid VARCHAR(255) NOT NULL,"
+                " sku VARCHAR(255) NOT NULL, batchref VARCHAR(255) NOT NULL,"
+                " PRIMARY KEY (orderid, sku))"
+            ),
+            upsert=statement(
+                "INSERT INTO {table} (orderid, sku, batchref) VALUES ({p}, {p}, {p})"
+                " ON CONFLICT (orderid, sku) DO UPDATE SET batchref = excluded.batchref"
+            ),
+            delete=statement("DELETE FROM {table} WHERE orderid = {p} AND sku = {p}"),
+            reset=statement("DELETE FROM {table}"),
+        )
+
+
+class AllocationsProjection(Projection):
+    """`allocations_view` in the store's database, written in the checkpoint's transaction.
+
+    The table goes beside the log: in the SQLite file, or in the store's
+    schema on PostgreSQL. `tx.connection` is a `sqlite3` connection (`?`
+    placeholders) or a psycopg one (`%s`); `for_store` picks the statements.
+    """
+
+    name = ALLOCATIONS_VIEW
+
+    def __init__(self, statements: _Statements) -> None:
+        self._sql = statements
+
+    @classmethod
+    def for_store(cls, store: Any) -> AllocationsProjection:
+        """The projection for `store`'s database; `ValueError` for a store without SQL."""
+        schema = getattr(store, "schema", None)
+        if isinstance(schema, str):
+            from psycopg import sql
+
+            table = sql.Identifier(schema, "allocations_view").as_string(None)
+            return cls(_Statements.of(table, "%s"))
+        if isinstance(getattr(store, "path", None), str):
+            return cls(_Statements.of("allocations_view", "?"))
+        raise ValueError(
+            "the allocations view is a table beside the log: it needs a SQLite or PostgreSQL store"
+        )
+
+    def setup(self, tx: Any) -> None:
+        tx.connection.execute(self._sql.create)
+
+    def reset(self, tx: Any) -> None:
+        tx.connection.execute(self._sql.reset)
+
+    @handles
+    def allocated(self, event: Allocated, envelope: Envelope[Allocated], tx: Any) -> None:
+        tx.connection.execute(self._sql.upsert, (event.orderid, event.sku, event.batchref))
+
+    @handles
+    def deallocated(self, event: Deallocated, envelope: Envelope[Deallocated], tx: Any) -> None:
+        tx.connection.execute(self._sql.delete, (event.orderid, event.sku))
+
+
+def projections(store: Any) -> list[Projection]:
+    """The allocation service's projections over `store`, for its runner and for the CLI."""
+    return [AllocationsProjection.for_store(store)]
+
+
 class InMemoryAllocationsView:
-    """Rows in a dict, safe for the threads of one process."""
+    """Rows in a dict, brought up to date from `store`'s log on each read.
 
-    def __init__(self) -> None:
+    Safe for the threads of one process. It reads only the events it has not
+    applied yet, so a read costs as much as the events since the last one.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._codec = Codec(Allocated, Deallocated)
         self._rows: dict[tuple[str, str], str] = {}
+        self._position = 0
         self._lock = threading.Lock()
-
-    def add(self, orderid: str, sku: str, batchref: str) -> None:
-        with self._lock:
-            self._rows[orderid, sku] = batchref
-
-    def remove(self, orderid: str, sku: str) -> None:
-        with self._lock:
-            self._rows.pop((orderid, sku), None)
 
     def for_order(self, orderid: str) -> list[AllocationRow]:
         with self._lock:
+            self._catch_up()
             return [
                 {"sku": sku, "batchref": batchref}
                 for (order, sku), batchref in sorted(self._rows.items())
                 if order == orderid
             ]
+
+    def _catch_up(self) -> None:
+        types = {Allocated.__event_type__, Deallocated.__event_type__}
+        while records := self._store.read_all(after=self._position, limit=500, types=types):
+            for record in records:
+                event = self._codec.envelope(record).message
+                if isinstance(event, Allocated):
+                    self._rows[event.orderid, event.sku] = event.batchref
+                elif isinstance(event, Deallocated):
+                    self._rows.pop((event.orderid, event.sku), None)
+            self._position = records[-1].position

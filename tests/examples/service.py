@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -23,11 +23,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Service:
-    """`python -m examples.allocation serve` on `store_url`, started and stopped at will."""
+    """`python -m examples.allocation serve` on `store_url`, started and stopped at will.
 
-    def __init__(self, store_url: str, workdir: Path) -> None:
+    `options` go to `serve` (`--no-projections`).
+    """
+
+    def __init__(self, store_url: str, workdir: Path, options: Sequence[str] = ()) -> None:
         self.store_url = store_url
         self.workdir = workdir
+        self.options = list(options)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -37,7 +41,15 @@ class Service:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with self._log.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "examples.allocation", "serve", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "examples.allocation",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    *self.options,
+                ],
                 cwd=self.workdir,
                 env={**env, "TIDINGS_STORE": self.store_url},
                 stdout=log,
@@ -95,10 +107,10 @@ class Service:
 
 
 @contextmanager
-def running_service(backend: str, workdir: Path) -> Iterator[Service]:
+def running_service(backend: str, workdir: Path, options: Sequence[str] = ()) -> Iterator[Service]:
     """A started service on a new database of `backend`; its database is dropped afterwards."""
     with _database(backend, workdir) as store_url:
-        service = Service(store_url, workdir)
+        service = Service(store_url, workdir, options)
         service.start()
         try:
             yield service

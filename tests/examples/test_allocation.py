@@ -14,6 +14,7 @@ from examples.allocation.messages import (
     ChangeBatchQuantity,
     CreateBatch,
     Deallocated,
+    GetAllocations,
     OutOfStock,
 )
 from examples.allocation.unit_of_work import InMemoryProductRepository, ProductsUnitOfWork
@@ -231,6 +232,19 @@ def test_one_bus_serves_concurrent_requests_without_overselling() -> None:
     assert len(mail.calls) == 5
 
 
+def test_the_in_memory_read_model_follows_the_log_as_lines_move() -> None:
+    bus = bootstrap(store=MemoryStore(), send_mail=Recorder())
+    bus.handle(CreateBatch("stock", "LAMP", 20))
+    bus.handle(CreateBatch("shipment", "LAMP", 20, eta="2031-01-01"))
+    bus.handle(Allocate("o1", "LAMP", 10))
+    bus.handle(Allocate("o2", "LAMP", 10))
+    assert bus.handle(GetAllocations("o2")) == [{"sku": "LAMP", "batchref": "stock"}]
+    bus.handle(ChangeBatchQuantity("stock", 15))
+    assert bus.handle(GetAllocations("o1")) == [{"sku": "LAMP", "batchref": "stock"}]
+    assert bus.handle(GetAllocations("o2")) == [{"sku": "LAMP", "batchref": "shipment"}]
+    assert bus.handle(GetAllocations("o3")) == []
+
+
 def test_bootstrap_takes_a_unit_of_work_or_a_store_not_both() -> None:
     with pytest.raises(ValueError, match="not both"):
         bootstrap(uow=ProductsUnitOfWork(MemoryStore()), store=MemoryStore())
@@ -289,3 +303,5 @@ def test_the_scenario_runs_from_the_repository_root() -> None:
         "       caused by event 5 (allocation.Deallocated), "
         "in the conversation of command 10 (ChangeBatchQuantity)"
     ) in out
+    assert "order-2: [{'sku': 'SMALL-TABLE', 'batchref': 'ship-march'}]" in out
+    assert "order-4: []" in out

@@ -1,25 +1,37 @@
-"""The allocation service on SQL tables: concurrent allocations of one product."""
+"""The allocation service on SQL tables: concurrent allocations of one product, and its read model.
+
+The read model is a projection run from the log; the command line finds it
+by import path and shows, rebuilds, pauses and resumes it in the service's database.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from examples.allocation.bootstrap import bootstrap
 from examples.allocation.database import Database, open_database
 from examples.allocation.domain import Batch, OrderLine, Product
-from examples.allocation.messages import Allocate
+from examples.allocation.messages import Allocate, ChangeBatchQuantity, CreateBatch
 from examples.allocation.orm import (
     SqlAlchemyProductsUnitOfWork,
     SqlAllocationsView,
+    allocations_view,
     clear_mappers,
 )
+from examples.allocation.views import ALLOCATIONS_VIEW, projections
+from tests.examples.service import ROOT
 from tests.services import postgres_dsn
-from tidings import ConcurrencyError
+from tidings import ConcurrencyError, MemoryStore
 from tidings.integrations.sqlalchemy import StaleAggregate
 
 
@@ -118,6 +130,108 @@ def test_with_the_retry_policy_both_concurrent_allocations_succeed(database: Dat
         (1, "allocation.Allocated"),
         (2, "allocation.Allocated"),
     ]
+    with database.projection_runner().running() as runner:
+        runner.wait_for(ALLOCATIONS_VIEW, head(database))
     views = SqlAllocationsView(database.engine)
     assert views.for_order("o1") == [{"sku": "LAMP", "batchref": "b1"}]
     assert views.for_order("o2") == [{"sku": "LAMP", "batchref": "b1"}]
+
+
+def shrink_a_batch(database: Database) -> None:
+    """Six lines of 3 over `b1` (10) and a shipment; `b1` shrinks to 4 and gives two back."""
+    bus = database.bus(retry_waits=False)
+    bus.handle(CreateBatch("shipment", "LAMP", 30, eta="2031-01-01"))
+    for n in range(6):
+        bus.handle(Allocate(f"o{n}", "LAMP", 3))
+    bus.handle(ChangeBatchQuantity("b1", 4))
+
+
+EXPECTED_ROWS = [
+    ("o0", "LAMP", "b1"),
+    *((f"o{n}", "LAMP", "shipment") for n in range(1, 6)),
+]
+
+
+def test_a_rebuilt_read_model_equals_the_one_kept_event_by_event(database: Database) -> None:
+    with database.projection_runner().running() as runner:
+        shrink_a_batch(database)
+        runner.wait_for(ALLOCATIONS_VIEW, head(database))
+        kept = view_rows(database)
+        runner.rebuild(ALLOCATIONS_VIEW)
+        rebuilt = view_rows(database)
+    assert kept == EXPECTED_ROWS
+    assert rebuilt == kept
+    types = [r.type for r in database.store.read_all()]
+    assert types.count("allocation.Deallocated") == 2
+
+
+def test_the_read_model_is_caught_up_from_the_log_when_its_runner_starts(
+    database: Database,
+) -> None:
+    shrink_a_batch(database)
+    runner = database.projection_runner()
+    runner.prepare()
+    assert view_rows(database) == []
+    assert [s.lag for s in runner.status()] == [len(database.store.read_all())]
+    with runner.running():
+        runner.wait_for(ALLOCATIONS_VIEW, head(database))
+    assert view_rows(database) == EXPECTED_ROWS
+    assert [(s.position, s.lag) for s in runner.status()] == [(head(database), 0)]
+
+
+def test_the_command_line_shows_rebuilds_pauses_and_resumes_the_read_model(
+    database: Database,
+) -> None:
+    shrink_a_batch(database)
+    [before] = tidings_projections(database, "status", "--json")
+    assert (before["name"], before["state"], before["position"]) == (ALLOCATIONS_VIEW, "running", 0)
+    assert before["lag"] == len(database.store.read_all())
+    rebuilt = tidings_projections(database, "rebuild", ALLOCATIONS_VIEW)
+    assert rebuilt == f"{ALLOCATIONS_VIEW}: rebuilt, at position {head(database)}"
+    assert view_rows(database) == EXPECTED_ROWS
+    [after] = tidings_projections(database, "status", "--json")
+    assert (after["state"], after["position"], after["lag"]) == ("running", head(database), 0)
+    assert tidings_projections(database, "pause", ALLOCATIONS_VIEW) == f"{ALLOCATIONS_VIEW}: paused"
+    [paused] = tidings_projections(database, "status", "--json")
+    assert paused["state"] == "paused"
+    assert (
+        tidings_projections(database, "resume", ALLOCATIONS_VIEW) == f"{ALLOCATIONS_VIEW}: running"
+    )
+    [resumed] = tidings_projections(database, "status", "--json")
+    assert resumed["state"] == "running"
+
+
+def test_the_read_model_needs_a_store_with_sql() -> None:
+    with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
+        projections(MemoryStore())
+
+
+def head(database: Database) -> int:
+    return database.store.read_all()[-1].position
+
+
+def view_rows(database: Database) -> list[tuple[str, str, str]]:
+    query = select(
+        allocations_view.c.orderid, allocations_view.c.sku, allocations_view.c.batchref
+    ).order_by(allocations_view.c.orderid, allocations_view.c.sku)
+    with database.engine.connect() as connection:
+        return [(orderid, sku, batchref) for orderid, sku, batchref in connection.execute(query)]
+
+
+def tidings_projections(database: Database, *args: str) -> Any:
+    """`tidings projections ...` on the database, with the example's projections: its output."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "tidings", "projections", *args),
+            *("--store", database.url, "--projections", "examples.allocation.views:projections"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    if "--json" in args:
+        return [json.loads(line) for line in done.stdout.splitlines()]
+    return done.stdout.strip()
