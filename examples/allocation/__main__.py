@@ -117,12 +117,12 @@ def serve(host: str, port: int, store_url: str | None, run_projections: bool) ->
         """-d '{"orderid": "o1", "sku": "LAMP", "qty": 2}'"""
     )
     print(f"  curl {url}/allocations/o1")
-    print(f"  python -m examples.allocation demo --url {url}   # a whole scenario over HTTP")
+    print(f"  uv run python -m examples.allocation demo --url {url}   # a scripted scenario")
     print(f"  open {url}/docs                                  # the OpenAPI documentation")
-    print("  tidings events -i examples.allocation.messages    # the event log")
-    print("  tidings tail -i examples.allocation.messages      # events as they commit")
-    print("  tidings trace <correlation_id> -i examples.allocation.messages")
-    print("  tidings projections status -p examples.allocation.views:projections")
+    print("  uv run tidings events -i examples.allocation.messages    # the event log")
+    print("  uv run tidings tail -i examples.allocation.messages      # events as they commit")
+    print("  uv run tidings trace <correlation_id> -i examples.allocation.messages")
+    print("  uv run tidings projections status -p examples.allocation.views:projections")
     # The app opens the database that TIDINGS_STORE names when it starts.
     uvicorn.run("examples.allocation.service:app", host=host, port=port)
 
