@@ -2,8 +2,10 @@ import asyncio
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -266,6 +268,170 @@ def test_a_given_correlation_id_is_kept(store: MemoryStore) -> None:
     conversation = uuid4()
     make_bus(store, []).handle(Open("a1"), correlation_id=conversation)
     assert store.read_all()[0].correlation_id == conversation
+
+
+def test_a_bare_commands_envelope_is_the_cause_of_what_it_commits(store: MemoryStore) -> None:
+    seen: list[Envelope[Message]] = []
+    listener = Router()
+
+    @listener.handler
+    def open_with_envelope(cmd: Greet, uow: UnitOfWork, envelope: Envelope[Greet]) -> None:
+        seen.append(envelope)
+        with uow:
+            uow.repository(Account).add(Account.open("a1"))
+            uow.commit()
+
+    @listener.handler
+    def on_opened(event: Opened, envelope: Envelope[Opened]) -> None:
+        seen.append(envelope)
+
+    MessageBus([listener], dependencies={"uow": UnitOfWork(store)}).handle(Greet())
+    command, event = seen
+    assert type(command) is Envelope
+    assert command.correlation_id == command.message_id
+    (record,) = store.read_all()
+    assert record.causation_id == event.causation_id == command.message_id
+    assert record.correlation_id == event.correlation_id == command.message_id
+
+
+def test_what_a_handler_commits_without_reading_its_envelope_is_still_traced(
+    store: MemoryStore,
+) -> None:
+    seen: list[Envelope[Message]] = []
+    listener = Router()
+
+    @listener.handler
+    def on_opened(event: Opened, envelope: Envelope[Opened]) -> None:
+        seen.append(envelope)
+
+    make_bus(store, [], listener).handle(Open("a1"))
+    (record,) = store.read_all()
+    (event,) = seen
+    # Nothing read the command's envelope but the unit of work, which gave it an id.
+    assert record.causation_id is not None
+    assert record.correlation_id == record.causation_id == event.causation_id
+
+
+def test_an_explicit_envelope_reaches_handlers_and_middleware_as_given() -> None:
+    seen: list[Envelope[Message]] = []
+    router = Router()
+
+    @router.handler
+    def greet(cmd: Greet, envelope: Envelope[Greet]) -> None:
+        seen.append(envelope)
+
+    def record(envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Any]) -> Any:
+        seen.append(envelope)
+        return call_next(envelope)
+
+    given = Envelope.new(Greet(), headers={"user": "u1"})
+    MessageBus(router, middleware=[record]).handle(given)
+    assert seen[0] is given
+    assert seen[1] is given
+
+
+def test_middleware_and_handler_see_one_envelope_of_a_bare_message() -> None:
+    seen: list[Envelope[Message]] = []
+    router = Router()
+
+    @router.handler
+    def greet(cmd: Greet, envelope: Envelope[Greet]) -> None:
+        seen.append(envelope)
+
+    def record(envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Any]) -> Any:
+        seen.append(envelope)
+        return call_next(envelope)
+
+    MessageBus(router, middleware=[record]).handle(Greet(), headers={"user": "u1"})
+    outer, inner = seen
+    assert type(outer) is Envelope
+    assert inner is outer
+    assert outer.headers == {"user": "u1"}
+
+
+def test_middleware_may_hand_on_an_envelope_of_its_own() -> None:
+    seen: list[Envelope[Message]] = []
+    router = Router()
+
+    @router.handler
+    def greet(cmd: Greet, envelope: Envelope[Greet]) -> None:
+        seen.append(envelope)
+
+    def stamp(envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Any]) -> Any:
+        return call_next(Envelope.new(envelope.message, headers={"stamped": "yes"}))
+
+    MessageBus(router, middleware=[stamp]).handle(Greet())
+    assert seen[0].headers == {"stamped": "yes"}
+
+
+def test_every_handler_of_a_bare_event_sees_the_same_envelope(store: MemoryStore) -> None:
+    seen: list[Envelope[Message]] = []
+    listener = Router()
+
+    @listener.handler
+    def first(event: Audited) -> None:
+        raise RuntimeError("first fails")
+
+    @listener.handler
+    def second(event: Audited, envelope: Envelope[Audited]) -> None:
+        seen.append(envelope)
+
+    @listener.handler
+    def third(event: Audited, envelope: Envelope[Audited]) -> None:
+        seen.append(envelope)
+
+    bus = make_bus(store, [], listener, retry=Retry(attempts=1))
+    bus.handle(Audited("a1"))
+    (letter,) = bus.dead_letters.list()
+    assert letter.envelope is seen[0] is seen[1]
+
+
+def test_a_lazily_built_envelope_is_dated_when_the_message_was_handed_over(
+    store: MemoryStore,
+) -> None:
+    started: list[datetime] = []
+    listener = Router()
+
+    @listener.handler(retry=Retry(attempts=1))
+    def slow_then_fails(event: Audited) -> None:
+        started.append(datetime.now(UTC))
+        time.sleep(0.02)
+        raise RuntimeError("too slow")
+
+    bus = make_bus(store, [], listener)
+    before = datetime.now(UTC)
+    bus.handle(Audited("a1"))
+    # The dead letter built the envelope after the handler's sleep; its date is still the
+    # moment of hand-over (datetimes keep microseconds, so compare at that grain).
+    (letter,) = bus.dead_letters.list()
+    assert before - timedelta(microseconds=1) <= letter.envelope.occurred_at <= started[0]
+
+
+def test_a_retried_command_hands_on_only_what_its_last_attempt_committed(
+    store: MemoryStore,
+) -> None:
+    handled: list[str] = []
+    router = Router()
+
+    @router.handler(retry=Retry(attempts=2, on=(ConcurrencyError,)))
+    def open_twice(cmd: Open, uow: UnitOfWork) -> None:
+        attempt = len(store.read_all()) + 1
+        with uow:
+            uow.repository(Account).add(Account.open(f"{cmd.account}-{attempt}"))
+            uow.commit()
+        if attempt == 1:
+            raise ConcurrencyError("lost a race after committing")
+
+    @router.handler
+    def on_opened(event: Opened) -> None:
+        handled.append(event.account)
+
+    bus = MessageBus(
+        router, dependencies={"uow": PerCall(lambda: UnitOfWork(store))}, retry_waits=False
+    )
+    bus.handle(Open("a"))
+    assert [r.stream for r in store.read_all()] == ["Account-a-1", "Account-a-2"]
+    assert handled == ["a-2"]
 
 
 def test_a_failing_event_handler_is_retried_logged_and_dead_lettered(
@@ -697,3 +863,34 @@ def test_an_object_with_an_async_call_is_awaited() -> None:
     router = Router()
     router.handler(message=Greet)(Greeter())
     assert MessageBus(router).handle(Greet()) == "hello"
+
+
+def test_async_bus_traces_a_bare_command_to_what_it_commits_through_middleware() -> None:
+    store = AsyncMemoryStore()
+    seen: list[Envelope[Message]] = []
+    router = Router()
+
+    @router.handler
+    async def open_account(cmd: Open, uow: AsyncUnitOfWork, envelope: Envelope[Open]) -> None:
+        seen.append(envelope)
+        async with uow:
+            await uow.repository(Account).add(Account.open(cmd.account))
+            await uow.commit()
+
+    @router.handler
+    async def on_opened(event: Opened, envelope: Envelope[Opened]) -> None:
+        seen.append(envelope)
+
+    async def record(
+        envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Awaitable[Any]]
+    ) -> Any:
+        seen.append(envelope)
+        return await call_next(envelope)
+
+    bus = AsyncMessageBus(router, dependencies={"uow": AsyncUnitOfWork(store)}, middleware=[record])
+    run(bus.handle(Open("a1")))
+    outer, command, around_event, event = seen
+    assert command is outer
+    assert around_event is event
+    assert event.causation_id == command.message_id
+    assert event.correlation_id == command.message_id

@@ -10,6 +10,7 @@ from tidings import (
     Envelope,
     Event,
     MessageBus,
+    PerCall,
     Query,
     Retry,
     Router,
@@ -98,6 +99,24 @@ def test_the_envelope_is_passed_to_a_parameter_annotated_with_it() -> None:
     MessageBus(router).handle(Greet("di"), headers={"user": "u1"})
     assert seen[0].message == Greet("di")
     assert seen[0].headers == {"user": "u1"}
+
+
+def test_a_handler_gets_a_fresh_dependency_and_its_envelope_on_every_call() -> None:
+    router = Router()
+    seen: list[tuple[object, Envelope[Any]]] = []
+
+    @router.handler
+    def greet(cmd: Greet, envelope: Envelope[Greet], scratch: object) -> None:
+        seen.append((scratch, envelope))
+
+    bus = MessageBus(router, dependencies={"scratch": PerCall(object)})
+    bus.handle(Greet("ed"))
+    given = Envelope.new(Greet("flo"))
+    bus.handle(given)
+    (first_scratch, first_envelope), (second_scratch, second_envelope) = seen
+    assert first_scratch is not second_scratch
+    assert first_envelope.message == Greet("ed")
+    assert second_envelope is given
 
 
 def test_a_missing_dependency_fails_at_start_up_naming_it() -> None:

@@ -1,9 +1,11 @@
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
 
 from tidings import Command, Envelope, Event, new_id
+from tidings.messages import utc_from_ns
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,19 @@ def test_new_ids_are_version_7_and_sort_by_creation() -> None:
     assert len(set(ids)) == 1000
     # Same-millisecond ids share a prefix but differ randomly; across milliseconds they sort.
     assert [i.int >> 80 for i in ids] == sorted(i.int >> 80 for i in ids)
+
+
+def test_an_envelope_can_be_dated_when_its_message_was_handed_over() -> None:
+    handed_over = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+    envelope = Envelope.new(Ship("o1"), occurred_at=handed_over)
+    assert envelope.occurred_at == handed_over
+
+
+@pytest.mark.parametrize(
+    "ns",
+    [0, 1_999, 1_000_000_000_000_500, 1_780_000_000_123_456_789, 4_102_444_799_999_999_999],
+)
+def test_nanoseconds_since_the_epoch_become_the_utc_time_to_the_microsecond(ns: int) -> None:
+    expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+    assert utc_from_ns(ns) == expected
+    assert utc_from_ns(ns).tzinfo is UTC

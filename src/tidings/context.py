@@ -8,11 +8,12 @@ Context variables keep concurrent requests (threads or tasks) apart.
 
 from __future__ import annotations
 
+import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Protocol
+from uuid import UUID
 
-from tidings.messages import Envelope, Event, Message
+from tidings.messages import Envelope, Event, Message, utc_from_ns
 
 __all__ = ["Dispatch", "EventSource", "current_dispatch"]
 
@@ -21,23 +22,93 @@ class EventSource(Protocol):
     def collect_new_events(self) -> list[Envelope[Event]]: ...
 
 
-@dataclass(slots=True)
 class Dispatch:
-    """One handler call: the envelope it handles and the units of work it used."""
+    """A message being handled: its envelope, and the units of work of the current handler call.
 
-    envelope: Envelope[Message]
-    sources: list[EventSource] = field(default_factory=list)
+    One serves every handler call (and retry) of the message, so that all see
+    the same envelope; the bus collects the units of work after each call.
+
+    A message handed to the bus bare gets its envelope (a fresh id, a
+    timestamp) only when something reads it: a handler taking an `Envelope`,
+    middleware, a unit of work stamping ids on what it commits, a dead letter.
+    Most handlers read nothing, and building the envelope was most of the cost
+    of dispatching a message. Once built it is the same envelope every time,
+    and its `occurred_at` is when the message was handed over, not when it
+    was built.
+    """
+
+    __slots__ = (
+        "_correlation_id",
+        "_envelope",
+        "_handed_over_ns",
+        "_headers",
+        "message",
+        "sources",
+    )
+    message: Message
+    sources: list[EventSource] | None
+    _envelope: Envelope[Message] | None
+    _correlation_id: UUID | None
+    _headers: dict[str, str] | None
+    _handed_over_ns: int
+
+    def __init__(
+        self,
+        handed: Message | Envelope[Message],
+        correlation_id: UUID | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """A message handed to the bus now, in its envelope or bare.
+
+        For a bare message `correlation_id` and `headers` are kept for its
+        envelope, to be built if it is ever read.
+        """
+        if isinstance(handed, Envelope):
+            self.message = handed.message
+            self._envelope = handed
+        else:
+            self.message = handed
+            self._envelope = None
+            self._correlation_id = correlation_id
+            self._headers = headers
+            self._handed_over_ns = time.time_ns()
+        self.sources = None
+
+    @property
+    def envelope(self) -> Envelope[Message]:
+        envelope = self._envelope
+        if envelope is None:
+            envelope = self._envelope = Envelope.new(
+                self.message,
+                correlation_id=self._correlation_id,
+                headers=self._headers,
+                occurred_at=utc_from_ns(self._handed_over_ns),
+            )
+        return envelope
 
     def enlist(self, source: EventSource) -> None:
-        if not any(known is source for known in self.sources):
+        if self.sources is None:
+            self.sources = [source]
+        elif not any(known is source for known in self.sources):
             self.sources.append(source)
 
     def collect(self) -> list[Envelope[Event]]:
-        """The events committed during this call, in commit order."""
+        """The events committed during the handler call, in commit order.
+
+        The units of work are let go, so the next call starts with none.
+        """
+        sources, self.sources = self.sources, None
         collected: list[Envelope[Event]] = []
-        for source in self.sources:
+        for source in sources or ():
             collected.extend(source.collect_new_events())
         return collected
+
+    def forget(self) -> None:
+        """Let the units of work of a failed call go without taking their events.
+
+        A failed command hands nothing on.
+        """
+        self.sources = None
 
 
 _current: ContextVar[Dispatch | None] = ContextVar("tidings_dispatch", default=None)
@@ -48,9 +119,7 @@ def current_dispatch() -> Dispatch | None:
     return _current.get()
 
 
-def set_dispatch(dispatch: Dispatch | None) -> object:
-    return _current.set(dispatch)
-
-
-def reset_dispatch(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
+# The context variable's own methods rather than wrappers: the bus calls them
+# around every handler call, and a wrapper would double their cost.
+set_dispatch = _current.set
+reset_dispatch = _current.reset

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import UnionType
 from typing import Any, Generic, TypeVar, overload
 
+from tidings.context import Dispatch
 from tidings.errors import ConfigurationError
 from tidings.messages import Command, Envelope, Event, Message, Query
 from tidings.retry import Retry
@@ -111,7 +112,7 @@ class Router:
 
 @dataclass(slots=True)
 class BoundHandler:
-    """A handler with its dependencies resolved: call it with a message and its envelope."""
+    """A handler with its dependencies resolved: call it with a message's dispatch or envelope."""
 
     spec: HandlerSpec
     kwargs: dict[str, Any]
@@ -121,6 +122,8 @@ class BoundHandler:
     name: str = field(init=False)
     is_async: bool = field(init=False)
     """Whether calling it returns an awaitable, known once so dispatch need not inspect results."""
+    _per_call: bool = field(init=False)
+    """Whether each call needs arguments of its own (fresh dependencies, the envelope)."""
 
     def __post_init__(self) -> None:
         self.name = self.spec.name
@@ -128,14 +131,17 @@ class BoundHandler:
         self.is_async = inspect.iscoroutinefunction(fn) or (
             not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
         )
+        self._per_call = bool(self.factories) or self.envelope_param is not None
 
-    def call(self, envelope: Envelope[Message]) -> Any:
-        kwargs = self.kwargs
-        if self.factories:
-            kwargs = {**kwargs, **{name: make() for name, make in self.factories.items()}}
+    def call(self, handled: Dispatch | Envelope[Message]) -> Any:
+        """Call the handler; a dispatch builds its envelope only if the handler takes one."""
+        if not self._per_call:
+            return self.spec.fn(handled.message, **self.kwargs)
+        kwargs = {**self.kwargs, **{name: make() for name, make in self.factories.items()}}
         if self.envelope_param is not None:
-            kwargs = {**kwargs, self.envelope_param: envelope}
-        return self.spec.fn(envelope.message, **kwargs)
+            envelope = handled.envelope if isinstance(handled, Dispatch) else handled
+            kwargs[self.envelope_param] = envelope
+        return self.spec.fn(handled.message, **kwargs)
 
 
 @dataclass(slots=True)

@@ -120,6 +120,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def utc_from_ns(ns: int) -> datetime:
+    """The UTC time `ns` nanoseconds after the epoch (from `time.time_ns()`), to the microsecond.
+
+    Exact: whole microseconds of this era are well within a float's precision,
+    and `fromtimestamp` rounds to the nearest microsecond.
+    """
+    return datetime.fromtimestamp(ns // 1000 / 1_000_000, UTC)
+
+
 M = TypeVar("M", bound=Message, covariant=True)
 N = TypeVar("N", bound=Message)
 
@@ -153,8 +162,12 @@ class Envelope(msgspec.Struct, Generic[M], frozen=True, gc=False):
         correlation_id: UUID | None = None,
         causation_id: UUID | None = None,
         headers: dict[str, str] | None = None,
+        occurred_at: datetime | None = None,
     ) -> Envelope[N]:
-        """Wrap `message`; without a correlation id it starts a conversation of its own."""
+        """Wrap `message`; without a correlation id it starts a conversation of its own.
+
+        `occurred_at` defaults to now.
+        """
         if not isinstance(message, Message):
             raise TypeError(
                 f"expected a Command, Event or Query, got {type(message).__name__}: {message!r}"
@@ -165,7 +178,7 @@ class Envelope(msgspec.Struct, Generic[M], frozen=True, gc=False):
             message_id,
             correlation_id or message_id,
             causation_id,
-            utc_now(),
+            occurred_at or utc_now(),
             headers or {},
         )
 

@@ -25,7 +25,9 @@ __all__ = ["AsyncMessageBus", "AsyncMiddleware"]
 
 logger = logging.getLogger("tidings.bus")
 
-# The queue of the `handle` call in progress; each call has its own.
+# The queue of the `handle` call in progress, for the last step of the middleware
+# chain: middleware calls on with an envelope alone. Without middleware the queue
+# is passed along instead, which costs less than setting a context variable.
 _queue: ContextVar[deque[Envelope[Message]]] = ContextVar("tidings_queue")
 
 AsyncCallNext = Callable[[Envelope[Message]], Awaitable[Any]]
@@ -65,9 +67,13 @@ class AsyncMessageBus:
             dead_letters if dead_letters is not None else DeadLetters()
         )
         self.max_cascade = max_cascade
-        self._dispatch: AsyncCallNext = self._dispatch_one
-        for layer in reversed(middleware):
-            self._dispatch = _wrap(layer, self._dispatch)
+        # The middleware wrapped around dispatch, outermost first; none calls straight through.
+        self._middleware: AsyncCallNext | None = None
+        if middleware:
+            chain: AsyncCallNext = self._dispatch_envelope
+            for layer in reversed(middleware):
+                chain = _wrap(layer, chain)
+            self._middleware = chain
 
     async def handle(
         self,
@@ -77,25 +83,37 @@ class AsyncMessageBus:
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Handle `message` and everything it causes; return the command's or query's result."""
-        if isinstance(message, Envelope):
-            envelope = message
-        else:
-            envelope = Envelope.new(message, correlation_id=correlation_id, headers=headers)
+        middleware = self._middleware
+        if middleware is not None and not isinstance(message, Envelope):
+            # Middleware reads every envelope, so there is nothing to gain from building it later.
+            message = Envelope.new(message, correlation_id=correlation_id, headers=headers)
+        dispatch = Dispatch(message, correlation_id, headers)
+        # The events committed while handling, to be handled next; each call has its own.
         queue: deque[Envelope[Message]] = deque()
-        token = _queue.set(queue)
+        token = None if middleware is None else _queue.set(queue)
         try:
-            result = await self._dispatch(envelope)
+            result = await (
+                self._dispatch_one(dispatch, queue)
+                if middleware is None
+                else middleware(dispatch.envelope)
+            )
             handled = 1
             while queue:
                 handled += 1
                 if handled > self.max_cascade:
                     raise CascadeLimitExceeded(
-                        f"{type(envelope.message).__name__} {envelope.message_id} led to more "
-                        f"than {self.max_cascade} messages; is there a cycle of events?"
+                        f"{type(dispatch.message).__name__} {dispatch.envelope.message_id} led "
+                        f"to more than {self.max_cascade} messages; is there a cycle of events?"
                     )
-                await self._dispatch(queue.popleft())
+                caused = queue.popleft()
+                await (
+                    self._dispatch_one(Dispatch(caused), queue)
+                    if middleware is None
+                    else middleware(caused)
+                )
         finally:
-            _queue.reset(token)
+            if token is not None:
+                _queue.reset(token)
         return result
 
     async def retry_dead_letter(self, letter_id: UUID) -> bool:
@@ -119,11 +137,7 @@ class AsyncMessageBus:
         if handler is None:
             raise LookupError(f"handler {letter.handler} is not registered on this bus")
         queue: deque[Envelope[Message]] = deque()
-        token = _queue.set(queue)
-        try:
-            failure = await self._run_event_handler(handler, letter.envelope)
-        finally:
-            _queue.reset(token)
+        failure = await self._run_event_handler(handler, Dispatch(letter.envelope), queue)
         if failure is not None:
             await self._record(failure)
         await _settled(self.dead_letters.remove(letter_id))
@@ -131,58 +145,82 @@ class AsyncMessageBus:
             await self.handle(caused)
         return failure is None
 
-    async def _dispatch_one(self, envelope: Envelope[Message]) -> Any:
-        message = envelope.message
+    def _dispatch_envelope(self, envelope: Envelope[Message]) -> Awaitable[Any]:
+        """The last step of the middleware chain, which may hand on an envelope of its own."""
+        return self._dispatch_one(Dispatch(envelope), _queue.get())
+
+    async def _dispatch_one(self, dispatch: Dispatch, queue: deque[Envelope[Message]]) -> Any:
+        """Call the handlers of one message; what they commit joins `queue`."""
+        message = dispatch.message
         if isinstance(message, Event):
             for handler in self._table.for_event(type(message)):
-                failure = await self._run_event_handler(handler, envelope)
-                if failure is not None:
-                    await self._record(failure)
+                # The first attempt is made here, as most succeed: the retry loop, a call
+                # of its own, is entered only after a failure.
+                token = set_dispatch(dispatch)
+                try:
+                    result = handler.call(dispatch)
+                    if handler.is_async:
+                        await result  # sync: run_coroutine(result, handler.name)
+                except Exception as exc:
+                    error: Exception | None = exc
+                else:
+                    error = None
+                finally:
+                    reset_dispatch(token)
+                    # Events a handler committed are facts even if it failed afterwards.
+                    if dispatch.sources:
+                        queue.extend(dispatch.collect())
+                if error is not None:
+                    letter = await self._run_event_handler(handler, dispatch, queue, error)
+                    if letter is not None:
+                        await self._record(letter)
             return None
-        if not isinstance(message, Message):
-            raise TypeError(
-                f"expected a Command, Event or Query, got {type(message).__name__}: {message!r}"
-            )
         single = self._table.for_single(type(message))
         if single is None:
+            if not isinstance(message, Message):
+                raise TypeError(
+                    f"expected a Command, Event or Query, got {type(message).__name__}: {message!r}"
+                )
             raise NoHandler(type(message))
         attempt = 0
         while True:
             attempt += 1
-            dispatch = Dispatch(envelope)
             token = set_dispatch(dispatch)
             try:
-                result = single.call(envelope)
+                result = single.call(dispatch)
                 if single.is_async:
                     result = await result  # sync: result = run_coroutine(result, single.name)
             except Exception as exc:
+                # A failed command hands nothing on; what it did commit is in the log all the same.
+                dispatch.forget()
                 if not single.retry.retries(exc, attempt):
                     raise
-                self._log_retry(single, envelope, attempt, exc)
+                self._log_retry(single, dispatch.envelope, attempt, exc)
             else:
-                _queue.get().extend(dispatch.collect())
+                if dispatch.sources:  # a unit of work was used
+                    queue.extend(dispatch.collect())
                 return result
             finally:
-                # A failed command hands nothing on; what it did commit is in the log all the same.
                 reset_dispatch(token)
             await self._wait(single.retry, attempt)
 
     async def _run_event_handler(
-        self, handler: BoundHandler, envelope: Envelope[Message]
+        self,
+        handler: BoundHandler,
+        dispatch: Dispatch,
+        queue: deque[Envelope[Message]],
+        first_error: Exception | None = None,
     ) -> DeadLetter | None:
-        """Call an event handler under its retry policy; the dead letter if every attempt fails."""
-        attempt = 0
+        """Call an event handler under its retry policy; the dead letter if every attempt fails.
+
+        `first_error` is what a first attempt, already made, raised. What the
+        handler commits joins `queue`.
+        """
+        attempt, error = (0, None) if first_error is None else (1, first_error)
         while True:
-            attempt += 1
-            dispatch = Dispatch(envelope)
-            token = set_dispatch(dispatch)
-            try:
-                result = handler.call(envelope)
-                if handler.is_async:
-                    await result  # sync: run_coroutine(result, handler.name)
-                return None
-            except Exception as exc:
-                if not handler.retry.retries(exc, attempt):
+            if error is not None:
+                if not handler.retry.retries(error, attempt):
+                    envelope = dispatch.envelope
                     logger.error(
                         "handler %s failed on %s %s (correlation %s) after %d attempts",
                         handler.name,
@@ -190,15 +228,25 @@ class AsyncMessageBus:
                         envelope.message_id,
                         envelope.correlation_id,
                         attempt,
-                        exc_info=exc,
+                        exc_info=error,
                     )
-                    return DeadLetter.of(envelope, handler.name, exc, attempt)
-                self._log_retry(handler, envelope, attempt, exc)
+                    return DeadLetter.of(envelope, handler.name, error, attempt)
+                self._log_retry(handler, dispatch.envelope, attempt, error)
+                await self._wait(handler.retry, attempt)
+            attempt += 1
+            token = set_dispatch(dispatch)
+            try:
+                result = handler.call(dispatch)
+                if handler.is_async:
+                    await result  # sync: run_coroutine(result, handler.name)
+                return None
+            except Exception as exc:
+                error = exc
             finally:
                 reset_dispatch(token)
                 # Events a handler committed are facts even if it failed afterwards.
-                _queue.get().extend(dispatch.collect())
-            await self._wait(handler.retry, attempt)
+                if dispatch.sources:
+                    queue.extend(dispatch.collect())
 
     async def _record(self, letter: DeadLetter) -> None:
         """Keep a dead letter; a store that fails to is logged, never raised into the sender."""
@@ -240,7 +288,7 @@ async def _settled(result: Any) -> Any:
 
 
 def _wrap(layer: AsyncMiddleware, call_next: AsyncCallNext) -> AsyncCallNext:
-    async def wrapped(envelope: Envelope[Message]) -> Any:
-        return await layer(envelope, call_next)
+    def wrapped(envelope: Envelope[Message]) -> Awaitable[Any]:
+        return layer(envelope, call_next)
 
     return wrapped
