@@ -208,3 +208,29 @@ def test_an_empty_store_says_so(store: Store) -> None:
     assert result.exit_code == 0
     assert result.stdout.strip() == "no events"
     assert invoke("events", "--json", "--store", store.url).stdout == ""
+
+
+def test_a_narrow_terminal_drops_the_correlation_then_the_time_but_keeps_positions(
+    store: Store,
+) -> None:
+    _orders(store)
+
+    wide = invoke("events", "--store", store.url, env={"COLUMNS": "250"}).stdout
+    medium = invoke("events", "--store", store.url, env={"COLUMNS": "120"}).stdout
+    narrow = invoke("events", "--store", store.url, env={"COLUMNS": "80"}).stdout
+
+    assert wide.split()[:7] == [
+        "position",
+        "stream",
+        "version",
+        "type",
+        "time",
+        "correlation",
+        "data",
+    ]
+    assert medium.split()[:6] == ["position", "stream", "version", "type", "time", "data"]
+    assert narrow.split()[:5] == ["position", "stream", "version", "type", "data"]
+    positions = [
+        str(e["position"]) for e in _lines(invoke("events", "--json", "--store", store.url).stdout)
+    ]
+    assert [line.split()[0] for line in narrow.splitlines()[1:5]] == positions

@@ -99,31 +99,42 @@ def write_json_lines(records: Iterable[RecordedEvent], codec: Codec) -> None:
 
 
 def event_table(records: Iterable[RecordedEvent], codec: Codec, width: int) -> Table:
-    """One event a line, in `width` columns; payloads too long end in an ellipsis (see --json)."""
-    headers = ("position", "stream", "version", "type", "time", "correlation")
-    rows = [
-        (
-            str(record.position),
-            record.stream,
-            str(record.version),
-            record.type,
-            time_text(record),
-            str(record.correlation_id),
-            payload_text(record, codec),
-        )
-        for record in records
-    ]
+    """One event a line, in `width` columns; payloads too long end in an ellipsis (see --json).
+
+    A narrow terminal drops the correlation id, then the time, rather than
+    cut every column short: `--json` and `trace` show them in full.
+    """
+    records = list(records)
+    columns = {
+        "position": [str(r.position) for r in records],
+        "stream": [r.stream for r in records],
+        "version": [str(r.version) for r in records],
+        "type": [r.type for r in records],
+        "time": [time_text(r) for r in records],
+        "correlation": [str(r.correlation_id) for r in records],
+    }
+    payloads = [payload_text(record, codec) for record in records]
+
+    def used() -> int:  # each column pads by 2
+        return sum(2 + max(len(name), *map(len, cells)) for name, cells in columns.items())
+
+    for optional in ("correlation", "time"):
+        if used() + _DATA_MIN_WIDTH + 2 > width:
+            del columns[optional]
     table = Table(box=None, header_style="bold")
-    for header in headers:
-        numeric = header in ("position", "version")
-        table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
-    # The payload takes the width the other columns leave, at least a little (each pads by 2).
-    used = sum(2 + max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers)))
+    for header in columns:
+        if header in ("position", "version"):
+            table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
+        else:
+            table.add_column(header, no_wrap=True)
     table.add_column(
-        "data", no_wrap=True, overflow="ellipsis", max_width=max(_DATA_MIN_WIDTH, width - used - 2)
+        "data",
+        no_wrap=True,
+        overflow="ellipsis",
+        max_width=max(_DATA_MIN_WIDTH, width - used() - 2),
     )
-    for row in rows:
-        table.add_row(*row)
+    for index, payload in enumerate(payloads):
+        table.add_row(*(cells[index] for cells in columns.values()), payload)
     return table
 
 
