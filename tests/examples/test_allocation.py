@@ -1,8 +1,5 @@
-import subprocess
-import sys
 import threading
 from datetime import date
-from pathlib import Path
 
 import pytest
 
@@ -18,10 +15,10 @@ from examples.allocation.messages import (
     OutOfStock,
 )
 from examples.allocation.unit_of_work import InMemoryProductRepository, ProductsUnitOfWork
+from tests.examples.running import run_example
 from tidings import MemoryStore
 from tidings.testing import AggregateScenario, BusScenario, Recorder
 
-ROOT = Path(__file__).resolve().parents[2]
 TODAY = date(2031, 1, 1)
 TOMORROW = date(2031, 1, 2)
 LATER = date(2031, 2, 1)
@@ -286,16 +283,7 @@ def test_committed_changes_are_kept_without_their_events() -> None:
 
 
 def test_the_scenario_runs_from_the_repository_root() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.allocation"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+    out = run_example("examples.allocation")
     assert "mail to stock@example.com: 'Out of stock: BLUE-VASE'" in out
     assert "! InvalidSku: Invalid sku NO-SUCH-THING" in out
     assert (

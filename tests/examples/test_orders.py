@@ -1,9 +1,6 @@
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -41,10 +38,10 @@ from examples.orders.messages import (
     UserEmailChanged,
 )
 from examples.orders.views import OrderList
+from tests.examples.running import run_example
 from tidings import AggregateNotFound, Event
 from tidings.testing import AggregateScenario, BusScenario, like
 
-ROOT = Path(__file__).resolve().parents[2]
 NOON = datetime(2031, 1, 1, 12, tzinfo=UTC)
 LAMP = OrderItem("lamp", 2, Decimal("19.90"))
 DESK = OrderItem("desk", 1, Decimal("249.00"))
@@ -289,16 +286,7 @@ def test_queries_read_the_order_list_that_events_keep_up_to_date() -> None:
 
 
 def test_the_scenario_runs_from_the_repository_root() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.orders"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+    out = run_example("examples.orders")
     assert "! InvalidTransition: cannot ship order order-2: it is cancelled" in out
     assert "- order-3 of customer-2: 1 items, 249.00 EUR, pending" in out
     assert (
