@@ -269,6 +269,28 @@ def test_a_new_version_is_built_beside_and_swapped_in(sql_env: Backend) -> None:
     store.close()
 
 
+def test_a_paused_projection_stays_paused_after_a_swap_and_after_a_failed_one(
+    sql_env: Backend,
+) -> None:
+    store = sql_env.open(False)
+    live = sql_env.ledger()
+    last = store.append("Account-1", [deposit("a", 5)]).positions[-1]
+    runner = ProjectionRunner(store, [live], batch_size=10, **FAST)
+    with runner.running():
+        runner.wait_for("ledger", last)
+        runner.pause("ledger")
+
+        def broken_swap(tx: object) -> None:
+            raise RuntimeError("the swap failed")
+
+        with pytest.raises(RuntimeError, match="the swap failed"):
+            runner.replace(sql_env.ledger(prefix="ledger_v2"), broken_swap)
+        assert [s.state for s in runner.status()] == [ProjectionState.PAUSED]
+        runner.replace(sql_env.ledger(prefix="ledger_v3"), lambda tx: None)
+        assert [s.state for s in runner.status()] == [ProjectionState.PAUSED]
+    store.close()
+
+
 def test_two_runners_of_one_projection_take_turns_never_both(sql_env: Backend) -> None:
     store = sql_env.open(False)
     quick = {**FAST, "lease": 0.3}

@@ -1,0 +1,138 @@
+"""What every part of a projection runner shares: settings, checkpoints, signals, small steps."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from tidings.codec import Codec
+from tidings.errors import ConfigurationError
+from tidings.messages import Envelope, Event
+from tidings.projections._async.checkpoints import AsyncCheckpoints
+from tidings.projections._async.letters import AsyncProjectionLetters
+from tidings.projections.projection import EventHandler, Projection, ProjectionState
+from tidings.projections.tables import ProjectionRow
+from tidings.subscriptions.signal import CommitSignal
+
+# sync: from tidings.runner import run_coroutine
+
+__all__ = ["PROCESSING", "AsyncRunnerBase", "Fenced", "Progress", "call", "called"]
+
+Progress = Callable[[int, int], None]
+"""Called as `progress(position, head)` while a projection rebuilds."""
+
+PROCESSING = (ProjectionState.RUNNING, ProjectionState.REBUILDING)
+
+
+class Fenced(Exception):
+    """The checkpoint moved under this runner (lease lost, paused, rebuilt): start over."""
+
+
+class AsyncRunnerBase:
+    """A runner's projections, settings, checkpoints and dead letters, and how its parts signal."""
+
+    def __init__(
+        self,
+        store: Any,
+        projections: Iterable[Projection],
+        *,
+        codec: Codec | None = None,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        lease: float = 10.0,
+        retry_waits: bool = True,
+    ) -> None:
+        self.store = store
+        self.projections: dict[str, Projection] = {}
+        for projection in projections:
+            self._check(projection)
+            if projection.name in self.projections:
+                raise ConfigurationError(f"two projections are named {projection.name!r}")
+            self.projections[projection.name] = projection
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if poll_interval <= 0 or lease <= 0:
+            raise ValueError("poll_interval and lease must be positive")
+        self.codec = codec if codec is not None else Codec()
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.lease = lease
+        self.retry_waits = retry_waits
+        self.checkpoints = AsyncCheckpoints(store)
+        self._letters = AsyncProjectionLetters(store, self.codec)
+        self.dead_letters = self._letters.store
+        self.owner = uuid.uuid4().hex
+        self._commits = CommitSignal()  # the store's commits
+        self._changes = CommitSignal()  # checkpoints and states changed by this runner
+        self._positions: dict[str, int] = {}  # what this runner's workers have committed
+        self._poked: set[str] = set()
+        self._working: set[str] = set()  # projections this runner's workers run now
+        self._stopped = True
+
+    async def _load(self, name: str) -> ProjectionRow:
+        async with self.store.transaction() as tx:
+            row = await self.checkpoints.load(tx, name)
+        if row is None:
+            raise Fenced
+        return row
+
+    async def _claim(self, name: str) -> bool:
+        async with self.store.transaction() as tx:
+            claimed = await self.checkpoints.claim(tx, name, self.owner, self.lease)
+        return claimed
+
+    async def _set_state(self, name: str, state: ProjectionState) -> None:
+        async with self.store.transaction() as tx:
+            await self.checkpoints.ensure(tx)
+            await self.checkpoints.add(tx, name)
+            await self.checkpoints.set_state(tx, name, state)
+            await self._letters.forget(tx, name, parked_only=True)
+        self._poke(name)
+
+    def _poke(self, name: str) -> None:
+        """Make this runner's worker of `name` look at its row again, now."""
+        self._poked.add(name)
+        self._commits.announce()
+        self._changes.announce()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or until `stop`."""
+        deadline = time.monotonic() + seconds
+        while not self._stopped:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await self._wait_changes(self._changes.count, remaining)
+
+    async def _wait_changes(self, seen: int, seconds: float) -> None:
+        await self._changes.wait_async(seen, seconds)  # sync: self._changes.wait(seen, seconds)
+
+    def _get(self, name: str) -> Projection:
+        try:
+            return self.projections[name]
+        except KeyError:
+            known = ", ".join(sorted(self.projections)) or "none"
+            raise LookupError(f"no projection named {name!r} (known: {known})") from None
+
+    @staticmethod
+    def _check(projection: Projection) -> None:
+        name = getattr(projection, "name", None)
+        if not isinstance(name, str) or not name or "+" in name:
+            raise ConfigurationError(
+                f"{type(projection).__qualname__}: a projection needs a name, without '+'"
+            )
+
+
+async def called(handler: EventHandler, envelope: Envelope[Event], tx: Any) -> None:
+    result = handler(envelope.message, envelope, tx)
+    if inspect.isawaitable(result):
+        await result  # sync: run_coroutine(result, getattr(handler, "__qualname__", "handler"))
+
+
+async def call(fn: Callable[[Any], Any], tx: Any) -> None:
+    result = fn(tx)
+    if inspect.isawaitable(result):
+        await result  # sync: run_coroutine(result, getattr(fn, "__qualname__", "setup"))

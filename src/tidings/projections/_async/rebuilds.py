@@ -1,0 +1,130 @@
+"""Rebuilding a projection in place, or building a new version beside it and swapping it in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tidings.projections._async.base import PROCESSING, Fenced, Progress, call
+from tidings.projections._async.processing import AsyncProjectionProcessing
+from tidings.projections.projection import Projection, ProjectionState, ProjectionStopped
+
+__all__ = ["AsyncRebuilds"]
+
+
+class AsyncRebuilds(AsyncProjectionProcessing):
+    """Replays the log into a projection, here or by the runner that runs it, and waits."""
+
+    async def rebuild(self, name: str, progress: Progress | None = None) -> None:
+        """Empty `name`'s read model and replay the log into it; returns once caught up.
+
+        When a runner (this one, or one in another process) runs the
+        projection, it does the replay and this waits for it; otherwise the
+        replay runs here. `progress(position, head)` is called as it goes.
+        Raises `ProjectionStopped` if the projection is parked or paused
+        before it has caught up.
+        """
+        projection = self._get(name)
+        async with self.store.transaction() as tx:
+            await self.checkpoints.ensure(tx)
+            await self.checkpoints.add(tx, name)
+            # The checkpoint's row first: a batch in progress finishes before the
+            # read model is emptied, and none starts until this commits.
+            await self.checkpoints.restart(tx, name)
+            # The replay records anew whatever still fails.
+            await self._letters.forget(tx, name, parked_only=False)
+            await call(projection.setup, tx)
+            await call(projection.reset, tx)
+        self._poke(name)
+        await self._catch_up(name, projection, progress)
+
+    async def replace(
+        self,
+        projection: Projection,
+        swap: Callable[[Any], Any],
+        progress: Progress | None = None,
+    ) -> None:
+        """Build a new version of a projection beside the live one, then swap it in.
+
+        The new `projection` (same name, its read model elsewhere) is built
+        from the first event under a checkpoint of its own while the live
+        one keeps serving. Then the live one is paused, the new one catches
+        up, and one transaction calls `swap(tx)` (rename tables, repoint a
+        view) and hands the live checkpoint over: readers never see an empty
+        read model. From then on this runner runs the new projection.
+        """
+        self._check(projection)
+        name = projection.name
+        self._get(name)
+        beside = f"{name}+next"
+        async with self.store.transaction() as tx:
+            await self.checkpoints.ensure(tx)
+            await self.checkpoints.add(tx, beside)
+            await self.checkpoints.restart(tx, beside)
+            await self._letters.forget(tx, beside, parked_only=False)
+            await call(projection.setup, tx)
+            await call(projection.reset, tx)
+        await self._catch_up(beside, projection, progress)
+        async with self.store.transaction() as tx:
+            before = await self.checkpoints.load(tx, name)
+        # A projection paused by its operator stays paused, whether the swap succeeds or not.
+        was_paused = before is not None and before.state == ProjectionState.PAUSED.value
+        await self._set_state(name, ProjectionState.PAUSED)
+        live = self.projections[name]
+        try:
+            await self._catch_up(beside, projection, progress)
+            self.projections[name] = projection
+            async with self.store.transaction() as tx:
+                row = await self.checkpoints.load(tx, beside)
+                assert row is not None
+                await call(swap, tx)
+                await self.checkpoints.move(tx, name, row.position)
+                await self.checkpoints.delete(tx, beside)
+                await self._letters.forget(tx, name, parked_only=True)
+                await self._letters.forget(tx, beside, parked_only=True)
+        except BaseException:
+            self.projections[name] = live
+            if not was_paused:
+                await self._set_state(name, ProjectionState.RUNNING)
+            raise
+        if was_paused:
+            await self._set_state(name, ProjectionState.PAUSED)
+        self._poke(name)
+
+    async def _catch_up(self, name: str, projection: Projection, progress: Progress | None) -> None:
+        """Wait while a worker catches `name` up, or do it here when none runs it."""
+        report = progress if progress is not None else _ignore
+        while True:
+            if name not in self._working and await self._claim(name):
+                try:
+                    head = await self._head()
+                    report(0, head)
+                    await self._follow(name, projection, report, head)
+                    row = await self._load(name)
+                    if row.state != ProjectionState.RUNNING:
+                        raise ProjectionStopped(name, ProjectionState(row.state), row.error)
+                    report(row.position, row.position)
+                except Fenced:
+                    continue
+                finally:
+                    async with self.store.transaction() as tx:
+                        await self.checkpoints.release(tx, name, self.owner)
+                return
+            seen = self._changes.count
+            row = await self._load(name)
+            if row.state == ProjectionState.RUNNING:
+                report(row.position, row.position)
+                return
+            if row.state not in PROCESSING:
+                raise ProjectionStopped(name, ProjectionState(row.state), row.error)
+            report(row.position, await self._head())
+            await self._wait_changes(seen, 0.05)
+
+    async def _head(self) -> int:
+        async with self.store.transaction() as tx:
+            head = await self.checkpoints.head(tx)
+        return head
+
+
+def _ignore(position: int, head: int) -> None:
+    pass

@@ -1,0 +1,88 @@
+"""How far projections have got: status with lag, and waiting for a position (read your writes)."""
+
+from __future__ import annotations
+
+import time
+
+from tidings.projections._async.base import AsyncRunnerBase
+from tidings.projections.projection import (
+    Projection,
+    ProjectionState,
+    ProjectionStatus,
+    ProjectionTimeout,
+)
+from tidings.projections.tables import ProjectionRow
+
+__all__ = ["AsyncRunnerStatus"]
+
+
+class AsyncRunnerStatus(AsyncRunnerBase):
+    """Reads projections' progress from the database, so it sees runners in any process."""
+
+    async def status(self) -> list[ProjectionStatus]:
+        """Position, head, lag, state and error of each projection, from the database."""
+        async with self.store.transaction() as tx:
+            await self.checkpoints.ensure(tx)
+            rows = {row.name: row for row in await self.checkpoints.load_all(tx)}
+            head = await self.checkpoints.head(tx)
+            found: list[ProjectionStatus] = []
+            for name, projection in self.projections.items():
+                row = rows.get(name) or ProjectionRow(name, 0, "running", None, None, None, None)
+                lag = await self.checkpoints.pending(
+                    tx, row.position, projection.categories, projection.event_types()
+                )
+                found.append(
+                    ProjectionStatus(
+                        name,
+                        ProjectionState(row.state),
+                        row.position,
+                        head,
+                        lag,
+                        row.error,
+                        row.failed_position,
+                    )
+                )
+        return found
+
+    async def wait_for(self, name: str, position: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Return once `name` has processed the log up to `position` (read your writes).
+
+        `position` is one an append returned (`AppendResult.positions`).
+        Raises `ProjectionTimeout` when that takes more than `timeout` seconds.
+        """
+        projection = self._get(name)
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self._changes.count
+            reached = await self._reached(name, projection, position)
+            if reached >= position:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProjectionTimeout(name, position, reached, timeout)
+            await self._wait_changes(seen, min(remaining, 0.05))
+
+    async def _reached(self, name: str, projection: Projection, position: int) -> int:
+        """How far `name` has processed: `position` itself once no event of it is left before."""
+        current = self._positions.get(name, 0) if not self._stopped else 0
+        if current < position:  # not here, or run by a runner elsewhere now
+            async with self.store.transaction() as tx:
+                await self.checkpoints.ensure(tx)
+                row = await self.checkpoints.load(tx, name)
+            current = max(current, row.position if row is not None else 0)
+        if current >= position:
+            return current
+        # A projection reads only its own events; one reached an event of others' once
+        # that event is readable and none of its own lies between.
+        landed = await self.store.read_all(after=position - 1, limit=1)
+        if not landed or landed[0].position < position:
+            return current
+        ahead = await self.store.read_all(
+            after=current,
+            limit=1,
+            categories=projection.categories,
+            types=projection.event_types(),
+        )
+        if not ahead or ahead[0].position > position:
+            return position
+        return current

@@ -1,0 +1,252 @@
+# Generated from src/tidings/projections/_async/processing.py by tools/unasync.py: edit that file, then run `make unasync`.
+"""Processing one projection from its checkpoint: fenced batches, retries, parking, dead letters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from tidings.dead_letters import DeadLetter
+from tidings.dead_letters.letter import letter_envelope
+from tidings.messages import Event
+from tidings.projections._sync.base import PROCESSING, RunnerBase, Fenced, Progress, called
+from tidings.projections.projection import (
+    EventHandler,
+    OnFailure,
+    Projection,
+    ProjectionState,
+    letter_handler,
+)
+from tidings.projections.tables import ProjectionRow
+from tidings.store.records import RecordedEvent
+from tidings.subscriptions._sync.subscription import Subscription
+
+if TYPE_CHECKING:
+    from tidings.projections._sync.locks import AdvisoryLock
+
+__all__ = ["ProjectionProcessing"]
+
+logger = logging.getLogger("tidings.projections")
+
+
+class _Rollback(Exception):
+    """A handler failed: roll the batch back."""
+
+
+class ProjectionProcessing(RunnerBase):
+    """Follows a projection's events in batches, each moving its checkpoint in one transaction."""
+
+    def _follow(
+        self,
+        name: str,
+        projection: Projection,
+        progress: Progress | None = None,
+        head: int = 0,
+        lock: AdvisoryLock | None = None,
+    ) -> None:
+        """Process `name` from its checkpoint; raises `Fenced` when it must start over.
+
+        With `progress`, it returns once caught up, reporting as it goes.
+        """
+        until_caught_up = progress is not None
+        row = self._load(name)
+        handlers = dict(projection.handlers())
+        subscription = Subscription(
+            self.store,
+            after=row.position,
+            categories=projection.categories,
+            types=projection.event_types(),
+            batch_size=self.batch_size,
+            poll_interval=min(self.poll_interval, self.lease / 3),
+            signal=self._commits,
+        )
+        self._poked.discard(name)
+        self._positions[name] = row.position
+        checked = renewed = time.monotonic()
+        while until_caught_up or not self._stopped:
+            if name in self._poked:
+                raise Fenced  # changed by this process: start over from the row
+            now = time.monotonic()
+            if now - checked >= subscription.poll_interval:
+                # Paused, resumed or rebuilt from another process, or taken over?
+                checked = now
+                latest = self._load(name)
+                if latest.position != row.position or latest.owner != self.owner:
+                    raise Fenced
+                row = latest
+            if now - renewed >= self.lease / 3:
+                renewed = now
+                if lock is not None and not lock.held():
+                    raise Fenced
+                if not self._renew(name):
+                    raise Fenced
+            if row.state not in PROCESSING:
+                if until_caught_up:
+                    return
+                self._wait_changes(self._changes.count, subscription.poll_interval)
+                continue
+            seen = self._commits.count
+            batch = subscription.read()
+            caught_up = len(batch) < self.batch_size
+            if batch:
+                self._process(projection, handlers, row, batch, caught_up)
+                if progress is not None:
+                    head = max(head, row.position)
+                    progress(row.position, head)
+                if row.position != batch[-1].position:  # parked, or a dead letter
+                    # The rest of the batch is read again, so this is not caught up yet.
+                    subscription.position = row.position
+                    caught_up = False
+            elif row.state == ProjectionState.REBUILDING:
+                with self.store.transaction() as tx:
+                    self._save(tx, row, row.position, caught_up=True)
+                row.state = ProjectionState.RUNNING
+                self._changes.announce()
+            if caught_up and until_caught_up:
+                return
+            if not batch:
+                subscription.wait(seen)
+
+    def _process(
+        self,
+        projection: Projection,
+        handlers: Mapping[str, EventHandler],
+        row: ProjectionRow,
+        batch: list[RecordedEvent],
+        caught_up: bool,
+    ) -> None:
+        failure = self._apply(projection, handlers, row, batch, caught_up)
+        if failure is None:
+            return
+        record, error = failure
+        policy = projection.retry
+        attempt = 1
+        while attempt < policy.attempts:
+            logger.warning(
+                "projection %s failed on %s at position %d, attempt %d of %d: %r",
+                row.name,
+                record.type,
+                record.position,
+                attempt,
+                policy.attempts,
+                error,
+            )
+            if self.retry_waits:
+                self._sleep(policy.delay(attempt))
+            attempt += 1
+            failure = self._apply(projection, handlers, row, [record], caught_up=False)
+            if failure is None:
+                return
+            error = failure[1]
+        reason = f"{type(error).__name__}: {error}"
+        logger.error(
+            "projection %s failed on %s at position %d after %d attempts",
+            row.name,
+            record.type,
+            record.position,
+            attempt,
+            exc_info=error,
+        )
+        parks = projection.on_failure is OnFailure.PARK
+        # Moving past the last event read also ends a rebuild that has caught up.
+        ends = caught_up and record.position == batch[-1].position
+        letter = DeadLetter.of(
+            letter_envelope(record, self.codec),
+            letter_handler(row.name),
+            error,
+            attempt,
+            parked=parks,
+        )
+        with self.store.transaction() as tx:
+            if not parks:
+                self._save(tx, row, record.position, caught_up=ends)
+            elif not self.checkpoints.park(
+                tx, row.name, self.owner, row.position, reason, record.position
+            ):
+                raise Fenced
+            self._letters.add(tx, letter)
+        if projection.on_failure is OnFailure.DEAD_LETTER:
+            self._moved(row, record.position, caught_up=ends)
+        else:
+            row.state, row.error, row.failed_position = "parked", reason, record.position
+            self._changes.announce()
+
+    def _apply(
+        self,
+        projection: Projection,
+        handlers: Mapping[str, EventHandler],
+        row: ProjectionRow,
+        records: list[RecordedEvent],
+        caught_up: bool,
+    ) -> tuple[RecordedEvent, Exception] | None:
+        """Handle `records` and move the checkpoint past them; the first failure, if any."""
+        fallback = handlers.get(Event.__event_type__)
+        if not projection.transactional:
+            done: RecordedEvent | None = None
+            failure: tuple[RecordedEvent, Exception] | None = None
+            for record in records:
+                try:
+                    self._handle(handlers, fallback, record, None)
+                except Exception as exc:
+                    failure = (record, exc)
+                    break
+                done = record
+            if done is not None:
+                with self.store.transaction() as tx:
+                    self._save(tx, row, done.position, caught_up and failure is None)
+                self._moved(row, done.position, caught_up and failure is None)
+            return failure
+        failed: tuple[int, Exception] | None = None
+        try:
+            with self.store.transaction() as tx:
+                # The fence first: its row lock keeps any other writer of this checkpoint
+                # out until this transaction ends, so no two runners handle one batch.
+                self._save(tx, row, records[-1].position, caught_up)
+                for index, record in enumerate(records):
+                    try:
+                        self._handle(handlers, fallback, record, tx)
+                    except Exception as exc:
+                        failed = (index, exc)
+                        raise _Rollback from exc
+        except _Rollback:
+            assert failed is not None
+            index, error = failed
+            if index:
+                before = self._apply(projection, handlers, row, records[:index], False)
+                if before is not None:
+                    return before
+            return records[index], error
+        self._moved(row, records[-1].position, caught_up)
+        return None
+
+    def _handle(
+        self,
+        handlers: Mapping[str, EventHandler],
+        fallback: EventHandler | None,
+        record: RecordedEvent,
+        tx: Any,
+    ) -> None:
+        handler = handlers.get(record.type, fallback)
+        if handler is None:
+            return
+        called(handler, self.codec.envelope(record), tx)
+
+    def _save(self, tx: Any, row: ProjectionRow, position: int, caught_up: bool) -> None:
+        if not self.checkpoints.save(
+            tx, row.name, self.owner, row.position, position, self.lease, caught_up
+        ):
+            raise Fenced
+
+    def _moved(self, row: ProjectionRow, position: int, caught_up: bool) -> None:
+        row.position = position
+        if caught_up:
+            row.state = ProjectionState.RUNNING
+        self._positions[row.name] = position
+        self._changes.announce()
+
+    def _renew(self, name: str) -> bool:
+        with self.store.transaction() as tx:
+            renewed = self.checkpoints.renew(tx, name, self.owner, self.lease)
+        return renewed
