@@ -192,6 +192,27 @@ def test_the_dead_letter_policy_moves_past_a_failing_event(sql_env: Backend) -> 
     store.close()
 
 
+class RetriesOnlyTimeouts(FlakyDeadLetters):
+    retry = Retry(attempts=5, first_delay=0, on=(TimeoutError,))
+
+
+def test_an_error_outside_retry_on_is_not_tried_again(sql_env: Backend) -> None:
+    store = sql_env.open(False)
+    projection = RetriesOnlyTimeouts(prefix=sql_env.qualify("once"), name="once")
+    Flaky.broken.set()
+    try:
+        runner = ProjectionRunner(store, [projection], **FAST)
+        with runner.running():
+            store.append("Account-2", [deposit("bad", 5)])
+            last = store.append("Account-1", [deposit("good", 2)])
+            runner.wait_for("once", last.positions[-1])
+        [letter] = runner.letters_of("once")
+        assert letter.attempts == 1
+    finally:
+        Flaky.broken.clear()
+    store.close()
+
+
 def test_pause_and_resume_reach_a_runner_through_the_database(env: Backend) -> None:
     store = env.open(False)
     ledger = env.ledger()

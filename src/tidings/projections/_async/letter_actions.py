@@ -93,7 +93,7 @@ class AsyncLetterActions(AsyncRunnerBase):
                     await self._letters.remove(tx, letter.id)
                 return True
             except Exception as exc:
-                if attempt >= projection.retry.attempts:
+                if not projection.retry.retries(exc, attempt):
                     error = exc
                     break
                 if self.retry_waits:

@@ -94,7 +94,7 @@ class LetterActions(RunnerBase):
                     self._letters.remove(tx, letter.id)
                 return True
             except Exception as exc:
-                if attempt >= projection.retry.attempts:
+                if not projection.retry.retries(exc, attempt):
                     error = exc
                     break
                 if self.retry_waits:

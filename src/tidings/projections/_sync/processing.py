@@ -123,7 +123,7 @@ class ProjectionProcessing(RunnerBase):
         record, error = failure
         policy = projection.retry
         attempt = 1
-        while attempt < policy.attempts:
+        while policy.retries(error, attempt):
             logger.warning(
                 "projection %s failed on %s at position %d, attempt %d of %d: %r",
                 row.name,
