@@ -20,7 +20,13 @@ Two scenarios, read the same way:
   `MemoryStore`: given events already in the store (or messages handled
   before), when a command, then exactly the events committed while handling
   it, or the error its caller gets; the result and the dead letters are on
-  the outcome.
+  the outcome. `AsyncBusScenario` does the same through an `AsyncMessageBus`
+  over an `AsyncMemoryStore`, inside an async test, where `given`,
+  `given_handled`, `then` and `then_raises` are awaited::
+
+      scenario = AsyncBusScenario(router, dependencies={"send_mail": Recorder()})
+      await scenario.given("Order-o1", OrderPlaced("o1", "c1", items, total, "EUR"))
+      await scenario.when(ConfirmOrder("o1")).then(like(OrderConfirmed))
 
 Expected events are compared in order and in full. An expected event is
 either an event, compared with `==` (a field set to `unittest.mock.ANY`
@@ -34,14 +40,17 @@ and, position by position, what differs.
 publisher): it records every call and can be told to fail.
 """
 
+from tidings.testing._async.bus import AsyncBusScenario
+from tidings.testing._sync.bus import BusScenario
 from tidings.testing.aggregates import AggregateOutcome, AggregateScenario
-from tidings.testing.bus import BusOutcome, BusScenario
 from tidings.testing.fakes import Call, Recorder
 from tidings.testing.matching import EventMatcher, Expected, like
+from tidings.testing.outcome import BusOutcome
 
 __all__ = [
     "AggregateOutcome",
     "AggregateScenario",
+    "AsyncBusScenario",
     "BusOutcome",
     "BusScenario",
     "Call",

@@ -3,52 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
-from tidings._sync.bus import MessageBus
-from tidings._sync.uow import UnitOfWork
+from tidings._async.bus import AsyncMessageBus
+from tidings._async.uow import AsyncUnitOfWork
 from tidings.codec import Codec
 from tidings.dead_letters import DeadLetter
 from tidings.handlers import Router
 from tidings.messages import Envelope, Event, Message
-from tidings.store._sync.memory import MemoryStore
+from tidings.store._async.memory import AsyncMemoryStore
 from tidings.testing.matching import Expected, check_events, check_message, count, listing
+from tidings.testing.outcome import BusOutcome
 
-__all__ = ["BusOutcome", "BusScenario"]
+__all__ = ["AsyncBusScenario"]
 
 X = TypeVar("X", bound=Exception)
 
 
-@dataclass(frozen=True, slots=True)
-class BusOutcome:
-    """What handling the `when` message did."""
-
-    result: Any
-    """What the bus returned to the caller."""
-    envelopes: tuple[Envelope[Event], ...]
-    """The events committed while handling it, with their envelopes, in log order."""
-    dead_letters: tuple[DeadLetter, ...]
-    """Event handlers that failed every attempt while handling it."""
-
-    @property
-    def events(self) -> tuple[Event, ...]:
-        """The events committed while handling the message, in log order."""
-        return tuple(envelope.message for envelope in self.envelopes)
-
-
-class BusScenario:
+class AsyncBusScenario:
     """Given a store's past, when a message, then exactly these committed events or this error.
 
     Built from the application's routers and the fakes its handlers need::
 
-        scenario = BusScenario(router, dependencies={"send_mail": Recorder()})
+        scenario = AsyncBusScenario(router, dependencies={"send_mail": Recorder()})
+        await scenario.given("Order-o1", OrderPlaced("o1"))
+        outcome = await scenario.when(ConfirmOrder("o1")).then(OrderConfirmed("o1"))
 
-    A unit of work over the scenario's `MemoryStore` is injected as `uow`
-    (made by `unit_of_work`, `UnitOfWork` unless given) unless `dependencies`
-    names one. An application with a composition root is built by it instead::
+    A unit of work over the scenario's `AsyncMemoryStore` is injected as `uow`
+    (made by `unit_of_work`, `AsyncUnitOfWork` unless given) unless
+    `dependencies` names one. An application with a composition root is built
+    by it instead::
 
-        scenario = BusScenario.using(lambda store: bootstrap(store=store, send_mail=mail))
+        scenario = AsyncBusScenario.using(lambda store: bootstrap(store=store, send_mail=mail))
 
     Either way the waits between retries are switched off. Every event
     committed while the message is handled is also handled by the bus, in
@@ -61,42 +47,46 @@ class BusScenario:
         handlers: Router | Iterable[Router],
         *,
         dependencies: Mapping[str | type, Any] | None = None,
-        unit_of_work: Callable[[MemoryStore], UnitOfWork] = UnitOfWork,
-        store: MemoryStore | None = None,
+        unit_of_work: Callable[[AsyncMemoryStore], AsyncUnitOfWork] = AsyncUnitOfWork,
+        store: AsyncMemoryStore | None = None,
         **bus_options: Any,
     ) -> None:
-        self.store = store if store is not None else MemoryStore()
+        self.store = store if store is not None else AsyncMemoryStore()
         provided = dict(dependencies or {})
-        self.uow: UnitOfWork | None = None
+        self.uow: AsyncUnitOfWork | None = None
         if "uow" not in provided:
             self.uow = unit_of_work(self.store)
             provided["uow"] = self.uow
         bus_options.setdefault("retry_waits", False)
-        self._start(self.store, MessageBus(handlers, dependencies=provided, **bus_options))
+        self._start(self.store, AsyncMessageBus(handlers, dependencies=provided, **bus_options))
 
     @classmethod
     def using(
-        cls, build: Callable[[MemoryStore], MessageBus], *, store: MemoryStore | None = None
+        cls,
+        build: Callable[[AsyncMemoryStore], AsyncMessageBus],
+        *,
+        store: AsyncMemoryStore | None = None,
     ) -> Self:
         """A scenario over the bus that `build` makes around the scenario's store."""
-        store = store if store is not None else MemoryStore()
+        store = store if store is not None else AsyncMemoryStore()
         bus = build(store)
-        if not isinstance(bus, MessageBus):
-            raise TypeError(f"the build function must return a MessageBus, not {bus!r}")
+        if not isinstance(bus, AsyncMessageBus):
+            wanted = "an AsyncMessageBus"  # sync: wanted = "a MessageBus"
+            raise TypeError(f"the build function must return {wanted}, not {bus!r}")
         bus.retry_waits = False
         scenario = cls.__new__(cls)
         scenario.uow = None
         scenario._start(store, bus)
         return scenario
 
-    def _start(self, store: MemoryStore, bus: MessageBus) -> None:
+    def _start(self, store: AsyncMemoryStore, bus: AsyncMessageBus) -> None:
         self.store = store
         self.bus = bus
         self.codec = Codec()
         self._when: Message | Envelope[Message] | None = None
         self._outcome: tuple[BusOutcome, Exception | None] | None = None
 
-    def given(self, stream: str, *events: Event) -> Self:
+    async def given(self, stream: str, *events: Event) -> Self:
         """Append `events` to `stream` in the store, as if committed earlier."""
         if not isinstance(stream, str):
             raise TypeError(f"given() takes the stream name first, then its events, not {stream!r}")
@@ -109,13 +99,13 @@ class BusScenario:
         for event in events:
             conversation = envelopes[0].correlation_id if envelopes else None
             envelopes.append(Envelope.new(event, correlation_id=conversation))
-        self.store.append(stream, [self.codec.new_event(e) for e in envelopes])
+        await self.store.append(stream, [self.codec.new_event(e) for e in envelopes])
         return self
 
-    def given_handled(self, *messages: Message) -> Self:
+    async def given_handled(self, *messages: Message) -> Self:
         """Handle `messages` through the bus first (for example commands that set up state)."""
         for message in messages:
-            self.bus.handle(message)
+            await self.bus.handle(message)
         return self
 
     def when(self, message: Message | Envelope[Message]) -> Self:
@@ -124,9 +114,9 @@ class BusScenario:
         self._outcome = None
         return self
 
-    def then(self, *expected: Expected, dead_letters: int = 0) -> BusOutcome:
+    async def then(self, *expected: Expected, dead_letters: int = 0) -> BusOutcome:
         """Assert handling committed exactly `expected`, in log order, and dead-lettered so many."""
-        outcome, error = self._run()
+        outcome, error = await self._run()
         if error is not None:
             raise AssertionError(
                 f"{self._subject()}: expected {count(len(expected))}, but the caller got "
@@ -145,9 +135,9 @@ class BusScenario:
             )
         return outcome
 
-    def then_raises(self, error: type[X], match: str | None = None) -> X:
+    async def then_raises(self, error: type[X], match: str | None = None) -> X:
         """Assert the caller got `error` (or a subclass), its message matching regex `match`."""
-        outcome, raised = self._run()
+        outcome, raised = await self._run()
         if raised is None:
             raise AssertionError(
                 f"{self._subject()}: expected {error.__name__}, but it returned "
@@ -161,27 +151,34 @@ class BusScenario:
         check_message(raised, match)
         return raised
 
-    def _run(self) -> tuple[BusOutcome, Exception | None]:
+    async def _run(self) -> tuple[BusOutcome, Exception | None]:
         if self._when is None:
             raise RuntimeError("call when(message) before then(...) or then_raises(...)")
         if self._outcome is None:
-            known = {letter.id for letter in self.bus.dead_letters.list()}
-            before = self._last_position()
+            known = {letter.id for letter in await self._dead_letters()}
+            before = await self._last_position()
             result: Any = None
             error: Exception | None = None
             try:
-                result = self.bus.handle(self._when)
+                result = await self.bus.handle(self._when)
             except Exception as exc:
                 error = exc
             committed = tuple(
-                self.codec.envelope(record) for record in self.store.read_all(after=before)
+                self.codec.envelope(record) for record in await self.store.read_all(after=before)
             )
-            letters = tuple(d for d in self.bus.dead_letters.list() if d.id not in known)
+            letters = tuple(d for d in await self._dead_letters() if d.id not in known)
             self._outcome = (BusOutcome(result, committed, letters), error)
         return self._outcome
 
-    def _last_position(self) -> int:
-        records = self.store.read_all()
+    async def _dead_letters(self) -> list[DeadLetter]:
+        """The bus's dead letters, kept in memory or in a dead-letter store."""
+        letters = self.bus.dead_letters.list()
+        if not isinstance(letters, list):  # sync:
+            letters = await letters  # sync:
+        return letters
+
+    async def _last_position(self) -> int:
+        records = await self.store.read_all()
         return records[-1].position if records else 0
 
     def _subject(self) -> str:
