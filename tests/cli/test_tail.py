@@ -28,6 +28,7 @@ class Tail:
         self.process = process
         self.stdout: queue.Queue[str] = queue.Queue()
         self.stderr: queue.Queue[str] = queue.Queue()
+        self.started = ""  # the line that says where following began
         self._pumps = [
             threading.Thread(target=_pump, args=(stream, lines), daemon=True)
             for stream, lines in ((process.stdout, self.stdout), (process.stderr, self.stderr))
@@ -77,6 +78,7 @@ def tail(store: Store, *args: str) -> Iterator[Tail]:
     try:
         ready = running.stderr.get(timeout=_WAIT)
         assert ready.startswith("following from position"), ready
+        running.started = ready.strip()
         yield running
     finally:
         if process.poll() is None:
@@ -105,6 +107,28 @@ def test_follows_new_events_from_the_head_and_stops_cleanly(store: Store) -> Non
     assert first["event_id"] == str(confirmed.message_id)
     assert (second["stream"], second["causation_id"]) == ("Payment-1", str(confirmed.message_id))
     assert second["position"] > first["position"]
+
+
+def test_from_the_head_with_a_filter_prints_only_what_commits_later(store: Store) -> None:
+    store.append("Order-1", Envelope.new(OrderPlaced("1", Decimal(1))))
+    # The head is past the last Order event: following starts there all the same.
+    store.append("Payment-1", *[Envelope.new(PaymentRequested(str(n))) for n in range(600)])
+    head = store.open()
+    try:
+        position = head.head_position()
+    finally:
+        head.close()
+    with tail(store, "--json", "--category", "Order") as running:
+        store.append("Payment-2", Envelope.new(PaymentRequested("2")))
+        store.append("Order-2", Envelope.new(OrderPlaced("2", Decimal(2))))
+        new = running.event()
+
+        assert running.stop() == 0
+        assert running.rest(running.stdout) == []
+        assert running.rest(running.stderr) == []
+    assert running.started == f"following from position {position}"
+    assert (new["stream"], new["version"]) == ("Order-2", 1)
+    assert new["position"] > position
 
 
 def test_from_start_prints_the_log_then_follows_with_filters(store: Store) -> None:

@@ -93,16 +93,23 @@ def test_an_unknown_correlation_id_is_reported(store: Store) -> None:
     assert result.stderr.strip() == f"tidings: error: no stored event has correlation id {missing}"
 
 
-def test_the_whole_log_is_searched_page_after_page(store: Store) -> None:
-    unrelated = [Envelope.new(OrderConfirmed(str(n))) for n in range(1200)]
-    store.append("Order-0", *unrelated)
-    placed = Envelope.new(OrderPlaced("1", Decimal("5")))
+def test_a_request_is_found_among_many_events(store: Store) -> None:
+    place = Envelope.new(PlaceOrder("1"))
+    placed = place.caused(OrderPlaced("1", Decimal("5")))
+    confirmed = place.caused(OrderConfirmed("1"))
+    store.append("Order-0", *[Envelope.new(OrderConfirmed(str(n))) for n in range(1500)])
     store.append("Order-1", placed)
+    store.append("Order-2", *[Envelope.new(OrderConfirmed(str(n))) for n in range(1500)])
+    store.append("Order-1", confirmed)
+    store.append("Order-3", *[Envelope.new(OrderConfirmed(str(n))) for n in range(500)])
 
-    result = invoke("trace", str(placed.correlation_id), "--store", store.url)
+    result = invoke("trace", str(place.correlation_id), "--store", store.url)
 
     assert result.exit_code == 0, result.output
-    assert [text.split()[0] for _, text in _depths(result.stdout)] == [
-        "correlation",
-        "cli.OrderPlaced",
+    assert result.stderr == ""
+    assert [text.split()[:2] for _, text in _depths(result.stdout)] == [
+        ["correlation", str(place.correlation_id)],
+        [str(place.message_id), "(the"],
+        ["cli.OrderPlaced", "Order-1@1"],
+        ["cli.OrderConfirmed", "Order-1@2"],
     ]

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,8 @@ def test_negative_limits_are_refused(store: EventStore) -> None:
         store.read_stream("Order-1", limit=-1)
     with pytest.raises(ValueError, match="limit"):
         store.list_streams(limit=-1)
+    with pytest.raises(ValueError, match="limit"):
+        store.read_correlated(uuid.uuid4(), limit=-1)
 
 
 # Reading a stream
@@ -434,6 +437,104 @@ def test_read_all_filters_by_category_and_type(
     if "limit" not in filters:
         after_first = [mixed[i] for i in expected if i > 0]
         assert store.read_all(after=mixed[0].position, **filters) == after_first
+
+
+# Reading one correlation id, and the head of $all
+
+
+def in_request(correlation_id: uuid.UUID, count: int = 1) -> list[NewEvent]:
+    """Events of the request `correlation_id`."""
+    return [replace(event, correlation_id=correlation_id) for event in new_events(count)]
+
+
+def test_read_correlated_keeps_each_request_apart_in_all_order(store: EventStore) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    store.append("Order-1", [*in_request(first), *in_request(second), *in_request(first)])
+    store.append("Payment-1", in_request(second, 2))
+    store.append("Order-2", new_events(3))
+    with store.transaction() as tx:
+        tx.append("Shipment-1", in_request(first))
+        tx.append("Order-1", in_request(second))
+    store.append("Payment-2", in_request(first))
+    log = store.read_all()
+
+    for request, count in ((first, 4), (second, 4)):
+        found = store.read_correlated(request)
+        assert found == [record for record in log if record.correlation_id == request]
+        assert len(found) == count
+        assert_increasing([record.position for record in found])
+
+
+def test_read_correlated_of_an_unknown_id_is_empty(store: EventStore) -> None:
+    assert store.read_correlated(uuid.uuid4()) == []
+    store.append("Order-1", new_events(2))
+    assert store.read_correlated(uuid.uuid4()) == []
+
+
+def test_read_correlated_with_a_limit_returns_the_first_events(store: EventStore) -> None:
+    request = uuid.uuid4()
+    for index in range(4):
+        store.append(f"Order-{index}", [*new_events(1), *in_request(request)])
+    found = store.read_correlated(request)
+
+    assert len(found) == 4
+    assert store.read_correlated(request, limit=3) == found[:3]
+    assert store.read_correlated(request, limit=10) == found
+    assert store.read_correlated(request, limit=0) == []
+
+
+def test_read_correlated_includes_events_of_deleted_streams(store: EventStore) -> None:
+    request = uuid.uuid4()
+    store.append("Order-1", in_request(request, 2))
+    store.append("Payment-1", in_request(request))
+    store.delete_stream("Order-1")
+
+    assert [(r.stream, r.version) for r in store.read_correlated(request)] == [
+        ("Order-1", 1),
+        ("Order-1", 2),
+        ("Payment-1", 1),
+    ]
+
+
+def test_read_correlated_leaves_out_uncommitted_and_rolled_back_events(
+    store: EventStore,
+) -> None:
+    request = uuid.uuid4()
+    committed = store.append("Order-1", in_request(request))
+    with store.transaction() as tx:
+        tx.append("Order-2", in_request(request))
+        assert [r.position for r in store.read_correlated(request)] == list(committed.positions)
+        tx.rollback()
+
+    assert [r.position for r in store.read_correlated(request)] == list(committed.positions)
+
+
+def test_head_position_is_the_last_position_of_all(store: EventStore) -> None:
+    assert store.head_position() == 0
+
+    store.append("Order-1", new_events(2))
+    assert store.head_position() == store.read_all()[-1].position
+    last = store.append("Order-2", new_events(1)).positions[-1]
+    store.delete_stream("Order-2")
+
+    assert store.head_position() == last
+    assert store.read_all(after=store.head_position()) == []
+
+
+def test_head_position_stays_put_while_a_transaction_is_open_or_rolled_back(
+    store: EventStore,
+) -> None:
+    (head,) = store.append("Order-1", new_events(1)).positions
+    with store.transaction() as tx:
+        tx.append("Order-2", new_events(2))
+        assert store.head_position() == head
+        tx.rollback()
+    assert store.head_position() == head
+
+    with store.transaction() as tx:
+        appended = tx.append("Order-2", new_events(2))
+        assert store.head_position() == head
+    assert store.head_position() == appended.positions[-1]
 
 
 # Transactions

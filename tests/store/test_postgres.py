@@ -11,13 +11,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import anyio
 import pytest
+from anyio.from_thread import start_blocking_portal
 
 from tests.services import postgres_dsn
+from tests.store.backends import Blocking
 from tidings.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -125,6 +129,51 @@ def test_a_reader_waits_for_a_transaction_held_open(store: PostgresStore, outcom
         assert ids(seen) == later_ids
     positions = [record.position for record in seen]
     assert positions == sorted(set(positions))
+
+
+@pytest.fixture(params=["sync", "async"])
+def either_store(request: pytest.FixtureRequest, dsn: str, schema: str) -> Iterator[Any]:
+    """The blocking store, or the async one called through a portal."""
+    if request.param == "sync":
+        blocking = PostgresStore(dsn, schema=schema)
+        yield blocking
+        blocking.close()
+        return
+    with start_blocking_portal() as portal:
+        wrapped = Blocking(portal.call(partial(AsyncPostgresStore, dsn, schema=schema)), portal)
+        yield wrapped
+        wrapped.close()
+
+
+def in_request(correlation_id: uuid.UUID, count: int = 1) -> list[NewEvent]:
+    return [replace(event, correlation_id=correlation_id) for event in new_events(count)]
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_a_transaction_held_open_holds_back_the_head_and_correlated_reads(
+    either_store: Any, outcome: str
+) -> None:
+    store = either_store
+    request = uuid.uuid4()
+    (start,) = store.append("Seed-1", in_request(request)).positions
+
+    with store.transaction() as tx:
+        held = tx.append("Held-1", in_request(request)).positions
+        later = store.append("Later-1", in_request(request)).positions
+        assert max(held) < min(later)
+        # Later-1 committed, but showing it would put it before Held-1, which may commit yet.
+        assert store.stream_version("Later-1") == 1
+        assert store.head_position() == start
+        assert [r.position for r in store.read_correlated(request)] == [start]
+        if outcome == "rollback":
+            tx.rollback()
+
+    found = [r.position for r in store.read_correlated(request)]
+    if outcome == "commit":
+        assert found == [start, *held, *later]
+    else:
+        assert found == [start, *later]
+    assert store.head_position() == later[-1]
 
 
 def test_an_application_write_before_the_events_holds_readers_back(
@@ -420,6 +469,9 @@ def test_a_schema_at_version_1_gains_the_snapshot_table_and_keeps_its_events(
     with psycopg.connect(dsn) as raw:  # as the first release left it
         raw.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "snapshots")))
         raw.execute(
+            sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, "events_correlation_position"))
+        )
+        raw.execute(
             sql.SQL("DELETE FROM {} WHERE version > 1").format(
                 sql.Identifier(schema, "schema_version")
             )
@@ -432,6 +484,46 @@ def test_a_schema_at_version_1_gains_the_snapshot_table_and_keeps_its_events(
         assert store.read_snapshot("Order-1") == Snapshot("Order-1", 2, "shape", b"{}")
     finally:
         store.close()
+
+
+def test_a_schema_at_version_2_gains_the_correlation_index_and_keeps_its_events(
+    dsn: str, schema: str
+) -> None:
+    request = uuid.uuid4()
+    first = PostgresStore(dsn, schema=schema)
+    first.append("Order-1", new_events(2))
+    (position,) = first.append("Order-2", in_request(request)).positions
+    first.close()
+    with psycopg.connect(dsn) as raw:  # as the second release left it
+        raw.execute(
+            sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, "events_correlation_position"))
+        )
+        raw.execute(
+            sql.SQL("DELETE FROM {} WHERE version > 2").format(
+                sql.Identifier(schema, "schema_version")
+            )
+        )
+
+    store = PostgresStore(dsn, schema=schema)
+    try:
+        assert [(r.stream, r.position) for r in store.read_correlated(request)] == [
+            ("Order-2", position)
+        ]
+        assert store.head_position() == position
+    finally:
+        store.close()
+    with psycopg.connect(dsn) as raw:
+        indexes = raw.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 'events'",
+            (schema,),
+        ).fetchall()
+        recorded = raw.execute(
+            sql.SQL("SELECT version FROM {} ORDER BY version").format(
+                sql.Identifier(schema, "schema_version")
+            )
+        ).fetchall()
+    assert any('(correlation_id, "position")' in row[0] for row in indexes), indexes
+    assert recorded == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
 
 
 def test_concurrent_first_users_create_the_schema_once(dsn: str, schema: str) -> None:

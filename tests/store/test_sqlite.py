@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def test_a_file_at_schema_1_gains_the_snapshot_table_and_keeps_its_events(path: 
     store.close()
     with sqlite3.connect(path) as raw:  # as the first release left it
         raw.execute("DROP TABLE tidings_snapshots")
+        raw.execute("DROP INDEX tidings_events_correlation")
         raw.execute("DELETE FROM tidings_schema WHERE version > 1")
     raw.close()
 
@@ -82,7 +84,38 @@ def test_a_file_at_schema_1_gains_the_snapshot_table_and_keeps_its_events(path: 
     with sqlite3.connect(path) as raw:
         recorded = raw.execute("SELECT version FROM tidings_schema ORDER BY version").fetchall()
     raw.close()
-    assert recorded == [(1,), (2,)]
+    assert recorded == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_a_file_at_schema_2_gains_the_correlation_index_and_keeps_its_events(
+    path: Path,
+) -> None:
+    request = uuid.uuid4()
+    store = SQLiteStore(path)
+    store.append("Order-1", new_events(2))
+    store.append("Order-2", [replace(new_events(1)[0], correlation_id=request)])
+    store.close()
+    with sqlite3.connect(path) as raw:  # as the second release left it
+        raw.execute("DROP INDEX tidings_events_correlation")
+        raw.execute("DELETE FROM tidings_schema WHERE version > 2")
+    raw.close()
+
+    store = SQLiteStore(path)
+    try:
+        assert [(r.stream, r.position) for r in store.read_correlated(request)] == [("Order-2", 3)]
+        assert store.head_position() == 3
+    finally:
+        store.close()
+    with sqlite3.connect(path) as raw:
+        recorded = raw.execute("SELECT version FROM tidings_schema ORDER BY version").fetchall()
+        plan = raw.execute(
+            "EXPLAIN QUERY PLAN SELECT position FROM tidings_events"
+            " WHERE correlation_id = ? ORDER BY position",
+            (request.bytes,),
+        ).fetchall()
+    raw.close()
+    assert recorded == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
+    assert any("USING COVERING INDEX tidings_events_correlation" in row[-1] for row in plan), plan
 
 
 def test_events_survive_reopening_the_file(path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Collection
 from typing import Annotated
 
 import typer
@@ -22,7 +21,6 @@ from tidings.cli.options import (
 )
 from tidings.cli.output import event_text, stdout, write_json_lines
 from tidings.codec import Codec
-from tidings.store import EventStore
 from tidings.store.urls import DEFAULT_STORE_URL
 
 __all__ = ["tail"]
@@ -57,7 +55,7 @@ def tail(
     console = stdout()
     with opened_store(store) as event_store:
         try:
-            position = 0 if from_start else _head(event_store, categories, types)
+            position = 0 if from_start else event_store.head_position()
             typer.echo(f"following from position {position}", err=True)
             while True:
                 records = event_store.read_all(
@@ -75,15 +73,3 @@ def tail(
                     time.sleep(interval)
         except KeyboardInterrupt:
             pass  # Ctrl-C is how tail ends
-
-
-def _head(
-    store: EventStore, categories: Collection[str] | None, types: Collection[str] | None
-) -> int:
-    """The position of the last matching event: following starts after it."""
-    position = 0
-    while records := store.read_all(
-        after=position, limit=_BATCH, categories=categories, types=types
-    ):
-        position = records[-1].position
-    return position

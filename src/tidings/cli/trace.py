@@ -6,8 +6,6 @@ from typing import Annotated
 from uuid import UUID
 
 import typer
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.text import Text
 from rich.tree import Tree
 
@@ -15,12 +13,10 @@ from tidings.cli.group import fail
 from tidings.cli.options import ImportOption, StoreOption, import_modules, opened_store, parse_uuid
 from tidings.cli.output import payload_text, stdout, time_text
 from tidings.codec import Codec
-from tidings.store import EventStore, RecordedEvent
+from tidings.store import RecordedEvent
 from tidings.store.urls import DEFAULT_STORE_URL
 
 __all__ = ["causation_tree", "trace"]
-
-_BATCH = 1000
 
 
 def trace(
@@ -38,32 +34,10 @@ def trace(
     correlation = parse_uuid(correlation_id, "CORRELATION_ID")
     import_modules(modules)
     with opened_store(store) as event_store:
-        records = _correlated(event_store, correlation)
+        records = event_store.read_correlated(correlation)
     if not records:
         fail(f"no stored event has correlation id {correlation}")
     stdout().print(causation_tree(correlation, records, Codec()))
-
-
-def _correlated(store: EventStore, correlation: UUID) -> list[RecordedEvent]:
-    """Every event of `$all` in this conversation, found by reading the whole log."""
-    found: list[RecordedEvent] = []
-    scanned = 0
-    console = Console(stderr=True)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
-        task = progress.add_task("reading $all")
-        position = 0
-        while records := store.read_all(after=position, limit=_BATCH):
-            found.extend(record for record in records if record.correlation_id == correlation)
-            position = records[-1].position
-            scanned += len(records)
-            progress.update(task, description=f"read {scanned} events, {len(found)} in the request")
-    return found
 
 
 def causation_tree(correlation: UUID, records: list[RecordedEvent], codec: Codec) -> Tree:

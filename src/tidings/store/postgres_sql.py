@@ -6,7 +6,8 @@ one schema (`tidings` unless told otherwise):
 
 - `events`: every event; `position` is its place in `$all` (see
   `tidings.store._async.postgres` for how it is made and why no reader skips
-  one), `UNIQUE (stream, version)` and `UNIQUE (event_id)` back the append.
+  one), `UNIQUE (stream, version)` and `UNIQUE (event_id)` back the append,
+  indexes on `(category, position)` and `(correlation_id, position)` serve reads.
 - `streams`: each stream's last version, the position of its last event, and
   its soft delete (`deleted`, `first_version`).
 - `schema_version`: the migrations applied, so a later release can migrate a
@@ -58,7 +59,7 @@ __all__ = [
     "translated",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this release writes; databases at an older version are migrated on first use."""
 
 INDEX_BITS = 20
@@ -188,6 +189,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    3: ("CREATE INDEX events_correlation_position ON {events} (correlation_id, position)",),
 }
 
 
@@ -245,6 +247,8 @@ class Statements:
     read_forwards: str
     read_backwards: str
     read_all: dict[tuple[bool, bool], str]
+    read_correlated: str
+    head_position: str
     stream_version: str
     list_streams: dict[tuple[bool, bool], str]
     lock_stream: str
@@ -271,10 +275,8 @@ class Statements:
             " ORDER BY version {order} LIMIT %b"
         )
         # Only events of transactions older than every running one: see the store's docstring.
-        read_all = render(
-            f"SELECT {_COLUMNS} FROM {{events}} WHERE position > %b AND position"
-            f" < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {{index_span}}"
-        )
+        readable = "position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * {index_span}"
+        read_all = render(f"SELECT {_COLUMNS} FROM {{events}} WHERE position > %b AND {readable}")
         list_streams = render(
             "SELECT name, version, first_version, deleted FROM {streams} WHERE name > %b"
         )
@@ -334,6 +336,13 @@ class Statements:
                 for by_category in (False, True)
                 for by_type in (False, True)
             },
+            read_correlated=render(
+                f"SELECT {_COLUMNS} FROM {{events}} WHERE correlation_id = %b AND {readable}"
+                " ORDER BY position LIMIT %b"
+            ),
+            head_position=render(
+                f"SELECT position FROM {{events}} WHERE {readable} ORDER BY position DESC LIMIT 1"
+            ),
             stream_version=render("SELECT version FROM {streams} WHERE name = %b AND NOT deleted"),
             list_streams={
                 (by_category, with_deleted): list_streams

@@ -33,18 +33,20 @@ __all__ = [
     "append",
     "database_file",
     "delete_stream",
+    "head_position",
     "join",
     "list_streams",
     "migrate",
     "raise_unavailable",
     "read_all",
+    "read_correlated",
     "read_snapshot",
     "read_stream",
     "save_snapshot",
     "stream_version",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this release writes; files at an older version are migrated on first use."""
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -88,6 +90,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID
         """,
     ),
+    3: ("CREATE INDEX tidings_events_correlation ON tidings_events (correlation_id, position)",),
 }
 
 # IN lists stay well under SQLite's limit on bound parameters (999 before 3.32).
@@ -306,6 +309,25 @@ def read_all(
     sql += " ORDER BY position LIMIT ?"
     params.append(-1 if limit is None else limit)
     return list(map(_record, connection.execute(sql, params)))
+
+
+def read_correlated(
+    connection: sqlite3.Connection, correlation_id: UUID, limit: int | None
+) -> list[RecordedEvent]:
+    """The events of one correlation id, in `$all` order; see `AsyncEventStore.read_correlated`."""
+    rows = connection.execute(
+        f"SELECT {_COLUMNS} FROM tidings_events WHERE correlation_id = ? ORDER BY position LIMIT ?",
+        (correlation_id.bytes, -1 if limit is None else limit),
+    )
+    return list(map(_record, rows))
+
+
+def head_position(connection: sqlite3.Connection) -> int:
+    """The last position of `$all`, 0 when it is empty: the row id's maximum, found at once."""
+    (position,) = connection.execute(
+        "SELECT coalesce(max(position), 0) FROM tidings_events"
+    ).fetchone()
+    return int(position)
 
 
 def stream_version(connection: sqlite3.Connection, stream: str) -> int | None:

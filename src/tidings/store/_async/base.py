@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
+from uuid import UUID
 
 from tidings.store.records import (
     AppendResult,
@@ -130,6 +131,25 @@ class AsyncEventStore(Protocol):
 
         `categories` and `types` keep only events whose stream category or type
         is among them. Events of soft-deleted streams are included.
+        """
+        ...
+
+    async def read_correlated(
+        self, correlation_id: UUID, *, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The events of `$all` whose correlation id is `correlation_id`, in `$all` order.
+
+        At most `limit` of them. An index finds them, without reading the rest
+        of the log; as in `read_all`, events of soft-deleted streams are included
+        and none is shown before an event below it that has yet to commit.
+        """
+        ...
+
+    async def head_position(self) -> int:
+        """The position of the last event `read_all` returns now; 0 when it returns none.
+
+        Cheap, whatever the log's length: reading `$all` after it starts at what
+        commits next, as a subscriber that starts from now does.
         """
         ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import anyio  # sync: import threading
 
@@ -56,6 +57,7 @@ class _Log:
     events: list[RecordedEvent] = field(default_factory=list)
     streams: dict[str, _Stream] = field(default_factory=dict)
     by_id: dict[object, RecordedEvent] = field(default_factory=dict)
+    by_correlation: dict[UUID, list[RecordedEvent]] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
 
 
@@ -139,6 +141,19 @@ class AsyncMemoryStore:
             if limit is not None and len(selected) >= limit:
                 break
         return selected
+
+    async def read_correlated(
+        self, correlation_id: UUID, *, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        self._check_open()
+        check_limit(limit)
+        correlated = self._log.by_correlation.get(correlation_id, [])
+        return correlated[:limit] if limit is not None else list(correlated)
+
+    async def head_position(self) -> int:
+        self._check_open()
+        # Positions are dense from 1, so the last one is the number of events.
+        return len(self._log.events)
 
     async def stream_version(self, stream: str) -> int | None:
         self._check_open()
@@ -284,6 +299,7 @@ class AsyncMemoryTransaction:
             found.records.append(record)
             found.deleted = False
             log.by_id[record.event_id] = record
+            log.by_correlation.setdefault(record.correlation_id, []).append(record)
             self.last_position = record.position
         self._staged = []
         self.finished = True

@@ -58,6 +58,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 import anyio  # sync: import threading
 import psycopg
@@ -195,6 +196,21 @@ class AsyncPostgresStore:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
             await cursor.execute(self._sql.read_all[variant], params)
             return await cursor.fetchall()
+
+    async def read_correlated(
+        self, correlation_id: UUID, *, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        async with self._connection() as connection:
+            cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
+            await cursor.execute(self._sql.read_correlated, (correlation_id, limit))
+            return await cursor.fetchall()
+
+    async def head_position(self) -> int:
+        async with self._connection() as connection:
+            cursor = await connection.execute(self._sql.head_position, binary=True)
+            row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
 
     async def stream_version(self, stream: str) -> int | None:
         async with self._connection() as connection:

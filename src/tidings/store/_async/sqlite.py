@@ -28,6 +28,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
+from uuid import UUID
 
 import anyio  # sync: import threading
 
@@ -144,6 +145,17 @@ class AsyncSQLiteStore:
         return await self._read(
             lambda connection: sqlite_sql.read_all(connection, after, limit, categories, types)
         )
+
+    async def read_correlated(
+        self, correlation_id: UUID, *, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        return await self._read(
+            lambda connection: sqlite_sql.read_correlated(connection, correlation_id, limit)
+        )
+
+    async def head_position(self) -> int:
+        return await self._read(sqlite_sql.head_position)
 
     async def stream_version(self, stream: str) -> int | None:
         return await self._read(lambda connection: sqlite_sql.stream_version(connection, stream))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Callable, Collection, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import threading
 
@@ -57,6 +58,7 @@ class _Log:
     events: list[RecordedEvent] = field(default_factory=list)
     streams: dict[str, _Stream] = field(default_factory=dict)
     by_id: dict[object, RecordedEvent] = field(default_factory=dict)
+    by_correlation: dict[UUID, list[RecordedEvent]] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
 
 
@@ -140,6 +142,19 @@ class MemoryStore:
             if limit is not None and len(selected) >= limit:
                 break
         return selected
+
+    def read_correlated(
+        self, correlation_id: UUID, *, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        self._check_open()
+        check_limit(limit)
+        correlated = self._log.by_correlation.get(correlation_id, [])
+        return correlated[:limit] if limit is not None else list(correlated)
+
+    def head_position(self) -> int:
+        self._check_open()
+        # Positions are dense from 1, so the last one is the number of events.
+        return len(self._log.events)
 
     def stream_version(self, stream: str) -> int | None:
         self._check_open()
@@ -285,6 +300,7 @@ class MemoryTransaction:
             found.records.append(record)
             found.deleted = False
             log.by_id[record.event_id] = record
+            log.by_correlation.setdefault(record.correlation_id, []).append(record)
             self.last_position = record.position
         self._staged = []
         self.finished = True

@@ -59,6 +59,7 @@ import contextlib
 from collections.abc import Iterator, Awaitable, Callable, Collection, Sequence
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 import threading
 import psycopg
@@ -196,6 +197,21 @@ class PostgresStore:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
             cursor.execute(self._sql.read_all[variant], params)
             return cursor.fetchall()
+
+    def read_correlated(
+        self, correlation_id: UUID, *, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        with self._connection() as connection:
+            cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
+            cursor.execute(self._sql.read_correlated, (correlation_id, limit))
+            return cursor.fetchall()
+
+    def head_position(self) -> int:
+        with self._connection() as connection:
+            cursor = connection.execute(self._sql.head_position, binary=True)
+            row = cursor.fetchone()
+        return 0 if row is None else int(row[0])
 
     def stream_version(self, stream: str) -> int | None:
         with self._connection() as connection:

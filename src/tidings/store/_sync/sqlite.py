@@ -29,6 +29,7 @@ import sqlite3
 from collections.abc import Iterator, Callable, Collection, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
+from uuid import UUID
 
 import threading
 
@@ -145,6 +146,17 @@ class SQLiteStore:
         return self._read(
             lambda connection: sqlite_sql.read_all(connection, after, limit, categories, types)
         )
+
+    def read_correlated(
+        self, correlation_id: UUID, *, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        check_limit(limit)
+        return self._read(
+            lambda connection: sqlite_sql.read_correlated(connection, correlation_id, limit)
+        )
+
+    def head_position(self) -> int:
+        return self._read(sqlite_sql.head_position)
 
     def stream_version(self, stream: str) -> int | None:
         return self._read(lambda connection: sqlite_sql.stream_version(connection, stream))
