@@ -182,8 +182,8 @@ class AsyncCheckpoints:
     async def head(self, tx: Any) -> int:
         """The last readable position of the log."""
         if self._dialect is None:
-            last = await self.store.read_all(after=0)
-            return last[-1].position if last else 0
+            head: int = await self.store.head_position()
+            return head
         rows = await self._run(tx, tables.HEAD)
         return int(rows[0][0])
 

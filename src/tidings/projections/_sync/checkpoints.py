@@ -183,8 +183,8 @@ class Checkpoints:
     def head(self, tx: Any) -> int:
         """The last readable position of the log."""
         if self._dialect is None:
-            last = self.store.read_all(after=0)
-            return last[-1].position if last else 0
+            head: int = self.store.head_position()
+            return head
         rows = self._run(tx, tables.HEAD)
         return int(rows[0][0])
 
