@@ -578,3 +578,12 @@ def test_a_transaction_appends_at_most_2_to_the_20_events(store: PostgresStore) 
         tx.append("Order-1", new_events(1))
         tx.append("Order-2", too_many[:EVENTS_PER_TRANSACTION])
     assert store.read_all() == []
+
+
+def test_migrate_makes_the_schema_now_and_tells_the_versions(dsn: str, schema: str) -> None:
+    first = PostgresStore(dsn, schema=schema)
+    assert first.migrate() == (0, SCHEMA_VERSION)
+    first.close()
+    second = PostgresStore(dsn, schema=schema)
+    assert second.migrate() == (SCHEMA_VERSION, SCHEMA_VERSION)
+    second.close()

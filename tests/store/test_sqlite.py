@@ -272,3 +272,13 @@ def test_async_tasks_holding_transactions_across_awaits_take_turns(path: Path) -
     for index in range(8):
         mine = [version for stream, version in written if stream == f"Task-{index}"]
         assert mine == [1, 2]
+
+
+def test_migrate_makes_the_schema_now_and_tells_the_versions(tmp_path: Path) -> None:
+    first = SQLiteStore(tmp_path / "events.db")
+    assert first.migrate() == (0, SCHEMA_VERSION)
+    assert first.migrate() == (0, SCHEMA_VERSION)  # what this store's first use did
+    first.close()
+    second = SQLiteStore(tmp_path / "events.db")
+    assert second.migrate() == (SCHEMA_VERSION, SCHEMA_VERSION)
+    second.close()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import typer
 
-from tidings.cli.options import StoreOption, opened_store, require_postgres_extra
-from tidings.errors import StoreUnavailable
+from tidings.cli.options import StoreOption, opened_store
 from tidings.store.urls import (
     DEFAULT_STORE_URL,
     MemoryURL,
@@ -18,6 +16,14 @@ from tidings.store.urls import (
 )
 
 __all__ = ["db_app"]
+
+
+@runtime_checkable
+class _Migratable(Protocol):
+    """The SQLite and PostgreSQL stores (the memory store has no schema)."""
+
+    def migrate(self) -> tuple[int, int]: ...
+
 
 db_app = typer.Typer(name="db", help="Create or migrate the event store's schema.")
 
@@ -45,60 +51,10 @@ def _migrate(url: str) -> tuple[SQLiteURL | PostgresURL, int, int]:
     target = parse_store_url(url)
     if isinstance(target, MemoryURL):
         raise typer.BadParameter("the memory store has no schema", param_hint="--store")
-    if isinstance(target, PostgresURL):
-        require_postgres_extra()
-    before = _schema_version(target)
     with opened_store(url, must_exist=False) as store:
-        store.list_streams(limit=1)  # the first use of a store creates or migrates its schema
-    return target, before, _schema_version(target)
-
-
-def _schema_version(target: SQLiteURL | PostgresURL) -> int:
-    if isinstance(target, SQLiteURL):
-        return _sqlite_schema_version(target.path)
-    return _postgres_schema_version(target.conninfo, target.schema)
-
-
-def _sqlite_schema_version(path: str) -> int:
-    file = Path(path)
-    if not file.exists():
-        return 0
-    try:
-        connection = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            known = connection.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tidings_schema'"
-            ).fetchone()
-            if known is None:
-                return 0
-            (version,) = connection.execute(
-                "SELECT coalesce(max(version), 0) FROM tidings_schema"
-            ).fetchone()
-            return int(version)
-        finally:
-            connection.close()
-    except sqlite3.Error as exc:
-        raise StoreUnavailable(f"SQLite database {path!r}: {exc}") from exc
-
-
-def _postgres_schema_version(conninfo: str, schema: str) -> int:
-    import psycopg
-
-    from tidings.store.postgres_sql import Statements
-
-    statements = Statements.for_schema(schema)
-    try:
-        with psycopg.connect(conninfo, autocommit=True) as connection:
-            (table,) = connection.execute(
-                "SELECT to_regclass(%s)", (statements.schema_version_table,)
-            ).fetchone() or (None,)
-            if table is None:
-                return 0
-            (version,) = connection.execute(statements.current_schema_version).fetchone() or (0,)
-            return int(version or 0)
-    except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreachable"
-        raise StoreUnavailable(f"PostgreSQL schema {schema!r}: {reason}") from exc
+        assert isinstance(store, _Migratable)
+        before, after = store.migrate()
+    return target, before, after
 
 
 def _where(target: SQLiteURL | PostgresURL) -> str:

@@ -130,21 +130,24 @@ def raise_unavailable(path: str, exc: sqlite3.Error) -> NoReturn:
     raise exc
 
 
-def migrate(connection: sqlite3.Connection) -> None:
+def migrate(connection: sqlite3.Connection) -> tuple[int, int]:
     """Create the schema, or bring an older one up to `SCHEMA_VERSION`, in one transaction.
 
-    A schema already current is only read, so opening a store never waits for a writer.
+    Returns the versions before and after (0: no schema). A schema already
+    current is only read, so opening a store never waits for a writer.
     """
-    if _schema_version(connection) == SCHEMA_VERSION:
-        return
+    before = _schema_version(connection)
+    if before == SCHEMA_VERSION:
+        return before, before
     connection.execute("BEGIN IMMEDIATE")
     try:
-        _upgrade(connection)
+        before = _upgrade(connection)
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
+    return before, SCHEMA_VERSION
 
 
 def join(connection: sqlite3.Connection) -> None:
@@ -190,8 +193,8 @@ def _schema_version(connection: sqlite3.Connection) -> int:
     return int(current)
 
 
-def _upgrade(connection: sqlite3.Connection) -> None:
-    """Create or migrate the schema inside the connection's open transaction."""
+def _upgrade(connection: sqlite3.Connection) -> int:
+    """Create or migrate the schema inside the connection's open transaction; the old version."""
     connection.execute(
         "CREATE TABLE IF NOT EXISTS tidings_schema ("
         " version INTEGER PRIMARY KEY,"
@@ -209,6 +212,7 @@ def _upgrade(connection: sqlite3.Connection) -> None:
         for statement in _MIGRATIONS[version]:
             connection.execute(statement)
         connection.execute("INSERT INTO tidings_schema (version) VALUES (?)", (version,))
+    return int(current)
 
 
 def append(

@@ -134,6 +134,7 @@ class AsyncPostgresStore:
         )
         self._lock = anyio.Lock()  # sync: self._lock = threading.Lock()
         self._ready = False
+        self._migration = (0, 0)  # the schema versions before and after the first use
         self._closed = False
 
     @asynccontextmanager
@@ -263,6 +264,15 @@ class AsyncPostgresStore:
             await cursor.execute(self._sql.read_snapshot, (stream,))
             return await cursor.fetchone()
 
+    async def migrate(self) -> tuple[int, int]:
+        """Create or migrate the schema now rather than at first use.
+
+        Returns the schema versions before and after this store's first use
+        of the database (0: there was no schema).
+        """
+        await self._prepare()
+        return self._migration
+
     def joined(self, connection: AsyncConnection[Any]) -> AsyncPostgresJoinedWriter:
         """Appends and reads in the transaction someone else holds open on `connection`.
 
@@ -299,7 +309,7 @@ class AsyncPostgresStore:
             with translated():
                 await self._pool.open()
                 async with self._pool.connection() as connection:
-                    await _migrate(connection, self._sql, self.schema)
+                    self._migration = await _migrate(connection, self._sql, self.schema)
             self._ready = True
 
     def _check_open(self) -> None:
@@ -483,7 +493,10 @@ async def _shielded(cleanup: Callable[[], Awaitable[None]]) -> None:
         await cleanup()  # sync:
 
 
-async def _migrate(connection: AsyncConnection[Any], statements: Statements, schema: str) -> None:
+async def _migrate(
+    connection: AsyncConnection[Any], statements: Statements, schema: str
+) -> tuple[int, int]:
+    """Create the schema or bring it up to `SCHEMA_VERSION`; the versions before and after."""
     # Tuple rows whatever the connection's own row factory: it may be an application's.
     cursor = connection.cursor(row_factory=tuple_row, binary=True)
     await cursor.execute("SELECT to_regclass(%b)", (statements.schema_version_table,))
@@ -492,7 +505,7 @@ async def _migrate(connection: AsyncConnection[Any], statements: Statements, sch
         await cursor.execute(statements.current_schema_version)
         row = await cursor.fetchone()
         if row is not None and row[0] == SCHEMA_VERSION:
-            return
+            return SCHEMA_VERSION, SCHEMA_VERSION
     async with connection.transaction():
         await connection.execute(statements.migration_lock, (f"tidings schema {schema}",))
         await connection.execute(statements.create_schema)
@@ -506,6 +519,7 @@ async def _migrate(connection: AsyncConnection[Any], statements: Statements, sch
             for statement in steps[version]:
                 await connection.execute(statement)
             await connection.execute(statements.record_schema_version, (version,))
+    return current, SCHEMA_VERSION
 
 
 async def _append(

@@ -75,6 +75,7 @@ class AsyncSQLiteStore:
         self._timeout = timeout
         self._write_lock = anyio.Lock()  # sync: self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
+        self._migration = (0, 0)  # the schema versions before and after opening the writer
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._commit_listeners: list[Callable[[int], None]] = []
@@ -192,6 +193,15 @@ class AsyncSQLiteStore:
     async def read_snapshot(self, stream: str) -> Snapshot | None:
         return await self._read(lambda connection: sqlite_sql.read_snapshot(connection, stream))
 
+    async def migrate(self) -> tuple[int, int]:
+        """Create or migrate the schema now rather than at first use.
+
+        Returns the schema versions before and after this store first opened
+        the database for writing (0: there was no schema).
+        """
+        async with self._writing():
+            return self._migration
+
     def joined(self, connection: sqlite3.Connection) -> AsyncSQLiteJoinedWriter:
         """Appends and reads in the transaction someone else holds open on `connection`.
 
@@ -245,7 +255,7 @@ class AsyncSQLiteStore:
             connection = self._connect()
             try:
                 connection.execute("PRAGMA journal_mode = WAL")
-                sqlite_sql.migrate(connection)
+                self._migration = sqlite_sql.migrate(connection)
             except sqlite3.Error as exc:
                 connection.close()
                 sqlite_sql.raise_unavailable(self.path, exc)

@@ -135,6 +135,7 @@ class PostgresStore:
         )
         self._lock = threading.Lock()
         self._ready = False
+        self._migration = (0, 0)  # the schema versions before and after the first use
         self._closed = False
 
     @contextmanager
@@ -264,6 +265,15 @@ class PostgresStore:
             cursor.execute(self._sql.read_snapshot, (stream,))
             return cursor.fetchone()
 
+    def migrate(self) -> tuple[int, int]:
+        """Create or migrate the schema now rather than at first use.
+
+        Returns the schema versions before and after this store's first use
+        of the database (0: there was no schema).
+        """
+        self._prepare()
+        return self._migration
+
     def joined(self, connection: Connection[Any]) -> PostgresJoinedWriter:
         """Appends and reads in the transaction someone else holds open on `connection`.
 
@@ -300,7 +310,7 @@ class PostgresStore:
             with translated():
                 self._pool.open()
                 with self._pool.connection() as connection:
-                    _migrate(connection, self._sql, self.schema)
+                    self._migration = _migrate(connection, self._sql, self.schema)
             self._ready = True
 
     def _check_open(self) -> None:
@@ -483,7 +493,10 @@ def _shielded(cleanup: Callable[[], None]) -> None:
     cleanup()
 
 
-def _migrate(connection: Connection[Any], statements: Statements, schema: str) -> None:
+def _migrate(
+    connection: Connection[Any], statements: Statements, schema: str
+) -> tuple[int, int]:
+    """Create the schema or bring it up to `SCHEMA_VERSION`; the versions before and after."""
     # Tuple rows whatever the connection's own row factory: it may be an application's.
     cursor = connection.cursor(row_factory=tuple_row, binary=True)
     cursor.execute("SELECT to_regclass(%b)", (statements.schema_version_table,))
@@ -492,7 +505,7 @@ def _migrate(connection: Connection[Any], statements: Statements, schema: str) -
         cursor.execute(statements.current_schema_version)
         row = cursor.fetchone()
         if row is not None and row[0] == SCHEMA_VERSION:
-            return
+            return SCHEMA_VERSION, SCHEMA_VERSION
     with connection.transaction():
         connection.execute(statements.migration_lock, (f"tidings schema {schema}",))
         connection.execute(statements.create_schema)
@@ -506,6 +519,7 @@ def _migrate(connection: Connection[Any], statements: Statements, schema: str) -
             for statement in steps[version]:
                 connection.execute(statement)
             connection.execute(statements.record_schema_version, (version,))
+    return current, SCHEMA_VERSION
 
 
 def _append(

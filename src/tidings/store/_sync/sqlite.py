@@ -76,6 +76,7 @@ class SQLiteStore:
         self._timeout = timeout
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
+        self._migration = (0, 0)  # the schema versions before and after opening the writer
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._commit_listeners: list[Callable[[int], None]] = []
@@ -193,6 +194,15 @@ class SQLiteStore:
     def read_snapshot(self, stream: str) -> Snapshot | None:
         return self._read(lambda connection: sqlite_sql.read_snapshot(connection, stream))
 
+    def migrate(self) -> tuple[int, int]:
+        """Create or migrate the schema now rather than at first use.
+
+        Returns the schema versions before and after this store first opened
+        the database for writing (0: there was no schema).
+        """
+        with self._writing():
+            return self._migration
+
     def joined(self, connection: sqlite3.Connection) -> SQLiteJoinedWriter:
         """Appends and reads in the transaction someone else holds open on `connection`.
 
@@ -245,7 +255,7 @@ class SQLiteStore:
             connection = self._connect()
             try:
                 connection.execute("PRAGMA journal_mode = WAL")
-                sqlite_sql.migrate(connection)
+                self._migration = sqlite_sql.migrate(connection)
             except sqlite3.Error as exc:
                 connection.close()
                 sqlite_sql.raise_unavailable(self.path, exc)
