@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from tidings._async.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
@@ -16,8 +16,6 @@ from tidings.projections._async.letters import AsyncProjectionLetters
 from tidings.projections.projection import EventHandler, Projection, ProjectionState
 from tidings.projections.tables import ProjectionRow
 from tidings.subscriptions.signal import CommitSignal
-
-# sync: from tidings.runner import run_coroutine
 
 __all__ = ["PROCESSING", "AsyncRunnerBase", "Fenced", "Progress", "call", "called"]
 
@@ -127,12 +125,9 @@ class AsyncRunnerBase:
 
 
 async def called(handler: EventHandler, envelope: Envelope[Event], tx: Any) -> None:
-    result = handler(envelope.message, envelope, tx)
-    if inspect.isawaitable(result):
-        await result  # sync: run_coroutine(result, getattr(handler, "__qualname__", "handler"))
+    what = getattr(handler, "__qualname__", "handler")
+    await resolved(handler(envelope.message, envelope, tx), what)
 
 
 async def call(fn: Callable[[Any], Any], tx: Any) -> None:
-    result = fn(tx)
-    if inspect.isawaitable(result):
-        await result  # sync: run_coroutine(result, getattr(fn, "__qualname__", "setup"))
+    await resolved(fn(tx), getattr(fn, "__qualname__", "setup"))

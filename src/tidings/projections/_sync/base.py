@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from tidings._sync.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
@@ -18,7 +18,6 @@ from tidings.projections.projection import EventHandler, Projection, ProjectionS
 from tidings.projections.tables import ProjectionRow
 from tidings.subscriptions.signal import CommitSignal
 
-from tidings.runner import run_coroutine
 
 __all__ = ["PROCESSING", "RunnerBase", "Fenced", "Progress", "call", "called"]
 
@@ -128,12 +127,9 @@ class RunnerBase:
 
 
 def called(handler: EventHandler, envelope: Envelope[Event], tx: Any) -> None:
-    result = handler(envelope.message, envelope, tx)
-    if inspect.isawaitable(result):
-        run_coroutine(result, getattr(handler, "__qualname__", "handler"))
+    what = getattr(handler, "__qualname__", "handler")
+    resolved(handler(envelope.message, envelope, tx), what)
 
 
 def call(fn: Callable[[Any], Any], tx: Any) -> None:
-    result = fn(tx)
-    if inspect.isawaitable(result):
-        run_coroutine(result, getattr(fn, "__qualname__", "setup"))
+    resolved(fn(tx), getattr(fn, "__qualname__", "setup"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -12,6 +11,7 @@ from uuid import UUID
 
 import anyio  # sync: import time
 
+from tidings._async.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError, WrongExpectedVersion
 from tidings.messages import Envelope, Event, utc_now
@@ -37,8 +37,6 @@ from tidings.sagas.saga import (
     next_move,
 )
 from tidings.store.records import ExpectedVersion, StreamState
-
-# sync: from tidings.runner import run_coroutine
 
 __all__ = ["AsyncSagaRunner"]
 
@@ -240,10 +238,7 @@ _FINAL = frozenset({SagaCompleted.__event_type__, SagaCompensated.__event_type__
 
 
 async def _call(action: StepAction, context: StepContext) -> Any:
-    result = action(context)
-    if inspect.isawaitable(result):
-        result = await result  # sync: result = run_coroutine(result, context.step)
-    return result
+    return await resolved(action(context), context.step)
 
 
 async def _call_before(deadline: datetime | None, action: StepAction, context: StepContext) -> Any:

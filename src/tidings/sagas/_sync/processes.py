@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tidings._sync.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConcurrencyError, ConfigurationError, WrongExpectedVersion
 from tidings.messages import Envelope, Event, Message, utc_now
@@ -17,7 +17,6 @@ from tidings.projections.projection import EventHandler, Projection
 from tidings.sagas.events import ProcessReacted
 from tidings.sagas.process import Process, ProcessManager, ProcessState
 
-from tidings.runner import run_coroutine
 
 __all__ = ["Processes"]
 
@@ -92,9 +91,7 @@ class Processes:
             if state.ended or envelope.message_id in state.handled:
                 return
             process = Process(key, copy.deepcopy(state.data))
-            result = getattr(manager, reaction.attribute)(event, process)
-            if inspect.isawaitable(result):
-                run_coroutine(result, reaction.attribute)
+            resolved(getattr(manager, reaction.attribute)(event, process), reaction.attribute)
             for index, command in enumerate(process.commands):
                 command_id = uuid.uuid5(_IDS, f"{stream}/{envelope.message_id}/{index}")
                 sent: Envelope[Message] = Envelope(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -13,6 +12,7 @@ from uuid import UUID
 
 import time
 
+from tidings._sync.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError, WrongExpectedVersion
 from tidings.messages import Envelope, Event, utc_now
@@ -39,7 +39,6 @@ from tidings.sagas.saga import (
 )
 from tidings.store.records import ExpectedVersion, StreamState
 
-from tidings.runner import run_coroutine
 
 __all__ = ["SagaRunner"]
 
@@ -241,10 +240,7 @@ _FINAL = frozenset({SagaCompleted.__event_type__, SagaCompensated.__event_type__
 
 
 def _call(action: StepAction, context: StepContext) -> Any:
-    result = action(context)
-    if inspect.isawaitable(result):
-        result = run_coroutine(result, context.step)
-    return result
+    return resolved(action(context), context.step)
 
 
 def _call_before(deadline: datetime | None, action: StepAction, context: StepContext) -> Any:
