@@ -192,6 +192,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     `store` reads and writes the log outside any block, as usual.
     """
 
+    store: JoinableStore
+
     def __init__(
         self,
         session_factory: Callable[[], Session],
@@ -201,7 +203,6 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         writers: AbstractContextManager[Any] | None = None,
     ) -> None:
         super().__init__(store, codec=codec)
-        self.joinable_store = store
         self._session_factory = session_factory
         self._writers = writers
 
@@ -210,7 +211,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         """A session, with the log joined to its connection, as the block's transaction."""
         with self._session_factory() as session:
             dbapi_connection = session.connection().connection.driver_connection
-            log = self.joinable_store.joined(dbapi_connection)
+            log = self.store.joined(dbapi_connection)
             transaction = SessionTransaction(session, log, self._writers)
             try:
                 yield transaction
