@@ -399,6 +399,7 @@ class SQLiteJoinedWriter:
         self._path = path
         self._commit_listeners = commit_listeners
         self._last_position = 0
+        self._joined = False  # the owner's transaction is ready: schema current, write lock held
 
     def committed(self) -> None:
         """Tell the store's commit listeners that the owner committed what this writer appended."""
@@ -438,7 +439,10 @@ class SQLiteJoinedWriter:
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            sqlite_sql.join(self.connection)
+            # Readying the transaction reads the schema version: once per transaction is enough.
+            if not (self._joined and self.connection.in_transaction):
+                sqlite_sql.join(self.connection)
+                self._joined = True
             return work(self.connection)
         except sqlite3.Error as exc:
             sqlite_sql.raise_unavailable(self._path, exc)
