@@ -18,7 +18,6 @@ from tidings.projections.projection import EventHandler, Projection, ProjectionS
 from tidings.projections.tables import ProjectionRow
 from tidings.subscriptions.signal import CommitSignal
 
-
 __all__ = ["PROCESSING", "RunnerBase", "Fenced", "Progress", "call", "called"]
 
 Progress = Callable[[int, int], None]

@@ -17,7 +17,6 @@ from tidings.projections.projection import EventHandler, Projection
 from tidings.sagas.events import ProcessReacted
 from tidings.sagas.process import Process, ProcessManager, ProcessState
 
-
 __all__ = ["Processes"]
 
 logger = logging.getLogger("tidings.sagas")

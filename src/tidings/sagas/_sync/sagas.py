@@ -39,7 +39,6 @@ from tidings.sagas.saga import (
 )
 from tidings.store.records import ExpectedVersion, StreamState
 
-
 __all__ = ["SagaRunner"]
 
 logger = logging.getLogger("tidings.sagas")
