@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ SEED_ENV = "TIDINGS_SEED"
 
 
 @pytest.fixture
-def seed(record_property: pytest.RecordProperty, capsys: pytest.CaptureFixture[str]) -> int:
+def seed(record_property: Callable[[str, object], None], capsys: pytest.CaptureFixture[str]) -> int:
     """The scenario's seed: `TIDINGS_SEED` if set, else a fresh one, printed and recorded."""
     value = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))
     record_property("seed", value)
