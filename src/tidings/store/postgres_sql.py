@@ -32,6 +32,7 @@ from tidings.errors import (
     ConcurrencyError,
     ConfigurationError,
     EventIdConflict,
+    InvalidValue,
     StoreUnavailable,
     TidingsError,
     WrongExpectedVersion,
@@ -389,9 +390,12 @@ def notify_channel(schema: str) -> str:
 
 
 def check_batch(index: int, events: Sequence[NewEvent]) -> None:
-    """Refuse events that would not fit in the transaction's range of positions."""
-    if index + len(events) > EVENTS_PER_TRANSACTION:
-        raise ValueError(
+    """Refuse events that would not fit in the transaction's range of positions.
+
+    Checked before the batch's events are (`check_new_events`), which would take long.
+    """
+    if isinstance(events, Sequence) and index + len(events) > EVENTS_PER_TRANSACTION:
+        raise InvalidValue(
             f"a transaction appends at most {EVENTS_PER_TRANSACTION} events to PostgreSQL;"
             f" this one would reach {index + len(events)}"
         )

@@ -70,9 +70,14 @@ from psycopg_pool import AsyncConnectionPool
 from tidings.errors import StoreUnavailable, StreamNotFound
 from tidings.store.checks import (
     check_expected_version,
-    check_limit,
+    check_list_streams,
     check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
     check_stream,
+    check_stream_name,
     repeated_append,
 )
 from tidings.store.postgres_sql import (
@@ -179,7 +184,7 @@ class AsyncPostgresStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         async with self._connection() as connection:
             return await _read_stream(connection, self._sql, stream, from_version, backwards, limit)
 
@@ -191,7 +196,7 @@ class AsyncPostgresStore:
         categories: Collection[str] | None = None,
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         variant, params = read_all_params(after, limit, categories, types)
         async with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
@@ -201,7 +206,7 @@ class AsyncPostgresStore:
     async def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         async with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
             await cursor.execute(self._sql.read_correlated, (correlation_id, limit))
@@ -214,6 +219,7 @@ class AsyncPostgresStore:
         return 0 if row is None else int(row[0])
 
     async def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         async with self._connection() as connection:
             cursor = await connection.execute(self._sql.stream_version, (stream,), binary=True)
             row = await cursor.fetchone()
@@ -227,7 +233,7 @@ class AsyncPostgresStore:
         limit: int = 100,
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         params: list[Any] = [after or ""]
         if category is not None:
             params.append(category)
@@ -246,7 +252,7 @@ class AsyncPostgresStore:
             await tx._delete(stream, expected_version)
 
     async def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         params = (
             snapshot.version,
             snapshot.shape,
@@ -259,6 +265,7 @@ class AsyncPostgresStore:
             return cursor.rowcount > 0
 
     async def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         async with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(Snapshot), binary=True)
             await cursor.execute(self._sql.read_snapshot, (stream,))
@@ -360,7 +367,7 @@ class AsyncPostgresTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         self._check_active()
         async with self._failing():
             return await _read_stream(
@@ -466,7 +473,7 @@ class AsyncPostgresJoinedWriter:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         await self._prepare()
         with translated():
             return await _read_stream(

@@ -34,7 +34,16 @@ import anyio  # sync: import threading
 
 from tidings.errors import StoreUnavailable
 from tidings.store import sqlite_sql
-from tidings.store.checks import check_limit, check_new_events, check_stream
+from tidings.store.checks import (
+    check_list_streams,
+    check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
+    check_stream,
+    check_stream_name,
+)
 from tidings.store.records import (
     AppendResult,
     ExpectedVersion,
@@ -127,7 +136,7 @@ class AsyncSQLiteStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return await self._read(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
@@ -142,7 +151,7 @@ class AsyncSQLiteStore:
         categories: Collection[str] | None = None,
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         return await self._read(
             lambda connection: sqlite_sql.read_all(connection, after, limit, categories, types)
         )
@@ -150,7 +159,7 @@ class AsyncSQLiteStore:
     async def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         return await self._read(
             lambda connection: sqlite_sql.read_correlated(connection, correlation_id, limit)
         )
@@ -159,6 +168,7 @@ class AsyncSQLiteStore:
         return await self._read(sqlite_sql.head_position)
 
     async def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         return await self._read(lambda connection: sqlite_sql.stream_version(connection, stream))
 
     async def list_streams(
@@ -169,7 +179,7 @@ class AsyncSQLiteStore:
         limit: int = 100,
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         return await self._read(
             lambda connection: sqlite_sql.list_streams(
                 connection, category, after, limit, include_deleted
@@ -186,11 +196,12 @@ class AsyncSQLiteStore:
             )
 
     async def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         async with self.transaction() as tx:
             return await tx._run(lambda connection: sqlite_sql.save_snapshot(connection, snapshot))
 
     async def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         return await self._read(lambda connection: sqlite_sql.read_snapshot(connection, stream))
 
     async def migrate(self) -> tuple[int, int]:
@@ -339,7 +350,7 @@ class AsyncSQLiteTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return await self._run(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
@@ -430,7 +441,7 @@ class AsyncSQLiteJoinedWriter:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return self._run(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit

@@ -71,9 +71,14 @@ from psycopg_pool import ConnectionPool
 from tidings.errors import StoreUnavailable, StreamNotFound
 from tidings.store.checks import (
     check_expected_version,
-    check_limit,
+    check_list_streams,
     check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
     check_stream,
+    check_stream_name,
     repeated_append,
 )
 from tidings.store.postgres_sql import (
@@ -180,7 +185,7 @@ class PostgresStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         with self._connection() as connection:
             return _read_stream(connection, self._sql, stream, from_version, backwards, limit)
 
@@ -192,7 +197,7 @@ class PostgresStore:
         categories: Collection[str] | None = None,
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         variant, params = read_all_params(after, limit, categories, types)
         with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
@@ -202,7 +207,7 @@ class PostgresStore:
     def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
             cursor.execute(self._sql.read_correlated, (correlation_id, limit))
@@ -215,6 +220,7 @@ class PostgresStore:
         return 0 if row is None else int(row[0])
 
     def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         with self._connection() as connection:
             cursor = connection.execute(self._sql.stream_version, (stream,), binary=True)
             row = cursor.fetchone()
@@ -228,7 +234,7 @@ class PostgresStore:
         limit: int = 100,
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         params: list[Any] = [after or ""]
         if category is not None:
             params.append(category)
@@ -247,7 +253,7 @@ class PostgresStore:
             tx._delete(stream, expected_version)
 
     def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         params = (
             snapshot.version,
             snapshot.shape,
@@ -260,6 +266,7 @@ class PostgresStore:
             return cursor.rowcount > 0
 
     def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(Snapshot), binary=True)
             cursor.execute(self._sql.read_snapshot, (stream,))
@@ -361,7 +368,7 @@ class PostgresTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         self._check_active()
         with self._failing():
             return _read_stream(
@@ -467,7 +474,7 @@ class PostgresJoinedWriter:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         self._prepare()
         with translated():
             return _read_stream(

@@ -35,7 +35,16 @@ import threading
 
 from tidings.errors import StoreUnavailable
 from tidings.store import sqlite_sql
-from tidings.store.checks import check_limit, check_new_events, check_stream
+from tidings.store.checks import (
+    check_list_streams,
+    check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
+    check_stream,
+    check_stream_name,
+)
 from tidings.store.records import (
     AppendResult,
     ExpectedVersion,
@@ -128,7 +137,7 @@ class SQLiteStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return self._read(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
@@ -143,7 +152,7 @@ class SQLiteStore:
         categories: Collection[str] | None = None,
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         return self._read(
             lambda connection: sqlite_sql.read_all(connection, after, limit, categories, types)
         )
@@ -151,7 +160,7 @@ class SQLiteStore:
     def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         return self._read(
             lambda connection: sqlite_sql.read_correlated(connection, correlation_id, limit)
         )
@@ -160,6 +169,7 @@ class SQLiteStore:
         return self._read(sqlite_sql.head_position)
 
     def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         return self._read(lambda connection: sqlite_sql.stream_version(connection, stream))
 
     def list_streams(
@@ -170,7 +180,7 @@ class SQLiteStore:
         limit: int = 100,
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         return self._read(
             lambda connection: sqlite_sql.list_streams(
                 connection, category, after, limit, include_deleted
@@ -187,11 +197,12 @@ class SQLiteStore:
             )
 
     def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         with self.transaction() as tx:
             return tx._run(lambda connection: sqlite_sql.save_snapshot(connection, snapshot))
 
     def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         return self._read(lambda connection: sqlite_sql.read_snapshot(connection, stream))
 
     def migrate(self) -> tuple[int, int]:
@@ -339,7 +350,7 @@ class SQLiteTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return self._run(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
@@ -430,7 +441,7 @@ class SQLiteJoinedWriter:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return self._run(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
