@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -246,7 +247,7 @@ class AsyncSQLiteStore:
         self._check_open()
         await self._lock_writer()
         try:
-            yield self._open_writer()
+            yield await self._open_writer()
         finally:
             self._write_lock.release()
 
@@ -259,14 +260,31 @@ class AsyncSQLiteStore:
             f"SQLite database {self.path!r}: another writer held it for {timeout} s"
         )
 
-    def _open_writer(self) -> sqlite3.Connection:
-        """The writing connection; opening it creates or migrates the schema."""
+    async def _open_writer(self) -> sqlite3.Connection:
+        """The writing connection; opening it switches the file to WAL and makes the schema.
+
+        Both need locks SQLite's busy handler does not always wait for: a
+        connection that reads a file in rollback-journal mode while another
+        holds its write lock is refused at once (waiting could deadlock), and
+        so are some steps of a new file's switch to WAL. The store retries the
+        whole step itself, from a clean slate, until `timeout` has passed.
+        """
         self._check_open()
         if self._writer is None:
             connection = self._connect()
+            deadline = time.monotonic() + self._timeout
+            pause = 0.001
             try:
-                connection.execute("PRAGMA journal_mode = WAL")
-                self._migration = sqlite_sql.migrate(connection)
+                while True:
+                    try:
+                        sqlite_sql.use_wal(connection)
+                        self._migration = sqlite_sql.migrate(connection)
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if not sqlite_sql.is_busy(exc) or time.monotonic() + pause > deadline:
+                            raise
+                    await anyio.sleep(pause)  # sync: time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
             except sqlite3.Error as exc:
                 connection.close()
                 sqlite_sql.raise_unavailable(self.path, exc)

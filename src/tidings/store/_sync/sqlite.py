@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Callable, Collection, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
@@ -260,13 +261,30 @@ class SQLiteStore:
         )
 
     def _open_writer(self) -> sqlite3.Connection:
-        """The writing connection; opening it creates or migrates the schema."""
+        """The writing connection; opening it switches the file to WAL and makes the schema.
+
+        Both need locks SQLite's busy handler does not always wait for: a
+        connection that reads a file in rollback-journal mode while another
+        holds its write lock is refused at once (waiting could deadlock), and
+        so are some steps of a new file's switch to WAL. The store retries the
+        whole step itself, from a clean slate, until `timeout` has passed.
+        """
         self._check_open()
         if self._writer is None:
             connection = self._connect()
+            deadline = time.monotonic() + self._timeout
+            pause = 0.001
             try:
-                connection.execute("PRAGMA journal_mode = WAL")
-                self._migration = sqlite_sql.migrate(connection)
+                while True:
+                    try:
+                        sqlite_sql.use_wal(connection)
+                        self._migration = sqlite_sql.migrate(connection)
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if not sqlite_sql.is_busy(exc) or time.monotonic() + pause > deadline:
+                            raise
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
             except sqlite3.Error as exc:
                 connection.close()
                 sqlite_sql.raise_unavailable(self.path, exc)
