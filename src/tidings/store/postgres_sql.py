@@ -57,6 +57,7 @@ __all__ = [
     "migrations",
     "notify_channel",
     "read_all_params",
+    "snapshot_conflict",
     "translated",
 ]
 
@@ -259,6 +260,10 @@ class Statements:
     read_snapshot: str
     channel: str
     notify: str
+    transaction_id: str
+    xact_status: str
+    end_transaction: str
+    set_lock_timeout: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -374,6 +379,15 @@ class Statements:
             ),
             channel=notify_channel(schema),
             notify=_render("SELECT pg_notify({channel}, %b)", {"channel": sql.Literal(channel)}),
+            transaction_id="SELECT pg_current_xact_id_if_assigned()::text::bigint",
+            xact_status="SELECT pg_xact_status(%b::bigint::text::xid8)",
+            # pg_stat_activity shows the 32-bit form of the id: process and id together name
+            # the one transaction, whatever else that process has run since.
+            end_transaction=(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid = %b AND backend_xid::text::bigint = %b::bigint %% 4294967296"
+            ),
+            set_lock_timeout="SELECT set_config('lock_timeout', %b, true)",
         )
 
 
@@ -455,14 +469,38 @@ def appended(
 
 
 def converted(exc: psycopg.Error) -> TidingsError | None:
-    """The tidings error a PostgreSQL error means, or None when it is not one of the store's."""
-    if isinstance(exc, errors.UniqueViolation) and exc.diag.constraint_name == _EVENT_ID_UNIQUE:
-        return EventIdConflict(f"an event id of the batch was stored meanwhile: {exc}")
-    if isinstance(exc, errors.TransactionRollback):  # deadlock, serialization failure
-        return ConcurrencyError(f"PostgreSQL: {exc}")
+    """The tidings error a PostgreSQL error of the store's statements means, if any.
+
+    A unique violation on the store's tables and a transaction rolled back
+    for a serialization failure or a deadlock (SQLSTATE class 40) mean that
+    a concurrent transaction wrote first: under REPEATABLE READ or
+    SERIALIZABLE, a transaction's snapshot predates the stream lock it
+    waited for, so it does not see the winner and fails on the constraint
+    the lock would otherwise have spared it. All are `ConcurrencyError`
+    (retry the transaction), but a repeated event id, `EventIdConflict`.
+    """
+    if isinstance(exc, errors.UniqueViolation):
+        if exc.diag.constraint_name == _EVENT_ID_UNIQUE:
+            return EventIdConflict(f"an event id of the batch was stored meanwhile: {exc}")
+        return ConcurrencyError(
+            "a concurrent transaction this one's snapshot does not see wrote first; "
+            f"retry the transaction (PostgreSQL: {exc.diag.message_primary})"
+        )
+    if (exc.sqlstate or "").startswith("40"):  # serialization failure, deadlock
+        return ConcurrencyError(f"retry the transaction (PostgreSQL: {exc})")
     if isinstance(exc, psycopg.OperationalError):
         return StoreUnavailable(f"PostgreSQL: {exc}")
     return None
+
+
+def snapshot_conflict(exc: psycopg.Error) -> bool:
+    """Whether a statement failed only for a snapshot older than the lock it waited for.
+
+    Such a statement, run again in a new READ COMMITTED transaction, sees
+    what it missed: a repeated event id is then found as the batch it
+    repeats, a stream's versions as they now are.
+    """
+    return isinstance(exc, errors.UniqueViolation) or (exc.sqlstate or "").startswith("40")
 
 
 @contextmanager
