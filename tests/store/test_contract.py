@@ -38,6 +38,7 @@ from tidings.store import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 from tidings.store.checks import MAX_NAME_BYTES
 
@@ -701,6 +702,18 @@ def test_head_position_stays_put_while_a_transaction_is_open_or_rolled_back(
         appended = tx.append("Order-2", new_events(2))
         assert store.head_position() == head
     assert store.head_position() == appended.positions[-1]
+
+
+def test_the_watermark_shows_what_readers_are_held_back_from(store: EventStore) -> None:
+    assert store.watermark() == Watermark(0, 0, 0, 0.0)
+    last = store.append("Order-1", new_events(3)).positions[-1]
+
+    # On PostgreSQL any transaction of the cluster may hold readers back a while.
+    deadline = time.monotonic() + PATIENCE
+    while (mark := store.watermark()).held_back and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert mark == Watermark(last, last, 0, 0.0)
+    assert mark.head == store.head_position()
 
 
 # Transactions

@@ -251,6 +251,7 @@ class Statements:
     read_all: dict[tuple[bool, bool], str]
     read_correlated: str
     head_position: str
+    watermark: str
     stream_version: str
     list_streams: dict[tuple[bool, bool], str]
     lock_stream: str
@@ -348,6 +349,23 @@ class Statements:
             ),
             head_position=render(
                 f"SELECT position FROM {{events}} WHERE {readable} ORDER BY position DESC LIMIT 1"
+            ),
+            # One snapshot for all: its xmin bounds what readers see, as in `readable`.
+            # pg_stat_activity shows 32-bit transaction ids, the xmin's low half.
+            watermark=render(
+                "WITH bound AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                " AS xmin),"
+                " oldest AS (SELECT min(started) AS started FROM ("
+                " SELECT a.xact_start AS started FROM pg_stat_activity a, bound"
+                " WHERE a.backend_xid::text::bigint = bound.xmin % 4294967296"
+                " UNION ALL SELECT p.prepared FROM pg_prepared_xacts p, bound"
+                " WHERE p.transaction::text::bigint = bound.xmin % 4294967296) s)"
+                " SELECT coalesce((SELECT position FROM {events}"
+                " WHERE position < bound.xmin * {index_span} ORDER BY position DESC LIMIT 1), 0),"
+                " coalesce((SELECT max(position) FROM {events}), 0),"
+                " (SELECT count(*) FROM {events} WHERE position >= bound.xmin * {index_span}),"
+                " extract(epoch FROM clock_timestamp() - oldest.started)::float8"
+                " FROM bound, oldest"
             ),
             stream_version=render("SELECT version FROM {streams} WHERE name = %b AND NOT deleted"),
             list_streams={

@@ -30,6 +30,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
     category_of,
 )
 
@@ -159,6 +160,11 @@ class AsyncMemoryStore:
         self._check_open()
         # Positions are dense from 1, so the last one is the number of events.
         return len(self._log.events)
+
+    async def watermark(self) -> Watermark:
+        """Commits are published whole, one at a time: readers are never held back."""
+        head = await self.head_position()
+        return Watermark(head, head, 0, 0.0)
 
     async def stream_version(self, stream: str) -> int | None:
         check_stream_name(stream)

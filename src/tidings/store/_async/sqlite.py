@@ -53,6 +53,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = ["AsyncSQLiteJoinedWriter", "AsyncSQLiteStore", "AsyncSQLiteTransaction"]
@@ -167,6 +168,11 @@ class AsyncSQLiteStore:
 
     async def head_position(self) -> int:
         return await self._read(sqlite_sql.head_position)
+
+    async def watermark(self) -> Watermark:
+        """Commits are serialised and visible in order: readers are never held back."""
+        head = await self.head_position()
+        return Watermark(head, head, 0, 0.0)
 
     async def stream_version(self, stream: str) -> int | None:
         check_stream_name(stream)

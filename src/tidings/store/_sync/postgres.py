@@ -104,6 +104,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = ["PostgresJoinedWriter", "PostgresStore", "PostgresTransaction"]
@@ -240,6 +241,25 @@ class PostgresStore:
             cursor = connection.execute(self._sql.head_position, binary=True)
             row = cursor.fetchone()
         return 0 if row is None else int(row[0])
+
+    def watermark(self) -> Watermark:
+        """Events committed but not yet readable, and how long the oldest writer has run.
+
+        Readers see events below the oldest transaction still running in the
+        cluster (see the module's docstring). That transaction's age is read
+        from `pg_stat_activity` (or `pg_prepared_xacts`), which shows it only
+        to a role that may see the session holding it (`pg_read_all_stats`).
+        """
+        with self._connection() as connection:
+            cursor = connection.execute(self._sql.watermark, binary=True)
+            row = cursor.fetchone()
+        assert row is not None
+        head, last, held_back, held_for = row
+        if not held_back:
+            return Watermark(int(head), int(last), 0, 0.0)
+        return Watermark(
+            int(head), int(last), int(held_back), None if held_for is None else float(held_for)
+        )
 
     def stream_version(self, stream: str) -> int | None:
         check_stream_name(stream)

@@ -54,6 +54,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = ["SQLiteJoinedWriter", "SQLiteStore", "SQLiteTransaction"]
@@ -168,6 +169,11 @@ class SQLiteStore:
 
     def head_position(self) -> int:
         return self._read(sqlite_sql.head_position)
+
+    def watermark(self) -> Watermark:
+        """Commits are serialised and visible in order: readers are never held back."""
+        head = self.head_position()
+        return Watermark(head, head, 0, 0.0)
 
     def stream_version(self, stream: str) -> int | None:
         check_stream_name(stream)
