@@ -295,3 +295,29 @@ def test_a_joined_connection_that_loses_a_race_gets_a_typed_error(level_name: st
     finally:
         store.close()
         _admin(dsn, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_first_users_of_a_new_schema_all_get_in(setup: Setup) -> None:
+    users = 4
+    stores = [PostgresStore(setup.dsn, schema=setup.store.schema) for _ in range(users)]
+    start = threading.Barrier(users)
+    results: list[AppendResult | BaseException] = []
+
+    def first_use(index: int) -> None:
+        start.wait(PATIENCE)
+        try:
+            results.append(stores[index].append(f"Order-{index}", new_events(1)))
+        except BaseException as exc:  # the outcome under test
+            results.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(i,)) for i in range(users)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(PATIENCE)
+    finally:
+        for store in stores:
+            store.close()
+    assert all(isinstance(result, AppendResult) for result in results), results
+    assert len(results) == users

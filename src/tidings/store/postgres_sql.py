@@ -486,6 +486,14 @@ def appended(
     return AppendResult(stream, last + len(events), tuple(range(first, first + len(events))))
 
 
+_CREATED_MEANWHILE = (
+    errors.DuplicateSchema,
+    errors.DuplicateTable,
+    errors.DuplicateObject,
+    errors.DuplicateFunction,
+)
+
+
 def converted(exc: psycopg.Error) -> TidingsError | None:
     """The tidings error a PostgreSQL error of the store's statements means, if any.
 
@@ -506,6 +514,10 @@ def converted(exc: psycopg.Error) -> TidingsError | None:
         )
     if (exc.sqlstate or "").startswith("40"):  # serialization failure, deadlock
         return ConcurrencyError(f"retry the transaction (PostgreSQL: {exc})")
+    if isinstance(exc, _CREATED_MEANWHILE):  # a joined transaction's snapshot, at first use
+        return ConcurrencyError(
+            f"a concurrent first use created the store's schema; retry (PostgreSQL: {exc})"
+        )
     if isinstance(exc, psycopg.OperationalError):
         return StoreUnavailable(f"PostgreSQL: {exc}")
     return None

@@ -62,7 +62,7 @@ from uuid import UUID
 
 import anyio  # sync: import threading
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, IsolationLevel
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
@@ -385,6 +385,9 @@ class AsyncPostgresStore:
             with translated():
                 await self._pool.open()
                 async with self._pool.connection() as connection:
+                    # The migration lock is waited for after the transaction's snapshot is
+                    # taken: at REPEATABLE READ it would miss a concurrent first use's schema.
+                    await connection.set_isolation_level(IsolationLevel.READ_COMMITTED)
                     self._migration = await _migrate(connection, self._sql, self.schema)
             self._ready = True
 

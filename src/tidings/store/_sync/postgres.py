@@ -63,7 +63,7 @@ from uuid import UUID
 
 import threading
 import psycopg
-from psycopg import Connection
+from psycopg import Connection, IsolationLevel
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import ConnectionPool
@@ -386,6 +386,9 @@ class PostgresStore:
             with translated():
                 self._pool.open()
                 with self._pool.connection() as connection:
+                    # The migration lock is waited for after the transaction's snapshot is
+                    # taken: at REPEATABLE READ it would miss a concurrent first use's schema.
+                    connection.set_isolation_level(IsolationLevel.READ_COMMITTED)
                     self._migration = _migrate(connection, self._sql, self.schema)
             self._ready = True
 
