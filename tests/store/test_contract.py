@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from tests.store.backends import BACKENDS, Blocking
+from tests.store.backends import BACKENDS, Blocking, Settling
 from tidings.errors import (
     ConcurrencyError,
     EventIdConflict,
@@ -61,18 +61,20 @@ PATIENCE = 10.0
 )
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
     name, mode = request.param
+    # The PostgreSQL server is shared: reads wait for the tests' commits to be readable.
+    settled: Callable[[Any], Any] = Settling if name == "postgres" else lambda store: store
     with BACKENDS[name](tmp_path) as open_store:
         if mode == "sync":
             blocking = open_store(False)
             try:
-                yield blocking
+                yield settled(blocking)
             finally:
                 blocking.close()
         else:
             with start_blocking_portal() as portal:
                 wrapped: Any = Blocking(portal.call(open_store, True), portal)
                 try:
-                    yield wrapped
+                    yield settled(wrapped)
                 finally:
                     wrapped.close()
 
