@@ -7,7 +7,16 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from tidings import Codec, Envelope, Event, EventDecodeError, UnknownEventType
+from tidings import (
+    Codec,
+    Command,
+    Envelope,
+    Event,
+    EventDecodeError,
+    InvalidType,
+    TidingsError,
+    UnknownEventType,
+)
 
 
 class Colour(enum.Enum):
@@ -170,8 +179,22 @@ def test_a_stored_version_newer_than_the_class_is_refused() -> None:
 
 
 def test_only_events_are_encoded() -> None:
-    with pytest.raises(TypeError, match="only events"):
+    with pytest.raises(InvalidType, match="only events"):
         Codec().encode("text")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Shout(Command):
+    text: str
+
+
+def test_only_the_envelopes_of_events_become_new_events() -> None:
+    with pytest.raises(InvalidType, match="only events are stored, not Shout") as raised:
+        Codec().new_event(Envelope.new(Shout("hi")))  # type: ignore[arg-type]
+    assert isinstance(raised.value, TypeError)
+    assert isinstance(raised.value, TidingsError)
+    with pytest.raises(InvalidType, match="Envelope"):
+        Codec().new_event(Shout("hi"))  # type: ignore[arg-type]
 
 
 def test_decoded_datetimes_keep_utc() -> None:

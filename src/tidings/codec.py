@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from tidings.errors import EventDecodeError, UnknownEventType
+from tidings.errors import EventDecodeError, InvalidType, UnknownEventType
 from tidings.messages import Envelope, Event, event_classes_named
 from tidings.store.records import NewEvent, RecordedEvent
 
@@ -75,7 +75,7 @@ class Codec:
 
     def encode(self, event: Event) -> bytes:
         if not isinstance(event, Event):
-            raise TypeError(f"only events are stored, not {type(event).__name__}: {event!r}")
+            raise InvalidType(f"only events are stored, not {type(event).__name__}: {event!r}")
         cls = type(event)
         if self._types.get(cls.__event_type__) is not cls:
             self.register(cls)
@@ -92,13 +92,16 @@ class Codec:
             raise EventDecodeError(type_name, schema_version, str(exc)) from exc
 
     def new_event(self, envelope: Envelope[Event]) -> NewEvent:
-        """The storable form of an event envelope."""
+        """The storable form of an event envelope; `InvalidType` for anything but an event's."""
+        if not isinstance(envelope, Envelope):
+            raise InvalidType(f"expected the Envelope of an event, got {type(envelope).__name__}")
         event = envelope.message
+        data = self.encode(event)  # refuses what is not an event before its type is read
         return NewEvent(
             event_id=envelope.message_id,
             type=type(event).__event_type__,
             schema_version=type(event).__event_version__,
-            data=self.encode(event),
+            data=data,
             correlation_id=envelope.correlation_id,
             causation_id=envelope.causation_id,
             occurred_at=envelope.occurred_at,

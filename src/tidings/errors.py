@@ -5,11 +5,14 @@ from __future__ import annotations
 __all__ = [
     "AggregateNotFound",
     "CascadeLimitExceeded",
+    "CommitOutcomeUnknown",
     "ConcurrencyError",
     "ConfigurationError",
     "DomainError",
     "EventDecodeError",
     "EventIdConflict",
+    "InvalidType",
+    "InvalidValue",
     "NoHandler",
     "StoreUnavailable",
     "StreamNotFound",
@@ -75,8 +78,31 @@ class AggregateNotFound(TidingsError, LookupError):
         super().__init__(f"{kind} {aggregate_id!r} not found")
 
 
+class InvalidValue(TidingsError, ValueError):
+    """A value tidings cannot take, such as a stream name with a NUL; nothing was written."""
+
+
+class InvalidType(TidingsError, TypeError):
+    """An argument of a type tidings does not take, such as `str` event data; nothing written."""
+
+
 class StoreUnavailable(TidingsError):
-    """The store cannot be reached; nothing of the interrupted write was kept."""
+    """The store cannot be reached; nothing of the interrupted write was kept.
+
+    Where a write's connection was lost while it committed, the store finds
+    out whether the commit happened before it raises this; when it cannot,
+    it raises `CommitOutcomeUnknown` instead.
+    """
+
+
+class CommitOutcomeUnknown(TidingsError):
+    """A write's connection was lost while it committed, and whether it did cannot be known.
+
+    The write was kept entirely or not at all. Retrying it with the same
+    event ids is safe: an append of a batch already stored stores nothing
+    and returns where the batch landed. Retrying with new ids may store the
+    events twice. Not a `StoreUnavailable`, which promises nothing was kept.
+    """
 
 
 class EventDecodeError(TidingsError):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -89,3 +91,71 @@ class Blocking:
 
     def close(self) -> None:
         self._portal.call(self._target.aclose)
+
+
+class Settling:
+    """A store whose reads of `$all` first wait until what it committed is readable.
+
+    PostgreSQL shows a commit to readers of `$all` once every older writing
+    transaction of the cluster has ended, and the test server is shared: a
+    test that reads right after it appends would fail whenever another's
+    transaction is open. This waits (up to `patience` seconds, then reads
+    anyway) until the head reaches the last position committed through it;
+    it never waits for what its own open transactions appended.
+    """
+
+    READS = ("read_all", "read_correlated", "head_position", "watermark")
+
+    def __init__(self, target: Any, patience: float = 30.0) -> None:
+        self._target = target
+        self._patience = patience
+        self._lock = threading.Lock()
+        self._committed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if name in self.READS:
+            return lambda *args, **kwargs: (self._settle(), attribute(*args, **kwargs))[1]
+        return attribute
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._target.append(*args, **kwargs)
+        self._note(result.positions)
+        return result
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        appended: list[int] = []
+        with self._target.transaction() as tx:
+            yield _NotingTransaction(tx, appended)
+        self._note(appended)
+
+    def _note(self, positions: Any) -> None:
+        if positions:
+            with self._lock:
+                self._committed = max(self._committed, *positions)
+
+    def _settle(self) -> None:
+        deadline = time.monotonic() + self._patience
+        while self._target.head_position() < self._committed and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+class _NotingTransaction:
+    """A transaction that notes the positions it appended, in case it commits."""
+
+    def __init__(self, target: Any, appended: list[int]) -> None:
+        self._target = target
+        self._appended = appended
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._target.append(*args, **kwargs)
+        self._appended.extend(result.positions)
+        return result
+
+    def rollback(self) -> None:
+        self._appended.clear()
+        self._target.rollback()

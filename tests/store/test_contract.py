@@ -18,12 +18,15 @@ from typing import Any
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from tests.store.backends import BACKENDS, Blocking
+from tests.store.backends import BACKENDS, Blocking, Settling
 from tidings.errors import (
     ConcurrencyError,
     EventIdConflict,
+    InvalidType,
+    InvalidValue,
     StoreUnavailable,
     StreamNotFound,
+    TidingsError,
     WrongExpectedVersion,
 )
 from tidings.store import (
@@ -35,7 +38,9 @@ from tidings.store import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
+from tidings.store.checks import MAX_NAME_BYTES
 
 ANY, NO_STREAM, STREAM_EXISTS = StreamState.ANY, StreamState.NO_STREAM, StreamState.STREAM_EXISTS
 
@@ -56,18 +61,20 @@ PATIENCE = 10.0
 )
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
     name, mode = request.param
+    # The PostgreSQL server is shared: reads wait for the tests' commits to be readable.
+    settled: Callable[[Any], Any] = Settling if name == "postgres" else lambda store: store
     with BACKENDS[name](tmp_path) as open_store:
         if mode == "sync":
             blocking = open_store(False)
             try:
-                yield blocking
+                yield settled(blocking)
             finally:
                 blocking.close()
         else:
             with start_blocking_portal() as portal:
                 wrapped: Any = Blocking(portal.call(open_store, True), portal)
                 try:
-                    yield wrapped
+                    yield settled(wrapped)
                 finally:
                     wrapped.close()
 
@@ -302,38 +309,200 @@ def ids_of(events: list[NewEvent]) -> list[uuid.UUID]:
 # Malformed calls
 
 
-@pytest.mark.parametrize("stream", ["", "$all", "$Order-1"])
-def test_invalid_stream_names_are_refused(store: EventStore, stream: str) -> None:
-    with pytest.raises(ValueError, match="stream name"):
-        store.append(stream, new_events(1))
+def one_event(**changes: Any) -> NewEvent:
+    """A new event with some fields replaced, even by values of the wrong type."""
+    return replace(new_events(1)[0], **changes)
 
 
-def test_invalid_expected_versions_are_refused(store: EventStore) -> None:
-    with pytest.raises(ValueError, match="negative"):
-        store.append("Order-1", new_events(1), -1)
-    with pytest.raises(TypeError):
-        store.append("Order-1", new_events(1), True)
+LONG_NAME = "x" * 1025
+UNENCODABLE = "Order-\ud800"
+
+# (stream, events, expected version) an append refuses, and the error it raises.
+BAD_APPENDS = [
+    pytest.param(lambda: ("", new_events(1), ANY), InvalidValue, id="empty-stream"),
+    pytest.param(lambda: ("$all", new_events(1), ANY), InvalidValue, id="dollar-stream"),
+    pytest.param(lambda: ("Order\x00-1", new_events(1), ANY), InvalidValue, id="nul-stream"),
+    pytest.param(lambda: (LONG_NAME, new_events(1), ANY), InvalidValue, id="long-stream"),
+    pytest.param(lambda: ("é" * 513, new_events(1), ANY), InvalidValue, id="long-utf8-stream"),
+    pytest.param(lambda: (UNENCODABLE, new_events(1), ANY), InvalidValue, id="surrogate-stream"),
+    pytest.param(lambda: (42, new_events(1), ANY), InvalidType, id="int-stream"),
+    pytest.param(lambda: (None, new_events(1), ANY), InvalidType, id="none-stream"),
+    pytest.param(lambda: ("Order-1", new_events(1)[0], ANY), InvalidType, id="bare-event"),
+    pytest.param(lambda: ("Order-1", ["event"], ANY), InvalidType, id="str-payload"),
+    pytest.param(lambda: ("Order-1", [object()], ANY), InvalidType, id="object-payload"),
+    pytest.param(lambda: ("Order-1", iter(new_events(1)), ANY), InvalidType, id="iterator"),
+    pytest.param(lambda: ("Order-1", [one_event(data="{}")], ANY), InvalidType, id="str-data"),
+    pytest.param(
+        lambda: ("Order-1", [one_event(data=bytearray(b"{}"))], ANY), InvalidType, id="bytearray"
+    ),
+    pytest.param(lambda: ("Order-1", [one_event(headers="{}")], ANY), InvalidType, id="headers"),
+    pytest.param(lambda: ("Order-1", [one_event(type="")], ANY), InvalidValue, id="empty-type"),
+    pytest.param(lambda: ("Order-1", [one_event(type="A\x00")], ANY), InvalidValue, id="nul-type"),
+    pytest.param(lambda: ("Order-1", [one_event(type=LONG_NAME)], ANY), InvalidValue, id="long"),
+    pytest.param(lambda: ("Order-1", [one_event(type=7)], ANY), InvalidType, id="int-type"),
+    pytest.param(
+        lambda: ("Order-1", [one_event(schema_version=0)], ANY), InvalidValue, id="version-0"
+    ),
+    pytest.param(
+        lambda: ("Order-1", [one_event(schema_version=2**31)], ANY), InvalidValue, id="version-big"
+    ),
+    pytest.param(
+        lambda: ("Order-1", [one_event(schema_version="1")], ANY), InvalidType, id="version-str"
+    ),
+    pytest.param(
+        lambda: ("Order-1", [one_event(schema_version=True)], ANY), InvalidType, id="version-bool"
+    ),
+    pytest.param(lambda: ("Order-1", [one_event(event_id="e-1")], ANY), InvalidType, id="str-id"),
+    pytest.param(
+        lambda: ("Order-1", [one_event(correlation_id=1)], ANY), InvalidType, id="correlation"
+    ),
+    pytest.param(
+        lambda: ("Order-1", [one_event(causation_id="c")], ANY), InvalidType, id="causation"
+    ),
+    pytest.param(
+        lambda: ("Order-1", [one_event(occurred_at="2024-01-01")], ANY), InvalidType, id="time"
+    ),
+    pytest.param(
+        lambda: ("Order-1", [one_event(occurred_at=datetime(2024, 1, 1))], ANY),
+        InvalidValue,
+        id="naive-time",
+    ),
+    pytest.param(lambda: ("Order-1", new_events(1), -1), InvalidValue, id="negative-expected"),
+    pytest.param(lambda: ("Order-1", new_events(1), 2**63), InvalidValue, id="huge-expected"),
+    pytest.param(lambda: ("Order-1", new_events(1), True), InvalidType, id="bool-expected"),
+    pytest.param(lambda: ("Order-1", new_events(1), "any"), InvalidType, id="str-expected"),
+    pytest.param(lambda: ("Order-1", new_events(1), 1.0), InvalidType, id="float-expected"),
+    pytest.param(
+        lambda: ("Order-1", [*new_events(1), one_event(data="{}")], ANY),
+        InvalidType,
+        id="second-event-bad",
+    ),
+]
+
+
+def assert_refused(raised: pytest.ExceptionInfo[Exception], error: type[Exception]) -> None:
+    """Refused with `error`, which is a tidings error and the builtin it stands for."""
+    assert isinstance(raised.value, error)
+    assert isinstance(raised.value, TidingsError)
+    builtin = ValueError if error is InvalidValue else TypeError
+    assert isinstance(raised.value, builtin)
+
+
+@pytest.mark.parametrize(("call", "error"), BAD_APPENDS)
+def test_a_malformed_append_is_refused_and_writes_nothing(
+    store: EventStore, call: Callable[[], tuple[Any, Any, Any]], error: type[Exception]
+) -> None:
+    stream, events, expected = call()
+    with pytest.raises(error) as raised:
+        store.append(stream, events, expected)
+    assert_refused(raised, error)
+
+    with pytest.raises(error), store.transaction() as tx:
+        tx.append("Order-2", new_events(1))
+        tx.append(stream, events, expected)
+
     assert store.read_all() == []
+    assert store.list_streams(include_deleted=True) == []
 
 
-def test_an_event_without_a_time_zone_is_refused(store: EventStore) -> None:
-    event = new_events(1)[0]
-    naive = NewEvent(
-        event.event_id, event.type, 1, event.data, event.correlation_id, None, datetime(2024, 1, 1)
-    )
-    with pytest.raises(ValueError, match="timezone"):
-        store.append("Order-1", [naive])
+BAD_READS = [
+    pytest.param(lambda s: s.read_stream("Order\x00-1"), InvalidValue, id="stream-nul"),
+    pytest.param(lambda s: s.read_stream(UNENCODABLE), InvalidValue, id="stream-surrogate"),
+    pytest.param(lambda s: s.read_stream(5), InvalidType, id="stream-int"),
+    pytest.param(lambda s: s.read_stream("Order-1", from_version=-1), InvalidValue, id="from"),
+    pytest.param(lambda s: s.read_stream("Order-1", from_version=2**63), InvalidValue, id="far"),
+    pytest.param(lambda s: s.read_stream("Order-1", from_version="1"), InvalidType, id="from-s"),
+    pytest.param(lambda s: s.read_stream("Order-1", limit=-1), InvalidValue, id="stream-limit"),
+    pytest.param(lambda s: s.read_stream("Order-1", limit="3"), InvalidType, id="limit-str"),
+    pytest.param(lambda s: s.read_all(limit=-1), InvalidValue, id="all-limit"),
+    pytest.param(lambda s: s.read_all(limit=2.5), InvalidType, id="all-limit-float"),
+    pytest.param(lambda s: s.read_all(after=-1), InvalidValue, id="after-negative"),
+    pytest.param(lambda s: s.read_all(after="0"), InvalidType, id="after-str"),
+    pytest.param(lambda s: s.read_all(categories="Order"), InvalidType, id="categories-str"),
+    pytest.param(lambda s: s.read_all(categories=["A\x00"]), InvalidValue, id="category-nul"),
+    pytest.param(lambda s: s.read_all(types=[1]), InvalidType, id="type-int"),
+    pytest.param(lambda s: s.read_all(types="Placed"), InvalidType, id="types-str"),
+    pytest.param(lambda s: s.read_correlated("c-1"), InvalidType, id="correlated-str"),
+    pytest.param(lambda s: s.read_correlated(uuid.uuid4(), limit=-1), InvalidValue, id="c-limit"),
+    pytest.param(lambda s: s.stream_version("Order\x00-1"), InvalidValue, id="version-nul"),
+    pytest.param(lambda s: s.stream_version(None), InvalidType, id="version-none"),
+    pytest.param(lambda s: s.read_snapshot("Order\x00-1"), InvalidValue, id="snapshot-nul"),
+    pytest.param(lambda s: s.list_streams("Order\x00"), InvalidValue, id="list-category"),
+    pytest.param(lambda s: s.list_streams(after="Order\x00"), InvalidValue, id="list-after"),
+    pytest.param(lambda s: s.list_streams(limit=-1), InvalidValue, id="list-limit"),
+    pytest.param(lambda s: s.list_streams(limit=None), InvalidType, id="list-limit-none"),
+]
 
 
-def test_negative_limits_are_refused(store: EventStore) -> None:
-    with pytest.raises(ValueError, match="limit"):
-        store.read_all(limit=-1)
-    with pytest.raises(ValueError, match="limit"):
-        store.read_stream("Order-1", limit=-1)
-    with pytest.raises(ValueError, match="limit"):
-        store.list_streams(limit=-1)
-    with pytest.raises(ValueError, match="limit"):
-        store.read_correlated(uuid.uuid4(), limit=-1)
+@pytest.mark.parametrize(("call", "error"), BAD_READS)
+def test_a_malformed_read_is_refused(
+    store: EventStore, call: Callable[[Any], object], error: type[Exception]
+) -> None:
+    store.append("Order-1", new_events(1))
+    with pytest.raises(error) as raised:
+        call(store)
+    assert_refused(raised, error)
+
+
+BAD_WRITES = [
+    pytest.param(lambda s: s.delete_stream("Order\x00-1"), InvalidValue, id="delete-nul"),
+    pytest.param(lambda s: s.delete_stream("Order-1", -2), InvalidValue, id="delete-expected"),
+    pytest.param(lambda s: s.delete_stream(3), InvalidType, id="delete-int"),
+    pytest.param(
+        lambda s: s.save_snapshot(Snapshot("Order\x00-1", 1, "shape", b"{}")),
+        InvalidValue,
+        id="snapshot-stream",
+    ),
+    pytest.param(
+        lambda s: s.save_snapshot(Snapshot("Order-1", 1, "sha\x00pe", b"{}")),
+        InvalidValue,
+        id="snapshot-shape",
+    ),
+    pytest.param(
+        lambda s: s.save_snapshot(Snapshot("Order-1", 1, "shape", "{}")),  # type: ignore[arg-type]
+        InvalidType,
+        id="snapshot-str-data",
+    ),
+    pytest.param(
+        lambda s: s.save_snapshot(Snapshot("Order-1", -1, "shape", b"{}")),
+        InvalidValue,
+        id="snapshot-version",
+    ),
+    pytest.param(lambda s: s.save_snapshot(("Order-1", 1)), InvalidType, id="snapshot-tuple"),
+]
+
+
+@pytest.mark.parametrize(("call", "error"), BAD_WRITES)
+def test_a_malformed_delete_or_snapshot_is_refused_and_changes_nothing(
+    store: EventStore, call: Callable[[Any], object], error: type[Exception]
+) -> None:
+    store.append("Order-1", new_events(1))
+    with pytest.raises(error) as raised:
+        call(store)
+    assert_refused(raised, error)
+    assert store.list_streams(include_deleted=True) == [StreamInfo("Order-1", 1, 1, False)]
+    assert store.read_snapshot("Order-1") is None
+
+
+def test_names_up_to_the_limit_are_stored_and_longer_ones_are_not_found(
+    store: EventStore,
+) -> None:
+    longest = "Order-" + "é" * ((MAX_NAME_BYTES - 6) // 2)
+    assert len(longest.encode()) == MAX_NAME_BYTES
+    store.append(longest, [one_event(type="T" * MAX_NAME_BYTES)])
+
+    (record,) = store.read_stream(longest)
+    assert (record.stream, record.type) == (longest, "T" * MAX_NAME_BYTES)
+    assert store.stream_version(longest) == 1
+    assert store.read_stream(longest + "é" * 2000) == []
+    assert store.stream_version(longest + "é" * 2000) is None
+
+
+def test_nul_bytes_in_data_and_headers_are_kept(store: EventStore) -> None:
+    event = one_event(data=b"\x00{}\x00", headers=b'{"k":"\\u0000"}\x00')
+    store.append("Order-1", [event])
+    (record,) = store.read_stream("Order-1")
+    assert (record.data, record.headers) == (event.data, event.headers)
 
 
 # Reading a stream
@@ -535,6 +704,18 @@ def test_head_position_stays_put_while_a_transaction_is_open_or_rolled_back(
         appended = tx.append("Order-2", new_events(2))
         assert store.head_position() == head
     assert store.head_position() == appended.positions[-1]
+
+
+def test_the_watermark_shows_what_readers_are_held_back_from(store: EventStore) -> None:
+    assert store.watermark() == Watermark(0, 0, 0, 0.0)
+    last = store.append("Order-1", new_events(3)).positions[-1]
+
+    # On PostgreSQL any transaction of the cluster may hold readers back a while.
+    deadline = time.monotonic() + PATIENCE
+    while (mark := store.watermark()).held_back and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert mark == Watermark(last, last, 0, 0.0)
+    assert mark.head == store.head_position()
 
 
 # Transactions

@@ -176,6 +176,36 @@ def test_a_transaction_held_open_holds_back_the_head_and_correlated_reads(
     assert store.head_position() == later[-1]
 
 
+def test_the_watermark_counts_events_a_transaction_held_open_holds_back(
+    either_store: Any,
+) -> None:
+    store = either_store
+    (start,) = store.append("Seed-1", new_events(1)).positions
+    hold = 0.3
+
+    with store.transaction() as tx:
+        tx.append("Held-1", new_events(1))
+        later = [store.append(f"Later-{i}", new_events(2)).positions for i in range(3)]
+        time.sleep(hold)
+        mark = store.watermark()
+        assert mark.head == start
+        assert mark.last_position == later[-1][-1]
+        # Others' transactions may hold back more, never less.
+        assert mark.held_back >= 6
+        assert mark.held_for is not None and mark.held_for >= hold
+        tx.rollback()
+
+    deadline = time.monotonic() + 10
+    while (mark := store.watermark()).held_back and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (mark.head, mark.last_position, mark.held_back, mark.held_for) == (
+        later[-1][-1],
+        later[-1][-1],
+        0,
+        0.0,
+    )
+
+
 def test_an_application_write_before_the_events_holds_readers_back(
     store: PostgresStore, dsn: str, schema: str
 ) -> None:

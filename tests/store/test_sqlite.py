@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -13,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.store.sqlite_first_user import ROUNDS
 from tidings.errors import ConfigurationError, StoreUnavailable
 from tidings.store import AsyncSQLiteStore, NewEvent, Snapshot, SQLiteStore, StreamState
 from tidings.store.sqlite_sql import SCHEMA_VERSION
@@ -282,3 +286,103 @@ def test_migrate_makes_the_schema_now_and_tells_the_versions(tmp_path: Path) -> 
     second = SQLiteStore(tmp_path / "events.db")
     assert second.migrate() == (SCHEMA_VERSION, SCHEMA_VERSION)
     second.close()
+
+
+# First use of a file while others write it
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_first_use_of_a_rollback_journal_file_waits_for_its_writer(
+    path: Path, asynchronous: bool
+) -> None:
+    """Switching to WAL needs the file to itself: the store waits for it, up to `timeout`."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE app (x)")
+    assert holder.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO app VALUES (1)")
+    release = threading.Timer(0.5, holder.execute, ("COMMIT",))
+    began = time.monotonic()
+    release.start()
+    try:
+        if asynchronous:
+
+            async def first_use() -> int:
+                store = AsyncSQLiteStore(path, timeout=10)
+                try:
+                    return (await store.append("Order-1", new_events(1))).version
+                finally:
+                    await store.aclose()
+
+            version = anyio.run(first_use)
+        else:
+            store = SQLiteStore(path, timeout=10)
+            try:
+                version = store.append("Order-1", new_events(1)).version
+            finally:
+                store.close()
+    finally:
+        release.join()
+        holder.close()
+
+    assert version == 1
+    assert time.monotonic() - began >= 0.45
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert raw.execute("SELECT x FROM app").fetchall() == [(1,)]
+
+
+def test_first_use_gives_up_after_the_timeout_while_the_writer_holds_on(path: Path) -> None:
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE app (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO app VALUES (1)")
+    store = SQLiteStore(path, timeout=0.5)
+    began = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            store.append("Order-1", new_events(1))
+        waited = time.monotonic() - began
+    finally:
+        store.close()
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert 0.45 <= waited < 5
+
+
+def test_processes_starting_on_a_new_file_at_once_all_get_in(tmp_path: Path) -> None:
+    processes = 16
+    start = time.time() + 3  # every process has imported tidings by then
+    started = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.store.sqlite_first_user",
+                str(tmp_path),
+                str(index),
+                str(start),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(processes)
+    ]
+    outputs = [process.communicate(timeout=60) for process in started]
+
+    failures = [
+        err for process, (_, err) in zip(started, outputs, strict=True) if process.returncode
+    ]
+    assert not failures, failures[0]
+    assert all(out.split() == ["appended"] * ROUNDS for out, _ in outputs)
+    for round_ in range(ROUNDS):
+        with sqlite3.connect(tmp_path / f"round-{round_}.db") as raw:
+            assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            streams = raw.execute("SELECT stream FROM tidings_events").fetchall()
+            recorded = raw.execute("SELECT version FROM tidings_schema ORDER BY version").fetchall()
+        assert sorted(stream for (stream,) in streams) == sorted(
+            f"Process-{index}" for index in range(processes)
+        )
+        assert recorded == [(version,) for version in range(1, SCHEMA_VERSION + 1)]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import postgres_dsn
+from tests.store.backends import Settling
 from tidings.messages import new_id
 from tidings.store import (
     AsyncMemoryStore,
@@ -38,9 +39,10 @@ def _event() -> NewEvent:
 
 
 def _round_trip(store: EventStore) -> None:
+    settled = Settling(store)  # a shared PostgreSQL server shows commits once older ones end
     try:
-        store.append("Note-1", [_event()])
-        assert [record.stream for record in store.read_all()] == ["Note-1"]
+        settled.append("Note-1", [_event()])
+        assert [record.stream for record in settled.read_all()] == ["Note-1"]
     finally:
         store.close()
 
@@ -227,3 +229,70 @@ def test_postgres_url_opens_the_async_store_in_its_schema(postgres_url: tuple[st
 
     assert asyncio.run(main()) == ["Note-1"]
     assert "events" in _tables_in(schema)
+
+
+@pytest.mark.parametrize(
+    ("url", "conninfo"),
+    [
+        (
+            "postgresql://h/db?options=-c%20statement_timeout%3D5000&schema=s",
+            "postgresql://h/db?options=-c%20statement_timeout%3D5000",
+        ),
+        (
+            "postgresql://h/db?application_name=my%20app",
+            "postgresql://h/db?application_name=my%20app",
+        ),
+        (
+            "postgresql://h/db?schema=s&application_name=a+b",
+            "postgresql://h/db?application_name=a+b",
+        ),
+        ("postgresql://h/db?schema=s", "postgresql://h/db"),
+    ],
+)
+def test_postgres_url_parameters_reach_libpq_as_written(url: str, conninfo: str) -> None:
+    parsed = parse_store_url(url)
+    assert isinstance(parsed, PostgresURL)
+    assert parsed.conninfo == conninfo
+
+
+def test_a_schema_parameter_is_percent_decoded_as_libpq_decodes() -> None:
+    parsed = parse_store_url("postgresql://h/db?schema=my%20events")
+    assert isinstance(parsed, PostgresURL)
+    assert parsed.schema == "my events"
+
+
+def test_postgres_url_parameters_take_effect_on_the_server() -> None:
+    from tidings.store.postgres import PostgresStore
+
+    dsn = postgres_dsn()
+    schema = f"urls_{uuid.uuid4().hex[:12]}"
+    name = f"my app {uuid.uuid4().hex[:8]}"
+    url = (
+        f"{dsn}?options=-c%20statement_timeout%3D5000&schema={schema}"
+        f"&application_name={name.replace(' ', '%20')}"
+    )
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    try:
+        with store.transaction() as tx:
+            timeout = tx.connection.execute("SHOW statement_timeout").fetchone()
+            named = tx.connection.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            ).fetchone()
+        assert timeout == ("5s",)
+        assert named == (name,)
+    finally:
+        store.close()
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+
+
+def test_a_plus_in_the_schema_parameter_stays_a_plus() -> None:
+    parsed = parse_store_url("postgresql://h/db?schema=a+b")
+    assert isinstance(parsed, PostgresURL)
+    assert parsed.schema == "a+b"

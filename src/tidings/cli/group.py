@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from tidings.errors import ConfigurationError, StoreUnavailable
+from tidings.errors import CommitOutcomeUnknown, ConfigurationError, StoreUnavailable
 
 __all__ = ["TidingsGroup", "fail"]
 
@@ -43,7 +43,7 @@ class TidingsGroup(TyperGroup):
         except typer.TyperException as exc:  # usage errors and bad parameters among them
             context = getattr(exc, "ctx", None)
             _exit(exc.format_message(), exc.exit_code, getattr(context, "command_path", None))
-        except (StoreUnavailable, ConfigurationError) as exc:
+        except (StoreUnavailable, CommitOutcomeUnknown, ConfigurationError) as exc:
             _exit(str(exc), 1, None)
         except typer.Abort:
             _exit("aborted", 1, None)

@@ -62,7 +62,11 @@ def status(
     store: StoreOption = DEFAULT_STORE_URL,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Each projection's state, position, the log's head, lag (events to go) and last error."""
+    """Each projection's state, position, the log's head, lag (events to go) and last error.
+
+    When an open transaction holds the log's readers back, each line also
+    says how many committed events it hides and for how long.
+    """
     with _runner(store, projections) as runner:
         for found in runner.status():
             if as_json:
@@ -74,10 +78,15 @@ def status(
                     "lag": found.lag,
                     "error": found.error,
                     "failed_position": found.failed_position,
+                    "held_back": found.held_back,
+                    "held_for": found.held_for,
                 }
                 typer.echo(json.dumps(fields))
                 continue
             line = f"{found.name}  {found.state}  position {found.position}  lag {found.lag}"
+            if found.held_back:
+                held_for = "?" if found.held_for is None else f"{found.held_for:.0f}"
+                line += f"  held back {found.held_back} for {held_for} s"
             if found.error:
                 line += f"  failed at {found.failed_position}: {found.error}"
             typer.echo(line)

@@ -54,7 +54,12 @@ class OnFailure(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ProjectionStatus:
-    """A projection's progress: `lag` counts the events it has still to process up to `head`."""
+    """A projection's progress: `lag` counts the events it has still to process up to `head`.
+
+    `held_back` and `held_for` are the store's watermark (`EventStore.watermark`):
+    events committed beyond `head` that no reader sees yet, and how long the
+    open transaction holding them back has run, in seconds. The lag hides them.
+    """
 
     name: str
     state: ProjectionState
@@ -63,6 +68,8 @@ class ProjectionStatus:
     lag: int
     error: str | None
     failed_position: int | None
+    held_back: int = 0
+    held_for: float | None = 0.0
 
 
 class ProjectionTimeout(TidingsError, TimeoutError):

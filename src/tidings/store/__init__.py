@@ -18,6 +18,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "StoreWriter",
     "StreamInfo",
     "StreamState",
+    "Watermark",
 ]

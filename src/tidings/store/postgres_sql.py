@@ -32,6 +32,7 @@ from tidings.errors import (
     ConcurrencyError,
     ConfigurationError,
     EventIdConflict,
+    InvalidValue,
     StoreUnavailable,
     TidingsError,
     WrongExpectedVersion,
@@ -56,6 +57,7 @@ __all__ = [
     "migrations",
     "notify_channel",
     "read_all_params",
+    "snapshot_conflict",
     "translated",
 ]
 
@@ -249,6 +251,7 @@ class Statements:
     read_all: dict[tuple[bool, bool], str]
     read_correlated: str
     head_position: str
+    watermark: str
     stream_version: str
     list_streams: dict[tuple[bool, bool], str]
     lock_stream: str
@@ -258,6 +261,10 @@ class Statements:
     read_snapshot: str
     channel: str
     notify: str
+    transaction_id: str
+    xact_status: str
+    end_transaction: str
+    set_lock_timeout: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -343,6 +350,23 @@ class Statements:
             head_position=render(
                 f"SELECT position FROM {{events}} WHERE {readable} ORDER BY position DESC LIMIT 1"
             ),
+            # One snapshot for all: its xmin bounds what readers see, as in `readable`.
+            # pg_stat_activity shows 32-bit transaction ids, the xmin's low half.
+            watermark=render(
+                "WITH bound AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                " AS xmin),"
+                " oldest AS (SELECT min(started) AS started FROM ("
+                " SELECT a.xact_start AS started FROM pg_stat_activity a, bound"
+                " WHERE a.backend_xid::text::bigint = bound.xmin % 4294967296"
+                " UNION ALL SELECT p.prepared FROM pg_prepared_xacts p, bound"
+                " WHERE p.transaction::text::bigint = bound.xmin % 4294967296) s)"
+                " SELECT coalesce((SELECT position FROM {events}"
+                " WHERE position < bound.xmin * {index_span} ORDER BY position DESC LIMIT 1), 0),"
+                " coalesce((SELECT max(position) FROM {events}), 0),"
+                " (SELECT count(*) FROM {events} WHERE position >= bound.xmin * {index_span}),"
+                " extract(epoch FROM clock_timestamp() - oldest.started)::float8"
+                " FROM bound, oldest"
+            ),
             stream_version=render("SELECT version FROM {streams} WHERE name = %b AND NOT deleted"),
             list_streams={
                 (by_category, with_deleted): list_streams
@@ -373,6 +397,15 @@ class Statements:
             ),
             channel=notify_channel(schema),
             notify=_render("SELECT pg_notify({channel}, %b)", {"channel": sql.Literal(channel)}),
+            transaction_id="SELECT pg_current_xact_id_if_assigned()::text::bigint",
+            xact_status="SELECT pg_xact_status(%b::bigint::text::xid8)",
+            # pg_stat_activity shows the 32-bit form of the id: process and id together name
+            # the one transaction, whatever else that process has run since.
+            end_transaction=(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid = %b AND backend_xid::text::bigint = %b::bigint %% 4294967296"
+            ),
+            set_lock_timeout="SELECT set_config('lock_timeout', %b, true)",
         )
 
 
@@ -389,9 +422,12 @@ def notify_channel(schema: str) -> str:
 
 
 def check_batch(index: int, events: Sequence[NewEvent]) -> None:
-    """Refuse events that would not fit in the transaction's range of positions."""
-    if index + len(events) > EVENTS_PER_TRANSACTION:
-        raise ValueError(
+    """Refuse events that would not fit in the transaction's range of positions.
+
+    Checked before the batch's events are (`check_new_events`), which would take long.
+    """
+    if isinstance(events, Sequence) and index + len(events) > EVENTS_PER_TRANSACTION:
+        raise InvalidValue(
             f"a transaction appends at most {EVENTS_PER_TRANSACTION} events to PostgreSQL;"
             f" this one would reach {index + len(events)}"
         )
@@ -450,15 +486,51 @@ def appended(
     return AppendResult(stream, last + len(events), tuple(range(first, first + len(events))))
 
 
+_CREATED_MEANWHILE = (
+    errors.DuplicateSchema,
+    errors.DuplicateTable,
+    errors.DuplicateObject,
+    errors.DuplicateFunction,
+)
+
+
 def converted(exc: psycopg.Error) -> TidingsError | None:
-    """The tidings error a PostgreSQL error means, or None when it is not one of the store's."""
-    if isinstance(exc, errors.UniqueViolation) and exc.diag.constraint_name == _EVENT_ID_UNIQUE:
-        return EventIdConflict(f"an event id of the batch was stored meanwhile: {exc}")
-    if isinstance(exc, errors.TransactionRollback):  # deadlock, serialization failure
-        return ConcurrencyError(f"PostgreSQL: {exc}")
+    """The tidings error a PostgreSQL error of the store's statements means, if any.
+
+    A unique violation on the store's tables and a transaction rolled back
+    for a serialization failure or a deadlock (SQLSTATE class 40) mean that
+    a concurrent transaction wrote first: under REPEATABLE READ or
+    SERIALIZABLE, a transaction's snapshot predates the stream lock it
+    waited for, so it does not see the winner and fails on the constraint
+    the lock would otherwise have spared it. All are `ConcurrencyError`
+    (retry the transaction), but a repeated event id, `EventIdConflict`.
+    """
+    if isinstance(exc, errors.UniqueViolation):
+        if exc.diag.constraint_name == _EVENT_ID_UNIQUE:
+            return EventIdConflict(f"an event id of the batch was stored meanwhile: {exc}")
+        return ConcurrencyError(
+            "a concurrent transaction this one's snapshot does not see wrote first; "
+            f"retry the transaction (PostgreSQL: {exc.diag.message_primary})"
+        )
+    if (exc.sqlstate or "").startswith("40"):  # serialization failure, deadlock
+        return ConcurrencyError(f"retry the transaction (PostgreSQL: {exc})")
+    if isinstance(exc, _CREATED_MEANWHILE):  # a joined transaction's snapshot, at first use
+        return ConcurrencyError(
+            f"a concurrent first use created the store's schema; retry (PostgreSQL: {exc})"
+        )
     if isinstance(exc, psycopg.OperationalError):
         return StoreUnavailable(f"PostgreSQL: {exc}")
     return None
+
+
+def snapshot_conflict(exc: psycopg.Error) -> bool:
+    """Whether a statement failed only for a snapshot older than the lock it waited for.
+
+    Such a statement, run again in a new READ COMMITTED transaction, sees
+    what it missed: a repeated event id is then found as the batch it
+    repeats, a stream's versions as they now are.
+    """
+    return isinstance(exc, errors.UniqueViolation) or (exc.sqlstate or "").startswith("40")
 
 
 @contextmanager

@@ -17,6 +17,7 @@ __all__ = [
     "Snapshot",
     "StreamInfo",
     "StreamState",
+    "Watermark",
     "category_of",
 ]
 
@@ -121,3 +122,23 @@ class AppendResult:
     stream: str
     version: int
     positions: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """How far readers of `$all` are held back behind what has committed.
+
+    `head` is the last position `read_all` returns now (`head_position()`);
+    `last_position` the last position committed, readable or not. The
+    `held_back` events between them have committed, but a transaction
+    still open may yet commit events below them, so no reader is shown them
+    until it ends; `held_for` is how long, in seconds, that oldest open
+    transaction has run (0.0 when nothing is held back; None when the
+    server does not show this session its start). Backends that commit one
+    transaction at a time (memory, SQLite) never hold readers back.
+    """
+
+    head: int
+    last_position: int
+    held_back: int
+    held_for: float | None

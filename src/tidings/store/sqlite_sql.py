@@ -34,6 +34,7 @@ __all__ = [
     "database_file",
     "delete_stream",
     "head_position",
+    "is_busy",
     "join",
     "list_streams",
     "migrate",
@@ -44,6 +45,7 @@ __all__ = [
     "read_stream",
     "save_snapshot",
     "stream_version",
+    "use_wal",
 ]
 
 SCHEMA_VERSION = 3
@@ -128,6 +130,27 @@ def raise_unavailable(path: str, exc: sqlite3.Error) -> NoReturn:
     if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
         raise StoreUnavailable(f"SQLite database {path!r}: {exc}") from exc
     raise exc
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused for a lock someone else holds (`SQLITE_BUSY`, `SQLITE_LOCKED`)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    )
+
+
+def use_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode (kept in the file: once switched, this only reads it).
+
+    A switch SQLite could not make for a lock held elsewhere answers with the
+    old mode rather than an error: that is raised as `SQLITE_BUSY` too.
+    """
+    (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+    if str(mode).lower() != "wal":
+        busy = sqlite3.OperationalError(f"database is locked (journal mode stays {mode})")
+        busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+        raise busy
 
 
 def migrate(connection: sqlite3.Connection) -> tuple[int, int]:

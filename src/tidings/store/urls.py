@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from tidings.store._async.base import AsyncEventStore
 from tidings.store._async.memory import AsyncMemoryStore
@@ -171,14 +171,20 @@ def _postgres_parts(url: str) -> tuple[str, str]:
         parts.port  # noqa: B018 - parsing the port validates it
     except ValueError as exc:
         raise ValueError(f"malformed store URL {shown!r}: {exc}") from None
-    params = parse_qsl(parts.query, keep_blank_values=True)
-    schemas = [value for name, value in params if name == "schema"]
+    # Parameters other than `schema` are passed on as written: libpq decodes them itself
+    # (percent escapes only; a `+` stays a plus), and re-encoding them would change them.
+    pieces = [piece for piece in parts.query.split("&") if piece]
+    schemas = [
+        unquote(value)
+        for name, _, value in (piece.partition("=") for piece in pieces)
+        if unquote(name) == "schema"
+    ]
     if len(schemas) > 1:
         raise ValueError(f"malformed store URL {shown!r}: 'schema' is given more than once")
     schema = schemas[0] if schemas else DEFAULT_POSTGRES_SCHEMA
     if not schema or "\x00" in schema:
         raise ValueError(f"malformed store URL {shown!r}: the schema name is empty or invalid")
-    rest = urlencode([(name, value) for name, value in params if name != "schema"])
+    rest = "&".join(piece for piece in pieces if unquote(piece.partition("=")[0]) != "schema")
     conninfo = urlunsplit(parts._replace(query=rest))
     _check_conninfo(shown, conninfo)
     return conninfo, schema

@@ -42,6 +42,7 @@ class AsyncRunnerBase:
         poll_interval: float = 1.0,
         lease: float = 10.0,
         retry_waits: bool = True,
+        held_back_warning: float = 60.0,
     ) -> None:
         self.store = store
         self.projections: dict[str, Projection] = {}
@@ -52,13 +53,14 @@ class AsyncRunnerBase:
             self.projections[projection.name] = projection
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if poll_interval <= 0 or lease <= 0:
-            raise ValueError("poll_interval and lease must be positive")
+        if poll_interval <= 0 or lease <= 0 or held_back_warning <= 0:
+            raise ValueError("poll_interval, lease and held_back_warning must be positive")
         self.codec = codec if codec is not None else Codec()
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.lease = lease
         self.retry_waits = retry_waits
+        self.held_back_warning = held_back_warning
         self.checkpoints = AsyncCheckpoints(store)
         self._letters = AsyncProjectionLetters(store, self.codec)
         self.dead_letters = self._letters.store

@@ -11,6 +11,7 @@ from tidings.projections._async.base import Progress, call
 from tidings.projections._async.letter_actions import AsyncLetterActions
 from tidings.projections._async.rebuilds import AsyncRebuilds
 from tidings.projections._async.status import AsyncRunnerStatus
+from tidings.projections._async.watermarks import AsyncWatermarkWatch
 from tidings.projections._async.workers import AsyncProjectionWorkers
 from tidings.projections.projection import ProjectionState
 from tidings.subscriptions.listener import watch_commits
@@ -19,7 +20,11 @@ __all__ = ["AsyncProjectionRunner", "Progress"]
 
 
 class AsyncProjectionRunner(
-    AsyncProjectionWorkers, AsyncRebuilds, AsyncRunnerStatus, AsyncLetterActions
+    AsyncProjectionWorkers,
+    AsyncRebuilds,
+    AsyncRunnerStatus,
+    AsyncLetterActions,
+    AsyncWatermarkWatch,
 ):
     """Runs many projections over one store, each from its own checkpoint.
 
@@ -43,6 +48,11 @@ class AsyncProjectionRunner(
     written in the transaction that parks the projection or moves it on. A
     parked projection's letter is marked `parked` and lasts while it is
     parked: `resume` tries the event again, `skip` drops it.
+
+    When an open transaction has held the store's readers back for
+    `held_back_warning` seconds (on PostgreSQL, see `EventStore.watermark`),
+    the runner logs a warning on `tidings.projections`; `status()` shows it
+    at any time.
     """
 
     # Running.
@@ -65,6 +75,7 @@ class AsyncProjectionRunner(
             async with anyio.create_task_group() as tasks:  # sync: with TaskThreads() as tasks:
                 for name in self.projections:
                     tasks.start_soon(self._work, name)
+                tasks.start_soon(self._watch_watermark)
                 try:
                     yield self
                 finally:

@@ -20,7 +20,12 @@ class AsyncRunnerStatus(AsyncRunnerBase):
     """Reads projections' progress from the database, so it sees runners in any process."""
 
     async def status(self) -> list[ProjectionStatus]:
-        """Position, head, lag, state and error of each projection, from the database."""
+        """Position, head, lag, state and error of each projection, from the database.
+
+        Each also carries what the store's readers are held back from
+        (`held_back`, `held_for`), the same for every projection.
+        """
+        watermark = await self.store.watermark()
         async with self.store.transaction() as tx:
             await self.checkpoints.ensure(tx)
             rows = {row.name: row for row in await self.checkpoints.load_all(tx)}
@@ -40,6 +45,8 @@ class AsyncRunnerStatus(AsyncRunnerBase):
                         lag,
                         row.error,
                         row.failed_position,
+                        held_back=watermark.held_back,
+                        held_for=watermark.held_for,
                     )
                 )
         return found

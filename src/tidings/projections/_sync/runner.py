@@ -12,6 +12,7 @@ from tidings.projections._sync.base import Progress, call
 from tidings.projections._sync.letter_actions import LetterActions
 from tidings.projections._sync.rebuilds import Rebuilds
 from tidings.projections._sync.status import RunnerStatus
+from tidings.projections._sync.watermarks import WatermarkWatch
 from tidings.projections._sync.workers import ProjectionWorkers
 from tidings.projections.projection import ProjectionState
 from tidings.subscriptions.listener import watch_commits
@@ -20,7 +21,11 @@ __all__ = ["ProjectionRunner", "Progress"]
 
 
 class ProjectionRunner(
-    ProjectionWorkers, Rebuilds, RunnerStatus, LetterActions
+    ProjectionWorkers,
+    Rebuilds,
+    RunnerStatus,
+    LetterActions,
+    WatermarkWatch,
 ):
     """Runs many projections over one store, each from its own checkpoint.
 
@@ -44,6 +49,11 @@ class ProjectionRunner(
     written in the transaction that parks the projection or moves it on. A
     parked projection's letter is marked `parked` and lasts while it is
     parked: `resume` tries the event again, `skip` drops it.
+
+    When an open transaction has held the store's readers back for
+    `held_back_warning` seconds (on PostgreSQL, see `EventStore.watermark`),
+    the runner logs a warning on `tidings.projections`; `status()` shows it
+    at any time.
     """
 
     # Running.
@@ -66,6 +76,7 @@ class ProjectionRunner(
             with TaskThreads() as tasks:
                 for name in self.projections:
                     tasks.start_soon(self._work, name)
+                tasks.start_soon(self._watch_watermark)
                 try:
                     yield self
                 finally:

@@ -21,7 +21,12 @@ class RunnerStatus(RunnerBase):
     """Reads projections' progress from the database, so it sees runners in any process."""
 
     def status(self) -> list[ProjectionStatus]:
-        """Position, head, lag, state and error of each projection, from the database."""
+        """Position, head, lag, state and error of each projection, from the database.
+
+        Each also carries what the store's readers are held back from
+        (`held_back`, `held_for`), the same for every projection.
+        """
+        watermark = self.store.watermark()
         with self.store.transaction() as tx:
             self.checkpoints.ensure(tx)
             rows = {row.name: row for row in self.checkpoints.load_all(tx)}
@@ -41,6 +46,8 @@ class RunnerStatus(RunnerBase):
                         lag,
                         row.error,
                         row.failed_position,
+                        held_back=watermark.held_back,
+                        held_for=watermark.held_for,
                     )
                 )
         return found

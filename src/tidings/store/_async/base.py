@@ -15,6 +15,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = ["AsyncEventStore", "AsyncStoreTransaction", "AsyncStoreWriter"]
@@ -150,6 +151,14 @@ class AsyncEventStore(Protocol):
 
         Cheap, whatever the log's length: reading `$all` after it starts at what
         commits next, as a subscriber that starts from now does.
+        """
+        ...
+
+    async def watermark(self) -> Watermark:
+        """How far readers of `$all` are held back now, and by how old a transaction.
+
+        On PostgreSQL, any transaction of the cluster that has written holds
+        back events committed after it began writing; elsewhere nothing is.
         """
         ...
 

@@ -12,9 +12,14 @@ import anyio  # sync: import threading
 from tidings.errors import StoreUnavailable, StreamNotFound
 from tidings.store.checks import (
     check_expected_version,
-    check_limit,
+    check_list_streams,
     check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
     check_stream,
+    check_stream_name,
     repeated_append,
 )
 from tidings.store.records import (
@@ -25,6 +30,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
     category_of,
 )
 
@@ -114,7 +120,7 @@ class AsyncMemoryStore:
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         self._check_open()
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         found = self._log.streams.get(stream)
         return _slice(found.visible() if found else [], from_version, backwards, limit)
 
@@ -127,7 +133,7 @@ class AsyncMemoryStore:
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
         self._check_open()
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         if limit == 0:
             return []
         # Positions are 1-based and dense, so position p sits at index p - 1.
@@ -146,7 +152,7 @@ class AsyncMemoryStore:
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
         self._check_open()
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         correlated = self._log.by_correlation.get(correlation_id, [])
         return correlated[:limit] if limit is not None else list(correlated)
 
@@ -155,7 +161,13 @@ class AsyncMemoryStore:
         # Positions are dense from 1, so the last one is the number of events.
         return len(self._log.events)
 
+    async def watermark(self) -> Watermark:
+        """Commits are published whole, one at a time: readers are never held back."""
+        head = await self.head_position()
+        return Watermark(head, head, 0, 0.0)
+
     async def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         self._check_open()
         found = self._log.streams.get(stream)
         return found.version if found else None
@@ -169,7 +181,7 @@ class AsyncMemoryStore:
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
         self._check_open()
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         listed: list[StreamInfo] = []
         for name in sorted(self._log.streams):
             if len(listed) >= limit:
@@ -199,7 +211,7 @@ class AsyncMemoryStore:
             found.first_version = found.last_version + 1
 
     async def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         self._check_open()
         async with self._write_lock:
             kept = self._log.snapshots.get(snapshot.stream)
@@ -211,6 +223,7 @@ class AsyncMemoryStore:
             return True
 
     async def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         self._check_open()
         snapshot = self._log.snapshots.get(stream)
         if snapshot is None or not _in_current_life(self._log.streams.get(stream), snapshot):
@@ -283,7 +296,7 @@ class AsyncMemoryTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         found = self._log.streams.get(stream)
         records = (found.visible() if found else []) + [
             record for record in self._staged if record.stream == stream

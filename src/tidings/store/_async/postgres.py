@@ -62,28 +62,37 @@ from uuid import UUID
 
 import anyio  # sync: import threading
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, IsolationLevel
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from tidings.errors import StoreUnavailable, StreamNotFound
+from tidings.store._async.postgres_outcomes import AsyncCommitOutcomes, lost
 from tidings.store.checks import (
     check_expected_version,
-    check_limit,
+    check_list_streams,
     check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
     check_stream,
+    check_stream_name,
     repeated_append,
 )
 from tidings.store.postgres_sql import (
+    INDEX_BITS,
     SCHEMA_VERSION,
     Statements,
     append_params,
     appended,
     check_batch,
     check_schema_version,
+    converted,
     migrations,
     read_all_params,
+    snapshot_conflict,
     translated,
 )
 from tidings.store.records import (
@@ -94,6 +103,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = ["AsyncPostgresJoinedWriter", "AsyncPostgresStore", "AsyncPostgresTransaction"]
@@ -132,6 +142,7 @@ class AsyncPostgresStore:
             open=False,
             kwargs={"autocommit": True},
         )
+        self._outcomes = AsyncCommitOutcomes(conninfo, self._pool, self._sql, timeout)
         self._lock = anyio.Lock()  # sync: self._lock = threading.Lock()
         self._ready = False
         self._migration = (0, 0)  # the schema versions before and after the first use
@@ -145,7 +156,7 @@ class AsyncPostgresStore:
         try:
             with translated():
                 await connection.execute("BEGIN")
-            tx = AsyncPostgresTransaction(connection, self._sql)
+            tx = AsyncPostgresTransaction(connection, self._sql, self._outcomes)
             try:
                 yield tx
             except BaseException:
@@ -165,11 +176,28 @@ class AsyncPostgresStore:
         check_batch(0, events)
         check_new_events(stream, events, expected_version)
         async with self._connection() as connection:
-            # In autocommit the statement is a transaction of its own, announced at its commit.
-            result, _ = await _append(
-                connection, self._sql, stream, events, expected_version, 0, announce=True
+            try:
+                # In autocommit the statement is a transaction of its own, announced at its commit.
+                result, _ = await _append(
+                    connection, self._sql, stream, events, expected_version, 0, announce=True
+                )
+                return result
+            except psycopg.Error as exc:
+                lost_once = lost(connection)
+                if not (lost_once or snapshot_conflict(exc)):
+                    raise
+
+        # The statement may have committed before its connection went, or its snapshot
+        # predates its stream's lock: an append of the same ids runs again safely.
+        async def again(connection: _Connection) -> AppendResult:
+            result, stored = await _append(
+                connection, self._sql, stream, events, expected_version, 0
             )
+            if stored:
+                await connection.execute(self._sql.notify, (str(result.positions[-1]),))
             return result
+
+        return await self._outcomes.again(again, lost_once=lost_once)
 
     async def read_stream(
         self,
@@ -179,7 +207,7 @@ class AsyncPostgresStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         async with self._connection() as connection:
             return await _read_stream(connection, self._sql, stream, from_version, backwards, limit)
 
@@ -191,7 +219,7 @@ class AsyncPostgresStore:
         categories: Collection[str] | None = None,
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         variant, params = read_all_params(after, limit, categories, types)
         async with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
@@ -201,7 +229,7 @@ class AsyncPostgresStore:
     async def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         async with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
             await cursor.execute(self._sql.read_correlated, (correlation_id, limit))
@@ -213,7 +241,27 @@ class AsyncPostgresStore:
             row = await cursor.fetchone()
         return 0 if row is None else int(row[0])
 
+    async def watermark(self) -> Watermark:
+        """Events committed but not yet readable, and how long the oldest writer has run.
+
+        Readers see events below the oldest transaction still running in the
+        cluster (see the module's docstring). That transaction's age is read
+        from `pg_stat_activity` (or `pg_prepared_xacts`), which shows it only
+        to a role that may see the session holding it (`pg_read_all_stats`).
+        """
+        async with self._connection() as connection:
+            cursor = await connection.execute(self._sql.watermark, binary=True)
+            row = await cursor.fetchone()
+        assert row is not None
+        head, last, held_back, held_for = row
+        if not held_back:
+            return Watermark(int(head), int(last), 0, 0.0)
+        return Watermark(
+            int(head), int(last), int(held_back), None if held_for is None else float(held_for)
+        )
+
     async def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         async with self._connection() as connection:
             cursor = await connection.execute(self._sql.stream_version, (stream,), binary=True)
             row = await cursor.fetchone()
@@ -227,7 +275,7 @@ class AsyncPostgresStore:
         limit: int = 100,
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         params: list[Any] = [after or ""]
         if category is not None:
             params.append(category)
@@ -246,7 +294,7 @@ class AsyncPostgresStore:
             await tx._delete(stream, expected_version)
 
     async def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         params = (
             snapshot.version,
             snapshot.shape,
@@ -254,11 +302,23 @@ class AsyncPostgresStore:
             snapshot.stream,
             snapshot.version,
         )
-        async with self._connection() as connection:
+
+        async def save(connection: _Connection) -> bool:
             cursor = await connection.execute(self._sql.save_snapshot, params, binary=True)
             return cursor.rowcount > 0
 
+        async with self._connection() as connection:
+            try:
+                return await save(connection)
+            except psycopg.Error as exc:
+                lost_once = lost(connection)
+                if not (lost_once or snapshot_conflict(exc)):
+                    raise
+        # Saving a snapshot twice keeps it once, as saving it once does.
+        return await self._outcomes.again(save, lost_once=lost_once)
+
     async def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         async with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(Snapshot), binary=True)
             await cursor.execute(self._sql.read_snapshot, (stream,))
@@ -272,6 +332,22 @@ class AsyncPostgresStore:
         """
         await self._prepare()
         return self._migration
+
+    async def transaction_committed(
+        self, transaction_id: int, backend_pid: int | None = None
+    ) -> bool:
+        """Whether the transaction `transaction_id` committed, for a commit whose answer was lost.
+
+        The owner of a joined writer whose `COMMIT` failed with a lost
+        connection reads the id before committing (`SELECT
+        pg_current_xact_id()`) and asks here, on a fresh connection. Give
+        `backend_pid` too (`connection.info.backend_pid`, also read before:
+        a lost connection forgets it) so that a transaction its lost client
+        left running is ended. Raises `CommitOutcomeUnknown` when the server
+        cannot say within the store's `timeout`.
+        """
+        await self._prepare()
+        return await self._outcomes.committed(transaction_id, backend_pid)
 
     def joined(self, connection: AsyncConnection[Any]) -> AsyncPostgresJoinedWriter:
         """Appends and reads in the transaction someone else holds open on `connection`.
@@ -309,6 +385,9 @@ class AsyncPostgresStore:
             with translated():
                 await self._pool.open()
                 async with self._pool.connection() as connection:
+                    # The migration lock is waited for after the transaction's snapshot is
+                    # taken: at REPEATABLE READ it would miss a concurrent first use's schema.
+                    await connection.set_isolation_level(IsolationLevel.READ_COMMITTED)
                     self._migration = await _migrate(connection, self._sql, self.schema)
             self._ready = True
 
@@ -323,14 +402,23 @@ class AsyncPostgresTransaction:
     `connection` is that psycopg connection: the application's own statements
     on it commit or roll back together with the appended events. Leave
     `COMMIT` and `ROLLBACK` to this object. A statement that fails ends the
-    whole transaction, as PostgreSQL does; a lost connection raises
-    `StoreUnavailable`, and the server keeps nothing of the transaction.
+    whole transaction, as PostgreSQL does. A connection lost before `COMMIT`
+    raises `StoreUnavailable`: the server keeps nothing of the transaction.
+    One lost while it commits is resolved on a fresh connection (see
+    `tidings.store._async.postgres_outcomes`): `commit` returns if the
+    transaction committed, raises `StoreUnavailable` if it did not, and
+    `CommitOutcomeUnknown` only if the server cannot say within the store's
+    `timeout`.
     """
 
-    def __init__(self, connection: _Connection, statements: Statements) -> None:
+    def __init__(
+        self, connection: _Connection, statements: Statements, outcomes: AsyncCommitOutcomes
+    ) -> None:
         self.connection = connection
         self.finished = False
         self._sql = statements
+        self._outcomes = outcomes
+        self._backend_pid = connection.info.backend_pid  # unknown once the connection is lost
         self._appended = 0  # events appended so far: the next event's index in positions
         self._last_position = 0  # announced at commit, so subscribers wake at once
 
@@ -360,7 +448,7 @@ class AsyncPostgresTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         self._check_active()
         async with self._failing():
             return await _read_stream(
@@ -377,10 +465,35 @@ class AsyncPostgresTransaction:
             )
         self.finished = True
         with translated():
+            transaction_id = await self._transaction_id()
+        try:
             if self._last_position:
                 # Delivered by PostgreSQL at commit, and only if the commit succeeds.
                 await self.connection.execute(self._sql.notify, (str(self._last_position),))
             await self.connection.execute("COMMIT")
+        except psycopg.Error as exc:
+            if not lost(self.connection):
+                raise (converted(exc) or exc) from exc
+            await self._resolve(transaction_id, exc)
+
+    async def _transaction_id(self) -> int | None:
+        """The transaction's id, None while it has written nothing: read before `COMMIT`."""
+        if self._last_position:  # positions are made of it
+            return self._last_position >> INDEX_BITS
+        cursor = await self.connection.execute(self._sql.transaction_id)
+        row = await cursor.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def _resolve(self, transaction_id: int | None, exc: psycopg.Error) -> None:
+        """Return if the transaction whose `COMMIT` lost its connection committed, else raise."""
+        if transaction_id is not None and await self._outcomes.committed(
+            transaction_id, self._backend_pid
+        ):
+            return
+        raise StoreUnavailable(
+            "PostgreSQL: the connection was lost while the transaction committed, and it was "
+            f"rolled back: nothing was kept ({exc})"
+        ) from exc
 
     async def rollback(self) -> None:
         """Roll back; on a lost connection there is nothing to do, the server dropped it all."""
@@ -466,7 +579,7 @@ class AsyncPostgresJoinedWriter:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         await self._prepare()
         with translated():
             return await _read_stream(

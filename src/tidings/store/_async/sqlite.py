@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -34,7 +35,16 @@ import anyio  # sync: import threading
 
 from tidings.errors import StoreUnavailable
 from tidings.store import sqlite_sql
-from tidings.store.checks import check_limit, check_new_events, check_stream
+from tidings.store.checks import (
+    check_list_streams,
+    check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
+    check_stream,
+    check_stream_name,
+)
 from tidings.store.records import (
     AppendResult,
     ExpectedVersion,
@@ -43,6 +53,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = ["AsyncSQLiteJoinedWriter", "AsyncSQLiteStore", "AsyncSQLiteTransaction"]
@@ -127,7 +138,7 @@ class AsyncSQLiteStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return await self._read(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
@@ -142,7 +153,7 @@ class AsyncSQLiteStore:
         categories: Collection[str] | None = None,
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         return await self._read(
             lambda connection: sqlite_sql.read_all(connection, after, limit, categories, types)
         )
@@ -150,7 +161,7 @@ class AsyncSQLiteStore:
     async def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         return await self._read(
             lambda connection: sqlite_sql.read_correlated(connection, correlation_id, limit)
         )
@@ -158,7 +169,13 @@ class AsyncSQLiteStore:
     async def head_position(self) -> int:
         return await self._read(sqlite_sql.head_position)
 
+    async def watermark(self) -> Watermark:
+        """Commits are serialised and visible in order: readers are never held back."""
+        head = await self.head_position()
+        return Watermark(head, head, 0, 0.0)
+
     async def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         return await self._read(lambda connection: sqlite_sql.stream_version(connection, stream))
 
     async def list_streams(
@@ -169,7 +186,7 @@ class AsyncSQLiteStore:
         limit: int = 100,
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         return await self._read(
             lambda connection: sqlite_sql.list_streams(
                 connection, category, after, limit, include_deleted
@@ -186,11 +203,12 @@ class AsyncSQLiteStore:
             )
 
     async def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         async with self.transaction() as tx:
             return await tx._run(lambda connection: sqlite_sql.save_snapshot(connection, snapshot))
 
     async def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         return await self._read(lambda connection: sqlite_sql.read_snapshot(connection, stream))
 
     async def migrate(self) -> tuple[int, int]:
@@ -235,7 +253,7 @@ class AsyncSQLiteStore:
         self._check_open()
         await self._lock_writer()
         try:
-            yield self._open_writer()
+            yield await self._open_writer()
         finally:
             self._write_lock.release()
 
@@ -248,14 +266,31 @@ class AsyncSQLiteStore:
             f"SQLite database {self.path!r}: another writer held it for {timeout} s"
         )
 
-    def _open_writer(self) -> sqlite3.Connection:
-        """The writing connection; opening it creates or migrates the schema."""
+    async def _open_writer(self) -> sqlite3.Connection:
+        """The writing connection; opening it switches the file to WAL and makes the schema.
+
+        Both need locks SQLite's busy handler does not always wait for: a
+        connection that reads a file in rollback-journal mode while another
+        holds its write lock is refused at once (waiting could deadlock), and
+        so are some steps of a new file's switch to WAL. The store retries the
+        whole step itself, from a clean slate, until `timeout` has passed.
+        """
         self._check_open()
         if self._writer is None:
             connection = self._connect()
+            deadline = time.monotonic() + self._timeout
+            pause = 0.001
             try:
-                connection.execute("PRAGMA journal_mode = WAL")
-                self._migration = sqlite_sql.migrate(connection)
+                while True:
+                    try:
+                        sqlite_sql.use_wal(connection)
+                        self._migration = sqlite_sql.migrate(connection)
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if not sqlite_sql.is_busy(exc) or time.monotonic() + pause > deadline:
+                            raise
+                    await anyio.sleep(pause)  # sync: time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
             except sqlite3.Error as exc:
                 connection.close()
                 sqlite_sql.raise_unavailable(self.path, exc)
@@ -339,7 +374,7 @@ class AsyncSQLiteTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return await self._run(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
@@ -430,7 +465,7 @@ class AsyncSQLiteJoinedWriter:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return self._run(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit

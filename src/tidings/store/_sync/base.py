@@ -16,6 +16,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = ["EventStore", "StoreTransaction", "StoreWriter"]
@@ -151,6 +152,14 @@ class EventStore(Protocol):
 
         Cheap, whatever the log's length: reading `$all` after it starts at what
         commits next, as a subscriber that starts from now does.
+        """
+        ...
+
+    def watermark(self) -> Watermark:
+        """How far readers of `$all` are held back now, and by how old a transaction.
+
+        On PostgreSQL, any transaction of the cluster that has written holds
+        back events committed after it began writing; elsewhere nothing is.
         """
         ...
 

@@ -13,9 +13,14 @@ import threading
 from tidings.errors import StoreUnavailable, StreamNotFound
 from tidings.store.checks import (
     check_expected_version,
-    check_limit,
+    check_list_streams,
     check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
     check_stream,
+    check_stream_name,
     repeated_append,
 )
 from tidings.store.records import (
@@ -26,6 +31,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
     category_of,
 )
 
@@ -115,7 +121,7 @@ class MemoryStore:
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         self._check_open()
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         found = self._log.streams.get(stream)
         return _slice(found.visible() if found else [], from_version, backwards, limit)
 
@@ -128,7 +134,7 @@ class MemoryStore:
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
         self._check_open()
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         if limit == 0:
             return []
         # Positions are 1-based and dense, so position p sits at index p - 1.
@@ -147,7 +153,7 @@ class MemoryStore:
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
         self._check_open()
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         correlated = self._log.by_correlation.get(correlation_id, [])
         return correlated[:limit] if limit is not None else list(correlated)
 
@@ -156,7 +162,13 @@ class MemoryStore:
         # Positions are dense from 1, so the last one is the number of events.
         return len(self._log.events)
 
+    def watermark(self) -> Watermark:
+        """Commits are published whole, one at a time: readers are never held back."""
+        head = self.head_position()
+        return Watermark(head, head, 0, 0.0)
+
     def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         self._check_open()
         found = self._log.streams.get(stream)
         return found.version if found else None
@@ -170,7 +182,7 @@ class MemoryStore:
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
         self._check_open()
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         listed: list[StreamInfo] = []
         for name in sorted(self._log.streams):
             if len(listed) >= limit:
@@ -200,7 +212,7 @@ class MemoryStore:
             found.first_version = found.last_version + 1
 
     def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         self._check_open()
         with self._write_lock:
             kept = self._log.snapshots.get(snapshot.stream)
@@ -212,6 +224,7 @@ class MemoryStore:
             return True
 
     def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         self._check_open()
         snapshot = self._log.snapshots.get(stream)
         if snapshot is None or not _in_current_life(self._log.streams.get(stream), snapshot):
@@ -284,7 +297,7 @@ class MemoryTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         found = self._log.streams.get(stream)
         records = (found.visible() if found else []) + [
             record for record in self._staged if record.stream == stream

@@ -63,28 +63,37 @@ from uuid import UUID
 
 import threading
 import psycopg
-from psycopg import Connection
+from psycopg import Connection, IsolationLevel
 from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from tidings.errors import StoreUnavailable, StreamNotFound
+from tidings.store._sync.postgres_outcomes import CommitOutcomes, lost
 from tidings.store.checks import (
     check_expected_version,
-    check_limit,
+    check_list_streams,
     check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
     check_stream,
+    check_stream_name,
     repeated_append,
 )
 from tidings.store.postgres_sql import (
+    INDEX_BITS,
     SCHEMA_VERSION,
     Statements,
     append_params,
     appended,
     check_batch,
     check_schema_version,
+    converted,
     migrations,
     read_all_params,
+    snapshot_conflict,
     translated,
 )
 from tidings.store.records import (
@@ -95,6 +104,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = ["PostgresJoinedWriter", "PostgresStore", "PostgresTransaction"]
@@ -133,6 +143,7 @@ class PostgresStore:
             open=False,
             kwargs={"autocommit": True},
         )
+        self._outcomes = CommitOutcomes(conninfo, self._pool, self._sql, timeout)
         self._lock = threading.Lock()
         self._ready = False
         self._migration = (0, 0)  # the schema versions before and after the first use
@@ -146,7 +157,7 @@ class PostgresStore:
         try:
             with translated():
                 connection.execute("BEGIN")
-            tx = PostgresTransaction(connection, self._sql)
+            tx = PostgresTransaction(connection, self._sql, self._outcomes)
             try:
                 yield tx
             except BaseException:
@@ -166,11 +177,28 @@ class PostgresStore:
         check_batch(0, events)
         check_new_events(stream, events, expected_version)
         with self._connection() as connection:
-            # In autocommit the statement is a transaction of its own, announced at its commit.
-            result, _ = _append(
-                connection, self._sql, stream, events, expected_version, 0, announce=True
+            try:
+                # In autocommit the statement is a transaction of its own, announced at its commit.
+                result, _ = _append(
+                    connection, self._sql, stream, events, expected_version, 0, announce=True
+                )
+                return result
+            except psycopg.Error as exc:
+                lost_once = lost(connection)
+                if not (lost_once or snapshot_conflict(exc)):
+                    raise
+
+        # The statement may have committed before its connection went, or its snapshot
+        # predates its stream's lock: an append of the same ids runs again safely.
+        def again(connection: _Connection) -> AppendResult:
+            result, stored = _append(
+                connection, self._sql, stream, events, expected_version, 0
             )
+            if stored:
+                connection.execute(self._sql.notify, (str(result.positions[-1]),))
             return result
+
+        return self._outcomes.again(again, lost_once=lost_once)
 
     def read_stream(
         self,
@@ -180,7 +208,7 @@ class PostgresStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         with self._connection() as connection:
             return _read_stream(connection, self._sql, stream, from_version, backwards, limit)
 
@@ -192,7 +220,7 @@ class PostgresStore:
         categories: Collection[str] | None = None,
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         variant, params = read_all_params(after, limit, categories, types)
         with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
@@ -202,7 +230,7 @@ class PostgresStore:
     def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
             cursor.execute(self._sql.read_correlated, (correlation_id, limit))
@@ -214,7 +242,27 @@ class PostgresStore:
             row = cursor.fetchone()
         return 0 if row is None else int(row[0])
 
+    def watermark(self) -> Watermark:
+        """Events committed but not yet readable, and how long the oldest writer has run.
+
+        Readers see events below the oldest transaction still running in the
+        cluster (see the module's docstring). That transaction's age is read
+        from `pg_stat_activity` (or `pg_prepared_xacts`), which shows it only
+        to a role that may see the session holding it (`pg_read_all_stats`).
+        """
+        with self._connection() as connection:
+            cursor = connection.execute(self._sql.watermark, binary=True)
+            row = cursor.fetchone()
+        assert row is not None
+        head, last, held_back, held_for = row
+        if not held_back:
+            return Watermark(int(head), int(last), 0, 0.0)
+        return Watermark(
+            int(head), int(last), int(held_back), None if held_for is None else float(held_for)
+        )
+
     def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         with self._connection() as connection:
             cursor = connection.execute(self._sql.stream_version, (stream,), binary=True)
             row = cursor.fetchone()
@@ -228,7 +276,7 @@ class PostgresStore:
         limit: int = 100,
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         params: list[Any] = [after or ""]
         if category is not None:
             params.append(category)
@@ -247,7 +295,7 @@ class PostgresStore:
             tx._delete(stream, expected_version)
 
     def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         params = (
             snapshot.version,
             snapshot.shape,
@@ -255,11 +303,23 @@ class PostgresStore:
             snapshot.stream,
             snapshot.version,
         )
-        with self._connection() as connection:
+
+        def save(connection: _Connection) -> bool:
             cursor = connection.execute(self._sql.save_snapshot, params, binary=True)
             return cursor.rowcount > 0
 
+        with self._connection() as connection:
+            try:
+                return save(connection)
+            except psycopg.Error as exc:
+                lost_once = lost(connection)
+                if not (lost_once or snapshot_conflict(exc)):
+                    raise
+        # Saving a snapshot twice keeps it once, as saving it once does.
+        return self._outcomes.again(save, lost_once=lost_once)
+
     def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         with self._connection() as connection:
             cursor = connection.cursor(row_factory=args_row(Snapshot), binary=True)
             cursor.execute(self._sql.read_snapshot, (stream,))
@@ -273,6 +333,22 @@ class PostgresStore:
         """
         self._prepare()
         return self._migration
+
+    def transaction_committed(
+        self, transaction_id: int, backend_pid: int | None = None
+    ) -> bool:
+        """Whether the transaction `transaction_id` committed, for a commit whose answer was lost.
+
+        The owner of a joined writer whose `COMMIT` failed with a lost
+        connection reads the id before committing (`SELECT
+        pg_current_xact_id()`) and asks here, on a fresh connection. Give
+        `backend_pid` too (`connection.info.backend_pid`, also read before:
+        a lost connection forgets it) so that a transaction its lost client
+        left running is ended. Raises `CommitOutcomeUnknown` when the server
+        cannot say within the store's `timeout`.
+        """
+        self._prepare()
+        return self._outcomes.committed(transaction_id, backend_pid)
 
     def joined(self, connection: Connection[Any]) -> PostgresJoinedWriter:
         """Appends and reads in the transaction someone else holds open on `connection`.
@@ -310,6 +386,9 @@ class PostgresStore:
             with translated():
                 self._pool.open()
                 with self._pool.connection() as connection:
+                    # The migration lock is waited for after the transaction's snapshot is
+                    # taken: at REPEATABLE READ it would miss a concurrent first use's schema.
+                    connection.set_isolation_level(IsolationLevel.READ_COMMITTED)
                     self._migration = _migrate(connection, self._sql, self.schema)
             self._ready = True
 
@@ -324,14 +403,23 @@ class PostgresTransaction:
     `connection` is that psycopg connection: the application's own statements
     on it commit or roll back together with the appended events. Leave
     `COMMIT` and `ROLLBACK` to this object. A statement that fails ends the
-    whole transaction, as PostgreSQL does; a lost connection raises
-    `StoreUnavailable`, and the server keeps nothing of the transaction.
+    whole transaction, as PostgreSQL does. A connection lost before `COMMIT`
+    raises `StoreUnavailable`: the server keeps nothing of the transaction.
+    One lost while it commits is resolved on a fresh connection (see
+    `tidings.store._sync.postgres_outcomes`): `commit` returns if the
+    transaction committed, raises `StoreUnavailable` if it did not, and
+    `CommitOutcomeUnknown` only if the server cannot say within the store's
+    `timeout`.
     """
 
-    def __init__(self, connection: _Connection, statements: Statements) -> None:
+    def __init__(
+        self, connection: _Connection, statements: Statements, outcomes: CommitOutcomes
+    ) -> None:
         self.connection = connection
         self.finished = False
         self._sql = statements
+        self._outcomes = outcomes
+        self._backend_pid = connection.info.backend_pid  # unknown once the connection is lost
         self._appended = 0  # events appended so far: the next event's index in positions
         self._last_position = 0  # announced at commit, so subscribers wake at once
 
@@ -361,7 +449,7 @@ class PostgresTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         self._check_active()
         with self._failing():
             return _read_stream(
@@ -378,10 +466,35 @@ class PostgresTransaction:
             )
         self.finished = True
         with translated():
+            transaction_id = self._transaction_id()
+        try:
             if self._last_position:
                 # Delivered by PostgreSQL at commit, and only if the commit succeeds.
                 self.connection.execute(self._sql.notify, (str(self._last_position),))
             self.connection.execute("COMMIT")
+        except psycopg.Error as exc:
+            if not lost(self.connection):
+                raise (converted(exc) or exc) from exc
+            self._resolve(transaction_id, exc)
+
+    def _transaction_id(self) -> int | None:
+        """The transaction's id, None while it has written nothing: read before `COMMIT`."""
+        if self._last_position:  # positions are made of it
+            return self._last_position >> INDEX_BITS
+        cursor = self.connection.execute(self._sql.transaction_id)
+        row = cursor.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _resolve(self, transaction_id: int | None, exc: psycopg.Error) -> None:
+        """Return if the transaction whose `COMMIT` lost its connection committed, else raise."""
+        if transaction_id is not None and self._outcomes.committed(
+            transaction_id, self._backend_pid
+        ):
+            return
+        raise StoreUnavailable(
+            "PostgreSQL: the connection was lost while the transaction committed, and it was "
+            f"rolled back: nothing was kept ({exc})"
+        ) from exc
 
     def rollback(self) -> None:
         """Roll back; on a lost connection there is nothing to do, the server dropped it all."""
@@ -467,7 +580,7 @@ class PostgresJoinedWriter:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         self._prepare()
         with translated():
             return _read_stream(

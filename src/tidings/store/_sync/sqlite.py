@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Callable, Collection, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
@@ -35,7 +36,16 @@ import threading
 
 from tidings.errors import StoreUnavailable
 from tidings.store import sqlite_sql
-from tidings.store.checks import check_limit, check_new_events, check_stream
+from tidings.store.checks import (
+    check_list_streams,
+    check_new_events,
+    check_read_all,
+    check_read_correlated,
+    check_read_stream,
+    check_snapshot,
+    check_stream,
+    check_stream_name,
+)
 from tidings.store.records import (
     AppendResult,
     ExpectedVersion,
@@ -44,6 +54,7 @@ from tidings.store.records import (
     Snapshot,
     StreamInfo,
     StreamState,
+    Watermark,
 )
 
 __all__ = ["SQLiteJoinedWriter", "SQLiteStore", "SQLiteTransaction"]
@@ -128,7 +139,7 @@ class SQLiteStore:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return self._read(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
@@ -143,7 +154,7 @@ class SQLiteStore:
         categories: Collection[str] | None = None,
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_all(after, limit, categories, types)
         return self._read(
             lambda connection: sqlite_sql.read_all(connection, after, limit, categories, types)
         )
@@ -151,7 +162,7 @@ class SQLiteStore:
     def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_correlated(correlation_id, limit)
         return self._read(
             lambda connection: sqlite_sql.read_correlated(connection, correlation_id, limit)
         )
@@ -159,7 +170,13 @@ class SQLiteStore:
     def head_position(self) -> int:
         return self._read(sqlite_sql.head_position)
 
+    def watermark(self) -> Watermark:
+        """Commits are serialised and visible in order: readers are never held back."""
+        head = self.head_position()
+        return Watermark(head, head, 0, 0.0)
+
     def stream_version(self, stream: str) -> int | None:
+        check_stream_name(stream)
         return self._read(lambda connection: sqlite_sql.stream_version(connection, stream))
 
     def list_streams(
@@ -170,7 +187,7 @@ class SQLiteStore:
         limit: int = 100,
         include_deleted: bool = False,
     ) -> list[StreamInfo]:
-        check_limit(limit)
+        check_list_streams(category, after, limit)
         return self._read(
             lambda connection: sqlite_sql.list_streams(
                 connection, category, after, limit, include_deleted
@@ -187,11 +204,12 @@ class SQLiteStore:
             )
 
     def save_snapshot(self, snapshot: Snapshot) -> bool:
-        check_stream(snapshot.stream, StreamState.ANY)
+        check_snapshot(snapshot)
         with self.transaction() as tx:
             return tx._run(lambda connection: sqlite_sql.save_snapshot(connection, snapshot))
 
     def read_snapshot(self, stream: str) -> Snapshot | None:
+        check_stream_name(stream)
         return self._read(lambda connection: sqlite_sql.read_snapshot(connection, stream))
 
     def migrate(self) -> tuple[int, int]:
@@ -249,13 +267,30 @@ class SQLiteStore:
         )
 
     def _open_writer(self) -> sqlite3.Connection:
-        """The writing connection; opening it creates or migrates the schema."""
+        """The writing connection; opening it switches the file to WAL and makes the schema.
+
+        Both need locks SQLite's busy handler does not always wait for: a
+        connection that reads a file in rollback-journal mode while another
+        holds its write lock is refused at once (waiting could deadlock), and
+        so are some steps of a new file's switch to WAL. The store retries the
+        whole step itself, from a clean slate, until `timeout` has passed.
+        """
         self._check_open()
         if self._writer is None:
             connection = self._connect()
+            deadline = time.monotonic() + self._timeout
+            pause = 0.001
             try:
-                connection.execute("PRAGMA journal_mode = WAL")
-                self._migration = sqlite_sql.migrate(connection)
+                while True:
+                    try:
+                        sqlite_sql.use_wal(connection)
+                        self._migration = sqlite_sql.migrate(connection)
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if not sqlite_sql.is_busy(exc) or time.monotonic() + pause > deadline:
+                            raise
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
             except sqlite3.Error as exc:
                 connection.close()
                 sqlite_sql.raise_unavailable(self.path, exc)
@@ -339,7 +374,7 @@ class SQLiteTransaction:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return self._run(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
@@ -430,7 +465,7 @@ class SQLiteJoinedWriter:
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]:
-        check_limit(limit)
+        check_read_stream(stream, from_version, limit)
         return self._run(
             lambda connection: sqlite_sql.read_stream(
                 connection, stream, from_version, backwards, limit
