@@ -277,3 +277,43 @@ def _url_of(store: Any) -> str:
     if schema is not None:
         return f"{store.conninfo}?schema={schema}"
     return f"sqlite:///{store.path}"
+
+
+@dataclass(frozen=True)
+class PlaceOrder(Command):
+    order_id: str
+
+
+def test_what_a_handler_schedules_continues_its_conversation(opener: Any) -> None:
+    seen: dict[str, Envelope[Any]] = {}
+    router = Router()
+    scheduler_of: list[Scheduler] = []
+
+    @router.handler
+    def place(command: PlaceOrder, envelope: Envelope[PlaceOrder]) -> None:
+        seen["place"] = envelope
+        scheduler_of[0].schedule(Remind(command.order_id), after=0)
+        scheduler_of[0].schedule(
+            PaymentOverdue(command.order_id), after=0, stream=f"Timers-{command.order_id}"
+        )
+
+    @router.handler
+    def remind(command: Remind, envelope: Envelope[Remind]) -> None:
+        seen["remind"] = envelope
+
+    store = opener(False)
+    try:
+        bus = MessageBus(router)
+        scheduler_of.append(Scheduler(store, bus=bus, commands=[Remind]))
+        bus.handle(PlaceOrder("o8"))
+        assert scheduler_of[0].fire_due() == 2
+        placed, reminded = seen["place"], seen["remind"]
+        assert reminded.correlation_id == placed.correlation_id
+        assert reminded.causation_id == placed.message_id
+        (overdue,) = store.read_stream("Timers-o8")
+        assert (overdue.correlation_id, overdue.causation_id) == (
+            placed.correlation_id,
+            placed.message_id,
+        )
+    finally:
+        store.close()

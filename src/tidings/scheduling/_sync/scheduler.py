@@ -14,6 +14,7 @@ from uuid import UUID
 import threading
 
 from tidings.codec import Codec
+from tidings.context import current_cause
 from tidings.errors import ConcurrencyError
 from tidings.messages import Command, Envelope, Event, Message, new_id, utc_now
 from tidings.scheduling.scheduled import CommandTypes, MessageKind, ScheduledMessage
@@ -122,10 +123,17 @@ class Scheduler:
         """Keep `message` until `at` (or `after` from now); its schedule id.
 
         An event needs the `stream` it is appended to. Pass `tx` (a store
-        transaction) to schedule in it.
+        transaction) to schedule in it. Scheduled inside a handler, the
+        message continues the conversation of the message handled (unless
+        `correlation_id` and `causation_id` say otherwise); outside one it
+        begins its own.
         """
         due = _due(at, after)
         schedule_id = schedule_id or new_id()
+        cause = current_cause()
+        if cause is not None:
+            correlation_id = correlation_id or cause.correlation_id
+            causation_id = causation_id or cause.message_id
         correlation_id = correlation_id or schedule_id
         if isinstance(message, Event):
             if not stream:
