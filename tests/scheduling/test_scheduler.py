@@ -317,3 +317,39 @@ def test_what_a_handler_schedules_continues_its_conversation(opener: Any) -> Non
         )
     finally:
         store.close()
+
+
+def test_a_command_handled_for_longer_than_its_lease_is_kept_by_its_scheduler(
+    opener: Any,
+) -> None:
+    router = Router()
+    delivered: list[str] = []
+
+    @router.handler
+    async def remind(command: Remind) -> None:
+        delivered.append(command.order_id)
+        await anyio.sleep(1.0)  # more than three leases
+
+    async def scenario() -> None:
+        stores = [opener(True), opener(True)]
+        try:
+            schedulers = [
+                AsyncScheduler(store, bus=AsyncMessageBus(router), commands=[Remind], lease=0.3)
+                for store in stores
+            ]
+            await schedulers[0].schedule(Remind("o9"), after=0)
+            async with anyio.create_task_group() as tasks:
+                for scheduler in schedulers:
+                    tasks.start_soon(lambda s=scheduler: s.run(poll_interval=0.02))
+                with anyio.fail_after(10):
+                    while await schedulers[0].pending():
+                        await anyio.sleep(0.02)
+                await anyio.sleep(0.5)  # a repeat would be under way by now
+                for scheduler in schedulers:
+                    scheduler.stop()
+            assert delivered == ["o9"]
+        finally:
+            for store in stores:
+                await store.aclose()
+
+    anyio.run(scenario)
