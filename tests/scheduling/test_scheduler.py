@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from functools import partial
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -340,7 +341,7 @@ def test_a_command_handled_for_longer_than_its_lease_is_kept_by_its_scheduler(
             await schedulers[0].schedule(Remind("o9"), after=0)
             async with anyio.create_task_group() as tasks:
                 for scheduler in schedulers:
-                    tasks.start_soon(lambda s=scheduler: s.run(poll_interval=0.02))
+                    tasks.start_soon(partial(scheduler.run, poll_interval=0.02))
                 with anyio.fail_after(10):
                     while await schedulers[0].pending():
                         await anyio.sleep(0.02)
