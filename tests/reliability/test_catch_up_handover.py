@@ -1,4 +1,4 @@
-"""A subscriber that starts behind 4 busy writers catches up and follows live: each event once, in order.
+"""A subscriber behind four busy writers catches up and follows live: each event once, in order.
 
 The subscriber starts at the beginning of a log already holding a backlog,
 while four writers keep appending; it reads in small batches, so it hands
