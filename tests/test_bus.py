@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -894,3 +894,159 @@ def test_async_bus_traces_a_bare_command_to_what_it_commits_through_middleware()
     assert around_event is event
     assert event.causation_id == command.message_id
     assert event.correlation_id == command.message_id
+
+
+@dataclass(frozen=True)
+class Notify(Command):
+    account: str
+
+
+@dataclass(frozen=True)
+class Notified(Event, type_name="bus.Notified"):
+    account: str
+
+
+class Notice(EventSourced):
+    @classmethod
+    def of(cls, account: str, command_id: UUID) -> "Notice":
+        notice = cls(f"{account}-{command_id}")
+        notice.record(Notified(account))
+        return notice
+
+    @applies
+    def _notified(self, event: Notified) -> None:
+        pass
+
+
+def nested_commands(
+    bus_of: list[MessageBus], seen: dict[str, Envelope[Message]], explicit: Envelope[Message]
+) -> Router:
+    """A command whose handler sends a bare command and event; an event whose handler does too.
+
+    The handlers send through `bus_of[0]`; `explicit` is sent as given.
+    """
+    router = Router()
+
+    @router.handler
+    def open_account(cmd: Open, envelope: Envelope[Open]) -> None:
+        seen[f"open {cmd.account}"] = envelope
+        bus_of[0].handle(Notify(cmd.account))
+        bus_of[0].handle(Audited(cmd.account))
+
+    @router.handler
+    def notify(cmd: Notify, envelope: Envelope[Notify], uow: UnitOfWork) -> None:
+        seen[f"notify {cmd.account}"] = envelope
+        if cmd.account != "explicit":
+            with uow:
+                uow.repository(Notice).add(Notice.of(cmd.account, envelope.message_id))
+                uow.commit()
+
+    @router.handler
+    def on_audited(event: Audited, envelope: Envelope[Audited]) -> None:
+        seen[f"audited {event.account}"] = envelope
+        bus_of[0].handle(Notify(f"audit-{event.account}"))
+        bus_of[0].handle(explicit)
+
+    return router
+
+
+def async_nested_commands(
+    bus_of: list[AsyncMessageBus],
+    seen: dict[str, Envelope[Message]],
+    explicit: Envelope[Message],
+) -> Router:
+    """`nested_commands` for the async bus."""
+    router = Router()
+
+    @router.handler
+    async def open_account(cmd: Open, envelope: Envelope[Open]) -> None:
+        seen[f"open {cmd.account}"] = envelope
+        await bus_of[0].handle(Notify(cmd.account))
+        await bus_of[0].handle(Audited(cmd.account))
+
+    @router.handler
+    async def notify(cmd: Notify, envelope: Envelope[Notify], uow: AsyncUnitOfWork) -> None:
+        seen[f"notify {cmd.account}"] = envelope
+        if cmd.account != "explicit":
+            async with uow:
+                await uow.repository(Notice).add(Notice.of(cmd.account, envelope.message_id))
+                await uow.commit()
+
+    @router.handler
+    async def on_audited(event: Audited, envelope: Envelope[Audited]) -> None:
+        seen[f"audited {event.account}"] = envelope
+        await bus_of[0].handle(Notify(f"audit-{event.account}"))
+        await bus_of[0].handle(explicit)
+
+    return router
+
+
+def assert_one_conversation(
+    seen: dict[str, Envelope[Message]], stored: list[Any], explicit: Envelope[Message]
+) -> None:
+    """Every nested message continues the first command's conversation, caused by its sender."""
+    first = seen["open a1"]
+    assert first.causation_id is None
+    conversation = first.correlation_id
+    assert seen["notify a1"].correlation_id == conversation
+    assert seen["notify a1"].causation_id == first.message_id
+    assert seen["audited a1"].correlation_id == conversation
+    assert seen["audited a1"].causation_id == first.message_id
+    assert seen["notify audit-a1"].correlation_id == conversation
+    assert seen["notify audit-a1"].causation_id == seen["audited a1"].message_id
+    # An envelope given explicitly is used as given, even inside a dispatch.
+    assert seen["notify explicit"] == explicit
+    by_account = {record.stream.split("-")[1]: record for record in stored}
+    assert by_account["a1"].correlation_id == conversation
+    assert by_account["a1"].causation_id == seen["notify a1"].message_id
+    assert by_account["audit"].correlation_id == conversation
+    assert by_account["audit"].causation_id == seen["notify audit-a1"].message_id
+
+
+@pytest.mark.parametrize("middleware", [False, True], ids=["bare", "middleware"])
+def test_a_bare_message_sent_inside_a_handler_continues_the_conversation(
+    middleware: bool,
+) -> None:
+    store = MemoryStore()
+    seen: dict[str, Envelope[Message]] = {}
+    explicit: Envelope[Message] = Envelope.new(Notify("explicit"), correlation_id=uuid4())
+    bus_of: list[MessageBus] = []
+    layers = [LogMessages()] if middleware else []
+    bus_of.append(
+        MessageBus(
+            nested_commands(bus_of, seen, explicit),
+            dependencies={"uow": PerCall(lambda: UnitOfWork(store))},
+            middleware=layers,
+        )
+    )
+    bus_of[0].handle(Open("a1"))
+    assert_one_conversation(seen, store.read_all(), explicit)
+
+
+@pytest.mark.parametrize("middleware", [False, True], ids=["bare", "middleware"])
+def test_a_bare_message_sent_inside_an_async_handler_continues_the_conversation(
+    middleware: bool,
+) -> None:
+    async def scenario() -> None:
+        store = AsyncMemoryStore()
+        seen: dict[str, Envelope[Message]] = {}
+        explicit: Envelope[Message] = Envelope.new(Notify("explicit"), correlation_id=uuid4())
+        bus_of: list[AsyncMessageBus] = []
+        layers = [_async_pass_through] if middleware else []
+        bus_of.append(
+            AsyncMessageBus(
+                async_nested_commands(bus_of, seen, explicit),
+                dependencies={"uow": PerCall(lambda: AsyncUnitOfWork(store))},
+                middleware=layers,
+            )
+        )
+        await bus_of[0].handle(Open("a1"))
+        assert_one_conversation(seen, await store.read_all(), explicit)
+
+    asyncio.run(scenario())
+
+
+async def _async_pass_through(
+    envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Awaitable[Any]]
+) -> Any:
+    return await call_next(envelope)

@@ -23,6 +23,10 @@ class InvalidBatch(DomainError):
     """No batch has this reference."""
 
 
+class DuplicateBatch(DomainError):
+    """A batch with this reference exists already: references name one batch, whatever its SKU."""
+
+
 @dataclass(unsafe_hash=True)
 class OrderLine:
     """A quantity of one SKU that a customer ordered; equal lines are the same line.

@@ -3,7 +3,8 @@
 Handlers name what they need as parameters (`uow`, `send_mail`, `views`);
 the bus binds them when it is built, so tests pass fakes the same way. The
 commands that change a product run again, with a fresh unit of work, when
-another request changed that product first (`ConcurrencyError`). The read
+another request changed that product first (`ConcurrencyError`), which is
+also how a batch reference taken by a concurrent request is found. The read
 model is not kept here: it is a projection of the log (see `views`).
 """
 
@@ -12,7 +13,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Protocol
 
-from examples.allocation.domain import Batch, InvalidBatch, InvalidSku, OrderLine, Product
+from examples.allocation.domain import (
+    Batch,
+    DuplicateBatch,
+    InvalidBatch,
+    InvalidSku,
+    OrderLine,
+    Product,
+)
 from examples.allocation.messages import (
     Allocate,
     ChangeBatchQuantity,
@@ -43,6 +51,8 @@ STOCK_DESK = "stock@example.com"
 def add_batch(cmd: CreateBatch, uow: AllocationUnitOfWork) -> None:
     eta = date.fromisoformat(cmd.eta) if cmd.eta is not None else None
     with uow:
+        if uow.products.get_by_batchref(cmd.ref) is not None:
+            raise DuplicateBatch(f"Batch {cmd.ref} exists already")
         product = uow.products.get(cmd.sku)
         if product is None:
             product = Product(cmd.sku)

@@ -5,9 +5,12 @@ As in "Architecture Patterns with Python": `start_mappers()` maps `Product`,
 saves them through a SQLAlchemy session. `products.version_number` is the
 mapper's version column: a product changed by another request since it was
 read fails the commit with `StaleAggregate`, a `ConcurrencyError`, and the
-command runs again. The read model `allocations_view` lives in the same
-database: `views.AllocationsProjection` creates and writes it from the log,
-`SqlAllocationsView` reads it.
+command runs again; so does one whose new product or batch reference a
+concurrent request inserted first (`TakenMeanwhile`), and finds it then.
+`MAX_TEXT` and `MAX_QUANTITY` are what the columns hold, on SQLite and
+PostgreSQL alike: the HTTP schema accepts nothing larger. The read model
+`allocations_view` lives in the same database: `views.AllocationsProjection`
+creates and writes it from the log, `SqlAllocationsView` reads it.
 """
 
 from __future__ import annotations
@@ -24,26 +27,35 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UniqueConstraint,
     select,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import registry, relationship
 
 from examples.allocation.domain import Batch, OrderLine, Product
 from examples.allocation.unit_of_work import ProductRepository
 from examples.allocation.views import AllocationRow
+from tidings import ConcurrencyError
 from tidings.integrations.sqlalchemy import (
     JoinableStore,
     SqlAlchemyRepository,
     SqlAlchemyUnitOfWork,
 )
 
+MAX_TEXT = 255
+"""The longest reference, SKU or order id a column holds, in characters."""
+
+MAX_QUANTITY = 2**31 - 1
+"""The largest quantity a column holds: PostgreSQL's INTEGER is 32 bits."""
+
 metadata = MetaData()
 
 products = Table(
     "products",
     metadata,
-    Column("sku", String(255), primary_key=True),
+    Column("sku", String(MAX_TEXT), primary_key=True),
     Column("version_number", Integer, nullable=False),
 )
 
@@ -51,18 +63,20 @@ batches = Table(
     "batches",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("reference", String(255), nullable=False, unique=True),
+    Column("reference", String(MAX_TEXT), nullable=False),
     Column("sku", ForeignKey("products.sku"), nullable=False, index=True),
     Column("purchased_quantity", Integer, nullable=False),
     Column("eta", Date, nullable=True),
+    # PostgreSQL's own name for it, so that tables made before it was named keep theirs.
+    UniqueConstraint("reference", name="batches_reference_key"),
 )
 
 order_lines = Table(
     "order_lines",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("orderid", String(255), nullable=False),
-    Column("sku", String(255), nullable=False),
+    Column("orderid", String(MAX_TEXT), nullable=False),
+    Column("sku", String(MAX_TEXT), nullable=False),
     Column("qty", Integer, nullable=False),
 )
 
@@ -81,9 +95,9 @@ read_models = MetaData()
 allocations_view = Table(
     "allocations_view",
     read_models,
-    Column("orderid", String(255), primary_key=True),
-    Column("sku", String(255), primary_key=True),
-    Column("batchref", String(255), nullable=False),
+    Column("orderid", String(MAX_TEXT), primary_key=True),
+    Column("sku", String(MAX_TEXT), primary_key=True),
+    Column("batchref", String(MAX_TEXT), nullable=False),
 )
 
 mapper_registry = registry()
@@ -138,6 +152,29 @@ class SqlAlchemyProductRepository(SqlAlchemyRepository[Product], ProductReposito
         pass  # the session tracks the mapped objects it loaded
 
 
+class TakenMeanwhile(ConcurrencyError):
+    """A product or batch reference this commit inserts was inserted by another request first.
+
+    A conflict like a stale version: the command runs again, and then finds it.
+    """
+
+
+# The unique keys a concurrent insert can take first: PostgreSQL's constraint names,
+# and the columns SQLite's message names.
+_RACED_KEYS = frozenset(
+    {"products_pkey", "batches_reference_key", "products.sku", "batches.reference"}
+)
+
+
+def _raced_key(error: sa_exc.IntegrityError) -> str | None:
+    """The unique key a concurrent request took first, or None for any other violation."""
+    diag = getattr(error.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if name is None:  # SQLite: "UNIQUE constraint failed: batches.reference"
+        name = str(error.orig).rpartition("constraint failed: ")[2]
+    return name if name in _RACED_KEYS else None
+
+
 class SqlAlchemyProductsUnitOfWork(SqlAlchemyUnitOfWork):
     """Products in SQL tables, their events in the log, in one transaction."""
 
@@ -149,6 +186,15 @@ class SqlAlchemyProductsUnitOfWork(SqlAlchemyUnitOfWork):
     ) -> None:
         super().__init__(session_factory, store, writers=writers)
         self.products = SqlAlchemyProductRepository(self, Product)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except sa_exc.IntegrityError as exc:
+            key = _raced_key(exc)
+            if key is None:
+                raise
+            raise TakenMeanwhile(f"{key} was inserted by another request first") from exc
 
 
 class SqlAllocationsView:

@@ -17,6 +17,15 @@ the last in the `X-Log-Position` header, and a GET with `?after=<position>`
 waits (up to 5 s, else 503) until the read model has caught up with it, so
 a client reads its own writes.
 
+Requests are validated at the door by the schema the OpenAPI document
+shows: strict JSON types (`qty: false` and `eta: 0` are refused), bounds the
+tables hold (`orm.MAX_QUANTITY`, `orm.MAX_TEXT`), no control characters
+(NUL, line breaks) in ids, no unknown fields; anything else is a 422
+naming the field. Every status an endpoint answers with is declared there
+with its body: 400 (the rules refuse: unknown SKU or batch), 404, 409 (a
+duplicate batch reference, or a conflict that outlived its retries), 422
+and 503.
+
 Run it with `python -m examples.allocation serve` (uvicorn, 127.0.0.1:8000)
 or `tidings serve examples.allocation.service:app`; `create_app` builds one
 for a given store URL. Endpoints are plain functions: FastAPI runs
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -34,20 +44,28 @@ from datetime import date
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Depends, FastAPI, Query, Response
+from fastapi import Depends, FastAPI, Path, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from examples.allocation.database import Database, open_database
+from examples.allocation.domain import DuplicateBatch
 from examples.allocation.messages import (
     Allocate,
     ChangeBatchQuantity,
     CreateBatch,
     GetAllocations,
 )
+from examples.allocation.orm import MAX_QUANTITY, MAX_TEXT
 from examples.allocation.views import ALLOCATIONS_VIEW, AllocationRow
 from tidings import Codec, Envelope, Event, Message, MessageBus
-from tidings.integrations.fastapi import add_error_handlers, get_bus, use_tidings
+from tidings.integrations.fastapi import (
+    add_error_handlers,
+    error_responses,
+    get_bus,
+    use_tidings,
+)
 from tidings.projections import ProjectionRunner, ProjectionTimeout
 
 Bus = Annotated[MessageBus, Depends(get_bus)]
@@ -89,22 +107,106 @@ class RecordedPositions:
                 response.headers[POSITION_HEADER] = str(max(noted))
 
 
-class AddBatch(BaseModel):
-    ref: str = Field(min_length=1)
-    sku: str = Field(min_length=1)
-    qty: int = Field(ge=0)
-    eta: date | None = None
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+"""Text without control characters: PostgreSQL cannot store a NUL, and a URL path
+carries no line break, so an id holding one could be written but never read back."""
+
+MAX_POSITION = 2**63 - 1
+"""The largest log position (a 64-bit integer)."""
+
+Text = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_TEXT,
+        pattern=PRINTABLE,
+        description=f"1 to {MAX_TEXT} characters, no control characters",
+    ),
+]
+Quantity = Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class AllocateLine(BaseModel):
-    orderid: str = Field(min_length=1)
-    sku: str = Field(min_length=1)
-    qty: int = Field(gt=0)
+def _iso_date(value: object) -> date | None:
+    """A date as JSON carries it: text of the form YYYY-MM-DD (or null), nothing else.
+
+    FastAPI validates the decoded JSON, where a strict date would refuse text
+    and a lax one would take `0` or `"2031-01-01T00:00"`.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"not a date: {exc}") from None
+    raise ValueError("a date is text of the form YYYY-MM-DD")
 
 
-class ChangeQuantity(BaseModel):
-    ref: str = Field(min_length=1)
-    qty: int = Field(ge=0)
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+
+
+def _whole_number(value: object) -> object:
+    """A query's integer as a client writes one: decimal digits (not `1.0`, `+1` or `1e3`)."""
+    if isinstance(value, str) and not _WHOLE_NUMBER.fullmatch(value):
+        raise ValueError("an integer is written in decimal digits")
+    return value
+
+
+# The bounds come before the validator, so they constrain the integer itself: after it (or
+# in `Query`) they reach the OpenAPI document as `ge`/`le`, which no client reads as bounds.
+Position = Annotated[int, Field(ge=0, le=MAX_POSITION), BeforeValidator(_whole_number)]
+"""A log position in a query string."""
+Limit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole_number)]
+
+
+class _TextConvertor(Convertor[str]):
+    """A path segment as any text: slashes (sent as %2F) and line breaks included.
+
+    Starlette's own `path` stops at a line break and lets the route's `$` drop
+    a last one, so `/allocations/a%0A` would answer for order `a`; taken whole,
+    the text meets the schema, which refuses it.
+    """
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("text", _TextConvertor())
+
+
+class Body(BaseModel):
+    """A request body: JSON types as declared, no coercion, no fields beyond those declared."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class AddBatch(Body):
+    ref: Text
+    sku: Text
+    qty: Quantity
+    eta: Annotated[
+        date | None,
+        BeforeValidator(_iso_date),
+        Field(description="YYYY-MM-DD; null for stock in hand"),
+    ] = None
+
+
+class AllocateLine(Body):
+    orderid: Text
+    sku: Text
+    qty: Annotated[int, Field(gt=0, le=MAX_QUANTITY)]
+
+
+class ChangeQuantity(Body):
+    ref: Text
+    qty: Quantity
 
 
 class Allocation(BaseModel):
@@ -154,42 +256,58 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
             database.close()
 
     app = FastAPI(title="Allocation service", lifespan=lifespan)
-    add_error_handlers(app)
+    add_error_handlers(app, {DuplicateBatch: 409})
 
-    @app.post("/add_batch", status_code=201)
+    @app.post(
+        "/add_batch",
+        status_code=201,
+        responses=error_responses(
+            409, 422, 503, s409="A batch has this reference already, or a conflict outlived retries"
+        ),
+    )
     def add_batch(body: AddBatch, bus: Bus, response: Response) -> dict[str, str]:
         eta = body.eta.isoformat() if body.eta is not None else None
         with positions.noting(response):
             bus.handle(CreateBatch(body.ref, body.sku, body.qty, eta))
         return {"ref": body.ref}
 
-    @app.post("/allocate", status_code=202)
+    @app.post(
+        "/allocate",
+        status_code=202,
+        responses=error_responses(400, 409, 422, 503, s400="No product has this SKU"),
+    )
     def allocate(body: AllocateLine, bus: Bus, response: Response) -> Allocation:
         with positions.noting(response):
             batchref = bus.handle(Allocate(body.orderid, body.sku, body.qty))
         return Allocation(batchref=batchref)
 
-    @app.post("/change_batch_quantity", status_code=202)
+    @app.post(
+        "/change_batch_quantity",
+        status_code=202,
+        responses=error_responses(400, 409, 422, 503, s400="No batch has this reference"),
+    )
     def change_batch_quantity(body: ChangeQuantity, bus: Bus, response: Response) -> dict[str, str]:
         with positions.noting(response):
             bus.handle(ChangeBatchQuantity(body.ref, body.qty))
         return {"ref": body.ref}
 
     @app.get(
-        "/allocations/{orderid}",
+        "/allocations/{orderid:text}",
         response_model=list[AllocationOfLine],
-        responses={
-            404: {"description": "The order has no allocations"},
-            503: {"description": "The read model did not reach `after` in time"},
-        },
+        responses=error_responses(
+            404,
+            422,
+            503,
+            s404="The order has no allocations",
+            s503="The read model did not reach `after` in time, or the store is unavailable",
+        ),
     )
     def allocations(
-        orderid: str,
+        orderid: Annotated[str, Path(min_length=1, max_length=MAX_TEXT, pattern=PRINTABLE)],
         bus: Bus,
         after: Annotated[
-            int,
+            Position,
             Query(
-                ge=0,
                 description=f"Wait until the read model has the events up to this "
                 f"position (a POST's {POSITION_HEADER}).",
             ),
@@ -206,9 +324,10 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
             return JSONResponse({"message": f"No allocations for order {orderid}"}, 404)
         return rows
 
-    @app.get("/events")
+    @app.get("/events", responses=error_responses(422, 503))
     def events(
-        after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        after: Position = 0,
+        limit: Limit = 100,
     ) -> list[StoredEvent]:
         database: Database = app.state.database
         codec = Codec()

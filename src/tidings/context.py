@@ -15,7 +15,7 @@ from uuid import UUID
 
 from tidings.messages import Envelope, Event, Message, utc_from_ns
 
-__all__ = ["Dispatch", "EventSource", "current_dispatch"]
+__all__ = ["Dispatch", "EventSource", "current_cause", "current_dispatch"]
 
 
 class EventSource(Protocol):
@@ -35,9 +35,14 @@ class Dispatch:
     of dispatching a message. Once built it is the same envelope every time,
     and its `occurred_at` is when the message was handed over, not when it
     was built.
+
+    A bare message handed over while another is being handled (its `cause`)
+    continues that conversation: its envelope takes the cause's correlation
+    id, and the cause's id as its causation.
     """
 
     __slots__ = (
+        "_cause",
         "_correlation_id",
         "_envelope",
         "_handed_over_ns",
@@ -48,6 +53,7 @@ class Dispatch:
     message: Message
     sources: list[EventSource] | None
     _envelope: Envelope[Message] | None
+    _cause: Dispatch | None
     _correlation_id: UUID | None
     _headers: dict[str, str] | None
     _handed_over_ns: int
@@ -57,11 +63,13 @@ class Dispatch:
         handed: Message | Envelope[Message],
         correlation_id: UUID | None = None,
         headers: dict[str, str] | None = None,
+        cause: Dispatch | None = None,
     ) -> None:
         """A message handed to the bus now, in its envelope or bare.
 
-        For a bare message `correlation_id` and `headers` are kept for its
-        envelope, to be built if it is ever read.
+        For a bare message `correlation_id` (which wins over the cause's),
+        `headers` and `cause` are kept for its envelope, to be built if it is
+        ever read. An envelope is used as given.
         """
         if isinstance(handed, Envelope):
             self.message = handed.message
@@ -69,6 +77,7 @@ class Dispatch:
         else:
             self.message = handed
             self._envelope = None
+            self._cause = cause
             self._correlation_id = correlation_id
             self._headers = headers
             self._handed_over_ns = time.time_ns()
@@ -78,9 +87,16 @@ class Dispatch:
     def envelope(self) -> Envelope[Message]:
         envelope = self._envelope
         if envelope is None:
+            correlation_id, causation_id = self._correlation_id, None
+            if self._cause is not None:
+                cause = self._cause.envelope
+                correlation_id = correlation_id or cause.correlation_id
+                causation_id = cause.message_id
+                self._cause = None  # held no longer than needed
             envelope = self._envelope = Envelope.new(
                 self.message,
-                correlation_id=self._correlation_id,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
                 headers=self._headers,
                 occurred_at=utc_from_ns(self._handed_over_ns),
             )
@@ -117,6 +133,16 @@ _current: ContextVar[Dispatch | None] = ContextVar("tidings_dispatch", default=N
 def current_dispatch() -> Dispatch | None:
     """The dispatch in progress in this thread or task, if any."""
     return _current.get()
+
+
+def current_cause() -> Envelope[Message] | None:
+    """The envelope of the message being handled here, if any.
+
+    What is sent or scheduled now continues its conversation: its correlation
+    id, and its id as the causation.
+    """
+    dispatch = _current.get()
+    return None if dispatch is None else dispatch.envelope
 
 
 # The context variable's own methods rather than wrappers: the bus calls them

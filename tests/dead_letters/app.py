@@ -10,8 +10,9 @@ from tidings import Envelope, Event, MessageBus, Router
 from tidings.dead_letters import SQLDeadLetters
 from tidings.projections import OnFailure, Projection, handles
 from tidings.retry import Retry
+from tidings.sagas import Saga, Step, StepContext
 
-broken = {"mail": True, "books": True}
+broken = {"mail": True, "books": True, "refunds": True}
 delivered: list[str] = []
 router = Router()
 
@@ -59,3 +60,20 @@ def projections(store: Any) -> list[Projection]:
     schema = getattr(store, "schema", None)
     prefix = "" if schema is None else f"{schema}."
     return [Books(f"{prefix}books", "books"), ParkingBooks(f"{prefix}parking", "parking")]
+
+
+def charge(context: StepContext) -> None:
+    raise RuntimeError("card declined")
+
+
+def refund(context: StepContext) -> None:
+    if broken["refunds"]:
+        raise ConnectionError("payments down")
+
+
+def reserve(context: StepContext) -> None:
+    """Reserving takes effect; only its undoing may be broken."""
+
+
+sagas = [Saga("Checkout", [Step("reserve", reserve, refund), Step("charge", charge)])]
+"""What `tidings dlq retry --sagas tests.dead_letters.app:sagas` loads: refunds may be down."""

@@ -19,6 +19,7 @@ from tests.services import postgres_dsn
 from tidings.cli.dlq import dlq_app
 from tidings.dead_letters import SQLDeadLetters
 from tidings.projections import ProjectionRunner, ProjectionState
+from tidings.sagas import SagaRunner, SagaStatus
 from tidings.store.urls import open_store
 
 runner = CliRunner()
@@ -225,3 +226,36 @@ def test_a_projection_letter_needs_its_projections(
     assert result.exit_code == 2, result.output
     (line,) = result.output.strip().splitlines()
     assert reason in line
+
+
+SAGAS = "tests.dead_letters.app:sagas"
+
+
+def test_a_parked_saga_is_listed_and_resumed_from_the_command_line(url: str) -> None:
+    app.broken["refunds"] = True
+    store = open_store(url)
+    try:
+        parked = SagaRunner(store, app.sagas, retry_wait=0).start("Checkout", "c1", {})
+        assert parked.status is SagaStatus.PARKED
+    finally:
+        store.close()
+    letter = letters_by_handler(url)["saga:Checkout"]
+    assert letter["parked"] and letter["stream"] == "Checkout-c1"
+    assert letter["error"] == "ConnectionError: payments down"
+    listed = runner.invoke(dlq_app, ["list", "--store", url]).output
+    assert "saga:Checkout  parked  tidings.saga.Parked" in listed
+
+    dropped = runner.invoke(dlq_app, ["drop", letter["id"], "--store", url])
+    assert dropped.exit_code == 2 and "waits to be resumed" in dropped.output
+    without = runner.invoke(dlq_app, ["retry", letter["id"], "--store", url])
+    assert without.exit_code == 2 and "--sagas" in without.output
+
+    still = runner.invoke(dlq_app, ["retry", letter["id"], "--store", url, "--sagas", SAGAS])
+    assert still.exit_code == 1, still.output
+    assert "now parked" in still.output
+    again = letters_by_handler(url)["saga:Checkout"]
+    app.broken["refunds"] = False
+    done = runner.invoke(dlq_app, ["retry", again["id"], "--store", url, "--sagas", SAGAS])
+    assert done.exit_code == 0, done.output
+    assert "saga Checkout-c1 resumed, now compensated" in done.output
+    assert "saga:Checkout" not in letters_by_handler(url)

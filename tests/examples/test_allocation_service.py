@@ -143,6 +143,69 @@ def test_a_malformed_body_is_a_422_naming_the_field(
     assert response.json()["message"].startswith(f"{field}: ")
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/add_batch", {"ref": "b", "sku": "LAMP", "qty": 2**31}, "qty"),
+        ("/add_batch", {"ref": "b", "sku": "LAMP", "qty": 2**64}, "qty"),
+        ("/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 2**31}, "qty"),
+        ("/change_batch_quantity", {"ref": "b", "qty": 2**63}, "qty"),
+        ("/add_batch", {"ref": "b" * 256, "sku": "LAMP", "qty": 1}, "ref"),
+        ("/add_batch", {"ref": "b", "sku": "L" * 256, "qty": 1}, "sku"),
+        ("/allocate", {"orderid": "o" * 256, "sku": "LAMP", "qty": 1}, "orderid"),
+        ("/add_batch", {"ref": "a\x00b", "sku": "LAMP", "qty": 1}, "ref"),
+        ("/allocate", {"orderid": "o\x001", "sku": "LAMP", "qty": 1}, "orderid"),
+        ("/allocate", {"orderid": "o1", "sku": "LA\x00MP", "qty": 1}, "sku"),
+        ("/add_batch", {"ref": "b", "sku": "LAMP", "qty": False}, "qty"),
+        ("/add_batch", {"ref": "b", "sku": "LAMP", "qty": 1, "eta": 0}, "eta"),
+        ("/add_batch", {"ref": "b", "sku": "LAMP", "qty": "1"}, "qty"),
+        ("/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 1.0}, "qty"),
+        ("/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 1, "quantity": 1}, "quantity"),
+    ],
+)
+def test_what_the_tables_cannot_hold_or_the_schema_forbids_is_a_422_naming_the_field(
+    service: Service, path: str, body: Any, field: str
+) -> None:
+    response = post(service, path, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith(f"{field}: ")
+
+
+def test_an_order_id_with_a_nul_is_a_422_naming_it(service: Service) -> None:
+    response = get(service, "/allocations/a%00b")
+    assert response.status_code == 422, response.text
+    assert response.json()["message"].startswith("orderid: ")
+
+
+def test_a_batch_reference_taken_already_is_a_409_naming_it(service: Service, sku: str) -> None:
+    ref = f"{sku}-b"
+    assert post(service, "/add_batch", {"ref": ref, "sku": sku, "qty": 1}).status_code == 201
+    again = post(service, "/add_batch", {"ref": ref, "sku": f"{sku}-other", "qty": 1})
+    assert (again.status_code, again.json()) == (409, {"message": f"Batch {ref} exists already"})
+
+
+def test_concurrent_batches_of_one_reference_make_one_batch_and_409s(
+    service: Service, sku: str
+) -> None:
+    ref = f"{sku}-race"
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def add(n: int) -> None:
+        with service.client() as client:
+            barrier.wait()
+            body = {"ref": ref, "sku": f"{sku}-{n % 2}", "qty": 1}
+            statuses.append(client.post("/add_batch", json=body).status_code)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [201] + [409] * 7, service.log()
+    assert post(service, "/change_batch_quantity", {"ref": ref, "qty": 5}).status_code == 202
+
+
 def test_a_body_that_is_not_json_is_a_422(service: Service) -> None:
     with service.client() as client:
         response = client.post(

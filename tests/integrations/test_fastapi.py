@@ -24,6 +24,7 @@ from tidings import (
 )
 from tidings.integrations.fastapi import (
     add_error_handlers,
+    error_responses,
     get_bus,
     get_unit_of_work,
     use_tidings,
@@ -158,3 +159,36 @@ def test_an_app_without_a_bus_says_what_to_call() -> None:
     app = make_app(MemoryStore(), bound=False)
     with TestClient(app) as client, pytest.raises(RuntimeError, match="use_tidings"):
         client.post("/fail/domain")
+
+
+def test_the_frameworks_own_errors_have_the_same_body(client: TestClient) -> None:
+    missing = client.get("/no/such/path")
+    assert (missing.status_code, missing.json()) == (404, {"message": "Not Found"})
+    wrong = client.get("/jobs")
+    assert (wrong.status_code, wrong.json()) == (405, {"message": "Method Not Allowed"})
+
+
+def test_error_responses_declare_the_bodies_the_handlers_give() -> None:
+    app = FastAPI()
+    add_error_handlers(app)
+
+    @app.post("/jobs", responses=error_responses(409, 422, s409="Printed already"))
+    def submit(job: Job) -> None:
+        """Nothing to do."""
+
+    operation = app.openapi()["paths"]["/jobs"]["post"]["responses"]
+    assert operation["409"]["description"] == "Printed already"
+    assert operation["409"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorMessage"
+    }
+    assert operation["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/InvalidRequest"
+    }
+    with TestClient(app) as client:
+        invalid = client.post("/jobs", json={}).json()
+    assert set(invalid) == {"message", "errors"}
+    assert invalid["errors"][0] == {
+        "loc": ["body", "pages"],
+        "msg": "Field required",
+        "type": "missing",
+    }

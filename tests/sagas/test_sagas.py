@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,13 @@ import anyio
 import pytest
 
 from tests.store.backends import BACKENDS
+from tidings import Command, Envelope, Message, MessageBus, Router
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError
 from tidings.sagas import (
     AsyncSagaRunner,
     Saga,
+    SagaRecoveryFailed,
     SagaRunner,
     SagaStatus,
     Step,
@@ -40,11 +43,16 @@ class Effects:
         self.lock = threading.Lock()
 
     def step(self, name: str, result: dict[str, Any] | None = None) -> Any:
+        """An action that fails when its name, or its idempotency key, is among `failing`."""
+
         def act(context: StepContext) -> dict[str, Any] | None:
             with self.lock:
-                self.calls.append(context.idempotency_key)
+                key = context.idempotency_key
+                self.calls.append(key)
                 if name in self.failing:
                     raise RuntimeError(f"{name} refused")
+                if key in self.failing:
+                    raise RuntimeError(f"{key} refused")
                 self.taken.setdefault(context.idempotency_key, name)
             return result
 
@@ -95,22 +103,81 @@ def test_a_failing_step_compensates_the_completed_ones_in_reverse(opener: Any) -
         store.close()
 
 
-def test_a_failing_compensation_leaves_the_saga_compensating_until_recovered(
-    opener: Any,
-) -> None:
+def test_a_failing_compensation_parks_the_saga_until_it_is_resumed(opener: Any) -> None:
     store, effects = opener(False), Effects()
     effects.failing.update({"car", "cancel_flight"})
     try:
         runner = SagaRunner(store, [saga(effects)], retry_wait=0)
-        with pytest.raises(RuntimeError, match="cancel_flight refused"):
-            runner.start("Trip", "t3", {})
-        stuck = runner.state("Trip", "t3")
-        assert stuck is not None and stuck.status is SagaStatus.COMPENSATING
+        stuck = runner.start("Trip", "t3", {})
+        assert stuck.status is SagaStatus.PARKED
+        assert stuck.error == "RuntimeError: cancel_flight refused"
+        assert effects.calls.count("Trip-t3/flight/compensate") == 3
+        assert runner.state("Trip", "t3") == stuck
+        (letter,) = runner.dead_letters.list(handler="saga:Trip")
+        assert letter.parked and letter.envelope.stream == "Trip-t3"
+        assert letter.error == "RuntimeError: cancel_flight refused" and letter.attempts == 3
+        # Parked, it is left alone by recovery until someone resumes it.
+        assert runner.recover() == []
         assert effects.calls.count("Trip-t3/flight/compensate") == 3
         effects.failing.discard("cancel_flight")
-        (state,) = runner.recover()
+        state = runner.resume("Trip", "t3")
         assert state.status is SagaStatus.COMPENSATED
+        assert state.compensated == ["hotel", "flight"]
         assert effects.calls.count("Trip-t3/hotel/compensate") == 1
+        assert runner.dead_letters.list(handler="saga:Trip") == []
+    finally:
+        store.close()
+
+
+def test_recovery_runs_every_saga_on_its_own_and_parks_the_one_that_is_stuck(
+    opener: Any,
+) -> None:
+    effects = Effects()
+
+    class Crash(BaseException):
+        pass
+
+    def crash(context: StepContext) -> None:
+        raise Crash
+
+    crashing = Saga(
+        "Trip",
+        [
+            Step("flight", effects.step("flight"), effects.step("cancel_flight")),
+            Step("hotel", crash),
+        ],
+    )
+    store = opener(False)
+    try:
+        ids = [f"t{n}" for n in range(6)]
+        for saga_id in ids:
+            with pytest.raises(Crash):
+                SagaRunner(store, [crashing]).start("Trip", saga_id, {})
+        # Recovered, t0's hotel refuses and its flight cannot be cancelled; t3's hotel refuses.
+        effects.failing.update({"Trip-t0/hotel", "Trip-t0/flight/compensate", "Trip-t3/hotel"})
+        runner = SagaRunner(store, [saga(effects)], retry_wait=0)
+        with pytest.raises(SagaRecoveryFailed) as raised:
+            runner.recover()
+        failed = raised.value
+        assert [(f.saga, f.saga_id) for f in failed.failures] == [("Trip", "t0")]
+        assert failed.failures[0].error == "RuntimeError: Trip-t0/flight/compensate refused"
+        assert "Trip-t0" in str(failed)
+        statuses = {state.saga_id: state.status for state in failed.recovered}
+        assert statuses == {
+            "t1": SagaStatus.COMPLETED,
+            "t2": SagaStatus.COMPLETED,
+            "t3": SagaStatus.COMPENSATED,
+            "t4": SagaStatus.COMPLETED,
+            "t5": SagaStatus.COMPLETED,
+        }
+        parked = runner.state("Trip", "t0")
+        assert parked is not None and parked.status is SagaStatus.PARKED
+        (letter,) = runner.dead_letters.list(handler="saga:Trip")
+        assert letter.parked and letter.envelope.stream == "Trip-t0"
+        # The next start of the process finds nothing left to do, and tries t0 no more.
+        attempts = effects.calls.count("Trip-t0/flight/compensate")
+        assert runner.recover() == []
+        assert effects.calls.count("Trip-t0/flight/compensate") == attempts
     finally:
         store.close()
 
@@ -220,5 +287,53 @@ def test_an_unknown_saga_or_a_bad_id_is_refused(tmp_path: Path) -> None:
             runner.start("Cruise", "c1", {})
         with pytest.raises(ValueError, match="saga id"):
             runner.start("Trip", "", {})
+    finally:
+        store.close()
+
+
+@dataclass(frozen=True)
+class BookTrip(Command):
+    trip_id: str
+
+
+@dataclass(frozen=True)
+class ReserveSeat(Command):
+    trip_id: str
+
+
+def test_a_saga_started_by_a_handler_and_what_its_steps_send_continue_the_conversation(
+    opener: Any,
+) -> None:
+    seen: dict[str, Envelope[Message]] = {}
+    router = Router()
+    bus_of: list[MessageBus] = []
+    runner_of: list[SagaRunner] = []
+
+    @router.handler
+    def book(command: BookTrip, envelope: Envelope[BookTrip]) -> None:
+        seen["book"] = envelope
+        runner_of[0].start("Trip", command.trip_id, {})
+
+    @router.handler
+    def reserve(command: ReserveSeat, envelope: Envelope[ReserveSeat]) -> None:
+        seen["reserve"] = envelope
+
+    def send_reservation(context: StepContext) -> None:
+        bus_of[0].handle(ReserveSeat(context.saga_id))
+
+    store = opener(False)
+    try:
+        bus_of.append(MessageBus(router))
+        runner_of.append(SagaRunner(store, [Saga("Trip", [Step("seat", send_reservation)])]))
+        bus_of[0].handle(BookTrip("t7"))
+        booking, reservation = seen["book"], seen["reserve"]
+        started, *rest = store.read_stream("Trip-t7")
+        assert (started.correlation_id, started.causation_id) == (
+            booking.correlation_id,
+            booking.message_id,
+        )
+        assert {record.correlation_id for record in rest} == {booking.correlation_id}
+        assert reservation.correlation_id == booking.correlation_id
+        assert reservation.causation_id == started.event_id
     finally:
         store.close()

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -277,3 +278,80 @@ def _url_of(store: Any) -> str:
     if schema is not None:
         return f"{store.conninfo}?schema={schema}"
     return f"sqlite:///{store.path}"
+
+
+@dataclass(frozen=True)
+class PlaceOrder(Command):
+    order_id: str
+
+
+def test_what_a_handler_schedules_continues_its_conversation(opener: Any) -> None:
+    seen: dict[str, Envelope[Any]] = {}
+    router = Router()
+    scheduler_of: list[Scheduler] = []
+
+    @router.handler
+    def place(command: PlaceOrder, envelope: Envelope[PlaceOrder]) -> None:
+        seen["place"] = envelope
+        scheduler_of[0].schedule(Remind(command.order_id), after=0)
+        scheduler_of[0].schedule(
+            PaymentOverdue(command.order_id), after=0, stream=f"Timers-{command.order_id}"
+        )
+
+    @router.handler
+    def remind(command: Remind, envelope: Envelope[Remind]) -> None:
+        seen["remind"] = envelope
+
+    store = opener(False)
+    try:
+        bus = MessageBus(router)
+        scheduler_of.append(Scheduler(store, bus=bus, commands=[Remind]))
+        bus.handle(PlaceOrder("o8"))
+        assert scheduler_of[0].fire_due() == 2
+        placed, reminded = seen["place"], seen["remind"]
+        assert reminded.correlation_id == placed.correlation_id
+        assert reminded.causation_id == placed.message_id
+        (overdue,) = store.read_stream("Timers-o8")
+        assert (overdue.correlation_id, overdue.causation_id) == (
+            placed.correlation_id,
+            placed.message_id,
+        )
+    finally:
+        store.close()
+
+
+def test_a_command_handled_for_longer_than_its_lease_is_kept_by_its_scheduler(
+    opener: Any,
+) -> None:
+    router = Router()
+    delivered: list[str] = []
+
+    @router.handler
+    async def remind(command: Remind) -> None:
+        delivered.append(command.order_id)
+        await anyio.sleep(1.0)  # more than three leases
+
+    async def scenario() -> None:
+        stores = [opener(True), opener(True)]
+        try:
+            schedulers = [
+                AsyncScheduler(store, bus=AsyncMessageBus(router), commands=[Remind], lease=0.3)
+                for store in stores
+            ]
+            await schedulers[0].schedule(Remind("o9"), after=0)
+            async with anyio.create_task_group() as tasks:
+                for scheduler in schedulers:
+                    tasks.start_soon(partial(scheduler.run, poll_interval=0.02))
+                for _ in range(500):  # up to 10 s
+                    if not await schedulers[0].pending():
+                        break
+                    await anyio.sleep(0.02)
+                await anyio.sleep(0.5)  # a repeat would be under way by now
+                for scheduler in schedulers:
+                    scheduler.stop()
+            assert delivered == ["o9"]
+        finally:
+            for store in stores:
+                await store.aclose()
+
+    anyio.run(scenario)

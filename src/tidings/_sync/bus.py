@@ -12,7 +12,7 @@ from uuid import UUID
 
 import time
 
-from tidings.context import Dispatch, reset_dispatch, set_dispatch
+from tidings.context import Dispatch, current_dispatch, reset_dispatch, set_dispatch
 from tidings.dead_letters import DeadLetterStore, DeadLetter, DeadLetters, UndecodedEvent
 from tidings.errors import CascadeLimitExceeded, NoHandler
 from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
@@ -82,12 +82,15 @@ class MessageBus:
         correlation_id: UUID | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        """Handle `message` and everything it causes; return the command's or query's result."""
+        """Handle `message` and everything it causes; return the command's or query's result.
+
+        A bare message handed over inside a handler continues the conversation
+        of the message being handled (its correlation id, and that message as
+        its cause); `correlation_id` overrides the conversation, and an
+        `Envelope` is used as given.
+        """
         middleware = self._middleware
-        if middleware is not None and not isinstance(message, Envelope):
-            # Middleware reads every envelope, so there is nothing to gain from building it later.
-            message = Envelope.new(message, correlation_id=correlation_id, headers=headers)
-        dispatch = Dispatch(message, correlation_id, headers)
+        dispatch = Dispatch(message, correlation_id, headers, current_dispatch())
         # The events committed while handling, to be handled next; each call has its own.
         queue: deque[Envelope[Message]] = deque()
         token = None if middleware is None else _queue.set(queue)

@@ -16,7 +16,9 @@ opened event store and returns the application's `MessageBus`, built over
 with, in blocking form). A projection's letter needs `--projections
 module:attribute`, as `tidings projections` does: the handler runs here and
 the letter is dropped on success; a parked letter resumes its projection,
-whose runner tries the event again.
+whose runner tries the event again. A parked saga's letter (handler
+`saga:<name>`) needs `--sagas module:attribute`, the saga definitions: the
+saga is resumed and run here, and cannot be dropped.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from tidings.cli.options import (
 from tidings.cli.projections import PROJECTIONS_ENV, load_projections
 from tidings.dead_letters import DeadLetter, SQLDeadLetters, UndecodedEvent
 from tidings.projections import ProjectionRunner, projection_of
+from tidings.sagas import Saga, SagaRunner, SagaStatus, saga_of
 from tidings.store import EventStore
 from tidings.store.urls import DEFAULT_STORE_URL, MemoryURL, parse_store_url
 
@@ -77,6 +80,14 @@ ProjectionsOption = Annotated[
         show_envvar=True,
         metavar="MODULE:ATTRIBUTE",
         help="The projections, as for `tidings projections` (to retry a projection's letter).",
+    ),
+]
+SagasOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sagas",
+        metavar="MODULE:ATTRIBUTE",
+        help="The saga definitions, a list of Saga (to resume a parked saga's letter).",
     ),
 ]
 HandlerOption = Annotated[
@@ -147,16 +158,21 @@ def retry(
     store: StoreOption = DEFAULT_STORE_URL,
     app: AppOption = None,
     projections: ProjectionsOption = None,
+    sagas: SagasOption = None,
 ) -> None:
     """Run the letter's handler again; on success the letter is dropped (exit 0), else kept (1).
 
     A parked projection's letter resumes the projection: its runner tries the event again.
+    A parked saga's letter resumes the saga and runs it here.
     """
     wanted = parse_uuid(letter_id, "ID")
     with _letters(store) as (event_store, letters):
         letter = _get(letters, wanted)
         name = projection_of(letter.handler)
-        if name is None:
+        saga = saga_of(letter.handler)
+        if saga is not None:
+            delivered = _resume_saga(event_store, letter, saga, sagas)
+        elif name is None:
             delivered = _retry_on_bus(event_store, wanted, app)
         elif letter.parked:
             _runner(event_store, projections, name).resume(name)
@@ -184,6 +200,12 @@ def drop(
     wanted = parse_uuid(letter_id, "ID")
     with _letters(store) as (event_store, letters):
         letter = _get(letters, wanted)
+        if letter.parked and saga_of(letter.handler) is not None:
+            raise typer.BadParameter(
+                f"{wanted} is a parked saga, which waits to be resumed: "
+                "tidings dlq retry ID --sagas MODULE:ATTRIBUTE",
+                param_hint="ID",
+            )
         name = projection_of(letter.handler)
         if letter.parked and name is not None:
             try:
@@ -220,6 +242,27 @@ def _retry_on_bus(event_store: EventStore, letter_id: UUID, app: str | None) -> 
         return bus.retry_dead_letter(letter_id)
     except LookupError as exc:
         raise typer.BadParameter(str(exc).strip("'\""), param_hint="ID") from None
+
+
+def _resume_saga(event_store: EventStore, letter: DeadLetter, name: str, spec: str | None) -> bool:
+    """Resume the parked saga of `letter` and run it here; whether it then ended."""
+    if spec is None:
+        raise typer.BadParameter(
+            f"resuming a parked {name} saga needs the saga definitions", param_hint="--sagas"
+        )
+    found = _attribute(spec, "--sagas")
+    if not isinstance(found, list | tuple) or not all(isinstance(s, Saga) for s in found):
+        raise typer.BadParameter(f"{spec} is not a list of Saga", param_hint="--sagas")
+    runner = SagaRunner(event_store, found)
+    if name not in runner.sagas:
+        known = ", ".join(sorted(runner.sagas)) or "none"
+        raise typer.BadParameter(
+            f"{spec} has no saga named {name!r} (known: {known})", param_hint="--sagas"
+        )
+    stream = letter.envelope.stream or ""
+    state = runner.resume(name, stream[len(name) + 1 :])
+    typer.echo(f"{letter.id}: saga {stream} resumed, now {state.status}")
+    return state.status is not SagaStatus.PARKED
 
 
 def _runner(event_store: EventStore, spec: str | None, name: str) -> ProjectionRunner:
@@ -260,23 +303,27 @@ def _get(letters: SQLDeadLetters, letter_id: Any) -> DeadLetter:
 
 
 def _factory(spec: str) -> Callable[[EventStore], Any]:
+    factory = _attribute(spec, "--app", "MODULE:FACTORY (e.g. myapp.bootstrap:dlq_bus)")
+    if not callable(factory):
+        module_name, _, attribute = spec.partition(":")
+        raise typer.BadParameter(f"{module_name} has no function {attribute!r}", param_hint="--app")
+    return factory  # type: ignore[no-any-return]
+
+
+def _attribute(spec: str, option: str, shape: str = "MODULE:ATTRIBUTE") -> Any:
+    """What `module:attribute` names (None if nothing), importing from the working directory."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise typer.BadParameter(
-            f"{spec!r} is not MODULE:FACTORY (e.g. myapp.bootstrap:dlq_bus)", param_hint="--app"
-        )
+        raise typer.BadParameter(f"{spec!r} is not {shape}", param_hint=option)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise typer.BadParameter(
-            f"cannot import {module_name!r}: {exc}", param_hint="--app"
+            f"cannot import {module_name!r}: {exc}", param_hint=option
         ) from None
-    factory = getattr(module, attribute, None)
-    if not callable(factory):
-        raise typer.BadParameter(f"{module_name} has no function {attribute!r}", param_hint="--app")
-    return factory  # type: ignore[no-any-return]
+    return getattr(module, attribute, None)
 
 
 def _summary(letter: DeadLetter) -> dict[str, Any]:

@@ -16,10 +16,14 @@ Needs the `web` extra (`pip install "tidings[web]"`).
     def allocate(body: AllocateBody, bus: Annotated[MessageBus, Depends(get_bus)]) -> ...:
         return {"batchref": bus.handle(Allocate(body.orderid, body.sku, body.qty))}
 
-Errors become JSON bodies `{"message": ...}`: a `DomainError` is 400 (the
-request asked for something the rules refuse), a missing aggregate or stream
-404, a `ConcurrencyError` or `EventIdConflict` 409 (try again), an unreachable
-store 503, and a malformed body 422 with a message naming each bad field.
+Errors become JSON bodies `{"message": ...}` (`ErrorMessage`): a
+`DomainError` is 400 (the request asked for something the rules refuse), a
+missing aggregate or stream 404, a `ConcurrencyError` or `EventIdConflict`
+409 (try again), an unreachable store 503, and a malformed request 422 with a
+message naming each bad field and the errors one by one (`InvalidRequest`).
+`error_responses(400, 409, ...)` declares them in an endpoint's OpenAPI::
+
+    @app.post("/allocate", status_code=202, responses=error_responses(400, 409, 422, 503))
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ try:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from pydantic import BaseModel
+    from starlette.exceptions import HTTPException
 except ModuleNotFoundError as exc:
     raise ModuleNotFoundError(
         f'tidings.integrations.fastapi needs the web extra: pip install "tidings[web]" ({exc})',
@@ -48,7 +54,17 @@ from tidings.errors import (
     StreamNotFound,
 )
 
-__all__ = ["ERROR_STATUS", "add_error_handlers", "get_bus", "get_unit_of_work", "use_tidings"]
+__all__ = [
+    "ERROR_STATUS",
+    "ErrorMessage",
+    "FieldError",
+    "InvalidRequest",
+    "add_error_handlers",
+    "error_responses",
+    "get_bus",
+    "get_unit_of_work",
+    "use_tidings",
+]
 
 ERROR_STATUS: dict[type[Exception], int] = {
     DomainError: 400,
@@ -94,6 +110,8 @@ def add_error_handlers(app: FastAPI, statuses: dict[type[Exception], int] | None
     """Answer tidings errors and malformed requests with a status and `{"message": ...}`.
 
     `statuses` adds to or overrides `ERROR_STATUS`, for an application's own errors.
+    HTTP errors of the framework itself (an unknown path, a method not
+    allowed) and `HTTPException`s get the same body, so every error has one shape.
     """
     table = {**ERROR_STATUS, **(statuses or {})}
 
@@ -109,14 +127,73 @@ def add_error_handlers(app: FastAPI, statuses: dict[type[Exception], int] | None
             status_code=422,
         )
 
+    def http_response(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse(
+            {"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
     for kind in table:
         app.add_exception_handler(kind, error_response)
     app.add_exception_handler(RequestValidationError, validation_response)
+    app.add_exception_handler(HTTPException, http_response)
+
+
+class ErrorMessage(BaseModel):
+    """The body of an error answer: what went wrong, in words."""
+
+    message: str
+
+
+class FieldError(BaseModel):
+    """One thing wrong with a request: where (`["body", "qty"]`), what, and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidRequest(BaseModel):
+    """The body of a 422: a message naming each bad field, and the errors one by one."""
+
+    message: str
+    errors: list[FieldError]
+
+
+_ERROR_ANSWERS: dict[int, tuple[type[BaseModel], str]] = {
+    400: (ErrorMessage, "The rules refuse the request"),
+    404: (ErrorMessage, "Not found"),
+    409: (ErrorMessage, "A conflict with what is stored, or with a concurrent request"),
+    422: (InvalidRequest, "The request is malformed: the message names each bad field"),
+    503: (ErrorMessage, "The store is unavailable; try again later"),
+}
+
+
+def error_responses(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of an endpoint that may answer with these error statuses.
+
+    Each gets the body `add_error_handlers` answers with (422 replaces
+    FastAPI's default, whose body it does not give). A keyword
+    `s404="No such order"` says in the endpoint's own words what a status means.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        model, description = _ERROR_ANSWERS.get(status, (ErrorMessage, "An error"))
+        responses[status] = {
+            "model": model,
+            "description": described.get(f"s{status}", description),
+        }
+    return responses
+
+
+_LOCATIONS = frozenset({"body", "path", "query", "header", "cookie"})
 
 
 def _describe(error: dict[str, Any]) -> str:
     """`qty: Input should be a valid integer` from one of pydantic's errors."""
-    location = [str(part) for part in error.get("loc", ()) if part != "body"]
+    location = [str(part) for part in error.get("loc", ())]
+    if len(location) > 1 and location[0] in _LOCATIONS:
+        location = location[1:]
     field = ".".join(location) or "body"
     return f"{field}: {error.get('msg', 'invalid')}"
 

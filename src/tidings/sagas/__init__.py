@@ -2,7 +2,9 @@
 
 - An orchestrated `Saga` runs named `Step`s in order; when one fails (or
   misses its deadline) the completed ones are compensated in reverse.
-  `AsyncSagaRunner` / `SagaRunner` run, resume and recover them.
+  `AsyncSagaRunner` / `SagaRunner` run, recover and resume them; one that
+  cannot go on by itself is parked (`SagaStatus.PARKED`, a dead letter of
+  the handler `saga:<name>`).
 - A `ProcessManager` reacts to events, one instance per correlation key,
   by sending commands and scheduling timeouts; `AsyncProcesses` /
   `Processes` deliver events to it, through a projection runner for durability.
@@ -16,6 +18,8 @@ from tidings.sagas.events import (
     ProcessReacted,
     SagaCompensated,
     SagaCompleted,
+    SagaParked,
+    SagaResumed,
     SagaStarted,
     StepCompensated,
     StepCompleted,
@@ -23,7 +27,17 @@ from tidings.sagas.events import (
     StepStarted,
 )
 from tidings.sagas.process import Process, ProcessManager, ProcessState, reacts
-from tidings.sagas.saga import Saga, SagaState, SagaStatus, Step, StepContext, StepTimedOut
+from tidings.sagas.saga import (
+    Saga,
+    SagaFailure,
+    SagaRecoveryFailed,
+    SagaState,
+    SagaStatus,
+    Step,
+    StepContext,
+    StepTimedOut,
+    saga_of,
+)
 
 __all__ = [
     "AsyncProcesses",
@@ -36,6 +50,10 @@ __all__ = [
     "Saga",
     "SagaCompensated",
     "SagaCompleted",
+    "SagaFailure",
+    "SagaParked",
+    "SagaRecoveryFailed",
+    "SagaResumed",
     "SagaRunner",
     "SagaStarted",
     "SagaState",
@@ -48,4 +66,5 @@ __all__ = [
     "StepStarted",
     "StepTimedOut",
     "reacts",
+    "saga_of",
 ]

@@ -13,6 +13,8 @@ __all__ = [
     "ProcessReacted",
     "SagaCompensated",
     "SagaCompleted",
+    "SagaParked",
+    "SagaResumed",
     "SagaStarted",
     "StepCompensated",
     "StepCompleted",
@@ -61,6 +63,20 @@ class SagaCompleted(Event, type_name="tidings.saga.Completed"):
 @dataclass(frozen=True)
 class SagaCompensated(Event, type_name="tidings.saga.Compensated"):
     reason: str
+
+
+@dataclass(frozen=True)
+class SagaParked(Event, type_name="tidings.saga.Parked"):
+    """The saga cannot go on by itself (`error` says why): it waits to be resumed."""
+
+    step: str
+    error: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class SagaResumed(Event, type_name="tidings.saga.Resumed"):
+    """Someone resumed a parked saga: it carries on where it was parked."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from tidings.messages import Event
 from tidings.sagas.events import (
     SagaCompensated,
     SagaCompleted,
+    SagaParked,
+    SagaResumed,
     SagaStarted,
     StepCompensated,
     StepCompleted,
@@ -31,13 +33,17 @@ __all__ = [
     "Move",
     "RunStep",
     "Saga",
+    "SagaFailure",
+    "SagaRecoveryFailed",
     "SagaState",
     "SagaStatus",
     "Step",
     "StepAction",
     "StepContext",
     "StepTimedOut",
+    "letter_handler",
     "next_move",
+    "saga_of",
 ]
 
 
@@ -71,6 +77,33 @@ class StepTimedOut(TidingsError, TimeoutError):
     def __init__(self, step: str) -> None:
         self.step = step
         super().__init__(f"step {step!r} did not finish before its deadline")
+
+
+@dataclass(frozen=True, slots=True)
+class SagaFailure:
+    """A saga that recovery could not bring to an end, and why."""
+
+    saga: str
+    saga_id: str
+    error: str
+
+
+class SagaRecoveryFailed(TidingsError, RuntimeError):
+    """Some sagas could not be recovered; every other one was.
+
+    `failures` names each saga that failed (parked, or not runnable at all),
+    `recovered` holds the final states of the others.
+    """
+
+    def __init__(self, failures: list[SagaFailure], recovered: list[SagaState]) -> None:
+        self.failures = failures
+        self.recovered = recovered
+        named = ", ".join(f"{f.saga}-{f.saga_id}" for f in failures[:10])
+        more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""
+        super().__init__(
+            f"{len(failures)} saga(s) could not be recovered ({len(recovered)} were): "
+            f"{named}{more}; {failures[0].error}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +161,8 @@ class Saga:
 class SagaStatus(enum.StrEnum):
     RUNNING = "running"
     COMPENSATING = "compensating"
+    PARKED = "parked"
+    """Stopped until resumed: it could not go on by itself (a compensation kept failing)."""
     COMPLETED = "completed"
     COMPENSATED = "compensated"
 
@@ -145,6 +180,8 @@ class SagaState:
     compensated: list[str] = field(default_factory=list)
     deadlines: dict[str, datetime] = field(default_factory=dict)
     error: str | None = None
+    parked_from: SagaStatus | None = None
+    """While parked, the status it resumes in."""
     version: int = 0
 
     @property
@@ -175,6 +212,12 @@ class SagaState:
             self.to_compensate = list(reversed(done))
         elif isinstance(event, StepCompensated):
             self.compensated.append(event.step)
+        elif isinstance(event, SagaParked):
+            self.parked_from, self.status = self.status, SagaStatus.PARKED
+            self.error = event.error
+        elif isinstance(event, SagaResumed):
+            if self.parked_from is not None:
+                self.status, self.parked_from = self.parked_from, None
         elif isinstance(event, SagaCompleted):
             self.status = SagaStatus.COMPLETED
         elif isinstance(event, SagaCompensated):
@@ -203,8 +246,8 @@ Move = RunStep | Compensate | Finish | None
 
 
 def next_move(saga: Saga, state: SagaState) -> Move:
-    """What the saga does next from `state`; None once it has finished."""
-    if state.finished:
+    """What the saga does next from `state`; None once it has finished or while it is parked."""
+    if state.finished or state.status is SagaStatus.PARKED:
         return None
     if state.status is SagaStatus.RUNNING:
         for step in saga.steps:
@@ -217,6 +260,17 @@ def next_move(saga: Saga, state: SagaState) -> Move:
             if step.compensation is not None:
                 return Compensate(step)
     return Finish(SagaCompensated(state.error or "compensated"))
+
+
+def letter_handler(saga: str) -> str:
+    """The handler name of a parked saga's dead letter: `saga:<name>`."""
+    return f"saga:{saga}"
+
+
+def saga_of(handler: str) -> str | None:
+    """The saga a dead letter's handler names, or None if it is not a saga's."""
+    prefix, _, name = handler.partition(":")
+    return name if prefix == "saga" and name else None
 
 
 def idempotency_key(saga: Saga, saga_id: str, step: str, compensating: bool) -> str:

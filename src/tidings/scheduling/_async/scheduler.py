@@ -12,7 +12,9 @@ from uuid import UUID
 
 import anyio  # sync: import threading
 
+# sync: from tidings.projections.threads import TaskThreads
 from tidings.codec import Codec
+from tidings.context import current_cause
 from tidings.errors import ConcurrencyError
 from tidings.messages import Command, Envelope, Event, Message, new_id, utc_now
 from tidings.scheduling.scheduled import CommandTypes, MessageKind, ScheduledMessage
@@ -72,11 +74,20 @@ class AsyncScheduler:
       handler can recognise a repeat. A failing command is tried again after
       `retry_after` seconds, its error kept (see `pending`).
 
+    A batch is claimed at once but handled one command after the other, so a
+    claim is checked again, and renewed for a whole lease, right before its
+    command is handled: a command whose lease ran out while the ones before
+    it were handled, and that another scheduler claimed, is left to that one.
+    While a command is handled its lease is renewed every third of a lease,
+    however long the handler takes. So live schedulers never deliver one
+    command twice; only a scheduler that dies (or stalls for longer than a
+    lease) leaves its command in flight to be delivered again.
+
     PostgreSQL claims rows with `FOR UPDATE SKIP LOCKED`, so several
-    schedulers (processes) share the work and none fires a message twice;
-    SQLite's single writer gives the same. Scheduling may join the caller's
-    transaction (`tx=`), so a timeout is set in the same commit as the state
-    that needs it. Scheduling an id again is a no-op: retried code schedules once.
+    schedulers (processes) share the work; SQLite's single writer gives the
+    same. Scheduling may join the caller's transaction (`tx=`), so a timeout
+    is set in the same commit as the state that needs it. Scheduling an id
+    again is a no-op: retried code schedules once.
     """
 
     def __init__(
@@ -121,10 +132,17 @@ class AsyncScheduler:
         """Keep `message` until `at` (or `after` from now); its schedule id.
 
         An event needs the `stream` it is appended to. Pass `tx` (a store
-        transaction) to schedule in it.
+        transaction) to schedule in it. Scheduled inside a handler, the
+        message continues the conversation of the message handled (unless
+        `correlation_id` and `causation_id` say otherwise); outside one it
+        begins its own.
         """
         due = _due(at, after)
         schedule_id = schedule_id or new_id()
+        cause = current_cause()
+        if cause is not None:
+            correlation_id = correlation_id or cause.correlation_id
+            causation_id = causation_id or cause.message_id
         correlation_id = correlation_id or schedule_id
         if isinstance(message, Event):
             if not stream:
@@ -248,33 +266,80 @@ class AsyncScheduler:
     async def _deliver(
         self, schedule_id: str, type_name: str, data: bytes, correlation: str, causation: str | None
     ) -> None:
+        """Handle one claimed command, if the claim still holds, keeping it meanwhile; settle it."""
+        if not await self._renew(schedule_id):
+            logger.info("scheduled %s %s was claimed by another scheduler", type_name, schedule_id)
+            return
         error: str | None = None
-        try:
-            if self.bus is None:
-                raise RuntimeError("a command is due but this scheduler has no bus")
-            command = self.commands.decode(type_name, data)
-            envelope: Envelope[Message] = Envelope(
-                command,
-                UUID(schedule_id),
-                UUID(correlation),
-                None if causation is None else UUID(causation),
-                utc_now(),
-            )
-            await self.bus.handle(envelope)
-        except Exception as exc:
-            logger.exception("scheduled %s %s failed; trying again later", type_name, schedule_id)
-            error = f"{type(exc).__name__}: {exc}"
+        done = anyio.Event()  # sync: done = threading.Event()
+        async with anyio.create_task_group() as tasks:  # sync: with TaskThreads() as tasks:
+            tasks.start_soon(self._keep_lease, schedule_id, done)
+            try:
+                if self.bus is None:
+                    raise RuntimeError("a command is due but this scheduler has no bus")
+                command = self.commands.decode(type_name, data)
+                envelope: Envelope[Message] = Envelope(
+                    command,
+                    UUID(schedule_id),
+                    UUID(correlation),
+                    None if causation is None else UUID(causation),
+                    utc_now(),
+                )
+                await self.bus.handle(envelope)
+            except Exception as exc:
+                logger.exception(
+                    "scheduled %s %s failed; trying again later", type_name, schedule_id
+                )
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                done.set()
         async with self.store.transaction() as tx:
             if error is None:
                 statement = "DELETE FROM {scheduled} WHERE id = ? AND owner = ?"
-                await execute(tx, self._sql(statement), [schedule_id, self.owner])
+                settled = await execute_count(tx, self._sql(statement), [schedule_id, self.owner])
             else:
                 statement = (
                     "UPDATE {scheduled} SET owner = NULL, lease_until = ?, error = ? "
                     "WHERE id = ? AND owner = ?"
                 )
                 params = [time.time() + self.retry_after, error, schedule_id, self.owner]
-                await execute(tx, self._sql(statement), params)
+                settled = await execute_count(tx, self._sql(statement), params)
+        if not settled:
+            logger.warning(
+                "scheduled %s %s was handled after its lease was lost (the lease could not be "
+                "renewed in time); another scheduler may deliver it again",
+                type_name,
+                schedule_id,
+            )
+
+    async def _renew(self, schedule_id: str) -> bool:
+        """Extend this scheduler's claim on `schedule_id` to a lease from now; whether it holds.
+
+        A claim by another scheduler changes the owner, so the owner alone
+        fences: a claim whose lease ran out but that nobody took still holds.
+        """
+        statement = "UPDATE {scheduled} SET lease_until = ? WHERE id = ? AND owner = ?"
+        async with self.store.transaction() as tx:
+            params = [time.time() + self.lease, schedule_id, self.owner]
+            return await execute_count(tx, self._sql(statement), params) > 0
+
+    async def _keep_lease(
+        self,
+        schedule_id: str,
+        done: anyio.Event,  # sync: done: threading.Event,
+    ) -> None:
+        """Renew the claim on `schedule_id` every third of a lease until `done` is set."""
+        interval = self.lease / 3
+        while True:
+            with anyio.move_on_after(interval):  # sync: if done.wait(interval):
+                await done.wait()  # sync: return
+                return  # sync:
+            try:
+                if not await self._renew(schedule_id):
+                    logger.warning("scheduled %s: the claim was lost while handling", schedule_id)
+                    return
+            except Exception:
+                logger.exception("scheduled %s: cannot renew the lease; trying again", schedule_id)
 
     async def _ensure(self, tx: Any) -> None:
         """Create the table in `tx` (a transaction of this scheduler's own) if not seen yet."""
