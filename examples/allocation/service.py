@@ -15,7 +15,9 @@ with `ALLOCATION_RUN_PROJECTIONS=0`, by one elsewhere. It is eventually
 consistent: a POST that recorded events answers with the log position of
 the last in the `X-Log-Position` header, and a GET with `?after=<position>`
 waits (up to 5 s, else 503) until the read model has caught up with it, so
-a client reads its own writes.
+a client reads its own writes. The wait is done on the event loop
+(`wait_for_projection`), so waiting reads hold none of the threads that
+serve writes, and a position past the log's head is a 400 at once.
 
 Requests are validated at the door by the schema the OpenAPI document
 shows: strict JSON types (`qty: false` and `eta: 0` are refused), bounds the
@@ -28,7 +30,7 @@ and 503.
 
 Run it with `python -m examples.allocation serve` (uvicorn, 127.0.0.1:8000)
 or `tidings serve examples.allocation.service:app`; `create_app` builds one
-for a given store URL. Endpoints are plain functions: FastAPI runs
+for a given store URL. Endpoints that write are plain functions: FastAPI runs
 them on its thread pool, where the blocking bus handles one request per thread.
 """
 
@@ -65,8 +67,9 @@ from tidings.integrations.fastapi import (
     error_responses,
     get_bus,
     use_tidings,
+    wait_for_projection,
 )
-from tidings.projections import ProjectionRunner, ProjectionTimeout
+from tidings.projections import ProjectionRunner
 
 Bus = Annotated[MessageBus, Depends(get_bus)]
 
@@ -295,14 +298,16 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
         "/allocations/{orderid:text}",
         response_model=list[AllocationOfLine],
         responses=error_responses(
+            400,
             404,
             422,
             503,
+            s400="`after` is beyond the log's head: no write returned that position",
             s404="The order has no allocations",
             s503="The read model did not reach `after` in time, or the store is unavailable",
         ),
     )
-    def allocations(
+    async def allocations(
         orderid: Annotated[str, Path(min_length=1, max_length=MAX_TEXT, pattern=PRINTABLE)],
         bus: Bus,
         after: Annotated[
@@ -315,11 +320,10 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
     ) -> Any:
         if after:
             runner: ProjectionRunner = app.state.runner
-            try:
-                runner.wait_for(ALLOCATIONS_VIEW, after, timeout=READ_MODEL_WAIT)
-            except ProjectionTimeout as exc:
-                return JSONResponse({"message": str(exc)}, 503, headers={"Retry-After": "1"})
-        rows: list[AllocationRow] = bus.handle(GetAllocations(orderid))
+            await wait_for_projection(runner, ALLOCATIONS_VIEW, after, timeout=READ_MODEL_WAIT)
+        rows: list[AllocationRow] = await anyio.to_thread.run_sync(
+            bus.handle, GetAllocations(orderid)
+        )
         if not rows:
             return JSONResponse({"message": f"No allocations for order {orderid}"}, 404)
         return rows

@@ -40,6 +40,7 @@ from tidings.messages import Command, Envelope, Event, Message, Query, new_id
 from tidings.projections import (
     AsyncProjectionRunner,
     OnFailure,
+    PositionBeyondHead,
     Projection,
     ProjectionRunner,
     ProjectionState,
@@ -117,6 +118,7 @@ __all__ = [
     "ProjectionState",
     "ProjectionRunner",
     "Projection",
+    "PositionBeyondHead",
     "OnFailure",
     "AsyncProjectionRunner",
     "AsyncSQLiteJoinedWriter",

@@ -126,6 +126,11 @@ def test_every_answer_is_declared_and_the_schema_is_enforced(
     ]
     assert {op.path for op in operations} >= {"/add_batch", "/allocate", "/allocations/{orderid}"}
     statuses: dict[tuple[str, int], int] = {}
+    # State for the generated requests to meet: every pooled reference names a batch
+    # already, so that a valid batch reusing one is refused (409) often, not by chance.
+    for ref in POOL:
+        batch = {"ref": ref, "sku": POOL[0], "qty": 10, "eta": None}
+        assert client.post("/add_batch", json=batch).status_code == 201
 
     @hypothesis.seed(seed)
     @hypothesis.settings(

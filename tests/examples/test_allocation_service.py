@@ -310,6 +310,44 @@ def test_the_read_model_can_be_left_to_a_runner_in_another_process(
         assert (view.status_code, view.json()) == (200, [{"sku": "LAMP", "batchref": "b1"}])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reads_waiting_for_the_read_model_hold_up_no_write(backend: str, tmp_path: Path) -> None:
+    # With no runner, the read model never reaches `after`: every read waits it out.
+    with running_service(backend, tmp_path, ["--no-projections"]) as service:
+        post(service, "/add_batch", {"ref": "b1", "sku": "LAMP", "qty": 100, "eta": None})
+        after = position(post(service, "/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 1}))
+        answers: list[tuple[int, float]] = []
+
+        def wait_to_read() -> None:
+            with service.client() as client:
+                status = client.get("/allocations/o1", params={"after": after}).status_code
+                answers.append((status, time.monotonic()))
+
+        readers = [threading.Thread(target=wait_to_read) for _ in range(50)]
+        for reader in readers:
+            reader.start()
+        time.sleep(1.0)  # every read is waiting now
+        began = time.monotonic()
+        allocated = post(service, "/allocate", {"orderid": "o2", "sku": "LAMP", "qty": 1})
+        took = time.monotonic() - began
+        for reader in readers:
+            reader.join(timeout=30)
+        assert allocated.status_code == 202
+        assert took < 1.5, f"a write took {took:.2f} s behind 50 waiting reads"
+        assert [status for status, _ in answers] == [503] * 50
+        assert all(at > began + took for _, at in answers), "a read stopped waiting early"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_position_beyond_the_log_is_a_400_at_once(backend: str, tmp_path: Path) -> None:
+    with running_service(backend, tmp_path, ["--no-projections"]) as service:
+        began = time.monotonic()
+        answer = get(service, "/allocations/o1", after=10**12)
+        assert time.monotonic() - began < 1.0
+        assert answer.status_code == 400
+        assert "position 1000000000000 is beyond the log's head" in answer.json()["message"]
+
+
 def test_the_demo_drives_a_running_service(tmp_path: Path) -> None:
     with running_service("sqlite", tmp_path) as service:
         done = subprocess.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tidings import Envelope
 from tidings.projections import (
     AsyncProjectionRunner,
     OnFailure,
+    PositionBeyondHead,
     ProjectionRunner,
     ProjectionState,
     ProjectionStopped,
@@ -143,6 +145,32 @@ class FlakyDeadLetters(Flaky):
     on_failure = OnFailure.DEAD_LETTER
 
 
+def test_waiting_for_a_position_beyond_the_head_is_refused_at_once(env: Backend) -> None:
+    store = env.open(False)
+    appended = store.append("Account-1", [deposit("a", 1)])
+    runner = ProjectionRunner(store, [env.ledger()], **FAST)
+    began = time.monotonic()
+    with pytest.raises(PositionBeyondHead, match="beyond the log's head") as refused:
+        runner.wait_for("ledger", appended.positions[-1] + 1, timeout=30)
+    assert time.monotonic() - began < 5
+    assert (refused.value.position, refused.value.head) == (
+        appended.positions[-1] + 1,
+        appended.positions[-1],
+    )
+    store.close()
+
+
+def test_the_async_runner_refuses_a_position_beyond_the_head_at_once(env: Backend) -> None:
+    async def main() -> None:
+        store = env.open(True)
+        runner = AsyncProjectionRunner(store, [env.ledger()], **FAST)
+        with pytest.raises(PositionBeyondHead):
+            await runner.wait_for("ledger", 10**12, timeout=30)
+        await store.aclose()
+
+    asyncio.run(main())
+
+
 def test_a_failing_projection_is_parked_while_others_run_and_resumes(sql_env: Backend) -> None:
     store = sql_env.open(False)
     flaky = Flaky(prefix=sql_env.qualify("flaky"), name="flaky")
@@ -154,8 +182,10 @@ def test_a_failing_projection_is_parked_while_others_run_and_resumes(sql_env: Ba
         bad = store.append("Account-2", [deposit("bad", 5)])
         last = store.append("Account-1", [deposit("good", 2)])
         runner.wait_for("ledger", last.positions[-1])
-        with pytest.raises(ProjectionTimeout, match="flaky"):
-            runner.wait_for("flaky", last.positions[-1], timeout=0.3)
+        began = time.monotonic()
+        with pytest.raises(ProjectionStopped, match="'flaky' is parked: RuntimeError"):
+            runner.wait_for("flaky", last.positions[-1], timeout=30)
+        assert time.monotonic() - began < 10, "a wait on a parked projection ran on"
         parked = {s.name: s for s in runner.status()}["flaky"]
         assert parked.state is ProjectionState.PARKED
         assert parked.failed_position == bad.positions[0]

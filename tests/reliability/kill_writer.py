@@ -1,4 +1,6 @@
-"""A writer process to SIGKILL: `python -m tests.reliability.kill_writer URL INDEX OPS LOG SEED`.
+"""A writer process to SIGKILL.
+
+    python -m tests.reliability.kill_writer URL INDEX OPS LOG SEED [PAUSE]
 
 It appends `OPS` operations to stream `Writer-INDEX`, each a batch of one to
 three events whose data names the operation, alternately as plain appends and
@@ -7,7 +9,9 @@ its log file and after the store acknowledged it `ok <op>`, flushing each
 line, so a kill between the two leaves an operation whose outcome the writer
 never learnt. Started again on the same log, it first retries such an
 operation with the same event ids, as the store allows, then carries on.
-It prints `done` when all its operations are acknowledged.
+It pauses up to PAUSE seconds between operations (so that a run spans
+the kills on a fast machine too) and prints `done` when all its
+operations are acknowledged.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +50,9 @@ def pending(log: Path) -> tuple[list[tuple[str, list[uuid.UUID]]], int]:
     return [(op, ids) for op, ids in invoked.items() if op not in done], len(invoked)
 
 
-def main(url: str, index: int, operations: int, log_path: str, seed: int) -> None:
+def main(
+    url: str, index: int, operations: int, log_path: str, seed: int, pause: float = 0.0
+) -> None:
     log = Path(log_path)
     retry, started = pending(log)
     own = random.Random(seed * 1000 + started)
@@ -69,9 +76,11 @@ def main(url: str, index: int, operations: int, log_path: str, seed: int) -> Non
         for number in range(started, operations):
             ids = [uuid.uuid4() for _ in range(own.randint(1, 3))]
             write(f"writer-{index}-{number}", ids, own.random() < 0.5)
+            time.sleep(own.uniform(0, pause))
     store.close()
     print("done", flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+    pause = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), pause)

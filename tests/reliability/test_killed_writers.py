@@ -27,8 +27,9 @@ from tidings.store.urls import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 4
-OPERATIONS = 120  # per writer
-CHAOS = 6.0  # seconds of killing
+OPERATIONS = 200  # per writer
+KILLS = 8
+PAUSE = 0.01  # longest pause between a writer's operations, in seconds
 PATIENCE = 60.0
 
 
@@ -43,12 +44,17 @@ def start(url: str, index: int, log: Path, seed: int) -> subprocess.Popen[str]:
             str(OPERATIONS),
             str(log),
             str(seed),
+            str(PAUSE),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _lines(log: Path) -> int:
+    return log.read_bytes().count(b"\n") if log.exists() else 0
 
 
 def read_history(logs: list[Path]) -> tuple[History, dict[str, set[str]]]:
@@ -86,14 +92,26 @@ def test_writers_killed_at_random_keep_every_acknowledged_append_once(
     seeds = [rng.randrange(2**32) for _ in range(WRITERS)]
     processes = [start(store_url, i, logs[i], seeds[i]) for i in range(WRITERS)]
     try:
-        stop_at = time.monotonic() + CHAOS
-        while time.monotonic() < stop_at:
-            time.sleep(rng.uniform(0.1, 0.5))
-            index = rng.randrange(WRITERS)
-            if processes[index].poll() is None:
-                processes[index].send_signal(signal.SIGKILL)
-                processes[index].wait()
-                figures.kills += 1
+        # Kill only a writer seen to append since it last started, so each kill
+        # lands mid-work on a slow machine too, not while Python still imports.
+        lines = [0] * WRITERS
+        give_up = time.monotonic() + PATIENCE
+        while figures.kills < KILLS and time.monotonic() < give_up:
+            time.sleep(rng.uniform(0.05, 0.3))
+            busy = [
+                index
+                for index in range(WRITERS)
+                if processes[index].poll() is None and _lines(logs[index]) > lines[index]
+            ]
+            if not busy:
+                if all(process.poll() is not None for process in processes):
+                    break  # every writer finished: too fast to kill often enough
+                continue
+            index = rng.choice(busy)
+            processes[index].send_signal(signal.SIGKILL)
+            processes[index].wait()
+            figures.kills += 1
+            lines[index] = _lines(logs[index])
             processes[index] = start(store_url, index, logs[index], seeds[index])
         deadline = time.monotonic() + PATIENCE
         for index, process in enumerate(processes):
@@ -137,6 +155,6 @@ def test_writers_killed_at_random_keep_every_acknowledged_append_once(
     assert not violations, str(violations)
     assert not partial, f"batches stored in part: {partial[:5]}"
     assert history.count("ok") == WRITERS * OPERATIONS
-    assert figures.kills >= 5
+    assert figures.kills == KILLS, f"the writers finished after {figures.kills} kills"
     for index, found in versions.items():
         assert found == list(range(1, len(found) + 1)), index

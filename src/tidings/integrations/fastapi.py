@@ -24,14 +24,23 @@ message naming each bad field and the errors one by one (`InvalidRequest`).
 `error_responses(400, 409, ...)` declares them in an endpoint's OpenAPI::
 
     @app.post("/allocate", status_code=202, responses=error_responses(400, 409, 422, 503))
+
+A read that must see a client's own writes waits for the read model with
+`await wait_for_projection(runner, name, position)`, on the event loop: a
+thousand waiting reads hold no worker thread, so writes go on being served.
+A position past the log's head is a 400 at once (`PositionBeyondHead`); a
+projection that is parked or does not catch up in time, a 503.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 try:
+    import anyio
+    import anyio.to_thread
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -53,6 +62,12 @@ from tidings.errors import (
     StoreUnavailable,
     StreamNotFound,
 )
+from tidings.projections import (
+    PositionBeyondHead,
+    ProjectionRunner,
+    ProjectionStopped,
+    ProjectionTimeout,
+)
 
 __all__ = [
     "ERROR_STATUS",
@@ -64,15 +79,19 @@ __all__ = [
     "get_bus",
     "get_unit_of_work",
     "use_tidings",
+    "wait_for_projection",
 ]
 
 ERROR_STATUS: dict[type[Exception], int] = {
     DomainError: 400,
     AggregateNotFound: 404,
     StreamNotFound: 404,
+    PositionBeyondHead: 400,
     ConcurrencyError: 409,
     EventIdConflict: 409,
     StoreUnavailable: 503,
+    ProjectionTimeout: 503,
+    ProjectionStopped: 503,
 }
 """The HTTP status of each error class; the nearest class in an error's hierarchy wins."""
 
@@ -106,6 +125,31 @@ def get_unit_of_work(request: Request) -> Any:
     return factory()
 
 
+async def wait_for_projection(
+    runner: ProjectionRunner, name: str, position: int, timeout: float = 5.0  # noqa: ASYNC109
+) -> None:
+    """Return once `runner`'s projection `name` has reached `position`, without holding a thread.
+
+    The blocking `ProjectionRunner.wait_for` would keep a worker thread for
+    the whole wait; here each look at the projection's progress borrows one
+    for a moment, and the waiting is done on the event loop. Raises as
+    `wait_for` does: `PositionBeyondHead` and `ProjectionStopped` at once,
+    `ProjectionTimeout` after `timeout` seconds.
+    """
+    deadline = anyio.current_time() + timeout
+    pause = 0.005
+    while True:
+        try:
+            await anyio.to_thread.run_sync(partial(runner.wait_for, name, position, timeout=0))
+            return
+        except ProjectionTimeout as exc:
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                raise ProjectionTimeout(name, position, exc.reached, timeout) from None
+        await anyio.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.1)
+
+
 def add_error_handlers(app: FastAPI, statuses: dict[type[Exception], int] | None = None) -> None:
     """Answer tidings errors and malformed requests with a status and `{"message": ...}`.
 
@@ -117,7 +161,9 @@ def add_error_handlers(app: FastAPI, statuses: dict[type[Exception], int] | None
 
     def error_response(request: Request, exc: Exception) -> JSONResponse:
         status = next(table[kind] for kind in type(exc).__mro__ if kind in table)
-        return JSONResponse({"message": str(exc)}, status_code=status)
+        # A 503 passes: say when to come back rather than leave clients to guess.
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return JSONResponse({"message": str(exc)}, status_code=status, headers=headers)
 
     def validation_response(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

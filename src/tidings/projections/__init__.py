@@ -6,6 +6,7 @@ from tidings.projections.durable import HandlerProjection, durable_handlers
 from tidings.projections.projection import (
     EventHandler,
     OnFailure,
+    PositionBeyondHead,
     Projection,
     ProjectionState,
     ProjectionStatus,
@@ -21,6 +22,7 @@ __all__ = [
     "EventHandler",
     "HandlerProjection",
     "OnFailure",
+    "PositionBeyondHead",
     "Progress",
     "Projection",
     "ProjectionRunner",

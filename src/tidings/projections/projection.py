@@ -19,6 +19,7 @@ __all__ = [
     "Projection",
     "ProjectionState",
     "ProjectionStatus",
+    "PositionBeyondHead",
     "ProjectionStopped",
     "ProjectionTimeout",
     "handles",
@@ -83,6 +84,19 @@ class ProjectionTimeout(TidingsError, TimeoutError):
             f"projection {name!r} did not reach position {position} within {timeout} s "
             f"(it is at {reached})"
         )
+
+
+class PositionBeyondHead(TidingsError, ValueError):
+    """A wait for a log position no event has: it would never end, so it is refused at once.
+
+    `head` is the last position committed when the wait began. A position an
+    append returned is never beyond it, however far behind readers are.
+    """
+
+    def __init__(self, position: int, head: int) -> None:
+        self.position = position
+        self.head = head
+        super().__init__(f"position {position} is beyond the log's head ({head})")
 
 
 class ProjectionStopped(TidingsError):

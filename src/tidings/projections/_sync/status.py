@@ -7,9 +7,11 @@ import time
 
 from tidings.projections._sync.base import RunnerBase
 from tidings.projections.projection import (
+    PositionBeyondHead,
     Projection,
     ProjectionState,
     ProjectionStatus,
+    ProjectionStopped,
     ProjectionTimeout,
 )
 from tidings.projections.tables import ProjectionRow
@@ -56,19 +58,40 @@ class RunnerStatus(RunnerBase):
         """Return once `name` has processed the log up to `position` (read your writes).
 
         `position` is one an append returned (`AppendResult.positions`).
-        Raises `ProjectionTimeout` when that takes more than `timeout` seconds.
+        Raises `ProjectionTimeout` when that takes more than `timeout` seconds,
+        and at once what no waiting would change: `PositionBeyondHead` for a
+        position past the last committed one, `ProjectionStopped` while the
+        projection is parked on a failure.
         """
         projection = self._get(name)
         deadline = time.monotonic() + timeout
+        first = True
         while True:
             seen = self._changes.count
             reached = self._reached(name, projection, position)
             if reached >= position:
                 return
+            self._check_reachable(name, position, first)
+            first = False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProjectionTimeout(name, position, reached, timeout)
             self._wait_changes(seen, min(remaining, 0.05))
+
+    def _check_reachable(self, name: str, position: int, first: bool) -> None:
+        """Raise if waiting for `name` to reach `position` could only time out.
+
+        The log's head is looked at `first` only: it never moves back.
+        """
+        if first:
+            watermark = self.store.watermark()
+            if position > watermark.last_position:
+                raise PositionBeyondHead(position, watermark.last_position)
+        with self.store.transaction() as tx:
+            self.checkpoints.ensure(tx)
+            row = self.checkpoints.load(tx, name)
+        if row is not None and row.state == ProjectionState.PARKED:
+            raise ProjectionStopped(name, ProjectionState.PARKED, row.error)
 
     def _reached(self, name: str, projection: Projection, position: int) -> int:
         """How far `name` has processed: `position` itself once no event of it is left before."""
