@@ -126,7 +126,10 @@ def get_unit_of_work(request: Request) -> Any:
 
 
 async def wait_for_projection(
-    runner: ProjectionRunner, name: str, position: int, timeout: float = 5.0  # noqa: ASYNC109
+    runner: ProjectionRunner,
+    name: str,
+    position: int,
+    timeout: float = 5.0,  # noqa: ASYNC109
 ) -> None:
     """Return once `runner`'s projection `name` has reached `position`, without holding a thread.
 
