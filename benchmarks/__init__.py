@@ -1,1 +1,1 @@
-"""Benchmarks of tidings against a bare loop, the seed's bus and peer libraries."""
+"""Benchmarks of tidings against a bare loop, the book's bus and peer libraries."""

@@ -1,6 +1,6 @@
-"""The message bus of seed 003, as the seed gives it: the baseline tidings is measured against.
+"""The message bus of Architecture Patterns with Python: the baseline tidings is measured against.
 
-Only the type annotations are modernised; the dispatch logic is the seed's own.
+Only the type annotations are modernised; the dispatch logic is the book's own.
 It has no envelopes, ids, retries, logging or middleware, and shares one unit
 of work between calls.
 """

@@ -4,7 +4,7 @@ Measured side by side, in one run, as ratios:
 
 - the floor: a bare loop that pops a message from a deque, looks its handlers
   up in a dict and calls them (sync, and async awaiting each handler);
-- the 20-line message bus of seed 003 (`benchmarks/seed_bus.py`);
+- the 20-line message bus of Architecture Patterns with Python (`benchmarks/book_bus.py`);
 - the peers, python-cqrs (async) and lato (sync) (`benchmarks/peers.py`);
 - tidings `MessageBus` and `AsyncMessageBus` (inside a running loop), without
   middleware and with one pass-through middleware.
@@ -33,7 +33,7 @@ from datetime import date
 from importlib.metadata import version
 from typing import Any
 
-from benchmarks import seed_bus
+from benchmarks import book_bus
 from benchmarks.timing import Case, Result, async_timer, calibrate, measure, sync_timer
 
 try:
@@ -96,21 +96,21 @@ def async_floor_bus(
     return handle
 
 
-# The seed's bus
+# The book's bus
 
 
 @dataclass(frozen=True)
-class SeedPing(seed_bus.Command):
+class BookPing(book_bus.Command):
     n: int
 
 
 @dataclass(frozen=True)
-class SeedPinged(seed_bus.Event):
+class BookPinged(book_bus.Event):
     n: int
 
 
 class NoEventsUnitOfWork:
-    def collect_new_events(self) -> list[seed_bus.Message]:
+    def collect_new_events(self) -> list[book_bus.Message]:
         return []
 
 
@@ -213,7 +213,7 @@ class Contender:
             return send(message)
 
         result = call(self.send_command, self.command)
-        if result not in (EXPECTED, [EXPECTED]):  # the seed's bus returns a list of results
+        if result not in (EXPECTED, [EXPECTED]):  # the book's bus returns a list of results
             raise AssertionError(f"{self.name}: command returned {result!r}, not {EXPECTED}")
         self.seen[:] = [0, 0, 0]
         call(self.send_event, self.event)
@@ -225,7 +225,7 @@ def contenders() -> list[Contender]:
     return [
         floor(),
         async_floor(),
-        seed(),
+        book(),
         lato(),
         python_cqrs(),
         tidings(),
@@ -254,16 +254,16 @@ def async_floor() -> Contender:
     return Contender("floor-async", name, "async", handle, command, handle, event, seen)
 
 
-def seed() -> Contender:
+def book() -> Contender:
     seen = [0, 0, 0]
-    bus = seed_bus.MessageBus(
+    bus = book_bus.MessageBus(
         NoEventsUnitOfWork(),
-        event_handlers={SeedPinged: [_store(seen, slot) for slot in range(3)]},
-        command_handlers={SeedPing: _field},
+        event_handlers={BookPinged: [_store(seen, slot) for slot in range(3)]},
+        command_handlers={BookPing: _field},
     )
-    command, event = SeedPing(EXPECTED), SeedPinged(EXPECTED)
+    command, event = BookPing(EXPECTED), BookPinged(EXPECTED)
     return Contender(
-        "seed", "seed 003 MessageBus", "sync", bus.handle, command, bus.handle, event, seen
+        "book", "book's MessageBus", "sync", bus.handle, command, bus.handle, event, seen
     )
 
 
@@ -330,8 +330,8 @@ def _async_store(seen: list[int], slot: int) -> Callable[[Any], Awaitable[None]]
 
 def table(results: Sequence[Result]) -> list[str]:
     by_key = {result.case.key: result for result in results}
-    references: list[str | None] = [None, "seed", *PEERS]  # None: the floor of the same flavour
-    header = ["", "msg/s", "vs floor", "vs seed", *(f"vs {peer}" for peer in PEERS), "spread"]
+    references: list[str | None] = [None, "book", *PEERS]  # None: the floor of the same flavour
+    header = ["", "msg/s", "vs floor", "vs book", *(f"vs {peer}" for peer in PEERS), "spread"]
     rows = [header, ["---"] + ["---:"] * (len(header) - 1)]
     for result in results:
         cells = [result.case.name, f"{result.rate:,.0f}"]
@@ -350,16 +350,16 @@ def aims(results: Mapping[str, Sequence[Result]]) -> list[str]:
     for workload, workload_results in results.items():
         by_key = {result.case.key: result for result in workload_results}
         best_peer = max((by_key[peer] for peer in PEERS), key=lambda result: result.rate)
-        seed = by_key["seed"]
+        book = by_key["book"]
         for key in ("tidings", "tidings-async"):
             ours = by_key[key]
             vs_peer = ours.rate / best_peer.rate
-            vs_seed = ours.rate / seed.rate
-            met_peer, met_seed = vs_peer > 1, vs_seed >= 0.5
+            vs_book = ours.rate / book.rate
+            met_peer, met_book = vs_peer > 1, vs_book >= 0.5
             lines.append(
                 f"- {ours.case.name}, {workload}: {vs_peer:.2f}x the fastest peer "
                 f"({best_peer.case.name}): {'met' if met_peer else 'MISSED'}; "
-                f"{vs_seed:.2f}x the seed bus: {'met' if met_seed else 'MISSED'}"
+                f"{vs_book:.2f}x the book's bus: {'met' if met_book else 'MISSED'}"
             )
     return lines
 
@@ -393,7 +393,7 @@ def run_benchmark(repeats: int, seconds: float) -> None:
     ):
         print(f"\n{title}\n")
         print("\n".join(table(results[workload])))
-    print("\nAims: faster than every peer; at least half the seed bus's rate.\n")
+    print("\nAims: faster than every peer; at least half the book's bus's rate.\n")
     print("\n".join(aims(results)))
 
 

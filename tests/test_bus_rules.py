@@ -1,10 +1,11 @@
-"""What seeds 000 and 003 show about commands and events, as tests through the public API.
+"""The bus's rules for commands and events, as tests through the public API.
 
-Seed 000: a command's error must reach the caller, never be silenced; an
+A command's error must reach the caller, never be silenced; an
 event handler is retried (3 attempts), and when it still fails the failure is
-logged and swallowed; events run only after the command succeeded. Seed 003:
-the allocation service, its bootstrap with injected fakes, and two tests,
-copied at the end with only imports and constructor details adapted.
+logged and swallowed; events run only after the command succeeded. Then
+the allocation service of Architecture Patterns with Python, its bootstrap
+with injected fakes, and two of the book's tests, with only imports and
+constructor details adapted.
 """
 
 import logging
@@ -134,7 +135,7 @@ def test_the_out_of_stock_notification_goes_through_the_injected_send_mail() -> 
     ]
 
 
-# The two tests at the end of seed 003.
+# Two tests as the book gives them.
 
 
 def test__allocate__happy_path():

@@ -205,7 +205,7 @@ def _move(connection: sqlite3.Connection, order_id: str, status: OrderStatus) ->
 
 
 class UserProjection(Projection):
-    """Users by id, kept with an SQL upsert (seed 004's user read model)."""
+    """Users by id, kept with an SQL upsert (a user read model)."""
 
     name = "orders.users"
 

@@ -2,8 +2,9 @@
 
 A `Router` collects handler functions; the message type comes from the first
 parameter's annotation. When a bus is built, every other parameter is bound to
-a dependency by name or by annotation (seed 003's `partial`, done for you), so a
-missing dependency fails at start-up rather than at the first message.
+a dependency by name or by annotation (the `partial` a hand-written bootstrap
+would apply, done for you), so a missing dependency fails at start-up rather
+than at the first message.
 """
 
 from __future__ import annotations
