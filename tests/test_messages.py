@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -75,6 +78,39 @@ def test_new_ids_are_version_7_and_sort_by_creation() -> None:
     assert len(set(ids)) == 1000
     # Same-millisecond ids share a prefix but differ randomly; across milliseconds they sort.
     assert [i.int >> 80 for i in ids] == sorted(i.int >> 80 for i in ids)
+
+
+SEEDED_ID = """
+import random
+from tidings import new_id
+random.seed(0)  # an application seeding the global generator, as tests often do
+print(new_id().int & (2**62 - 1))
+"""
+
+
+def test_ids_stay_unique_across_processes_that_seed_the_global_random() -> None:
+    random_parts = {
+        subprocess.run(
+            [sys.executable, "-c", SEEDED_ID],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for _ in range(3)
+    }
+    assert len(random_parts) == 3
+
+
+def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(writer, str(new_id().int & (2**62 - 1)).encode())
+        os._exit(0)
+    os.close(writer)
+    theirs = int(os.read(reader, 64))
+    os.waitpid(child, 0)
+    assert new_id().int & (2**62 - 1) != theirs
 
 
 def test_an_envelope_can_be_dated_when_its_message_was_handed_over() -> None:
