@@ -1,5 +1,8 @@
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,3 +228,20 @@ def test_retry_delays_grow_exponentially_up_to_the_cap() -> None:
     assert [policy.delay(n) for n in range(1, 5)] == [0.1, 0.2, 0.4, 0.5]
     jittered = Retry(first_delay=0.1, max_delay=0.5)
     assert all(0 <= jittered.delay(3) <= 0.4 for _ in range(100))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_handler_is_named_for_its_module_when_that_module_runs_as_main() -> None:
+    from tests import main_module_app
+
+    ran = subprocess.run(
+        [sys.executable, "-m", "tests.main_module_app"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ran.stdout.strip() == main_module_app.router.specs[0].name
+    assert ran.stdout.strip() == "tests.main_module_app.on_pinged"

@@ -10,9 +10,11 @@ than at the first message.
 from __future__ import annotations
 
 import inspect
+import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import UnionType
 from typing import Any, Generic, TypeVar, overload
 
@@ -283,6 +285,24 @@ def _is_envelope(annotation: Any) -> bool:
 
 
 def _name(fn: Callable[..., Any]) -> str:
-    """`module.qualname` of a function, or of the class of a callable object."""
+    """`module.qualname` of a function, or of the class of a callable object.
+
+    Dead letters and checkpoints keep this name, so it must be the same in
+    every process: a handler of the module run as `python -m app.worker` is
+    named for `app.worker`, as it is where that module is imported, not for
+    `__main__`.
+    """
     named = fn if hasattr(fn, "__qualname__") else type(fn)
-    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}"
+    return f"{_module_name(getattr(named, '__module__', None) or '?')}.{named.__qualname__}"
+
+
+def _module_name(module: str) -> str:
+    """The importable name of `module`: the one `python -m` ran for `__main__`, else the file's."""
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    return Path(path).stem if path else module
