@@ -13,6 +13,7 @@ from tidings import (
     MemoryStore,
     Repository,
     UnitOfWork,
+    UnitOfWorkStateError,
     WrongExpectedVersion,
     applies,
 )
@@ -154,13 +155,13 @@ def test_concurrent_changes_to_one_aggregate_conflict() -> None:
 
 def test_a_block_commits_once_and_the_unit_must_be_open() -> None:
     uow = UnitOfWork(MemoryStore())
-    with pytest.raises(RuntimeError, match="not open"):
+    with pytest.raises(UnitOfWorkStateError, match="not open"):
         uow.commit()
     with uow:
         uow.commit()
-        with pytest.raises(RuntimeError, match="already committed"):
+        with pytest.raises(UnitOfWorkStateError, match="already committed"):
             uow.commit()
-    with uow, pytest.raises(RuntimeError, match="already open"), uow:
+    with uow, pytest.raises(UnitOfWorkStateError, match=r"already open.*PerCall"), uow:
         pass
 
 

@@ -78,6 +78,33 @@ class AggregateNotFound(TidingsError, LookupError):
         super().__init__(f"{kind} {aggregate_id!r} not found")
 
 
+class DeadLetterNotFound(TidingsError, KeyError):
+    """No dead letter has this id (it was retried, dropped, or never was)."""
+
+    def __init__(self, letter_id: object) -> None:
+        self.letter_id = letter_id
+        super().__init__(f"no dead letter {letter_id}")
+
+    def __str__(self) -> str:  # KeyError would quote the message as a key
+        return str(self.args[0])
+
+
+class DeadLetterNotRetryable(TidingsError, LookupError):
+    """A dead letter this process cannot retry: its handler or its event's class is not loaded."""
+
+
+class TransactionClosed(TidingsError, RuntimeError):
+    """A store transaction was used after it committed or rolled back.
+
+    A transaction the database aborted after an error is rolled back, so
+    using it again raises this too: open a new one.
+    """
+
+
+class UnitOfWorkStateError(TidingsError, RuntimeError):
+    """A unit of work used outside its `with` block, or opened twice at once."""
+
+
 class InvalidValue(TidingsError, ValueError):
     """A value tidings cannot take, such as a stream name with a NUL; nothing was written."""
 

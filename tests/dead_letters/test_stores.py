@@ -13,7 +13,14 @@ import anyio
 import pytest
 
 from tests.store.backends import BACKENDS
-from tidings import AsyncMessageBus, Event, MessageBus, Router
+from tidings import (
+    AsyncMessageBus,
+    DeadLetterNotFound,
+    DeadLetterNotRetryable,
+    Event,
+    MessageBus,
+    Router,
+)
 from tidings.codec import Codec
 from tidings.dead_letters import (
     AsyncSQLDeadLetters,
@@ -94,9 +101,9 @@ def test_removing_returns_the_letter_and_an_unknown_id_is_a_key_error(opener: An
         letters.add(kept)
         assert letters.remove(kept.id) == kept
         assert letters.list() == []
-        with pytest.raises(KeyError, match=str(kept.id)):
+        with pytest.raises(DeadLetterNotFound, match=str(kept.id)):
             letters.remove(kept.id)
-        with pytest.raises(KeyError):
+        with pytest.raises(DeadLetterNotFound):
             letters.get(uuid4())
     finally:
         store.close()
@@ -148,7 +155,7 @@ def test_the_memory_store_lists_filters_and_limits() -> None:
     assert letters.list(limit=1) == [first]
     assert letters.count() == 2
     assert letters.remove(first.id) == first
-    with pytest.raises(KeyError):
+    with pytest.raises(DeadLetterNotFound):
         letters.get(first.id)
 
 
@@ -227,7 +234,7 @@ def test_retrying_an_undecoded_letter_or_an_unknown_handler_is_refused(opener: A
         bus = MessageBus(listeners, retry_waits=False, dead_letters=letters)
         stranger = letter(handler="tests.gone")
         letters.add(stranger)
-        with pytest.raises(LookupError, match=r"tests\.gone"):
+        with pytest.raises(DeadLetterNotRetryable, match=r"tests\.gone"):
             bus.retry_dead_letter(stranger.id)
 
         class Blind(Codec):
@@ -238,7 +245,7 @@ def test_retrying_an_undecoded_letter_or_an_unknown_handler_is_refused(opener: A
         undecoded = letter()
         blind.add(undecoded)
         blind_bus = MessageBus(listeners, retry_waits=False, dead_letters=blind)
-        with pytest.raises(LookupError, match="not loaded"):
+        with pytest.raises(DeadLetterNotRetryable, match="not loaded"):
             blind_bus.retry_dead_letter(undecoded.id)
         assert letters.count() == 2
     finally:

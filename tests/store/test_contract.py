@@ -27,6 +27,7 @@ from tidings.errors import (
     StoreUnavailable,
     StreamNotFound,
     TidingsError,
+    TransactionClosed,
     WrongExpectedVersion,
 )
 from tidings.store import (
@@ -739,7 +740,7 @@ def test_an_explicit_commit_ends_the_transaction(store: EventStore) -> None:
     with store.transaction() as tx:
         result = tx.append("Order-1", new_events(1))
         tx.commit()
-        with pytest.raises(RuntimeError):
+        with pytest.raises(TransactionClosed, match="open a new one"):
             tx.append("Order-1", new_events(1))
     assert [r.position for r in store.read_all()] == list(result.positions)
 

@@ -149,6 +149,17 @@ def test_a_file_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
         store.read_all()
 
 
+def test_a_statement_sqlite_cannot_run_is_its_error_not_an_unavailable_store(path: Path) -> None:
+    store = SQLiteStore(path)
+    store.append("Order-1", new_events(1))
+    with sqlite3.connect(path) as raw:  # the schema broken behind the store's back
+        raw.execute("ALTER TABLE tidings_events RENAME TO elsewhere")
+    with pytest.raises(sqlite3.OperationalError, match="no such table") as raised:
+        store.read_all()
+    assert not isinstance(raised.value, StoreUnavailable)
+    store.close()
+
+
 def test_application_state_commits_and_rolls_back_with_the_events(path: Path) -> None:
     store = SQLiteStore(path)
     with store.transaction() as tx:
@@ -212,7 +223,7 @@ def test_a_failure_mid_batch_keeps_nothing_of_the_transaction(path: Path) -> Non
         raise OSError("disk gone")
 
     with (
-        pytest.raises(StoreUnavailable, match="user-defined function"),
+        pytest.raises(sqlite3.OperationalError, match="user-defined function"),
         store.transaction() as tx,
     ):
         tx.connection.create_function("fail", 0, fail)

@@ -11,7 +11,7 @@ from typing import Any, Generic, Self, TypeVar
 from tidings.codec import Codec
 from tidings.context import current_dispatch
 from tidings.domain import Aggregate, EventSourced
-from tidings.errors import EventDecodeError
+from tidings.errors import EventDecodeError, UnitOfWorkStateError
 from tidings.messages import Envelope, Event, new_id, utc_now
 from tidings.snapshots import SnapshotCodec, snapshot_codec
 from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction
@@ -157,7 +157,7 @@ class AsyncUnitOfWork:
     def transaction(self) -> AsyncStoreTransaction:
         """The store transaction of the open block; repositories write through it."""
         if self._transaction is None:
-            raise RuntimeError("the unit of work is not open: use it as `async with uow:`")
+            raise UnitOfWorkStateError("the unit of work is not open: use it as `async with uow:`")
         return self._transaction
 
     def repository(self, aggregate_type: type[ES]) -> AsyncEventSourcedRepository[ES]:
@@ -174,7 +174,10 @@ class AsyncUnitOfWork:
 
     async def __aenter__(self) -> Self:
         if self._transaction is not None:
-            raise RuntimeError("the unit of work is already open")
+            raise UnitOfWorkStateError(
+                "the unit of work is already open: one serves one block at a time; give each "
+                "handler call its own with `PerCall(lambda: UnitOfWork(store))`"
+            )
         for repository in self._repositories():
             repository._forget()
         self._finished = False
@@ -207,7 +210,7 @@ class AsyncUnitOfWork:
         """Append every tracked aggregate's new events and commit the transaction."""
         transaction = self.transaction
         if self._finished:
-            raise RuntimeError(
+            raise UnitOfWorkStateError(
                 "this block has already committed or rolled back; open the unit of work again"
             )
         dispatch = current_dispatch()

@@ -14,7 +14,7 @@ import time
 
 from tidings.context import Dispatch, current_dispatch, reset_dispatch, set_dispatch
 from tidings.dead_letters import DeadLetterStore, DeadLetter, DeadLetters, UndecodedEvent
-from tidings.errors import CascadeLimitExceeded, NoHandler
+from tidings.errors import CascadeLimitExceeded, DeadLetterNotRetryable, NoHandler
 from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
 from tidings.messages import Envelope, Event, Message
 from tidings.retry import Retry
@@ -125,20 +125,21 @@ class MessageBus:
         On success the letter is dropped and True returned; otherwise it is
         replaced by a new letter with the new error, and False returned. The
         new letter is recorded before the old one is dropped, so a crash in
-        between leaves two letters, never none. Raises `KeyError` for an
-        unknown id and `LookupError` when the handler or the event's class is
-        not loaded in this process.
+        between leaves two letters, never none. Raises `DeadLetterNotFound`
+        (a `KeyError`) for an unknown id and `DeadLetterNotRetryable` (a
+        `LookupError`) when the handler or the event's class is not loaded in
+        this process.
         """
         letter: DeadLetter = _settled(self.dead_letters.get(letter_id))
         message = letter.envelope.message
         if isinstance(message, UndecodedEvent):
-            raise LookupError(
+            raise DeadLetterNotRetryable(
                 f"dead letter {letter_id} holds a {message.type_name} event, whose class is not "
                 "loaded in this process"
             )
         handler = self._table.by_name(letter.handler)
         if handler is None:
-            raise LookupError(f"handler {letter.handler} is not registered on this bus")
+            raise DeadLetterNotRetryable(f"handler {letter.handler} is not registered on this bus")
         queue: deque[Envelope[Message]] = deque()
         failure = self._run_event_handler(handler, Dispatch(letter.envelope), queue)
         if failure is not None:

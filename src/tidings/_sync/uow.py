@@ -12,7 +12,7 @@ from typing import Any, Generic, Self, TypeVar
 from tidings.codec import Codec
 from tidings.context import current_dispatch
 from tidings.domain import Aggregate, EventSourced
-from tidings.errors import EventDecodeError
+from tidings.errors import EventDecodeError, UnitOfWorkStateError
 from tidings.messages import Envelope, Event, new_id, utc_now
 from tidings.snapshots import SnapshotCodec, snapshot_codec
 from tidings.store._sync.base import EventStore, StoreTransaction
@@ -158,7 +158,9 @@ class UnitOfWork:
     def transaction(self) -> StoreTransaction:
         """The store transaction of the open block; repositories write through it."""
         if self._transaction is None:
-            raise RuntimeError("the unit of work is not open: use it as `with uow:`")
+            raise UnitOfWorkStateError(
+                "the unit of work is not open: use it as `with uow:`"
+            )
         return self._transaction
 
     def repository(self, aggregate_type: type[ES]) -> EventSourcedRepository[ES]:
@@ -175,7 +177,10 @@ class UnitOfWork:
 
     def __enter__(self) -> Self:
         if self._transaction is not None:
-            raise RuntimeError("the unit of work is already open")
+            raise UnitOfWorkStateError(
+                "the unit of work is already open: one serves one block at a time; give each "
+                "handler call its own with `PerCall(lambda: UnitOfWork(store))`"
+            )
         for repository in self._repositories():
             repository._forget()
         self._finished = False
@@ -208,7 +213,7 @@ class UnitOfWork:
         """Append every tracked aggregate's new events and commit the transaction."""
         transaction = self.transaction
         if self._finished:
-            raise RuntimeError(
+            raise UnitOfWorkStateError(
                 "this block has already committed or rolled back; open the unit of work again"
             )
         dispatch = current_dispatch()

@@ -6,6 +6,7 @@ import threading
 from uuid import UUID
 
 from tidings.dead_letters.letter import DeadLetter
+from tidings.errors import DeadLetterNotFound
 
 __all__ = ["DeadLetters"]
 
@@ -35,20 +36,23 @@ class DeadLetters:
         return letters if limit is None else letters[:limit]
 
     def get(self, letter_id: UUID) -> DeadLetter:
-        """The dead letter `letter_id`; `KeyError` if there is none."""
+        """The dead letter `letter_id`; `DeadLetterNotFound` (a `KeyError`) if there is none."""
         with self._lock:
             try:
                 return self._letters[letter_id]
             except KeyError:
-                raise KeyError(f"no dead letter {letter_id}") from None
+                raise DeadLetterNotFound(letter_id) from None
 
     def remove(self, letter_id: UUID) -> DeadLetter:
-        """Drop the dead letter `letter_id` and return it; `KeyError` if there is none."""
+        """Drop the dead letter `letter_id` and return it.
+
+        Raises `DeadLetterNotFound` (a `KeyError`) if there is none.
+        """
         with self._lock:
             try:
                 return self._letters.pop(letter_id)
             except KeyError:
-                raise KeyError(f"no dead letter {letter_id}") from None
+                raise DeadLetterNotFound(letter_id) from None
 
     def count(self) -> int:
         return len(self._letters)

@@ -126,10 +126,22 @@ _READ_BACKWARDS = (
 
 
 def raise_unavailable(path: str, exc: sqlite3.Error) -> NoReturn:
-    """Raise a locked, missing, unreadable or failing database as `StoreUnavailable`."""
+    """Raise a locked, missing, unreadable or failing database as `StoreUnavailable`.
+
+    A statement SQLite cannot run (`SQLITE_ERROR`: no such table, a syntax
+    error) is a mistake in the statement, not an unavailable store: it is
+    raised as it is, as PostgreSQL's driver raises one.
+    """
+    if is_statement_error(exc):
+        raise exc
     if isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
         raise StoreUnavailable(f"SQLite database {path!r}: {exc}") from exc
     raise exc
+
+
+def is_statement_error(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused the statement itself (`SQLITE_ERROR`), not the database."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_ERROR
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:

@@ -15,6 +15,7 @@ from tidings.dead_letters.letter import (
     letter_from_row,
     letter_values,
 )
+from tidings.errors import DeadLetterNotFound
 from tidings.sidetables import dialect_of
 from tidings.sidetables._async.statements import execute
 
@@ -88,14 +89,14 @@ class AsyncSQLDeadLetters:
     async def get(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
         rows = await self._query(self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)], tx)
         if not rows:
-            raise KeyError(f"no dead letter {letter_id}")
+            raise DeadLetterNotFound(letter_id)
         return letter_from_row(rows[0], self.codec)
 
     async def remove(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
         async with self._transaction(tx) as active:
             rows = await execute(active, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
             if not rows:
-                raise KeyError(f"no dead letter {letter_id}")
+                raise DeadLetterNotFound(letter_id)
             delete = self._sql("DELETE FROM {letters} WHERE id = ?")
             await execute(active, delete, [str(letter_id)])
         return letter_from_row(rows[0], self.codec)

@@ -16,6 +16,7 @@ from tidings.dead_letters.letter import (
     letter_from_row,
     letter_values,
 )
+from tidings.errors import DeadLetterNotFound
 from tidings.sidetables import dialect_of
 from tidings.sidetables._sync.statements import execute
 
@@ -89,14 +90,14 @@ class SQLDeadLetters:
     def get(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
         rows = self._query(self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)], tx)
         if not rows:
-            raise KeyError(f"no dead letter {letter_id}")
+            raise DeadLetterNotFound(letter_id)
         return letter_from_row(rows[0], self.codec)
 
     def remove(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
         with self._transaction(tx) as active:
             rows = execute(active, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
             if not rows:
-                raise KeyError(f"no dead letter {letter_id}")
+                raise DeadLetterNotFound(letter_id)
             delete = self._sql("DELETE FROM {letters} WHERE id = ?")
             execute(active, delete, [str(letter_id)])
         return letter_from_row(rows[0], self.codec)

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import anyio  # sync: import threading
 
-from tidings.errors import StoreUnavailable, StreamNotFound
+from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
 from tidings.store.checks import (
     check_expected_version,
     check_list_streams,
@@ -331,7 +331,9 @@ class AsyncMemoryTransaction:
 
     def _check_active(self) -> None:
         if self.finished:
-            raise RuntimeError("this transaction has already been committed or rolled back")
+            raise TransactionClosed(
+                "this transaction has already been committed or rolled back; open a new one"
+            )
 
 
 def _slice(

@@ -67,7 +67,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
-from tidings.errors import StoreUnavailable, StreamNotFound
+from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
 from tidings.store._async.postgres_outcomes import AsyncCommitOutcomes, lost
 from tidings.store.checks import (
     check_expected_version,
@@ -529,7 +529,9 @@ class AsyncPostgresTransaction:
 
     def _check_active(self) -> None:
         if self.finished:
-            raise RuntimeError("this transaction has already been committed or rolled back")
+            raise TransactionClosed(
+                "this transaction has already been committed or rolled back; open a new one"
+            )
 
 
 class AsyncPostgresJoinedWriter:

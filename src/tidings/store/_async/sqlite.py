@@ -33,7 +33,7 @@ from uuid import UUID
 
 import anyio  # sync: import threading
 
-from tidings.errors import StoreUnavailable
+from tidings.errors import StoreUnavailable, TransactionClosed
 from tidings.store import sqlite_sql
 from tidings.store.checks import (
     check_list_streams,
@@ -399,7 +399,9 @@ class AsyncSQLiteTransaction:
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the connection; a database error rolls everything back."""
         if self.finished:
-            raise RuntimeError("this transaction has already been committed or rolled back")
+            raise TransactionClosed(
+                "this transaction has already been committed or rolled back; open a new one"
+            )
         try:
             return work(self.connection)
         except sqlite3.Error as exc:

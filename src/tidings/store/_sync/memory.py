@@ -10,7 +10,7 @@ from uuid import UUID
 
 import threading
 
-from tidings.errors import StoreUnavailable, StreamNotFound
+from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
 from tidings.store.checks import (
     check_expected_version,
     check_list_streams,
@@ -332,7 +332,9 @@ class MemoryTransaction:
 
     def _check_active(self) -> None:
         if self.finished:
-            raise RuntimeError("this transaction has already been committed or rolled back")
+            raise TransactionClosed(
+                "this transaction has already been committed or rolled back; open a new one"
+            )
 
 
 def _slice(

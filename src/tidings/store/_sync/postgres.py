@@ -68,7 +68,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import ConnectionPool
 
-from tidings.errors import StoreUnavailable, StreamNotFound
+from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
 from tidings.store._sync.postgres_outcomes import CommitOutcomes, lost
 from tidings.store.checks import (
     check_expected_version,
@@ -530,7 +530,9 @@ class PostgresTransaction:
 
     def _check_active(self) -> None:
         if self.finished:
-            raise RuntimeError("this transaction has already been committed or rolled back")
+            raise TransactionClosed(
+                "this transaction has already been committed or rolled back; open a new one"
+            )
 
 
 class PostgresJoinedWriter:
