@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from examples.allocation.service import POSITION_HEADER
+from tidings.integrations.fastapi import POSITION_HEADER
 
 
 def run_demo(url: str) -> None:

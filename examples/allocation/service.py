@@ -15,9 +15,10 @@ with `ALLOCATION_RUN_PROJECTIONS=0`, by one elsewhere. It is eventually
 consistent: a POST that recorded events answers with the log position of
 the last in the `X-Log-Position` header, and a GET with `?after=<position>`
 waits (up to 5 s, else 503) until the read model has caught up with it, so
-a client reads its own writes. The wait is done on the event loop
-(`wait_for_projection`), so waiting reads hold none of the threads that
-serve writes, and a position past the log's head is a 400 at once.
+a client reads its own writes (`read_your_writes` of tidings' FastAPI
+integration; a client may send the header back instead of `?after`). The
+wait is done on the event loop, so waiting reads hold none of the threads
+that serve writes, and a position past the log's head is a 400 at once.
 
 Requests are validated at the door by the schema the OpenAPI document
 shows: strict JSON types (`qty: false` and `eta: 0` are refused), bounds the
@@ -39,14 +40,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager
-from contextvars import ContextVar
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
 from datetime import date
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Depends, FastAPI, Path, Query, Response
+from fastapi import Depends, FastAPI, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.convertors import Convertor, register_url_convertor
@@ -61,61 +61,31 @@ from examples.allocation.messages import (
 )
 from examples.allocation.orm import MAX_QUANTITY, MAX_TEXT
 from examples.allocation.views import ALLOCATIONS_VIEW, AllocationRow
-from tidings import Codec, Envelope, Event, Message, MessageBus
+from tidings import Codec, MessageBus
 from tidings.integrations.fastapi import (
+    LogPosition,
+    ReadAfter,
+    WrittenPositions,
     add_error_handlers,
+    answer_written_position,
     error_responses,
     get_bus,
+    read_your_writes,
     use_tidings,
-    wait_for_projection,
 )
-from tidings.projections import ProjectionRunner
 
 Bus = Annotated[MessageBus, Depends(get_bus)]
 
 RUN_PROJECTIONS_ENV = "ALLOCATION_RUN_PROJECTIONS"
 """Set to 0 to leave the read model's projection to a runner in another process."""
 
-POSITION_HEADER = "X-Log-Position"
-"""The log position of the last event a request recorded; pass it back as `?after=`."""
-
 READ_MODEL_WAIT = 5.0
 """How long a read with `?after=` waits for the read model to catch up, in seconds."""
-
-
-class RecordedPositions:
-    """Bus middleware that notes the log position of each event a request's messages recorded."""
-
-    def __init__(self) -> None:
-        self._noted: ContextVar[list[int] | None] = ContextVar("positions", default=None)
-
-    def __call__(
-        self, envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Any]
-    ) -> Any:
-        noted = self._noted.get()
-        if noted is not None and isinstance(envelope.message, Event) and envelope.position:
-            noted.append(envelope.position)
-        return call_next(envelope)
-
-    @contextmanager
-    def noting(self, response: Response) -> Iterator[None]:
-        """Set `POSITION_HEADER` on `response` to the last position recorded within the block."""
-        noted: list[int] = []
-        token = self._noted.set(noted)
-        try:
-            yield
-        finally:
-            self._noted.reset(token)
-            if noted:
-                response.headers[POSITION_HEADER] = str(max(noted))
 
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 """Text without control characters: PostgreSQL cannot store a NUL, and a URL path
 carries no line break, so an id holding one could be written but never read back."""
-
-MAX_POSITION = 2**63 - 1
-"""The largest log position (a 64-bit integer)."""
 
 Text = Annotated[
     str,
@@ -157,10 +127,6 @@ def _whole_number(value: object) -> object:
     return value
 
 
-# The bounds come before the validator, so they constrain the integer itself: after it (or
-# in `Query`) they reach the OpenAPI document as `ge`/`le`, which no client reads as bounds.
-Position = Annotated[int, Field(ge=0, le=MAX_POSITION), BeforeValidator(_whole_number)]
-"""A log position in a query string."""
 Limit = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_whole_number)]
 
 
@@ -238,7 +204,7 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
     `run_projections` (default: `ALLOCATION_RUN_PROJECTIONS` when the app
     starts, else yes) runs the read model's projection in this process while the app runs.
     """
-    positions = RecordedPositions()
+    positions = WrittenPositions()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -248,7 +214,7 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
             runner = database.projection_runner()
             app.state.database = database
             app.state.runner = runner
-            use_tidings(app, database.bus(middleware=[positions]))
+            use_tidings(app, database.bus(middleware=[positions]), runner=runner)
             # The read model's table exists before the first read, runner or not.
             await anyio.to_thread.run_sync(runner.prepare)
             if _run_projections(run_projections):
@@ -260,6 +226,7 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
 
     app = FastAPI(title="Allocation service", lifespan=lifespan)
     add_error_handlers(app, {DuplicateBatch: 409})
+    answer_written_position(app, positions)
 
     @app.post(
         "/add_batch",
@@ -268,10 +235,9 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
             409, 422, 503, s409="A batch has this reference already, or a conflict outlived retries"
         ),
     )
-    def add_batch(body: AddBatch, bus: Bus, response: Response) -> dict[str, str]:
+    def add_batch(body: AddBatch, bus: Bus) -> dict[str, str]:
         eta = body.eta.isoformat() if body.eta is not None else None
-        with positions.noting(response):
-            bus.handle(CreateBatch(body.ref, body.sku, body.qty, eta))
+        bus.handle(CreateBatch(body.ref, body.sku, body.qty, eta))
         return {"ref": body.ref}
 
     @app.post(
@@ -279,19 +245,16 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
         status_code=202,
         responses=error_responses(400, 409, 422, 503, s400="No product has this SKU"),
     )
-    def allocate(body: AllocateLine, bus: Bus, response: Response) -> Allocation:
-        with positions.noting(response):
-            batchref = bus.handle(Allocate(body.orderid, body.sku, body.qty))
-        return Allocation(batchref=batchref)
+    def allocate(body: AllocateLine, bus: Bus) -> Allocation:
+        return Allocation(batchref=bus.handle(Allocate(body.orderid, body.sku, body.qty)))
 
     @app.post(
         "/change_batch_quantity",
         status_code=202,
         responses=error_responses(400, 409, 422, 503, s400="No batch has this reference"),
     )
-    def change_batch_quantity(body: ChangeQuantity, bus: Bus, response: Response) -> dict[str, str]:
-        with positions.noting(response):
-            bus.handle(ChangeBatchQuantity(body.ref, body.qty))
+    def change_batch_quantity(body: ChangeQuantity, bus: Bus) -> dict[str, str]:
+        bus.handle(ChangeBatchQuantity(body.ref, body.qty))
         return {"ref": body.ref}
 
     @app.get(
@@ -310,17 +273,9 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
     async def allocations(
         orderid: Annotated[str, Path(min_length=1, max_length=MAX_TEXT, pattern=PRINTABLE)],
         bus: Bus,
-        after: Annotated[
-            Position,
-            Query(
-                description=f"Wait until the read model has the events up to this "
-                f"position (a POST's {POSITION_HEADER}).",
-            ),
-        ] = 0,
+        after: Annotated[ReadAfter, Depends(read_your_writes(ALLOCATIONS_VIEW, READ_MODEL_WAIT))],
     ) -> Any:
-        if after:
-            runner: ProjectionRunner = app.state.runner
-            await wait_for_projection(runner, ALLOCATIONS_VIEW, after, timeout=READ_MODEL_WAIT)
+        await after.wait()
         rows: list[AllocationRow] = await anyio.to_thread.run_sync(
             bus.handle, GetAllocations(orderid)
         )
@@ -330,7 +285,7 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
 
     @app.get("/events", responses=error_responses(422, 503))
     def events(
-        after: Position = 0,
+        after: LogPosition = 0,
         limit: Limit = 100,
     ) -> list[StoredEvent]:
         database: Database = app.state.database

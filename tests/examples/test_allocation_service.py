@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.allocation.service import POSITION_HEADER
 from tests.examples.service import ROOT, Service, running_service
+from tidings.integrations.fastapi import POSITION_HEADER
 
 BACKENDS = ["sqlite", "postgres"]
 

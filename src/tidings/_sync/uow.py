@@ -158,9 +158,7 @@ class UnitOfWork:
     def transaction(self) -> StoreTransaction:
         """The store transaction of the open block; repositories write through it."""
         if self._transaction is None:
-            raise UnitOfWorkStateError(
-                "the unit of work is not open: use it as `with uow:`"
-            )
+            raise UnitOfWorkStateError("the unit of work is not open: use it as `with uow:`")
         return self._transaction
 
     def repository(self, aggregate_type: type[ES]) -> EventSourcedRepository[ES]:

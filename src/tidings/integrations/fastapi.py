@@ -25,22 +25,19 @@ message naming each bad field and the errors one by one (`InvalidRequest`).
 
     @app.post("/allocate", status_code=202, responses=error_responses(400, 409, 422, 503))
 
-A read that must see a client's own writes waits for the read model with
-`await wait_for_projection(runner, name, position)`, on the event loop: a
-thousand waiting reads hold no worker thread, so writes go on being served.
-A position past the log's head is a 400 at once (`PositionBeyondHead`); a
-projection that is parked or does not catch up in time, a 503.
+Reads that must see a client's own writes (session consistency: the
+`X-Log-Position` header and `?after=`) are in `tidings.integrations.consistency`,
+whose names this module offers too: `WrittenPositions`,
+`answer_written_position`, `read_your_writes` (`ReadAfter`) and
+`wait_for_projection`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any
 
 try:
-    import anyio
-    import anyio.to_thread
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -62,7 +59,17 @@ from tidings.errors import (
     StoreUnavailable,
     StreamNotFound,
 )
+from tidings.integrations.consistency import (
+    POSITION_HEADER,
+    LogPosition,
+    ReadAfter,
+    WrittenPositions,
+    answer_written_position,
+    read_your_writes,
+    wait_for_projection,
+)
 from tidings.projections import (
+    AsyncProjectionRunner,
     PositionBeyondHead,
     ProjectionRunner,
     ProjectionStopped,
@@ -71,13 +78,19 @@ from tidings.projections import (
 
 __all__ = [
     "ERROR_STATUS",
+    "POSITION_HEADER",
     "ErrorMessage",
     "FieldError",
     "InvalidRequest",
+    "LogPosition",
+    "ReadAfter",
+    "WrittenPositions",
     "add_error_handlers",
+    "answer_written_position",
     "error_responses",
     "get_bus",
     "get_unit_of_work",
+    "read_your_writes",
     "use_tidings",
     "wait_for_projection",
 ]
@@ -101,10 +114,15 @@ def use_tidings(
     bus: MessageBus | AsyncMessageBus,
     *,
     unit_of_work: Callable[[], Any] | None = None,
+    runner: ProjectionRunner | AsyncProjectionRunner | None = None,
 ) -> None:
-    """Give `app`'s endpoints `bus` (`get_bus`) and units of work made by `unit_of_work`."""
+    """Give `app`'s endpoints `bus` (`get_bus`) and units of work made by `unit_of_work`.
+
+    `runner` runs the read models that `read_your_writes` waits for.
+    """
     app.state.tidings_bus = bus
     app.state.tidings_unit_of_work = unit_of_work
+    app.state.tidings_runner = runner
 
 
 def get_bus(request: Request) -> Any:
@@ -123,34 +141,6 @@ def get_unit_of_work(request: Request) -> Any:
             "no unit of work for this app: call use_tidings(app, bus, unit_of_work=...) at start-up"
         )
     return factory()
-
-
-async def wait_for_projection(
-    runner: ProjectionRunner,
-    name: str,
-    position: int,
-    timeout: float = 5.0,  # noqa: ASYNC109
-) -> None:
-    """Return once `runner`'s projection `name` has reached `position`, without holding a thread.
-
-    The blocking `ProjectionRunner.wait_for` would keep a worker thread for
-    the whole wait; here each look at the projection's progress borrows one
-    for a moment, and the waiting is done on the event loop. Raises as
-    `wait_for` does: `PositionBeyondHead` and `ProjectionStopped` at once,
-    `ProjectionTimeout` after `timeout` seconds.
-    """
-    deadline = anyio.current_time() + timeout
-    pause = 0.005
-    while True:
-        try:
-            await anyio.to_thread.run_sync(partial(runner.wait_for, name, position, timeout=0))
-            return
-        except ProjectionTimeout as exc:
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0:
-                raise ProjectionTimeout(name, position, exc.reached, timeout) from None
-        await anyio.sleep(min(pause, remaining))
-        pause = min(pause * 2, 0.1)
 
 
 def add_error_handlers(app: FastAPI, statuses: dict[type[Exception], int] | None = None) -> None:
