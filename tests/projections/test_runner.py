@@ -15,6 +15,7 @@ from tests.projections.ledger import (
     Backend,
     Deposited,
     Ledger,
+    _run,
     backend,
     deposit,
     note,
@@ -25,6 +26,7 @@ from tidings.projections import (
     AsyncProjectionRunner,
     OnFailure,
     PositionBeyondHead,
+    Projection,
     ProjectionRunner,
     ProjectionState,
     ProjectionStopped,
@@ -143,6 +145,60 @@ class Flaky(Ledger):
 
 class FlakyDeadLetters(Flaky):
     on_failure = OnFailure.DEAD_LETTER
+
+
+class NonNegative(Projection):
+    """One row per deposit, in a table that refuses negative amounts: the database fails it."""
+
+    name = "non_negative"
+    retry = Retry(attempts=2, first_delay=0)
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def setup(self, tx: Any) -> Any:
+        return _run(
+            tx,
+            (
+                f"CREATE TABLE IF NOT EXISTS {self.table} (position BIGINT PRIMARY KEY,"
+                " amount INTEGER NOT NULL CHECK (amount >= 0))",
+                (),
+            ),
+        )
+
+    def reset(self, tx: Any) -> Any:
+        return _run(tx, (f"DELETE FROM {self.table}", ()))
+
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+        return _run(
+            tx,
+            (
+                f"INSERT INTO {self.table} (position, amount) VALUES (?, ?)",
+                (envelope.position, event.amount),
+            ),
+        )
+
+
+def test_a_statement_failing_mid_batch_parks_at_its_own_event(sql_env: Backend) -> None:
+    # On PostgreSQL a batch's statements go in one round trip, so the failure is read
+    # back with the batch: the runner must still park at the event that caused it.
+    store = sql_env.open(False)
+    amounts = [1, 2, 3, -1, 4, 5]
+    appended = store.append("Account-1", [deposit("a", amount) for amount in amounts])
+    wait_readable(store, appended.positions[-1])
+    table = sql_env.qualify("non_negative")
+    runner = ProjectionRunner(store, [NonNegative(table)], batch_size=100, **FAST)
+    with runner.running(), pytest.raises(ProjectionStopped, match="non_negative"):
+        runner.wait_for("non_negative", appended.positions[-1], timeout=30)
+    [status] = runner.status()
+    assert status.state is ProjectionState.PARKED
+    assert status.failed_position == appended.positions[3]
+    assert status.position == appended.positions[2]
+    with store.transaction() as tx:
+        rows = tx.connection.execute(f"SELECT amount FROM {table} ORDER BY position").fetchall()
+    assert [row[0] for row in rows] == [1, 2, 3]
+    store.close()
 
 
 def test_waiting_for_a_position_beyond_the_head_is_refused_at_once(env: Backend) -> None:

@@ -143,6 +143,11 @@ class SessionTransaction:
             stream, from_version=from_version, backwards=backwards, limit=limit
         )
 
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Statements as they come: the session decides when it sends them."""
+        yield
+
     def flush(self) -> None:
         """Write the session's pending changes, so version conflicts show before events go in."""
         if self._writers is not None and not self._writing:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from tidings.dead_letters import DeadLetter
@@ -32,6 +33,12 @@ logger = logging.getLogger("tidings.projections")
 
 class _Rollback(Exception):
     """A handler failed: roll the batch back."""
+
+
+@asynccontextmanager
+async def _unbatched() -> AsyncIterator[None]:
+    """Statements one at a time, each reporting its own failure."""
+    yield
 
 
 class AsyncProjectionProcessing(AsyncRunnerBase):
@@ -179,8 +186,16 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         row: ProjectionRow,
         records: list[RecordedEvent],
         caught_up: bool,
+        batched: bool = True,
     ) -> tuple[RecordedEvent, Exception] | None:
-        """Handle `records` and move the checkpoint past them; the first failure, if any."""
+        """Handle `records` and move the checkpoint past them; the first failure, if any.
+
+        A transactional projection's statements for the whole batch are sent
+        `batched` (on PostgreSQL, one round trip instead of one per
+        statement). A failing statement may then report at the end of the
+        batch, or at another event's handler, so after any failure the batch
+        is handled again one statement at a time to find the event it was.
+        """
         fallback = handlers.get(Event.__event_type__)
         if not projection.transactional:
             done: RecordedEvent | None = None
@@ -203,17 +218,28 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 # The fence first: its row lock keeps any other writer of this checkpoint
                 # out until this transaction ends, so no two runners handle one batch.
                 await self._save(tx, row, records[-1].position, caught_up)
-                for index, record in enumerate(records):
-                    try:
-                        await self._handle(handlers, fallback, record, tx)
-                    except Exception as exc:
-                        failed = (index, exc)
-                        raise _Rollback from exc
+                try:
+                    async with tx.batched() if batched else _unbatched():
+                        for index, record in enumerate(records):
+                            try:
+                                await self._handle(handlers, fallback, record, tx)
+                            except Exception as exc:
+                                failed = (index, exc)
+                                raise _Rollback from exc
+                except _Rollback:
+                    raise
+                except Exception as exc:  # a statement's error, read back with the batch's
+                    failed = (len(records) - 1, exc)
+                    raise _Rollback from exc
         except _Rollback:
             assert failed is not None
+            if batched:
+                return await self._apply(projection, handlers, row, records, caught_up, False)
             index, error = failed
             if index:
-                before = await self._apply(projection, handlers, row, records[:index], False)
+                before = await self._apply(
+                    projection, handlers, row, records[:index], False, batched=False
+                )
                 if before is not None:
                     return before
             return records[index], error

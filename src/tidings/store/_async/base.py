@@ -73,6 +73,16 @@ class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
 
     async def rollback(self) -> None: ...
 
+    def batched(self) -> AbstractAsyncContextManager[None]:
+        """A block whose statements on `connection` may be sent together.
+
+        A backend that talks to a server over the network sends them in one
+        round trip and reads their results at the end of the block (or when
+        one's rows are fetched), so a failing statement may raise there
+        rather than where it ran. Others run them as they come.
+        """
+        ...
+
 
 class AsyncEventStore(Protocol):
     """A durable, ordered log of events, in streams and in one global order (`$all`).

@@ -317,6 +317,11 @@ class AsyncMemoryTransaction:
         self._staged = []
         self.finished = True
 
+    @asynccontextmanager
+    async def batched(self) -> AsyncIterator[None]:
+        """Nothing to batch: statements run in this process, with no round trip to save."""
+        yield
+
     async def rollback(self) -> None:
         self._staged = []
         self.finished = True

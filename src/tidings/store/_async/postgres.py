@@ -455,12 +455,19 @@ class AsyncPostgresTransaction:
                 self.connection, self._sql, stream, from_version, backwards, limit
             )
 
+    @asynccontextmanager
+    async def batched(self) -> AsyncIterator[None]:
+        """Send the block's statements in one round trip: psycopg's pipeline mode."""
+        self._check_active()
+        async with self._failing(), self.connection.pipeline():
+            yield
+
     async def commit(self) -> None:
         self._check_active()
         if self.connection.info.transaction_status == TransactionStatus.INERROR:
             # PostgreSQL would answer COMMIT with a silent rollback.
             await self.rollback()
-            raise RuntimeError(
+            raise TransactionClosed(
                 "a statement failed earlier in this transaction, so PostgreSQL rolled it back"
             )
         self.finished = True

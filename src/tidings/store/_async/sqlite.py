@@ -385,6 +385,11 @@ class AsyncSQLiteTransaction:
         await self._run(lambda connection: connection.execute("COMMIT"))
         self.finished = True
 
+    @asynccontextmanager
+    async def batched(self) -> AsyncIterator[None]:
+        """Nothing to batch: statements run in this process, with no round trip to save."""
+        yield
+
     async def rollback(self) -> None:
         if self.finished:
             return

@@ -318,6 +318,11 @@ class MemoryTransaction:
         self._staged = []
         self.finished = True
 
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Nothing to batch: statements run in this process, with no round trip to save."""
+        yield
+
     def rollback(self) -> None:
         self._staged = []
         self.finished = True

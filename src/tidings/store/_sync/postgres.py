@@ -456,12 +456,19 @@ class PostgresTransaction:
                 self.connection, self._sql, stream, from_version, backwards, limit
             )
 
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Send the block's statements in one round trip: psycopg's pipeline mode."""
+        self._check_active()
+        with self._failing(), self.connection.pipeline():
+            yield
+
     def commit(self) -> None:
         self._check_active()
         if self.connection.info.transaction_status == TransactionStatus.INERROR:
             # PostgreSQL would answer COMMIT with a silent rollback.
             self.rollback()
-            raise RuntimeError(
+            raise TransactionClosed(
                 "a statement failed earlier in this transaction, so PostgreSQL rolled it back"
             )
         self.finished = True

@@ -385,6 +385,11 @@ class SQLiteTransaction:
         self._run(lambda connection: connection.execute("COMMIT"))
         self.finished = True
 
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Nothing to batch: statements run in this process, with no round trip to save."""
+        yield
+
     def rollback(self) -> None:
         if self.finished:
             return
