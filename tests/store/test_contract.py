@@ -1105,3 +1105,35 @@ def test_a_reader_never_skips_a_transaction_held_open(store: EventStore, outcome
     assert_increasing([r.position for r in seen])
     assert [r.stream for r in log].count("Held-1") == (2 if outcome == "commit" else 0)
     assert {r.stream for r in log} >= {f"Later-{i}" for i in range(writers)}
+
+
+def test_application_statements_take_one_parameter_style_and_commit_with_the_events(
+    store: EventStore,
+) -> None:
+    table = f"read_model_{next(_counter)}_{uuid.uuid4().hex[:8]}"
+    with store.transaction() as tx:
+        tx.execute(f"CREATE TABLE {table} (name TEXT PRIMARY KEY, note TEXT, n INTEGER)")
+        # A '?' and a '%' inside quotes are text, not placeholders.
+        tx.execute(f"INSERT INTO {table} VALUES ('literal?', '100%', 0)")
+        tx.execute(f"INSERT INTO {table} (name, note, n) VALUES (?, ?, ?)", ("a", "50%", 1))
+        tx.append("Order-1", new_events(1))
+    with store.transaction() as tx:
+        rows = tx.query(f"SELECT name, note, n FROM {table} WHERE n >= ? ORDER BY n", (0,))
+    assert rows == [("literal?", "100%", 0), ("a", "50%", 1)]
+
+
+def test_application_statements_roll_back_with_the_transaction(store: EventStore) -> None:
+    table = f"read_model_{next(_counter)}_{uuid.uuid4().hex[:8]}"
+    with store.transaction() as tx:
+        tx.execute(f"CREATE TABLE {table} (name TEXT PRIMARY KEY)")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.transaction() as tx:
+        tx.execute(f"INSERT INTO {table} (name) VALUES (?)", ("kept?",))
+        tx.append("Order-1", new_events(1))
+        raise Boom
+    with store.transaction() as tx:
+        assert tx.query(f"SELECT name FROM {table}") == []
+    assert store.stream_version("Order-1") is None

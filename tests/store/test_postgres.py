@@ -617,3 +617,30 @@ def test_migrate_makes_the_schema_now_and_tells_the_versions(dsn: str, schema: s
     second = PostgresStore(dsn, schema=schema)
     assert second.migrate() == (SCHEMA_VERSION, SCHEMA_VERSION)
     second.close()
+
+
+def test_an_application_table_made_without_a_schema_goes_beside_the_log(
+    store: PostgresStore, schema: str
+) -> None:
+    with store.transaction() as tx:
+        tx.execute("CREATE TABLE balances (account TEXT PRIMARY KEY, balance BIGINT)")
+        tx.execute("INSERT INTO balances VALUES (?, ?)", ("a", 5))
+    with store.transaction() as tx:
+        placed = tx.query(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'balances'"
+            " AND table_schema = ?",
+            (schema,),
+        )
+        assert placed == [(schema,)]
+        assert tx.query(f'SELECT balance FROM "{schema}".balances') == [(5,)]
+    # Names the store's schema does not hold are still found where they were.
+    shared = f"shared_{uuid.uuid4().hex[:12]}"
+    with store.transaction() as tx:
+        tx.execute(f"CREATE TABLE public.{shared} (n INTEGER)")
+        tx.execute(f"INSERT INTO public.{shared} VALUES (7)")
+    try:
+        with store.transaction() as tx:
+            assert tx.query(f"SELECT n FROM {shared}") == [(7,)]
+    finally:
+        with store.transaction() as tx:
+            tx.execute(f"DROP TABLE public.{shared}")

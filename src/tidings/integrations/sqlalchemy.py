@@ -49,6 +49,7 @@ from tidings.codec import Codec
 from tidings.domain import Aggregate
 from tidings.errors import ConcurrencyError
 from tidings.store._sync.base import EventStore
+from tidings.store.placeholders import qmark_to_format
 from tidings.store.records import (
     AppendResult,
     ExpectedVersion,
@@ -142,6 +143,20 @@ class SessionTransaction:
         return self._log.read_stream(
             stream, from_version=from_version, backwards=backwards, limit=limit
         )
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        """Run an application statement on the session's connection, `?` for parameters."""
+        self._driver_sql(statement, params)
+
+    def query(self, statement: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """The rows of an application query on the session's connection, `?` for parameters."""
+        return [tuple(row) for row in self._driver_sql(statement, params).fetchall()]
+
+    def _driver_sql(self, statement: str, params: Sequence[object]) -> Any:
+        connection = self.session.connection()
+        if connection.dialect.paramstyle != "qmark":
+            statement = qmark_to_format(statement)
+        return connection.exec_driver_sql(statement, tuple(params))
 
     @contextmanager
     def batched(self) -> Iterator[None]:

@@ -265,6 +265,7 @@ class Statements:
     xact_status: str
     end_transaction: str
     set_lock_timeout: str
+    set_search_path: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -406,6 +407,7 @@ class Statements:
                 " WHERE pid = %b AND backend_xid::text::bigint = %b::bigint %% 4294967296"
             ),
             set_lock_timeout="SELECT set_config('lock_timeout', %b, true)",
+            set_search_path=render("SET search_path TO {schema}, public"),
         )
 
 

@@ -73,6 +73,22 @@ class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
 
     async def rollback(self) -> None: ...
 
+    async def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        """Run an application statement (a read model's write) in this transaction.
+
+        One parameter style on every backend: `?`. Tables created without a
+        schema go beside the log: in the SQLite file, in the store's schema
+        on PostgreSQL (first on the search path), in an in-process SQLite
+        database for the memory store.
+        """
+        ...
+
+    async def query(
+        self, statement: str, params: Sequence[object] = ()
+    ) -> list[tuple[object, ...]]:
+        """The rows of an application query in this transaction, `?` for parameters."""
+        ...
+
     def batched(self) -> AbstractAsyncContextManager[None]:
         """A block whose statements on `connection` may be sent together.
 

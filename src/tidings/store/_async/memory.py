@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -65,6 +66,12 @@ class _Log:
     by_id: dict[object, RecordedEvent] = field(default_factory=dict)
     by_correlation: dict[UUID, list[RecordedEvent]] = field(default_factory=dict)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    tables: sqlite3.Connection = field(default_factory=lambda: _tables())
+    """An in-process SQLite database for applications' tables (read models)."""
+
+
+def _tables() -> sqlite3.Connection:
+    return sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
 
 
 class AsyncMemoryStore:
@@ -245,6 +252,7 @@ class AsyncMemoryTransaction:
         self._log = log
         self._staged: list[RecordedEvent] = []
         self.finished = False
+        self._tables_begun = False
         self.last_position = 0  # of the last event committed: what commit listeners are told
 
     async def append(
@@ -316,6 +324,8 @@ class AsyncMemoryTransaction:
             self.last_position = record.position
         self._staged = []
         self.finished = True
+        if self._tables_begun:
+            self._log.tables.execute("COMMIT")
 
     @asynccontextmanager
     async def batched(self) -> AsyncIterator[None]:
@@ -325,6 +335,24 @@ class AsyncMemoryTransaction:
     async def rollback(self) -> None:
         self._staged = []
         self.finished = True
+        if self._tables_begun:
+            self._log.tables.execute("ROLLBACK")
+
+    async def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        self._tables().execute(statement, params)
+
+    async def query(
+        self, statement: str, params: Sequence[object] = ()
+    ) -> list[tuple[object, ...]]:
+        return [tuple(row) for row in self._tables().execute(statement, params).fetchall()]
+
+    def _tables(self) -> sqlite3.Connection:
+        """The application tables' connection, in a transaction that ends with this one."""
+        self._check_active()
+        if not self._tables_begun:
+            self._log.tables.execute("BEGIN")
+            self._tables_begun = True
+        return self._log.tables
 
     def _versions(self, stream: str) -> tuple[int, int | None]:
         """The stream's last version ever written, and its version as expected versions see it."""

@@ -81,6 +81,7 @@ from tidings.store.checks import (
     check_stream_name,
     repeated_append,
 )
+from tidings.store.placeholders import qmark_to_format
 from tidings.store.postgres_sql import (
     INDEX_BITS,
     SCHEMA_VERSION,
@@ -141,12 +142,22 @@ class AsyncPostgresStore:
             timeout=timeout,
             open=False,
             kwargs={"autocommit": True},
+            configure=self._configure,
         )
         self._outcomes = AsyncCommitOutcomes(conninfo, self._pool, self._sql, timeout)
         self._lock = anyio.Lock()  # sync: self._lock = threading.Lock()
         self._ready = False
         self._migration = (0, 0)  # the schema versions before and after the first use
         self._closed = False
+
+    async def _configure(self, connection: _Connection) -> None:
+        """Put the store's schema first on each connection's search path.
+
+        The store's own statements name their schema; an application's
+        tables made without one (a read model's) go there too, beside the
+        log, and names it does not hold are still found in `public`.
+        """
+        await connection.execute(self._sql.set_search_path)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncPostgresTransaction]:
@@ -454,6 +465,19 @@ class AsyncPostgresTransaction:
             return await _read_stream(
                 self.connection, self._sql, stream, from_version, backwards, limit
             )
+
+    async def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        self._check_active()
+        async with self._failing():
+            await self.connection.execute(qmark_to_format(statement), params)
+
+    async def query(
+        self, statement: str, params: Sequence[object] = ()
+    ) -> list[tuple[object, ...]]:
+        self._check_active()
+        async with self._failing():
+            cursor = await self.connection.execute(qmark_to_format(statement), params)
+            return [tuple(row) for row in await cursor.fetchall()]
 
     @asynccontextmanager
     async def batched(self) -> AsyncIterator[None]:

@@ -343,7 +343,8 @@ class AsyncSQLiteTransaction:
     `connection` is that `sqlite3.Connection`: the application's own
     statements on it commit or roll back together with the appended events.
     Leave `COMMIT` and `ROLLBACK` to this object. A database error in its
-    own statements rolls the whole transaction back and raises `StoreUnavailable`.
+    own statements rolls the whole transaction back: a locked or failing
+    database raises `StoreUnavailable`, a statement SQLite cannot run its error.
     """
 
     def __init__(self, connection: sqlite3.Connection, path: str) -> None:
@@ -384,6 +385,15 @@ class AsyncSQLiteTransaction:
     async def commit(self) -> None:
         await self._run(lambda connection: connection.execute("COMMIT"))
         self.finished = True
+
+    async def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        await self._run(lambda connection: connection.execute(statement, params))
+
+    async def query(
+        self, statement: str, params: Sequence[object] = ()
+    ) -> list[tuple[object, ...]]:
+        rows = await self._run(lambda connection: connection.execute(statement, params).fetchall())
+        return [tuple(row) for row in rows]
 
     @asynccontextmanager
     async def batched(self) -> AsyncIterator[None]:

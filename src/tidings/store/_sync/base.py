@@ -74,6 +74,22 @@ class StoreTransaction(StoreWriter, Protocol):
 
     def rollback(self) -> None: ...
 
+    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        """Run an application statement (a read model's write) in this transaction.
+
+        One parameter style on every backend: `?`. Tables created without a
+        schema go beside the log: in the SQLite file, in the store's schema
+        on PostgreSQL (first on the search path), in an in-process SQLite
+        database for the memory store.
+        """
+        ...
+
+    def query(
+        self, statement: str, params: Sequence[object] = ()
+    ) -> list[tuple[object, ...]]:
+        """The rows of an application query in this transaction, `?` for parameters."""
+        ...
+
     def batched(self) -> AbstractContextManager[None]:
         """A block whose statements on `connection` may be sent together.
 

@@ -82,6 +82,7 @@ from tidings.store.checks import (
     check_stream_name,
     repeated_append,
 )
+from tidings.store.placeholders import qmark_to_format
 from tidings.store.postgres_sql import (
     INDEX_BITS,
     SCHEMA_VERSION,
@@ -142,12 +143,22 @@ class PostgresStore:
             timeout=timeout,
             open=False,
             kwargs={"autocommit": True},
+            configure=self._configure,
         )
         self._outcomes = CommitOutcomes(conninfo, self._pool, self._sql, timeout)
         self._lock = threading.Lock()
         self._ready = False
         self._migration = (0, 0)  # the schema versions before and after the first use
         self._closed = False
+
+    def _configure(self, connection: _Connection) -> None:
+        """Put the store's schema first on each connection's search path.
+
+        The store's own statements name their schema; an application's
+        tables made without one (a read model's) go there too, beside the
+        log, and names it does not hold are still found in `public`.
+        """
+        connection.execute(self._sql.set_search_path)
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresTransaction]:
@@ -455,6 +466,19 @@ class PostgresTransaction:
             return _read_stream(
                 self.connection, self._sql, stream, from_version, backwards, limit
             )
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        self._check_active()
+        with self._failing():
+            self.connection.execute(qmark_to_format(statement), params)
+
+    def query(
+        self, statement: str, params: Sequence[object] = ()
+    ) -> list[tuple[object, ...]]:
+        self._check_active()
+        with self._failing():
+            cursor = self.connection.execute(qmark_to_format(statement), params)
+            return [tuple(row) for row in cursor.fetchall()]
 
     @contextmanager
     def batched(self) -> Iterator[None]:

@@ -1,0 +1,21 @@
+"""`?` placeholders as psycopg's `%s`: only outside quoted text and comments."""
+
+import pytest
+
+from tidings.store.placeholders import qmark_to_format
+
+
+@pytest.mark.parametrize(
+    ("written", "sent"),
+    [
+        ("SELECT ? , ?", "SELECT %s , %s"),
+        ("SELECT '?', ?", "SELECT '?', %s"),
+        ("SELECT 'it''s ?', ?", "SELECT 'it''s ?', %s"),
+        ('SELECT "odd?name" FROM t WHERE a = ?', 'SELECT "odd?name" FROM t WHERE a = %s'),
+        ("SELECT a % 2, '100%' WHERE b = ?", "SELECT a %% 2, '100%%' WHERE b = %s"),
+        ("SELECT ? -- why?\n, ?", "SELECT %s -- why?\n, %s"),
+        ("SELECT 'unterminated ?", "SELECT 'unterminated ?"),
+    ],
+)
+def test_placeholders_outside_quotes_become_psycopgs(written: str, sent: str) -> None:
+    assert qmark_to_format(written) == sent
