@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, Self
 from uuid import UUID
 
 from tidings.store.records import (
@@ -232,3 +232,9 @@ class AsyncEventStore(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        """The store itself: `async with` closes it at the end of the block."""
+        ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Self
 from uuid import UUID
 
 import anyio  # sync: import threading
@@ -236,6 +237,12 @@ class AsyncMemoryStore:
         if snapshot is None or not _in_current_life(self._log.streams.get(stream), snapshot):
             return None
         return snapshot
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         self._closed = True

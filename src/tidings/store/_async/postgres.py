@@ -57,7 +57,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 import anyio  # sync: import threading
@@ -370,6 +370,12 @@ class AsyncPostgresStore:
         """
         self._check_open()
         return AsyncPostgresJoinedWriter(connection, self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the pool; connections lent to open transactions close when they come back."""

@@ -28,7 +28,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Self, TypeVar
 from uuid import UUID
 
 import anyio  # sync: import threading
@@ -236,6 +236,12 @@ class AsyncSQLiteStore:
                 f"not on this store's file {self.path!r}"
             )
         return AsyncSQLiteJoinedWriter(connection, self.path, self._commit_listeners)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connections, once a transaction in progress has ended."""

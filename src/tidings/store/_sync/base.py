@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, Self
 from uuid import UUID
 
 from tidings.store.records import (
@@ -233,3 +233,9 @@ class EventStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        """The store itself: `with` closes it at the end of the block."""
+        ...
+
+    def __exit__(self, *exc_info: object) -> None: ...

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterator, Callable, Collection, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Self
 from uuid import UUID
 
 import threading
@@ -237,6 +238,12 @@ class MemoryStore:
         if snapshot is None or not _in_current_life(self._log.streams.get(stream), snapshot):
             return None
         return snapshot
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self._closed = True

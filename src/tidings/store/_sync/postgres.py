@@ -58,7 +58,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Awaitable, Callable, Collection, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 import threading
@@ -371,6 +371,12 @@ class PostgresStore:
         """
         self._check_open()
         return PostgresJoinedWriter(connection, self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the pool; connections lent to open transactions close when they come back."""

@@ -29,7 +29,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Callable, Collection, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Self, TypeVar
 from uuid import UUID
 
 import threading
@@ -237,6 +237,12 @@ class SQLiteStore:
                 f"not on this store's file {self.path!r}"
             )
         return SQLiteJoinedWriter(connection, self.path, self._commit_listeners)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the connections, once a transaction in progress has ended."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection
-from typing import Any
+from typing import Any, Self
 
 import anyio  # sync: import time
 
@@ -113,6 +113,12 @@ class AsyncSubscription:
         async for batch in self.batches():
             for record in batch:
                 yield record
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop watching the store (when this subscription watches it itself)."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Collection
-from typing import Any
+from typing import Any, Self
 
 import time
 
@@ -114,6 +114,12 @@ class Subscription:
         for batch in self.batches():
             for record in batch:
                 yield record
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Stop watching the store (when this subscription watches it itself)."""
