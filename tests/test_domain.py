@@ -2,7 +2,17 @@ from dataclasses import dataclass
 
 import pytest
 
-from tidings import Aggregate, DomainError, Event, EventSourced, applies
+from tidings import (
+    Aggregate,
+    ConfigurationError,
+    DomainError,
+    Event,
+    EventSourced,
+    Saga,
+    Step,
+    StepContext,
+    applies,
+)
 
 
 @dataclass(frozen=True)
@@ -147,3 +157,14 @@ def test_state_stored_aggregates_collect_events_without_calling_super_init() -> 
 def test_only_events_can_be_recorded() -> None:
     with pytest.raises(TypeError, match="record events"):
         Basket("b1").record("lamp")  # type: ignore[arg-type]
+
+
+def test_a_saga_named_like_an_aggregate_category_is_refused_at_definition() -> None:
+    class Voyage(EventSourced):
+        pass
+
+    def book(context: StepContext) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=r"'Voyage', which aggregate .*Voyage"):
+        Saga("Voyage", [Step("book", book)])
+    Saga("Voyages", [Step("book", book)])  # a category of its own is fine

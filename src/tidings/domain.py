@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Self, TypeVar
 
+from tidings.categories import claim_category
 from tidings.messages import Event
 
 __all__ = ["Aggregate", "EventSourced", "applies"]
@@ -35,6 +36,7 @@ class Aggregate:
         super().__init_subclass__(**kwargs)
         if "category" not in cls.__dict__:
             cls.category = cls.__name__
+        claim_category(cls.category, "aggregate", f"{cls.__module__}.{cls.__qualname__}")
 
     @property
     def _pending(self) -> list[Event]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,16 +38,21 @@ class Store:
 
     def append(self, stream: str, *envelopes: Envelope[Event]) -> None:
         codec = Codec()
-        store = self.open()
-        try:
-            store.append(stream, [codec.new_event(envelope) for envelope in envelopes])
-        finally:
-            store.close()
+        self.append_raw(stream, *[codec.new_event(envelope) for envelope in envelopes])
 
     def append_raw(self, stream: str, *events: NewEvent) -> None:
+        """Append, then wait until `$all` shows it, so the CLI run next reads it.
+
+        On the shared PostgreSQL server a commit is readable once every older
+        writing transaction of the cluster has ended: others' may hold it back.
+        """
         store = self.open()
         try:
-            store.append(stream, events)
+            last = store.append(stream, events).positions[-1:]
+            deadline = time.monotonic() + 60
+            while last and store.head_position() < last[0]:
+                assert time.monotonic() < deadline, f"position {last[0]} never became readable"
+                time.sleep(0.01)
         finally:
             store.close()
 

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
+from tidings.categories import claim_category
 from tidings.errors import ConfigurationError
 from tidings.messages import Command, Event, utc_now
 from tidings.sagas.events import ProcessReacted
@@ -140,6 +141,7 @@ class ProcessManager:
         if not isinstance(name, str) or not name or "-" in name:
             raise ConfigurationError(f"{cls.__qualname__}.name is a stream category, got {name!r}")
         cls.name = name
+        claim_category(name, "process manager", f"{cls.__module__}.{cls.__qualname__}")
         found: dict[type[Event], Reaction] = {}
         for klass in reversed(cls.__mro__):
             for attribute, value in vars(klass).items():

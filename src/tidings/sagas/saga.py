@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tidings.categories import claim_category
 from tidings.errors import ConfigurationError, TidingsError
 from tidings.messages import Event
 from tidings.sagas.events import (
@@ -147,6 +148,7 @@ class Saga:
             raise ConfigurationError(f"saga {name!r} has no steps")
         if len(set(names)) != len(names):
             raise ConfigurationError(f"saga {name!r} has two steps of one name: {names}")
+        claim_category(name, "saga", repr(name))
 
     def stream(self, saga_id: str) -> str:
         return f"{self.name}-{saga_id}"
