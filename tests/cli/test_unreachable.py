@@ -81,10 +81,19 @@ def test_a_server_that_does_not_answer_is_given_up_on_after_the_connect_timeout(
     )
 
 
-def test_a_connect_timeout_in_the_url_is_kept(silent_url: str) -> None:
+@pytest.mark.parametrize("where", ["url", "environment"])
+def test_a_connect_timeout_given_by_the_user_is_kept(
+    where: str, silent_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if where == "environment":
+        monkeypatch.setenv("PGCONNECT_TIMEOUT", "2")
+    url = f"{silent_url}?connect_timeout=2" if where == "url" else silent_url
     started = time.monotonic()
-    result = invoke("streams", "--store", f"{silent_url}?connect_timeout=2")
+    result = invoke("streams", "--store", url)
     elapsed = time.monotonic() - started
     assert result.exit_code == 1, result.output
     assert elapsed < CONNECT_TIMEOUT - 0.5, elapsed
-    assert "connection timeout expired" in result.stderr
+    assert result.stderr == (
+        f"tidings: error: cannot connect to the PostgreSQL store {url}: "
+        "connection timeout expired\n"
+    )

@@ -132,6 +132,17 @@ def test_count_counts_all_letters_one_handler_or_each(url: str) -> None:
     both = runner.invoke(dlq_app, ["count", "--store", url, "--per-handler", "--handler", mail])
     assert both.exit_code == 2
 
+    as_json = runner.invoke(dlq_app, ["count", "--store", url, "--json", "--per-handler"])
+    assert [json.loads(line) for line in as_json.output.splitlines()] == [
+        {"handler": "projection:books", "count": 1},
+        {"handler": "projection:parking", "count": 1},
+        {"handler": mail, "count": 2},
+    ]
+    one_json = runner.invoke(dlq_app, ["count", "--store", url, "--json", "--handler", mail])
+    assert json.loads(one_json.output) == {"handler": mail, "count": 2}
+    all_json = runner.invoke(dlq_app, ["count", "--store", url, "--json"])
+    assert json.loads(all_json.output) == {"handler": None, "count": 4}
+
 
 def test_retry_runs_the_handler_through_the_application_bus(url: str) -> None:
     (letter,) = fail_welcome(url, "u3")

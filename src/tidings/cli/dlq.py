@@ -153,6 +153,7 @@ def count(
     per_handler: Annotated[
         bool, typer.Option("--per-handler", help="One line per handler: its count and name.")
     ] = False,
+    json_lines: JsonOption = False,
 ) -> None:
     """How many dead letters there are: a number, or one line per handler."""
     if per_handler and handler is not None:
@@ -161,12 +162,16 @@ def count(
         )
     with _letters(store) as (_, letters):
         if not per_handler:
-            typer.echo(letters.count(handler=handler))
+            total = letters.count(handler=handler)
+            typer.echo(json.dumps({"handler": handler, "count": total}) if json_lines else total)
             return
         counts = letters.count_by_handler()
     width = max((len(str(n)) for n in counts.values()), default=1)
     for name, letters_of in counts.items():
-        typer.echo(f"{letters_of:>{width}}  {name}")
+        if json_lines:
+            typer.echo(json.dumps({"handler": name, "count": letters_of}))
+        else:
+            typer.echo(f"{letters_of:>{width}}  {name}")
 
 
 @dlq_app.command()
