@@ -185,14 +185,23 @@ def test_the_memory_store_lists_filters_and_limits() -> None:
     assert letters.list(handler="tests.sms") == [second]
     assert letters.list(limit=1) == [first]
     assert letters.count() == 2
-    assert letters.count(handler="tests.sms") == 1
-    assert letters.count_by_handler() == {"tests.mail": 1, "tests.sms": 1}
-    assert letters.list(after=first.id) == [second]
     assert letters.remove(first.id) == first
     with pytest.raises(KeyError):
-        letters.list(after=first.id)
-    with pytest.raises(KeyError):
         letters.get(first.id)
+
+
+def test_the_memory_store_pages_and_counts_as_the_durable_one() -> None:
+    letters = DeadLetters()
+    first, second, third = letter("a"), letter("b", "tests.sms"), letter("c")
+    for each in (first, second, third):
+        letters.add(each)
+    assert letters.list(after=first.id) == [second, third]
+    assert letters.list(handler="tests.mail", after=first.id, limit=1) == [third]
+    assert letters.count(handler="tests.sms") == 1
+    assert letters.count_by_handler() == {"tests.mail": 2, "tests.sms": 1}
+    letters.remove(first.id)
+    with pytest.raises(KeyError, match=str(first.id)):
+        letters.list(after=first.id)
 
 
 def test_a_memory_store_keeps_nothing_beside_its_log() -> None:
