@@ -77,6 +77,73 @@ def test_list_and_show_describe_the_letters(url: str) -> None:
     assert "raise ConnectionError" in shown.output
 
 
+def test_list_pages_with_the_cursor_it_prints(url: str) -> None:
+    first, second, third = fail_welcome(url, "p1", "p2", "p3")
+    page = runner.invoke(dlq_app, ["list", "--store", url, "--limit", "2"])
+    assert page.exit_code == 0, page.output
+    *lines, more = page.output.splitlines()
+    assert [line.split()[0] for line in lines] == [first, second]
+    assert more == f"more: --after {second}"
+
+    rest = runner.invoke(dlq_app, ["list", "--store", url, "--limit", "2", "--after", second])
+    assert rest.exit_code == 0, rest.output
+    assert [line.split()[0] for line in rest.output.splitlines()] == [third]
+
+    exact = runner.invoke(dlq_app, ["list", "--store", url, "--limit", "3"])
+    assert "more:" not in exact.output
+    as_json = runner.invoke(dlq_app, ["list", "--store", url, "--json", "--after", first])
+    assert [json.loads(line)["id"] for line in as_json.output.splitlines()] == [second, third]
+
+
+def test_a_cursor_that_is_gone_or_not_an_id_exits_2(url: str) -> None:
+    (letter,) = fail_welcome(url, "p4")
+    assert runner.invoke(dlq_app, ["drop", letter, "--store", url]).exit_code == 0
+    gone = runner.invoke(dlq_app, ["list", "--store", url, "--after", letter])
+    assert gone.exit_code == 2
+    (line,) = gone.output.splitlines()
+    assert line.endswith(
+        f"dlq list: error: Invalid value for --after: no dead letter {letter} "
+        "(retried or dropped since?)"
+    )
+    bad = runner.invoke(dlq_app, ["list", "--store", url, "--after", "12"])
+    assert bad.exit_code == 2
+    assert "'12' is not a UUID" in bad.output
+
+
+def test_count_counts_all_letters_one_handler_or_each(url: str) -> None:
+    fail_welcome(url, "c1", "c2")
+    with failing_projections(url):
+        pass
+    handler = letters_by_handler(url).keys() - {"projection:books", "projection:parking"}
+    (mail,) = handler
+    total = runner.invoke(dlq_app, ["count", "--store", url])
+    assert (total.exit_code, total.output) == (0, "4\n")
+    one = runner.invoke(dlq_app, ["count", "--store", url, "--handler", mail])
+    assert (one.exit_code, one.output) == (0, "2\n")
+    none = runner.invoke(dlq_app, ["count", "--store", url, "--handler", "no.such.handler"])
+    assert (none.exit_code, none.output) == (0, "0\n")
+    each = runner.invoke(dlq_app, ["count", "--store", url, "--per-handler"])
+    assert each.exit_code == 0, each.output
+    assert each.output.splitlines() == [  # by handler name
+        "1  projection:books",
+        "1  projection:parking",
+        f"2  {mail}",
+    ]
+    both = runner.invoke(dlq_app, ["count", "--store", url, "--per-handler", "--handler", mail])
+    assert both.exit_code == 2
+
+    as_json = runner.invoke(dlq_app, ["count", "--store", url, "--json", "--per-handler"])
+    assert [json.loads(line) for line in as_json.output.splitlines()] == [
+        {"handler": "projection:books", "count": 1},
+        {"handler": "projection:parking", "count": 1},
+        {"handler": mail, "count": 2},
+    ]
+    one_json = runner.invoke(dlq_app, ["count", "--store", url, "--json", "--handler", mail])
+    assert json.loads(one_json.output) == {"handler": mail, "count": 2}
+    all_json = runner.invoke(dlq_app, ["count", "--store", url, "--json"])
+    assert json.loads(all_json.output) == {"handler": None, "count": 4}
+
+
 def test_retry_runs_the_handler_through_the_application_bus(url: str) -> None:
     (letter,) = fail_welcome(url, "u3")
     again = runner.invoke(dlq_app, ["retry", letter, "--store", url, "--app", APP])

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import anyio
 import pytest
@@ -93,6 +93,44 @@ def test_letters_are_listed_oldest_first_filtered_and_limited(opener: Any) -> No
         store.close()
 
 
+def test_a_cursor_pages_through_the_letters_and_counts_follow_the_filter(opener: Any) -> None:
+    store = opener(False)
+    try:
+        letters = SQLDeadLetters(store)
+        first, second, third = letter("a"), letter("b", "tests.sms"), letter("c")
+        for each in (first, second, third):
+            letters.add(each)
+        assert [x.id for x in letters.list(after=first.id, limit=1)] == [second.id]
+        assert [x.id for x in letters.list(after=second.id)] == [third.id]
+        assert letters.list(after=third.id) == []
+        assert [x.id for x in letters.list(handler="tests.mail", after=first.id)] == [third.id]
+        assert letters.count() == 3
+        assert letters.count(handler="tests.mail") == 2
+        assert letters.count(handler="tests.none") == 0
+        assert letters.count_by_handler() == {"tests.mail": 2, "tests.sms": 1}
+        letters.remove(first.id)
+        with pytest.raises(KeyError, match=str(first.id)):
+            letters.list(after=first.id)
+    finally:
+        store.close()
+
+
+def test_letters_failed_in_the_same_microsecond_page_by_id(opener: Any) -> None:
+    store = opener(False)
+    try:
+        letters = SQLDeadLetters(store)
+        base = letter()
+        same = [replace(base, id=UUID(int=n)) for n in (3, 1, 2)]
+        for each in same:
+            letters.add(each)
+        pages = [letters.list(limit=1)]
+        while pages[-1]:
+            pages.append(letters.list(after=pages[-1][-1].id, limit=1))
+        assert [page[0].id.int for page in pages[:-1]] == [1, 2, 3]
+    finally:
+        store.close()
+
+
 def test_removing_returns_the_letter_and_an_unknown_id_is_a_key_error(opener: Any) -> None:
     store = opener(False)
     try:
@@ -157,6 +195,20 @@ def test_the_memory_store_lists_filters_and_limits() -> None:
     assert letters.remove(first.id) == first
     with pytest.raises(DeadLetterNotFound):
         letters.get(first.id)
+
+
+def test_the_memory_store_pages_and_counts_as_the_durable_one() -> None:
+    letters = DeadLetters()
+    first, second, third = letter("a"), letter("b", "tests.sms"), letter("c")
+    for each in (first, second, third):
+        letters.add(each)
+    assert letters.list(after=first.id) == [second, third]
+    assert letters.list(handler="tests.mail", after=first.id, limit=1) == [third]
+    assert letters.count(handler="tests.sms") == 1
+    assert letters.count_by_handler() == {"tests.mail": 2, "tests.sms": 1}
+    letters.remove(first.id)
+    with pytest.raises(KeyError, match=str(first.id)):
+        letters.list(after=first.id)
 
 
 def test_a_memory_store_keeps_nothing_beside_its_log() -> None:

@@ -7,6 +7,9 @@ store with 1, each with a one-line reason on stderr.
 
 from __future__ import annotations
 
+from importlib.metadata import version
+from typing import Annotated
+
 import typer
 
 from tidings.cli.db import db_app
@@ -28,6 +31,29 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"tidings {version('tidings')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The options before a command; `--version` is handled by its callback, eagerly."""
+
+
 app.command()(events)
 app.command()(tail)
 app.command()(streams)

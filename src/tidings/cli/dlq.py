@@ -1,4 +1,4 @@
-"""`tidings dlq`: list, inspect, retry and drop the dead letters kept in the event store.
+"""`tidings dlq`: list, count, inspect, retry and drop the dead letters kept in the event store.
 
 Dead letters are in the store's database when the application's bus was
 built with `dead_letters=SQLDeadLetters(store)`, and projection runners over
@@ -57,7 +57,7 @@ __all__ = ["dlq_app"]
 dlq_app = typer.Typer(
     cls=TidingsGroup,
     name="dlq",
-    help="List, inspect, retry and drop dead letters kept in the event store.",
+    help="List, count, inspect, retry and drop dead letters kept in the event store.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -97,20 +97,37 @@ HandlerOption = Annotated[
     ),
 ]
 LimitOption = Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")]
+AfterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--after", metavar="ID", help="Start after this letter: the last one of the page before."
+    ),
+]
 
 
 @dlq_app.command("list")
 def list_letters(
     store: StoreOption = DEFAULT_STORE_URL,
     handler: HandlerOption = None,
+    after: AfterOption = None,
     limit: LimitOption = 100,
     json_lines: JsonOption = False,
     modules: ImportOption = None,
 ) -> None:
-    """The dead letters, oldest first: id, time, handler, event type, attempts, error."""
+    """The dead letters, oldest first: id, time, handler, event type, attempts, error.
+
+    A full page ends with the `--after ID` that lists the next one.
+    """
     import_modules(modules)
+    cursor = None if after is None else parse_uuid(after, "--after")
     with _letters(store) as (_, letters):
-        found = letters.list(handler=handler, limit=limit)
+        try:
+            found = letters.list(handler=handler, after=cursor, limit=limit + 1)
+        except KeyError:
+            raise typer.BadParameter(
+                f"no dead letter {cursor} (retried or dropped since?)", param_hint="--after"
+            ) from None
+    more, found = len(found) > limit, found[:limit]
     if json_lines:
         for letter in found:
             typer.echo(json.dumps(_summary(letter)))
@@ -125,6 +142,36 @@ def list_letters(
             f"{letter.id}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.handler}{parked}  "
             f"{letter.message_type}  x{letter.attempts}  {error}"
         )
+    if more:
+        typer.echo(f"more: --after {found[-1].id}")
+
+
+@dlq_app.command()
+def count(
+    store: StoreOption = DEFAULT_STORE_URL,
+    handler: HandlerOption = None,
+    per_handler: Annotated[
+        bool, typer.Option("--per-handler", help="One line per handler: its count and name.")
+    ] = False,
+    json_lines: JsonOption = False,
+) -> None:
+    """How many dead letters there are: a number, or one line per handler."""
+    if per_handler and handler is not None:
+        raise typer.BadParameter(
+            "not with --handler: --per-handler counts every handler", param_hint="--per-handler"
+        )
+    with _letters(store) as (_, letters):
+        if not per_handler:
+            total = letters.count(handler=handler)
+            typer.echo(json.dumps({"handler": handler, "count": total}) if json_lines else total)
+            return
+        counts = letters.count_by_handler()
+    width = max((len(str(n)) for n in counts.values()), default=1)
+    for name, letters_of in counts.items():
+        if json_lines:
+            typer.echo(json.dumps({"handler": name, "count": letters_of}))
+        else:
+            typer.echo(f"{letters_of:>{width}}  {name}")
 
 
 @dlq_app.command()

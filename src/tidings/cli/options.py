@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import typer
@@ -38,6 +39,9 @@ __all__ = [
     "parse_uuid",
     "require_postgres_extra",
 ]
+
+CONNECT_TIMEOUT = 3
+"""Seconds the commands wait for a PostgreSQL server to answer, unless the URL says otherwise."""
 
 
 def _check_store_url(url: str) -> str:
@@ -144,11 +148,17 @@ def opened_store(url: str, *, must_exist: bool = True) -> Iterator[EventStore]:
 
     With `must_exist`, a SQLite file that is not there is an error rather
     than an empty store made on the spot: reading a mistyped path should not
-    leave a new database behind.
+    leave a new database behind. A PostgreSQL server is connected to once
+    first, within `CONNECT_TIMEOUT`: one that is down or does not answer
+    ends the command at once with the reason, where the store's pool would
+    wait its whole timeout, retrying and logging every attempt.
     """
     target = parse_store_url(url)
     if isinstance(target, PostgresURL):
         require_postgres_extra()
+        timed = _with_connect_timeout(target)
+        _check_reachable(target, timed.conninfo)
+        url = timed.url
     if must_exist and isinstance(target, SQLiteURL) and not Path(target.path).exists():
         fail(f"no event store at {target.path!r} (`tidings db init` creates one)")
     store = open_store(url)
@@ -156,3 +166,30 @@ def opened_store(url: str, *, must_exist: bool = True) -> Iterator[EventStore]:
         yield store
     finally:
         store.close()
+
+
+def _with_connect_timeout(target: PostgresURL) -> PostgresURL:
+    """`target` with libpq's `connect_timeout` set, unless its URL or the environment sets it."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    if "connect_timeout" in conninfo_to_dict(target.conninfo) or os.environ.get(
+        "PGCONNECT_TIMEOUT"
+    ):
+        return target
+    parts = urlsplit(target.url)
+    setting = f"connect_timeout={CONNECT_TIMEOUT}"
+    query = f"{parts.query}&{setting}" if parts.query else setting
+    timed = parse_store_url(urlunsplit(parts._replace(query=query)))
+    assert isinstance(timed, PostgresURL)
+    return timed
+
+
+def _check_reachable(target: PostgresURL, conninfo: str) -> None:
+    """Connect once to `conninfo`, the server of `target`; exit 1 with libpq's reason if not."""
+    import psycopg
+
+    try:
+        psycopg.connect(conninfo).close()
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        fail(f"cannot connect to the PostgreSQL store {target}: {reason}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Iterable
 from datetime import UTC
@@ -30,11 +31,20 @@ __all__ = [
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 _DATA_MIN_WIDTH = 16
+_UNBOUNDED = 1_000_000  # columns: wider than any line the commands print
 
 
 def stdout() -> Console:
-    """A console on the current standard output (which tests and pipes may replace)."""
-    return Console(file=sys.stdout, highlight=False)
+    """A console on the current standard output (which tests and pipes may replace).
+
+    Output to a pipe or a file is not cut to the 80 columns Rich assumes
+    there: each line is as long as it needs to be, so `grep` and `less`
+    see whole stream names and payloads. `COLUMNS` still sets a width.
+    """
+    console = Console(file=sys.stdout, highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = _UNBOUNDED
+    return console
 
 
 def payload(record: RecordedEvent, codec: Codec) -> Any:

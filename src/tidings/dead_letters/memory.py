@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from uuid import UUID
 
 from tidings.dead_letters.letter import DeadLetter
 from tidings.errors import DeadLetterNotFound
 
 __all__ = ["DeadLetters"]
+
+
+def _order(letter: DeadLetter) -> tuple[str, str]:
+    """Where a letter is listed: by the time it failed, then by id, as the SQL store lists."""
+    return letter.failed_at.isoformat(timespec="microseconds"), str(letter.id)
 
 
 class DeadLetters:
@@ -27,10 +33,25 @@ class DeadLetters:
         with self._lock:
             self._letters[letter.id] = letter
 
-    def list(self, *, handler: str | None = None, limit: int | None = None) -> list[DeadLetter]:
-        """The dead letters (of `handler`, if given), oldest first, at most `limit`."""
+    def list(
+        self,
+        *,
+        handler: str | None = None,
+        after: UUID | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetter]:
+        """The dead letters (of `handler`, if given), oldest first, at most `limit`.
+
+        `after` is a cursor, the last letter of the previous page, as for
+        `SQLDeadLetters.list`: a letter no longer there is a `KeyError`.
+        """
         with self._lock:
-            letters = sorted(self._letters.values(), key=lambda letter: letter.failed_at)
+            letters = sorted(self._letters.values(), key=_order)
+            cursor = None if after is None else self._letters.get(after)
+        if after is not None:
+            if cursor is None:
+                raise KeyError(f"no dead letter {after}")
+            letters = [letter for letter in letters if _order(letter) > _order(cursor)]
         if handler is not None:
             letters = [letter for letter in letters if letter.handler == handler]
         return letters if limit is None else letters[:limit]
@@ -54,8 +75,16 @@ class DeadLetters:
             except KeyError:
                 raise DeadLetterNotFound(letter_id) from None
 
-    def count(self) -> int:
-        return len(self._letters)
+    def count(self, *, handler: str | None = None) -> int:
+        """How many dead letters there are (of `handler`, if given)."""
+        with self._lock:
+            return sum(handler in (None, letter.handler) for letter in self._letters.values())
+
+    def count_by_handler(self) -> dict[str, int]:
+        """How many dead letters each handler has, by handler name; handlers with none left out."""
+        with self._lock:
+            counts = Counter(letter.handler for letter in self._letters.values())
+        return dict(sorted(counts.items()))
 
     def __len__(self) -> int:
         return len(self._letters)

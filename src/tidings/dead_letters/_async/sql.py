@@ -48,6 +48,10 @@ _SELECT = f"SELECT id, {LETTER_COLUMNS} FROM {{letters}}"
 _ORDER = " ORDER BY failed_at, id"
 
 
+def _clause(conditions: list[str]) -> str:
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
 class AsyncSQLDeadLetters:
     """Dead letters in a table beside the log (`tidings_dead_letters`, `<schema>.dead_letters`).
 
@@ -74,16 +78,37 @@ class AsyncSQLDeadLetters:
             await execute(active, statement, values)
 
     async def list(
-        self, *, handler: str | None = None, limit: int | None = None, tx: Any = None
+        self,
+        *,
+        handler: str | None = None,
+        after: UUID | None = None,
+        limit: int | None = None,
+        tx: Any = None,
     ) -> list[DeadLetter]:
+        """The dead letters (of `handler`, if given), oldest first, at most `limit`.
+
+        `after` is a cursor, the last letter of the previous page: only the
+        letters that come after it are returned. A letter no longer there
+        (retried or dropped since) is a `KeyError`, rather than a page that
+        starts anywhere.
+        """
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        text = _SELECT + (" WHERE handler = ?" if handler is not None else "") + _ORDER
-        params: builtins.list[Any] = [] if handler is None else [handler]
-        if limit is not None:
-            text += " LIMIT ?"
-            params.append(limit)
-        rows = await self._query(self._sql(text), params, tx)
+        conditions, params = self._where(handler)
+        async with self._transaction(tx) as active:
+            if after is not None:
+                rows = await execute(
+                    active, self._sql("SELECT failed_at FROM {letters} WHERE id = ?"), [str(after)]
+                )
+                if not rows:
+                    raise KeyError(f"no dead letter {after}")
+                conditions.append("(failed_at > ? OR (failed_at = ? AND id > ?))")
+                params += [rows[0][0], rows[0][0], str(after)]
+            text = _SELECT + _clause(conditions) + _ORDER
+            if limit is not None:
+                text += " LIMIT ?"
+                params.append(limit)
+            rows = await execute(active, self._sql(text), params)
         return [letter_from_row(row, self.codec) for row in rows]
 
     async def get(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
@@ -101,9 +126,26 @@ class AsyncSQLDeadLetters:
             await execute(active, delete, [str(letter_id)])
         return letter_from_row(rows[0], self.codec)
 
-    async def count(self) -> int:
-        rows = await self._query(self._sql("SELECT count(*) FROM {letters}"), [], None)
+    async def count(self, *, handler: str | None = None) -> int:
+        """How many dead letters there are (of `handler`, if given)."""
+        conditions, params = self._where(handler)
+        text = self._sql("SELECT count(*) FROM {letters}" + _clause(conditions))
+        rows = await self._query(text, params, None)
         return int(rows[0][0])
+
+    async def count_by_handler(self) -> dict[str, int]:
+        """How many dead letters each handler has, by handler name; handlers with none left out."""
+        text = self._sql(
+            "SELECT handler, count(*) FROM {letters} GROUP BY handler ORDER BY handler"
+        )
+        return {handler: int(count) for handler, count in await self._query(text, [], None)}
+
+    @staticmethod
+    def _where(handler: str | None) -> tuple[builtins.list[str], builtins.list[Any]]:
+        """The conditions and parameters that keep the letters of `handler` (all if None)."""
+        if handler is None:
+            return [], []
+        return ["handler = ?"], [handler]
 
     async def _query(
         self, text: str, params: builtins.list[Any], tx: Any
