@@ -50,7 +50,7 @@ class DeadLetters:
             cursor = None if after is None else self._letters.get(after)
         if after is not None:
             if cursor is None:
-                raise KeyError(f"no dead letter {after}")
+                raise DeadLetterNotFound(after)
             letters = [letter for letter in letters if _order(letter) > _order(cursor)]
         if handler is not None:
             letters = [letter for letter in letters if letter.handler == handler]

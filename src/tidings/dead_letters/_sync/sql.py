@@ -102,7 +102,7 @@ class SQLDeadLetters:
                     active, self._sql("SELECT failed_at FROM {letters} WHERE id = ?"), [str(after)]
                 )
                 if not rows:
-                    raise KeyError(f"no dead letter {after}")
+                    raise DeadLetterNotFound(after)
                 conditions.append("(failed_at > ? OR (failed_at = ? AND id > ?))")
                 params += [rows[0][0], rows[0][0], str(after)]
             text = _SELECT + _clause(conditions) + _ORDER
