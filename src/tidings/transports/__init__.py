@@ -1,0 +1,16 @@
+"""Broker transports: the log's events published to NATS or RabbitMQ, and received into a bus.
+
+The bindings (`tidings.transports.nats`, `tidings.transports.rabbitmq`)
+each need their extra; what is here needs none.
+"""
+
+from tidings.transports.binding import AsyncBinding, AsyncDelivery, AsyncReceiver, BrokerMessage
+from tidings.transports.envelopes import MalformedMessage
+
+__all__ = [
+    "AsyncBinding",
+    "AsyncDelivery",
+    "AsyncReceiver",
+    "BrokerMessage",
+    "MalformedMessage",
+]
