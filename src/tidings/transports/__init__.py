@@ -6,6 +6,7 @@ each need their extra; what is here needs none.
 
 from tidings.transports.binding import AsyncBinding, AsyncDelivery, AsyncReceiver, BrokerMessage
 from tidings.transports.envelopes import MalformedMessage
+from tidings.transports.relay import OutboxRelay
 
 __all__ = [
     "AsyncBinding",
@@ -13,4 +14,5 @@ __all__ = [
     "AsyncReceiver",
     "BrokerMessage",
     "MalformedMessage",
+    "OutboxRelay",
 ]

@@ -75,7 +75,7 @@ class NatsReceiver:
     async def fetch(self, limit: int, wait: float) -> list[AsyncDelivery]:
         try:
             msgs = await self._subscription.fetch(limit, timeout=wait)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats.errors.TimeoutError, or asyncio's from deeper down
             return []
         namespace = self._binding.namespace
         return [NatsDelivery(msg, namespace) for msg in msgs]
