@@ -125,17 +125,19 @@ def _required(headers: Mapping[str, str], key: str) -> str:
 
 
 def _uuid(headers: Mapping[str, str], key: str) -> UUID:
+    value = _required(headers, key)
     try:
-        return UUID(_required(headers, key))
+        return UUID(value)
     except ValueError:
-        raise MalformedMessage(f"header {key} is not a UUID: {headers[key]!r}") from None
+        raise MalformedMessage(f"header {key} is not a UUID: {value!r}") from None
 
 
 def _number(headers: Mapping[str, str], key: str) -> int:
+    value = _required(headers, key)
     try:
-        return int(_required(headers, key))
+        return int(value)
     except ValueError:
-        raise MalformedMessage(f"header {key} is not a number: {headers[key]!r}") from None
+        raise MalformedMessage(f"header {key} is not a number: {value!r}") from None
 
 
 def _kept(

@@ -164,7 +164,10 @@ class NatsBinding:
         self._ready = False
 
     async def aclose(self) -> None:
-        await self.client.drain()
+        """Close the connection once the server has had everything sent (acks included)."""
+        if self.client.is_connected:
+            await self.client.flush()
+        await self.client.close()
 
     async def _ensure(self) -> None:
         if self._ready:
