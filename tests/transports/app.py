@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from tidings import Codec, Envelope, Event
-from tidings.store import AsyncSQLiteStore, NewEvent
+from tidings.store import NewEvent
+from tidings.store.urls import open_async_store
 
 
 @dataclass(frozen=True)
@@ -40,23 +41,28 @@ OpenStore = Callable[[], Any]
 
 
 @contextmanager
-def store_opener(kind: str, tmp_path: Path, name: str = "log") -> Iterator[OpenStore]:
+def store_url(kind: str, tmp_path: Path, name: str = "log") -> Iterator[str]:
+    """The URL of an empty SQLite file or PostgreSQL schema, dropped afterwards."""
     if kind == "sqlite":
-        path = tmp_path / f"{name}.db"
-        yield lambda: AsyncSQLiteStore(path)
+        yield f"sqlite:///{tmp_path / f'{name}.db'}"
         return
     import psycopg
     from psycopg import sql
 
     from tests.services import postgres_dsn
-    from tidings.store.postgres import AsyncPostgresStore
 
     dsn = postgres_dsn()
     schema = f"transports_{uuid.uuid4().hex[:12]}"
     try:
-        yield lambda: AsyncPostgresStore(dsn, schema=schema, max_size=4)
+        yield f"{dsn}?schema={schema}"
     finally:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
             )
+
+
+@contextmanager
+def store_opener(kind: str, tmp_path: Path, name: str = "log") -> Iterator[OpenStore]:
+    with store_url(kind, tmp_path, name) as url:
+        yield lambda: open_async_store(url)

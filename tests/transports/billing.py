@@ -8,10 +8,11 @@ whether each message was handled exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tests.transports.app import CODEC, OrderPlaced
-from tidings import AsyncMessageBus, Envelope, PerCall, Retry, Router
+from tidings import AsyncMessageBus, AsyncMiddleware, Envelope, PerCall, Retry, Router
 from tidings.dead_letters import AsyncSQLDeadLetters
 from tidings.sidetables import dialect_of
 from tidings.sidetables._async.statements import execute
@@ -56,10 +57,13 @@ async def billed(store: Any) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
-def billing_bus(store: Any, inbox: AsyncInbox) -> AsyncMessageBus:
+def billing_bus(
+    store: Any, inbox: AsyncInbox, middleware: Sequence[AsyncMiddleware] = ()
+) -> AsyncMessageBus:
     return AsyncMessageBus(
         router,
         dependencies={"uow": PerCall(lambda: AsyncInboxUnitOfWork(store, inbox, codec=CODEC))},
         retry_waits=False,
+        middleware=middleware,
         dead_letters=AsyncSQLDeadLetters(store, codec=CODEC),
     )

@@ -67,3 +67,14 @@ def rabbitmq_connect() -> Connect:
             await binding.aclose()
 
     return connect
+
+
+async def open_binding(broker: str, namespace: str) -> AsyncBinding:
+    """A binding of `broker` ("nats" or "rabbitmq") on `namespace`, for a process of the tests."""
+    if broker == "nats":
+        from tidings.transports.nats import NatsBinding
+
+        return await NatsBinding.connect(NATS_URL, namespace, ack_wait=2.0)
+    from tidings.transports.rabbitmq import RabbitMQBinding
+
+    return await RabbitMQBinding.connect(RABBITMQ_URL, namespace)

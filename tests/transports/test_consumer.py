@@ -94,6 +94,7 @@ def test_a_message_delivered_again_after_its_ack_was_lost_is_not_handled_again(
                 redelivered += await second.run_once()
             assert await second.run_once() == 0  # all acked this time
             assert sorted(await billed(store)) == sorted(str(e.message_id) for e in orders)
+            assert await AsyncSQLDeadLetters(store, codec=CODEC).count() == 0
             await receiver.delete()
         await store.aclose()
 
