@@ -9,8 +9,8 @@ For each delivery, in the order received:
 3. Otherwise the bus handles it, as `bus.handle(envelope)`: its handlers'
    failures are retried and dead-lettered by the bus itself, never raised.
    Handlers that commit through an `AsyncInboxUnitOfWork` record the id with
-   their effects; the consumer records it after the bus returns in any case,
-   then acks.
+   their effects; when none did, the consumer records it after the bus
+   returns. Then it acks.
 
 A crash after a handler's commit and before the ack redelivers the message,
 and step 2 acks it: effects committed through the inbox unit of work
@@ -125,12 +125,14 @@ class AsyncBrokerConsumer:
         if await self.inbox.seen(envelope.message_id):
             await delivery.ack()
             return
-        await self._hand_over(envelope)
-        await self.inbox.record(envelope.message_id)
+        if not await self._hand_over(envelope):
+            await self.inbox.record(envelope.message_id)
         await delivery.ack()
 
-    async def _hand_over(self, envelope: Envelope[Event]) -> None:
-        token = receiving.set(Receiving(self.inbox, envelope.message_id))
+    async def _hand_over(self, envelope: Envelope[Event]) -> bool:
+        """Let the bus handle `envelope`; whether a handler's unit of work recorded it."""
+        state = Receiving(self.inbox, envelope.message_id)
+        token = receiving.set(state)
         try:
             await self.bus.handle(envelope)
         except StoreUnavailable:
@@ -139,6 +141,7 @@ class AsyncBrokerConsumer:
             await self._dead_letter(envelope, exc)
         finally:
             receiving.reset(token)
+        return state.recorded
 
     async def _dead_letter(self, envelope: Envelope[Message], error: Exception) -> None:
         logger.error(
