@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.transports.app import CODEC, OpenStore, OrderPlaced, store_opener
 from tests.transports.billing import billed, billing_bus, prepare
 from tests.transports.brokers import Connect, unique_namespace
-from tidings import Envelope, Event
+from tidings import Envelope, Event, Message
 from tidings.dead_letters import AsyncSQLDeadLetters, UndecodedEvent
 from tidings.store import AsyncEventStore, AsyncMemoryStore
 from tidings.transports.binding import AsyncDelivery, AsyncReceiver, BrokerMessage
@@ -157,3 +158,37 @@ def test_an_inbox_keeps_consumers_apart(tmp_path: Path) -> None:
 def test_an_inbox_needs_a_store_that_keeps_tables() -> None:
     with pytest.raises(TypeError, match="keeps no tables"):
         AsyncInbox(AsyncMemoryStore(), "billing")
+
+
+def test_two_deliveries_handled_at_once_bill_once(broker: Connect, open_store: OpenStore) -> None:
+    async def scenario() -> None:
+        store: AsyncEventStore = open_store()
+        await prepare(store)
+        inbox = AsyncInbox(store, "billing")
+        both_handling = asyncio.Barrier(2)
+
+        async def together(
+            envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Awaitable[Any]]
+        ) -> Any:
+            await both_handling.wait()  # each passed the inbox check before the other committed
+            return await call_next(envelope)
+
+        async with broker(unique_namespace()) as binding:
+            # Two groups, one inbox: each delivers the message to the same consumer.
+            first, second = await binding.receiver("one"), await binding.receiver("two")
+            placed_order = order("1")
+            await binding.publish(encoded(placed_order, CODEC))
+            consumers = [
+                AsyncBrokerConsumer(receiver, billing_bus(store, inbox, [together]), inbox)
+                for receiver in (first, second)
+            ]
+            async with asyncio.timeout(20):
+                await asyncio.gather(*(consumer.run_once() for consumer in consumers))
+            assert await billed(store) == [str(placed_order.message_id)]
+            (letter,) = await AsyncSQLDeadLetters(store, codec=CODEC).list()
+            assert letter.error.startswith("AlreadyHandled")
+            for receiver in (first, second):
+                await receiver.delete()
+        await store.aclose()
+
+    asyncio.run(scenario())
