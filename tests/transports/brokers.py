@@ -7,6 +7,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from urllib.parse import urlsplit
 
 from tests.services import unavailable
 from tidings.transports.binding import AsyncBinding
@@ -22,7 +23,9 @@ def unique_namespace() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
-def _reachable(service: str, host: str, port: int) -> None:
+def _reachable(service: str, url: str) -> None:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
     try:
         socket.create_connection((host, port), timeout=2).close()
     except OSError as exc:
@@ -30,12 +33,12 @@ def _reachable(service: str, host: str, port: int) -> None:
 
 
 def nats_connect() -> Connect:
-    """Skip (fail under CI) unless NATS answers on 127.0.0.1:4222 and its extra is installed."""
+    """Skip (fail under CI) unless NATS answers at `NATS_URL` and its extra is installed."""
     try:
         from tidings.transports.nats import NatsBinding
     except ModuleNotFoundError as exc:
         unavailable("NATS", str(exc))
-    _reachable("NATS", "127.0.0.1", 4222)
+    _reachable("NATS", NATS_URL)
 
     @asynccontextmanager
     async def connect(namespace: str) -> AsyncIterator[AsyncBinding]:
@@ -50,12 +53,12 @@ def nats_connect() -> Connect:
 
 
 def rabbitmq_connect() -> Connect:
-    """Skip (fail under CI) unless RabbitMQ answers on 127.0.0.1:5672 and its extra is installed."""
+    """Skip (fail under CI) unless RabbitMQ answers at `RABBITMQ_URL`, its extra installed."""
     try:
         from tidings.transports.rabbitmq import RabbitMQBinding
     except ModuleNotFoundError as exc:
         unavailable("RabbitMQ", str(exc))
-    _reachable("RabbitMQ", "127.0.0.1", 5672)
+    _reachable("RabbitMQ", RABBITMQ_URL)
 
     @asynccontextmanager
     async def connect(namespace: str) -> AsyncIterator[AsyncBinding]:
