@@ -15,8 +15,8 @@ For each delivery, in the order received:
 A crash after a handler's commit and before the ack redelivers the message,
 and step 2 acks it: effects committed through the inbox unit of work
 happen exactly once. Effects made otherwise (outside the store's database,
-or before the consumer's own record after a crash) may happen again: at
-least once. When the store cannot be reached the delivery is nacked and
+or through a plain unit of work) happen again when a crash comes before the
+consumer's own record: at least once. When the store cannot be reached the delivery is nacked and
 received again later; nothing is dead-lettered for it.
 """
 
