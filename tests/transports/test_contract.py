@@ -113,6 +113,20 @@ def test_groups_each_receive_everything_and_categories_filter(broker: Connect) -
     asyncio.run(scenario())
 
 
+def test_deleting_a_namespace_deletes_its_groups_and_their_messages(broker: Connect) -> None:
+    async def scenario() -> None:
+        namespace = unique_namespace()
+        async with broker(namespace) as binding:
+            await binding.receiver("g1")
+            await binding.publish(message(1))
+            await binding.delete()
+        async with broker(namespace) as binding:
+            receiver = await binding.receiver("g1")
+            assert await receiver.fetch(10, 1.0) == []
+
+    asyncio.run(scenario())
+
+
 def test_names_unsafe_for_the_broker_are_refused(broker: Connect) -> None:
     async def scenario() -> None:
         with pytest.raises(InvalidValue, match="letters, digits"):

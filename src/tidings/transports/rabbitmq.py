@@ -121,6 +121,7 @@ class RabbitMQBinding:
         self._exchange = exchange
         self._namespace = namespace
         self.prefetch = prefetch
+        self._queues: set[str] = set()  # declared by this binding's receivers
 
     @classmethod
     async def connect(cls, url: str, namespace: str, *, prefetch: int = 100) -> RabbitMQBinding:
@@ -159,6 +160,7 @@ class RabbitMQBinding:
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         queue = await channel.declare_queue(f"tidings.{self._namespace}.{group}", durable=True)
+        self._queues.add(queue.name)
         keys = [f"{category_token(c)}.#" for c in sorted(categories or ())] or ["#"]
         for key in keys:
             await queue.bind(self._exchange.name, routing_key=key)
@@ -167,7 +169,11 @@ class RabbitMQBinding:
         return receiver
 
     async def delete(self) -> None:
-        await self._exchange.delete(if_unused=False)
+        """Delete the exchange and the queues this binding's receivers declared."""
+        for name in sorted(self._queues):
+            await self._channel.queue_delete(name)
+        self._queues.clear()
+        await self._channel.exchange_delete(self._exchange.name)
 
     async def aclose(self) -> None:
         await self.connection.close()
