@@ -96,8 +96,30 @@ from tidings.subscriptions import (
     AsyncSubscription,
     Subscription,
 )
+from tidings.transports import (
+    AlreadyHandled,
+    AsyncBinding,
+    AsyncBrokerConsumer,
+    AsyncDelivery,
+    AsyncInbox,
+    AsyncInboxUnitOfWork,
+    AsyncReceiver,
+    BrokerMessage,
+    MalformedMessage,
+    OutboxRelay,
+)
 
 __all__ = [
+    "OutboxRelay",
+    "MalformedMessage",
+    "BrokerMessage",
+    "AsyncReceiver",
+    "AsyncInboxUnitOfWork",
+    "AsyncInbox",
+    "AsyncDelivery",
+    "AsyncBrokerConsumer",
+    "AsyncBinding",
+    "AlreadyHandled",
     "Subscription",
     "AsyncSubscription",
     "Scheduler",
