@@ -158,6 +158,23 @@ class AsyncCheckpoints:
             return
         await self._run(tx, tables.MOVE, position, name)
 
+    async def advance(self, tx: Any, name: str, position: int) -> tuple[str, str | None] | None:
+        """Move a running projection's checkpoint up to `position`; its state and error.
+
+        For inline projections, whose commits carry their events: the row is
+        locked until `tx` ends, so a rebuild or a pause waits for the commit,
+        and a commit that follows one sees its state. None when no row exists.
+        """
+        row = self._memory_row(name)
+        if self._memory is not None:
+            if row is None:
+                return None
+            if row.state == "running":
+                row.position = max(row.position, position)
+            return row.state, row.error
+        rows = await self._run(tx, tables.ADVANCE, position, position, name)
+        return (str(rows[0][0]), rows[0][1]) if rows else None
+
     async def delete(self, tx: Any, name: str) -> None:
         if self._memory is not None:
             self._memory.pop(name, None)
