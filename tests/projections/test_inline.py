@@ -320,3 +320,37 @@ def test_a_projection_that_is_not_transactional_is_refused(env: Backend) -> None
     with pytest.raises(ConfigurationError, match="not transactional"):
         UnitOfWork(store, inline=[MemoryLedger()])
     store.close()
+
+
+def test_a_rebuild_is_not_done_before_events_an_open_transaction_holds_back(
+    tmp_path: Path,
+) -> None:
+    import psycopg
+
+    from tests.services import postgres_dsn
+
+    with backend("postgres", tmp_path) as env:
+        store = env.open(False)
+        ledger = env.ledger()
+        deposit(UnitOfWork(store, inline=[ledger]), ("a", 1))
+        done = threading.Event()
+
+        def rebuild() -> None:
+            ProjectionRunner(store, [ledger], poll_interval=0.05).rebuild("ledger")
+            done.set()
+
+        with psycopg.connect(postgres_dsn()) as holder:
+            # An open transaction with an id: readers see nothing committed after it.
+            holder.execute("SELECT pg_current_xact_id()")
+            deposit(UnitOfWork(store, inline=[ledger]), ("a", 2))
+            built = env.read(ledger)
+            rebuilding = threading.Thread(target=rebuild)
+            rebuilding.start()
+            assert not done.wait(0.5), "the rebuild gave the read model back without a deposit"
+            holder.rollback()
+        rebuilding.join(timeout=10)
+        assert done.is_set()
+        assert env.read(ledger) == built == {"a": (3, 2)}
+        deposit(UnitOfWork(store, inline=[ledger]), ("a", 4))
+        assert env.read(ledger) == {"a": (7, 3)}
+        store.close()

@@ -159,6 +159,14 @@ class Checkpoints:
             return
         self._run(tx, tables.MOVE, position, name)
 
+    def hold(self, tx: Any, name: str) -> int:
+        """Lock `name`'s row until `tx` ends; its position (0 when no row exists)."""
+        row = self._memory_row(name)
+        if self._memory is not None:
+            return 0 if row is None else row.position
+        rows = self._run(tx, tables.HOLD, name)
+        return int(rows[0][0]) if rows else 0
+
     def advance(self, tx: Any, name: str, position: int) -> tuple[str, str | None] | None:
         """Move a running projection's checkpoint up to `position`; its state and error.
 
