@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.projections.ledger import (
 )
 from tidings import (
     AsyncUnitOfWork,
+    ConcurrencyError,
     ConfigurationError,
     Envelope,
     EventSourced,
@@ -353,4 +355,48 @@ def test_a_rebuild_is_not_done_before_events_an_open_transaction_holds_back(
         assert env.read(ledger) == built == {"a": (3, 2)}
         deposit(UnitOfWork(store, inline=[ledger]), ("a", 4))
         assert env.read(ledger) == {"a": (7, 3)}
+        store.close()
+
+
+class Slow(Ledger):
+    """The ledger, whose first deposit to `slow` holds its commit until `entered` is waited on."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(prefix)
+        self.entered = threading.Event()
+
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+        if event.account == "slow" and not self.entered.is_set():
+            self.entered.set()
+            time.sleep(0.5)  # the other commit starts, and waits for the checkpoint row
+        return super().deposited(event, envelope, tx)
+
+
+def test_under_repeatable_read_a_commit_that_waited_for_the_row_is_a_concurrency_error(
+    tmp_path: Path,
+) -> None:
+    from tests.services import postgres_dsn
+    from tidings.store.postgres import PostgresStore
+
+    with backend("postgres", tmp_path) as env:
+        setting = "options=-c%20default_transaction_isolation%3Drepeatable%5C%20read"
+        schema = env.qualify("x").partition(".")[0]
+        store = PostgresStore(f"{postgres_dsn()}?{setting}", schema=schema)
+        ledger = Slow(env.qualify("ledger"))
+        deposit(UnitOfWork(store, inline=[ledger]), ("warm", 1))
+        raised: list[BaseException] = []
+
+        def first() -> None:
+            deposit(UnitOfWork(store, inline=[ledger]), ("slow", 1))
+
+        slow = threading.Thread(target=first)
+        slow.start()
+        assert ledger.entered.wait(5)
+        with pytest.raises(ConcurrencyError) as raised_here:
+            deposit(UnitOfWork(store, inline=[ledger]), ("quick", 1))
+        raised.append(raised_here.value)
+        slow.join(timeout=10)
+        deposit(UnitOfWork(store, inline=[ledger]), ("quick", 1))  # the retry
+        assert env.read(ledger) == {"warm": (1, 1), "slow": (1, 1), "quick": (1, 1)}
         store.close()

@@ -181,7 +181,15 @@ class Checkpoints:
             if row.state == "running":
                 row.position = max(row.position, position)
             return row.state, row.error
-        rows = self._run(tx, tables.ADVANCE, position, position, name)
+        if self.postgres:
+            # The commit's own statement: a lost race on the row, under REPEATABLE READ
+            # or SERIALIZABLE, is the ConcurrencyError a retry resolves.
+            from tidings.store.postgres_sql import translated
+
+            with translated():
+                rows = self._run(tx, tables.ADVANCE, position, position, name)
+        else:
+            rows = self._run(tx, tables.ADVANCE, position, position, name)
         return (str(rows[0][0]), rows[0][1]) if rows else None
 
     def delete(self, tx: Any, name: str) -> None:
