@@ -20,8 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from examples.allocation.views import ALLOCATIONS_VIEW, projections
 from tests.examples.service import ROOT, Service, running_service
 from tidings.integrations.fastapi import POSITION_HEADER
+from tidings.projections import ProjectionRunner
+from tidings.store.urls import open_store
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -298,6 +301,29 @@ def test_a_read_right_after_each_allocation_sees_it(backend: str, tmp_path: Path
                 wrong.append((n, view.status_code, view.json()))
         assert wrong == []
         assert service.count_rows("allocations_view") == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_while_the_read_model_is_paused_allocations_are_a_503(backend: str, tmp_path: Path) -> None:
+    with running_service(backend, tmp_path) as service:
+        assert (
+            post(service, "/add_batch", {"ref": "b1", "sku": "LAMP", "qty": 10}).status_code == 201
+        )
+        store = open_store(service.store_url)
+        try:
+            runner = ProjectionRunner(store, projections(store))
+            runner.pause(ALLOCATIONS_VIEW)
+            refused = post(service, "/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 1})
+            assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
+            assert f"projection '{ALLOCATIONS_VIEW}' is paused" in refused.json()["message"]
+            assert service.count_rows("allocations") == 0
+            runner.resume(ALLOCATIONS_VIEW)
+        finally:
+            store.close()
+        allocated = post(service, "/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 1})
+        assert allocated.json() == {"batchref": "b1"}
+        assert get(service, "/allocations/o1").json() == [{"sku": "LAMP", "batchref": "b1"}]
+        assert service.count_rows("allocations") == 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
