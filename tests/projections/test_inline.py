@@ -247,7 +247,7 @@ def test_a_rebuild_by_the_runner_gives_the_read_model_inline_commits_made(env: B
     store.close()
 
 
-def test_commits_are_refused_while_the_projection_is_paused_or_rebuilding(env: Backend) -> None:
+def test_commits_are_refused_while_the_projection_is_paused(env: Backend) -> None:
     store = env.open(False)
     ledger = ledger_of(env)
     deposit(UnitOfWork(store, inline=[ledger]), ("a", 1))
@@ -324,7 +324,7 @@ def test_a_projection_that_is_not_transactional_is_refused(env: Backend) -> None
     store.close()
 
 
-def test_a_rebuild_is_not_done_before_events_an_open_transaction_holds_back(
+def test_a_rebuild_refuses_commits_and_waits_for_events_an_open_transaction_holds_back(
     tmp_path: Path,
 ) -> None:
     import psycopg
@@ -349,6 +349,9 @@ def test_a_rebuild_is_not_done_before_events_an_open_transaction_holds_back(
             rebuilding = threading.Thread(target=rebuild)
             rebuilding.start()
             assert not done.wait(0.5), "the rebuild gave the read model back without a deposit"
+            with pytest.raises(ProjectionStopped) as refused:
+                deposit(UnitOfWork(store, inline=[ledger]), ("a", 8))
+            assert refused.value.state is ProjectionState.REBUILDING
             holder.rollback()
         rebuilding.join(timeout=10)
         assert done.is_set()
