@@ -17,8 +17,8 @@ Workloads, side by side in one run:
 
 Each request is a whole unit of work: rows, the events appended in the same
 transaction and a durable commit (SQLite `synchronous=FULL`; PostgreSQL's
-default `synchronous_commit`), then the read model updated by the `Allocated`
-handler in a transaction of its own. Client and server share the machine, so
+default `synchronous_commit`), the read model written inline in that same
+transaction. Client and server share the machine, so
 on 2 cores the client's own CPU time is part of what limits the rate.
 
 Run: `uv run python -m benchmarks.http [--seconds 5] [--concurrency 16]`.

@@ -2,11 +2,10 @@
 
 `domain` holds the Product aggregate, `messages` its commands, query and
 events, `handlers` the service layer, `unit_of_work` the repository seam (in
-memory), `orm` the SQL tables mapped onto the domain, `views` the read model (a
-projection of the log),
+memory), `orm` the SQL tables mapped onto the domain, `views` the read model (an
+inline projection of the log, written in each command's transaction),
 `bootstrap` the composition root, `database` the SQL wiring chosen by the
 store URL, `service` the HTTP API and `demo` a scenario driven over HTTP.
 `python -m examples.allocation` runs a short scenario in memory; `serve`
-starts the HTTP service, with the read model's projection runner inside it
-unless `--no-projections` leaves it to `project` in another process.
+starts the HTTP service.
 """

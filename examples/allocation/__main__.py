@@ -3,8 +3,6 @@
     python -m examples.allocation                 # the scripted scenario, in memory
     python -m examples.allocation serve           # the HTTP service (127.0.0.1:8000)
     python -m examples.allocation demo            # a scenario against the running service
-    python -m examples.allocation project         # the read model's projection on its own,
-                                                  # beside `serve --no-projections`
 
 The scripted scenario creates batches, allocates order lines (warehouse stock first, then the
 earliest shipment), runs out of stock (the stock desk is mailed), shrinks a
@@ -95,16 +93,13 @@ def scenario() -> None:
     run_scenario(bootstrap(send_mail=print_mail, store=store), store)
 
 
-def serve(host: str, port: int, store_url: str | None, run_projections: bool) -> None:
+def serve(host: str, port: int, store_url: str | None) -> None:
     import uvicorn
 
-    from examples.allocation.service import RUN_PROJECTIONS_ENV
     from tidings.store.urls import STORE_URL_ENV, default_store_url, parse_store_url
 
     if store_url:
         os.environ[STORE_URL_ENV] = store_url
-    if not run_projections:
-        os.environ[RUN_PROJECTIONS_ENV] = "0"
     url = f"http://{host}:{port}"
     print(f"Allocation service on {url}, store {parse_store_url(default_store_url())}")
     print("Try next, in another terminal:")
@@ -127,21 +122,6 @@ def serve(host: str, port: int, store_url: str | None, run_projections: bool) ->
     uvicorn.run("examples.allocation.service:app", host=host, port=port)
 
 
-def project(store_url: str | None) -> None:
-    """Run the read model's projection until interrupted."""
-    from examples.allocation.database import open_database
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    database = open_database(store_url)
-    try:
-        print(f"Projecting the allocations view of {database.url}; Ctrl-C stops.")
-        database.projection_runner().run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        database.close()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m examples.allocation",
@@ -154,21 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     serving.add_argument("--host", default="127.0.0.1")
     serving.add_argument("--port", type=int, default=8000)
     serving.add_argument("--store", help="store URL (default: $TIDINGS_STORE, else SQLite)")
-    serving.add_argument(
-        "--no-projections",
-        dest="run_projections",
-        action="store_false",
-        help="leave the read model to `project` in another process",
-    )
-    projecting = commands.add_parser("project", help="run the read model's projection alone")
-    projecting.add_argument("--store", help="store URL (default: $TIDINGS_STORE, else SQLite)")
     demo = commands.add_parser("demo", help="drive a running service through a scenario")
     demo.add_argument("--url", default="http://127.0.0.1:8000")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.host, args.port, args.store, args.run_projections)
-    elif args.command == "project":
-        project(args.store)
+        serve(args.host, args.port, args.store)
     elif args.command == "demo":
         from examples.allocation.demo import run_demo
 

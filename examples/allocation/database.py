@@ -4,8 +4,8 @@
 file (default `var/tidings.db`) or a PostgreSQL database and schema. The
 SQLAlchemy engine is derived from the same URL, so the tables live beside the
 log (in PostgreSQL, in the same schema), and one transaction holds both. The
-read model is there too, written by its projection in the transaction of
-the projection's checkpoint (`projection_runner`).
+read model is there too, written inline by its projection in that same
+transaction: a command's rows, events and read model commit together.
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ class Database:
     writers: threading.Lock | None
 
     def unit_of_work(self) -> SqlAlchemyProductsUnitOfWork:
-        return SqlAlchemyProductsUnitOfWork(self.sessions, self.store, self.writers)
+        """A unit of work that keeps the read model inline, in the transaction of the events."""
+        return SqlAlchemyProductsUnitOfWork(
+            self.sessions, self.store, self.writers, inline=projections(self.store)
+        )
 
     def bus(
         self,
@@ -76,11 +79,12 @@ class Database:
         )
 
     def projection_runner(self) -> ProjectionRunner:
-        """A runner of the read model's projection, on the store's own connections.
+        """A runner of the read model's projection, not to run but to control it.
 
-        Commits of this process wake it at once (the units of work announce
-        theirs, PostgreSQL notifies); commits of other processes on SQLite are
-        found by polling.
+        The units of work keep the read model inline; the runner shows its
+        status, waits for it (`wait_for`, for `?after`), and pauses or
+        rebuilds it from the log. Running it (`running()`) would only race
+        the units of work for the checkpoint.
         """
         return ProjectionRunner(self.store, projections(self.store))
 

@@ -10,11 +10,13 @@ concurrent request inserted first (`TakenMeanwhile`), and finds it then.
 `MAX_TEXT` and `MAX_QUANTITY` are what the columns hold, on SQLite and
 PostgreSQL alike: the HTTP schema accepts nothing larger. The read model
 `allocations_view` lives in the same database: `views.AllocationsProjection`
-creates and writes it from the log, `SqlAllocationsView` reads it.
+creates it and writes it inline, in each unit of work's transaction, and
+`SqlAllocationsView` reads it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -37,7 +39,7 @@ from sqlalchemy.orm import registry, relationship
 from examples.allocation.domain import Batch, OrderLine, Product
 from examples.allocation.unit_of_work import ProductRepository
 from examples.allocation.views import AllocationRow
-from tidings import ConcurrencyError
+from tidings import ConcurrencyError, Projection
 from tidings.integrations.sqlalchemy import (
     JoinableStore,
     SqlAlchemyRepository,
@@ -183,8 +185,9 @@ class SqlAlchemyProductsUnitOfWork(SqlAlchemyUnitOfWork):
         session_factory: Any,
         store: JoinableStore,
         writers: AbstractContextManager[Any] | None = None,
+        inline: Iterable[Projection] = (),
     ) -> None:
-        super().__init__(session_factory, store, writers=writers)
+        super().__init__(session_factory, store, writers=writers, inline=inline)
         self.products = SqlAlchemyProductRepository(self, Product)
 
     def commit(self) -> None:

@@ -9,16 +9,15 @@
                                              or 404
     GET  /events?after=0          -> the event log, with each event's conversation and cause
 
-The read model is a projection of the log (`views.AllocationsProjection`),
-run by a projection runner in this process from startup to shutdown, or,
-with `ALLOCATION_RUN_PROJECTIONS=0`, by one elsewhere. It is eventually
-consistent: a POST that recorded events answers with the log position of
-the last in the `X-Log-Position` header, and a GET with `?after=<position>`
-waits (up to 5 s, else 503) until the read model has caught up with it, so
-a client reads its own writes (`read_your_writes` of tidings' FastAPI
-integration; a client may send the header back instead of `?after`). The
-wait is done on the event loop, so waiting reads hold none of the threads
-that serve writes, and a position past the log's head is a 400 at once.
+The read model is an inline projection of the log
+(`views.AllocationsProjection`): each command's unit of work writes it in
+the transaction of its events, so a GET right after a POST sees what the
+POST did. A POST that recorded events still answers with the log position of
+the last in the `X-Log-Position` header, and a GET still takes
+`?after=<position>` (`read_your_writes` of tidings' FastAPI integration; a
+client may send the header back instead): the read model has reached it
+when the write returned, so it is met at once, and a position past the
+log's head is a 400.
 
 Requests are validated at the door by the schema the OpenAPI document
 shows: strict JSON types (`qty: false` and `eta: 0` are refused), bounds the
@@ -38,10 +37,9 @@ them on its thread pool, where the blocking bus handles one request per thread.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Annotated, Any
 
@@ -76,11 +74,8 @@ from tidings.integrations.fastapi import (
 
 Bus = Annotated[MessageBus, Depends(get_bus)]
 
-RUN_PROJECTIONS_ENV = "ALLOCATION_RUN_PROJECTIONS"
-"""Set to 0 to leave the read model's projection to a runner in another process."""
-
 READ_MODEL_WAIT = 5.0
-"""How long a read with `?after=` waits for the read model to catch up, in seconds."""
+"""How long a read with `?after=` may wait for the read model, in seconds (inline: never)."""
 
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -198,30 +193,23 @@ class StoredEvent(BaseModel):
     causation_id: str | None
 
 
-def create_app(store_url: str | None = None, run_projections: bool | None = None) -> FastAPI:
-    """The service on the database `store_url` names (default: `TIDINGS_STORE`, else SQLite).
-
-    `run_projections` (default: `ALLOCATION_RUN_PROJECTIONS` when the app
-    starts, else yes) runs the read model's projection in this process while the app runs.
-    """
+def create_app(store_url: str | None = None) -> FastAPI:
+    """The service on the database `store_url` names (default: `TIDINGS_STORE`, else SQLite)."""
     positions = WrittenPositions()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = open_database(store_url)
-        background = ExitStack()
         try:
+            # Not run: it answers `?after` from the checkpoint the units of work move.
             runner = database.projection_runner()
             app.state.database = database
             app.state.runner = runner
             use_tidings(app, database.bus(middleware=[positions]), runner=runner)
-            # The read model's table exists before the first read, runner or not.
+            # The read model's table exists before the first read.
             await anyio.to_thread.run_sync(runner.prepare)
-            if _run_projections(run_projections):
-                await anyio.to_thread.run_sync(background.enter_context, runner.running())
             yield
         finally:
-            await anyio.to_thread.run_sync(background.close)
             database.close()
 
     app = FastAPI(title="Allocation service", lifespan=lifespan)
@@ -310,10 +298,6 @@ def create_app(store_url: str | None = None, run_projections: bool | None = None
     return app
 
 
-def _run_projections(choice: bool | None) -> bool:
-    return choice if choice is not None else os.environ.get(RUN_PROJECTIONS_ENV, "1") != "0"
-
-
-# The store URL and RUN_PROJECTIONS_ENV are read when the app starts:
+# The store URL is read when the app starts:
 # `tidings serve examples.allocation.service:app`.
 app = create_app()

@@ -1,10 +1,12 @@
 """The read model: which batch each order line went to, a projection of the events.
 
 `AllocationsView` is the seam `GetAllocations` reads through. In the
-service, `AllocationsProjection` keeps the `allocations_view` table from the
-log: a projection runner (`tidings.projections`) hands it `Allocated` and
-`Deallocated` in the store transaction that moves its checkpoint, so each
-event changes the table exactly once, and a rebuild replays the log into it.
+service, `AllocationsProjection` keeps the `allocations_view` table inline:
+each unit of work (`database.Database.unit_of_work`) hands it the `Allocated`
+and `Deallocated` it appends, in the transaction that stores them, so the
+table is up to date when the command returns, and each event changes it
+exactly once. A projection runner rebuilds it from the log
+(`runner.rebuild`, or `tidings projections rebuild`); no runner runs it.
 `orm.SqlAllocationsView` reads that table. In memory, `InMemoryAllocationsView`
 applies the same events from the log on each read, so a script or a test
 reads its own writes without running a projection runner.
@@ -78,7 +80,7 @@ class _Statements:
 
 
 class AllocationsProjection(Projection):
-    """`allocations_view` in the store's database, written in the checkpoint's transaction.
+    """`allocations_view` in the store's database, written in the transaction of the events.
 
     The table goes beside the log: in the SQLite file, or in the store's
     schema on PostgreSQL. `tx.connection` is a `sqlite3` connection (`?`
@@ -121,7 +123,8 @@ class AllocationsProjection(Projection):
 
 
 def projections(store: Any) -> list[Projection]:
-    """The allocation service's projections over `store`, for its runner and for the CLI."""
+    """The allocation service's projections over `store`: inline in its units of work, and
+    for its runner (status, rebuild) and the CLI."""
     return [AllocationsProjection.for_store(store)]
 
 

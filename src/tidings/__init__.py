@@ -43,6 +43,7 @@ from tidings.handlers import PerCall, Router
 from tidings.messages import Command, Envelope, Event, Message, Query, new_id
 from tidings.projections import (
     AsyncProjectionRunner,
+    InlineProjectionFailed,
     OnFailure,
     PositionBeyondHead,
     Projection,
@@ -146,6 +147,7 @@ __all__ = [
     "Projection",
     "PositionBeyondHead",
     "OnFailure",
+    "InlineProjectionFailed",
     "AsyncProjectionRunner",
     "AsyncSQLiteJoinedWriter",
     "SQLiteJoinedWriter",

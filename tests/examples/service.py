@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class Service:
     """`python -m examples.allocation serve` on `store_url`, started and stopped at will.
 
-    `options` go to `serve` (`--no-projections`).
+    `options` go to `serve`.
     """
 
     def __init__(self, store_url: str, workdir: Path, options: Sequence[str] = ()) -> None:

@@ -1,7 +1,7 @@
 """The allocation service over HTTP, as a real process, on SQLite and on PostgreSQL.
 
-The read model follows the log: each read of it right after a write passes
-the write's `X-Log-Position` as `?after=`, and waits for it.
+The read model is inline: a read right after a write sees it. Some reads pass
+the write's `X-Log-Position` as `?after=`, which the service still takes.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from examples.allocation.views import ALLOCATIONS_VIEW, projections
 from tests.examples.service import ROOT, Service, running_service
 from tidings.integrations.fastapi import POSITION_HEADER
+from tidings.projections import ProjectionRunner
+from tidings.store.urls import open_store
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -277,70 +280,55 @@ def test_a_killed_service_keeps_rows_and_events_in_step(backend: str, tmp_path: 
         assert set(answered) == {202}
         assert len(allocated) >= len(answered)  # a request may commit, then lose its answer
         assert service.count_rows("allocations") == len(allocated)
-        # The read model catches up from its checkpoint with every allocation, none lost; on
-        # SQLite once the killed runner's lease has run out.
+        # The read model committed with every allocation: at once, none lost.
         last = allocated[-1]["data"]["orderid"]
-        view = read_after(service, f"/allocations/{last}", allocated[-1]["position"])
+        view = get(service, f"/allocations/{last}")
         assert view.json() == [{"sku": "LAMP", "batchref": "b1"}]
         assert service.count_rows("allocations_view") == len(allocated)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_read_model_can_be_left_to_a_runner_in_another_process(
-    backend: str, tmp_path: Path
-) -> None:
-    with running_service(backend, tmp_path, ["--no-projections"]) as service:
-        post(service, "/add_batch", {"ref": "b1", "sku": "LAMP", "qty": 10, "eta": None})
-        allocated = post(service, "/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 6})
-        after = position(allocated)
-        waited = get(service, "/allocations/o1", after=after)
-        assert waited.status_code == 503
-        assert f"did not reach position {after}" in waited.json()["message"]
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "examples.allocation", "project", "--store", service.store_url],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            view = read_after(service, "/allocations/o1", after)
-        finally:
-            runner.terminate()
-            runner.wait(timeout=15)
-        assert (view.status_code, view.json()) == (200, [{"sku": "LAMP", "batchref": "b1"}])
+def test_a_read_right_after_each_allocation_sees_it(backend: str, tmp_path: Path) -> None:
+    # The read model is inline: no `?after`, no retry, and never a stale answer.
+    with running_service(backend, tmp_path) as service, service.client() as client:
+        client.post("/add_batch", json={"ref": "b1", "sku": "LAMP", "qty": 10**6, "eta": None})
+        wrong: list[tuple[int, int, Any]] = []
+        for n in range(200):
+            allocated = client.post("/allocate", json={"orderid": f"o{n}", "sku": "LAMP", "qty": 1})
+            assert allocated.status_code == 202, allocated.text
+            view = client.get(f"/allocations/o{n}")
+            if (view.status_code, view.json()) != (200, [{"sku": "LAMP", "batchref": "b1"}]):
+                wrong.append((n, view.status_code, view.json()))
+        assert wrong == []
+        assert service.count_rows("allocations_view") == 200
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_reads_waiting_for_the_read_model_hold_up_no_write(backend: str, tmp_path: Path) -> None:
-    # With no runner, the read model never reaches `after`: every read waits it out.
-    with running_service(backend, tmp_path, ["--no-projections"]) as service:
-        post(service, "/add_batch", {"ref": "b1", "sku": "LAMP", "qty": 100, "eta": None})
-        after = position(post(service, "/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 1}))
-        answers: list[tuple[int, float]] = []
-
-        def wait_to_read() -> None:
-            with service.client() as client:
-                status = client.get("/allocations/o1", params={"after": after}).status_code
-                answers.append((status, time.monotonic()))
-
-        readers = [threading.Thread(target=wait_to_read) for _ in range(50)]
-        for reader in readers:
-            reader.start()
-        time.sleep(1.0)  # every read is waiting now
-        began = time.monotonic()
-        allocated = post(service, "/allocate", {"orderid": "o2", "sku": "LAMP", "qty": 1})
-        took = time.monotonic() - began
-        for reader in readers:
-            reader.join(timeout=30)
-        assert allocated.status_code == 202
-        assert took < 1.5, f"a write took {took:.2f} s behind 50 waiting reads"
-        assert [status for status, _ in answers] == [503] * 50
-        assert all(at > began + took for _, at in answers), "a read stopped waiting early"
+def test_while_the_read_model_is_paused_allocations_are_a_503(backend: str, tmp_path: Path) -> None:
+    with running_service(backend, tmp_path) as service:
+        assert (
+            post(service, "/add_batch", {"ref": "b1", "sku": "LAMP", "qty": 10}).status_code == 201
+        )
+        store = open_store(service.store_url)
+        try:
+            runner = ProjectionRunner(store, projections(store))
+            runner.pause(ALLOCATIONS_VIEW)
+            refused = post(service, "/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 1})
+            assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
+            assert f"projection '{ALLOCATIONS_VIEW}' is paused" in refused.json()["message"]
+            assert service.count_rows("allocations") == 0
+            runner.resume(ALLOCATIONS_VIEW)
+        finally:
+            store.close()
+        allocated = post(service, "/allocate", {"orderid": "o1", "sku": "LAMP", "qty": 1})
+        assert allocated.json() == {"batchref": "b1"}
+        assert get(service, "/allocations/o1").json() == [{"sku": "LAMP", "batchref": "b1"}]
+        assert service.count_rows("allocations") == 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_position_beyond_the_log_is_a_400_at_once(backend: str, tmp_path: Path) -> None:
-    with running_service(backend, tmp_path, ["--no-projections"]) as service:
+    with running_service(backend, tmp_path) as service:
         began = time.monotonic()
         answer = get(service, "/allocations/o1", after=10**12)
         assert time.monotonic() - began < 1.0
@@ -371,15 +359,6 @@ def test_the_demo_drives_a_running_service(tmp_path: Path) -> None:
 def position(response: httpx.Response) -> int:
     """The log position a write answered with, to read the read model after it."""
     return int(response.headers[POSITION_HEADER])
-
-
-def read_after(service: Service, path: str, after: int, deadline: float = 30.0) -> Any:
-    """GET `path?after=...`, again while the read model is not there yet (503), up to `deadline`."""
-    give_up = time.monotonic() + deadline
-    response = get(service, path, after=after)
-    while response.status_code == 503 and time.monotonic() < give_up:
-        response = get(service, path, after=after)
-    return response
 
 
 def all_events(service: Service) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,9 @@ from tidings import (
     Aggregate,
     Command,
     ConcurrencyError,
+    Envelope,
     Event,
+    InlineProjectionFailed,
     MessageBus,
     PerCall,
     Retry,
@@ -26,6 +28,7 @@ from tidings.integrations.sqlalchemy import (
     SqlAlchemyUnitOfWork,
     StaleAggregate,
 )
+from tidings.projections import Projection, handles
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,49 @@ mappers = registry()
 
 
 class CountersUnitOfWork(SqlAlchemyUnitOfWork):
-    def __init__(self, sessions: Callable[[], Any], store: Any, writers: Any = None) -> None:
-        super().__init__(sessions, store, writers=writers)
+    def __init__(
+        self,
+        sessions: Callable[[], Any],
+        store: Any,
+        writers: Any = None,
+        inline: Sequence[Projection] = (),
+    ) -> None:
+        super().__init__(sessions, store, writers=writers, inline=inline)
         self.counters = SqlAlchemyRepository(self, Counter)
+
+
+class Totals(Projection):
+    """Each counter's total, in a table beside the log; increments below zero fail."""
+
+    name = "totals"
+
+    def __init__(self, store: Any) -> None:
+        schema = getattr(store, "schema", None)
+        self.table = f'"{schema}".totals' if schema else "totals"
+        self.mark = "%s" if schema else "?"
+
+    def setup(self, tx: Any) -> None:
+        tx.connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (counter TEXT PRIMARY KEY, total BIGINT)"
+        )
+
+    def reset(self, tx: Any) -> None:
+        tx.connection.execute(f"DELETE FROM {self.table}")
+
+    @handles
+    def incremented(self, event: Incremented, envelope: Envelope[Incremented], tx: Any) -> None:
+        if event.by < 0:
+            raise ValueError("totals only grow")
+        tx.connection.execute(
+            f"INSERT INTO {self.table} (counter, total) VALUES ({self.mark}, {self.mark})"
+            f" ON CONFLICT (counter) DO UPDATE SET total = {self.table}.total + excluded.total",
+            (event.counter, event.by),
+        )
+
+    def read(self, target: Target) -> dict[str, int]:
+        with target.engine.connect() as connection:
+            rows = connection.exec_driver_sql(f"SELECT counter, total FROM {self.table}")
+            return {counter: int(total) for counter, total in rows}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -122,6 +165,31 @@ def test_rows_and_events_commit_together(target: Target) -> None:
     new = uow.collect_new_events()
     assert [e.message for e in new] == [Incremented("a", 2), Incremented("a", 3)]
     assert [e.position for e in new] == [r.position for r in records]
+
+
+def test_an_inline_projection_commits_with_the_rows_and_events(target: Target) -> None:
+    totals = Totals(target.store)
+    sessions = sessionmaker(target.engine, expire_on_commit=False)
+    uow = CountersUnitOfWork(sessions, target.store, inline=[totals])
+    with uow:
+        counter = Counter("a")
+        counter.increment(2)
+        uow.counters.add(counter)
+        uow.commit()
+    assert totals.read(target) == {"a": 2}
+    with uow:
+        found = uow.counters.get("a")
+        assert found is not None
+        found.increment(3)
+        other = Counter("b")
+        other.increment(-1)
+        uow.counters.add(other)
+        with pytest.raises(InlineProjectionFailed, match="'totals'"):
+            uow.commit()
+    assert stored_values(target) == {"a": 2}
+    assert [r.version for r in target.store.read_stream("Counter-a")] == [1]
+    assert target.store.read_stream("Counter-b") == []
+    assert totals.read(target) == {"a": 2}
 
 
 def test_leaving_without_commit_keeps_neither_rows_nor_events(target: Target) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -13,6 +14,8 @@ from tidings.context import current_dispatch
 from tidings.domain import Aggregate, EventSourced
 from tidings.errors import EventDecodeError, UnitOfWorkStateError
 from tidings.messages import Envelope, Event, new_id, utc_now
+from tidings.projections._async.inline import AsyncInlineProjections
+from tidings.projections.projection import Projection
 from tidings.snapshots import SnapshotCodec, snapshot_codec
 from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction
 from tidings.store.records import ExpectedVersion, Snapshot, StreamState
@@ -141,11 +144,25 @@ class AsyncUnitOfWork:
     locks) longer, and failing to save one is logged, never raised into the
     command that committed. Loading from an older snapshot, or none, is
     merely slower.
+
+    `inline` projections are applied to the events appended, in the
+    transaction that stores them (see `tidings.projections._async.inline`):
+    their read model is up to date the moment `commit` returns, and a
+    failing handler raises `InlineProjectionFailed` and keeps nothing. They
+    are set up (`setup`) once per store, before the first block opens.
     """
 
-    def __init__(self, store: AsyncEventStore, *, codec: Codec | None = None) -> None:
+    def __init__(
+        self,
+        store: AsyncEventStore,
+        *,
+        codec: Codec | None = None,
+        inline: Iterable[Projection] = (),
+    ) -> None:
         self.store = store
         self.codec = codec or Codec()
+        inline = list(inline)
+        self._inline = AsyncInlineProjections(store, inline) if inline else None
         self._context: AbstractAsyncContextManager[AsyncStoreTransaction] | None = None
         self._transaction: AsyncStoreTransaction | None = None
         self._finished = False
@@ -181,6 +198,8 @@ class AsyncUnitOfWork:
         for repository in self._repositories():
             repository._forget()
         self._finished = False
+        if self._inline is not None:
+            await self._inline.prepare()
         context = self.begin()
         self._transaction = await context.__aenter__()
         self._context = context
@@ -244,6 +263,8 @@ class AsyncUnitOfWork:
                 snapshots = snapshot_codec(type(aggregate))
                 if snapshots is not None and snapshots.due(first_version - 1, result.version):
                     due.append((aggregate, snapshots))
+        if self._inline is not None and stored:
+            await self._inline.apply(transaction, stored)
         await transaction.commit()
         self._finished = True
         self._new_events.extend(stored)

@@ -29,7 +29,7 @@ DBAPI drivers (aiosqlite, asyncpg) that the stores do not use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -48,6 +48,7 @@ from tidings._sync.uow import Repository, UnitOfWork
 from tidings.codec import Codec
 from tidings.domain import Aggregate
 from tidings.errors import ConcurrencyError
+from tidings.projections.projection import Projection
 from tidings.store._sync.base import EventStore
 from tidings.store.placeholders import qmark_to_format
 from tidings.store.records import (
@@ -111,14 +112,22 @@ class SessionTransaction:
     """The store transaction of a `SqlAlchemyUnitOfWork`: the session's transaction itself.
 
     Events go through the joined log on the session's connection; `commit`
-    and `rollback` are the session's. `writers`, if given, is held from
+    and `rollback` are the session's. `connection` is that DBAPI connection
+    (`sqlite3` or psycopg), as a store transaction's is: inline projections
+    write their read model through it. `writers`, if given, is held from
     `flush` until the transaction ends.
     """
 
     def __init__(
-        self, session: Session, log: JoinedLog, writers: AbstractContextManager[Any] | None = None
+        self,
+        session: Session,
+        log: JoinedLog,
+        writers: AbstractContextManager[Any] | None = None,
+        *,
+        connection: Any = None,
     ) -> None:
         self.session = session
+        self.connection = connection
         self.finished = False
         self._log = log
         self._writers = writers
@@ -200,7 +209,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     `commit` flushes the session (a stale version raises `StaleAggregate`),
     appends the tracked aggregates' new events on the session's connection,
     then commits the session. Leaving the block without committing rolls
-    both back.
+    both back. `inline` projections (see `UnitOfWork`) are applied to those
+    events on the session's connection, so the read model commits with them.
 
     `writers` is for SQLite, which admits one writer at a time and lets the
     others wait in a busy loop that sleeps up to 100 ms between tries: give
@@ -221,8 +231,9 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         *,
         codec: Codec | None = None,
         writers: AbstractContextManager[Any] | None = None,
+        inline: Iterable[Projection] = (),
     ) -> None:
-        super().__init__(store, codec=codec)
+        super().__init__(store, codec=codec, inline=inline)
         self._session_factory = session_factory
         self._writers = writers
 
@@ -232,7 +243,9 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         with self._session_factory() as session:
             dbapi_connection = session.connection().connection.driver_connection
             log = self.store.joined(dbapi_connection)
-            transaction = SessionTransaction(session, log, self._writers)
+            transaction = SessionTransaction(
+                session, log, self._writers, connection=dbapi_connection
+            )
             try:
                 yield transaction
             except BaseException:

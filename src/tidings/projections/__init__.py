@@ -5,6 +5,7 @@ from tidings.projections._sync.runner import ProjectionRunner
 from tidings.projections.durable import HandlerProjection, durable_handlers
 from tidings.projections.projection import (
     EventHandler,
+    InlineProjectionFailed,
     OnFailure,
     PositionBeyondHead,
     Projection,
@@ -21,6 +22,7 @@ __all__ = [
     "AsyncProjectionRunner",
     "EventHandler",
     "HandlerProjection",
+    "InlineProjectionFailed",
     "OnFailure",
     "PositionBeyondHead",
     "Progress",

@@ -15,6 +15,7 @@ from tidings.retry import Retry
 
 __all__ = [
     "EventHandler",
+    "InlineProjectionFailed",
     "OnFailure",
     "Projection",
     "ProjectionState",
@@ -108,6 +109,23 @@ class ProjectionStopped(TidingsError):
         self.error = error
         reason = f": {error}" if error else ""
         super().__init__(f"projection {name!r} is {state}{reason}")
+
+
+class InlineProjectionFailed(TidingsError, RuntimeError):
+    """An inline projection's handler failed, so the unit of work committed nothing.
+
+    Neither the events nor any read model change of that commit are kept.
+    The handler's exception is the cause (`__cause__`).
+    """
+
+    def __init__(self, name: str, event_type: str, position: int, error: Exception) -> None:
+        self.name = name
+        self.event_type = event_type
+        self.position = position
+        super().__init__(
+            f"inline projection {name!r} failed on {event_type} at position {position}, "
+            f"so nothing was committed: {type(error).__name__}: {error}"
+        )
 
 
 def letter_handler(name: str) -> str:

@@ -138,4 +138,11 @@ SKIP = (
     " failed_position = NULL WHERE name = ? AND state = 'parked' AND failed_position = ?"
 )
 DELETE = "DELETE FROM {p} WHERE name = ?"
+# The row locked until the transaction ends, as it stands once the others holding it are done.
+HOLD = "UPDATE {p} SET position = position WHERE name = ? RETURNING position"
+# An inline projection's commit: its row locked first, moved on only while it runs.
+ADVANCE = (
+    "UPDATE {p} SET position = CASE WHEN state = 'running' AND position < ? THEN ? ELSE position"
+    " END WHERE name = ? RETURNING state, error"
+)
 HEAD = "SELECT coalesce(max(position), 0) FROM {e} WHERE {v}"

@@ -51,10 +51,12 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         progress: Progress | None = None,
         head: int = 0,
         lock: AsyncAdvisoryLock | None = None,
+        until: int = 0,
     ) -> None:
         """Process `name` from its checkpoint; raises `Fenced` when it must start over.
 
-        With `progress`, it returns once caught up, reporting as it goes.
+        With `progress`, it returns once caught up, reporting as it goes. A
+        rebuild is not caught up before position `until`.
         """
         until_caught_up = progress is not None
         row = await self._load(name)
@@ -95,7 +97,10 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 continue
             seen = self._commits.count
             batch = await subscription.read()
-            caught_up = len(batch) < self.batch_size
+            caught_up = (
+                len(batch) < self.batch_size
+                and (batch[-1].position if batch else row.position) >= until
+            )
             if batch:
                 await self._process(projection, handlers, row, batch, caught_up)
                 if progress is not None:
@@ -105,7 +110,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                     # The rest of the batch is read again, so this is not caught up yet.
                     subscription.position = row.position
                     caught_up = False
-            elif row.state == ProjectionState.REBUILDING:
+            elif row.state == ProjectionState.REBUILDING and caught_up:
                 async with self.store.transaction() as tx:
                     await self._save(tx, row, row.position, caught_up=True)
                 row.state = ProjectionState.RUNNING

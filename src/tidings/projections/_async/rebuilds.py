@@ -8,6 +8,7 @@ from typing import Any
 from tidings.projections._async.base import PROCESSING, Fenced, Progress, call
 from tidings.projections._async.processing import AsyncProjectionProcessing
 from tidings.projections.projection import Projection, ProjectionState, ProjectionStopped
+from tidings.store.records import Watermark
 
 __all__ = ["AsyncRebuilds"]
 
@@ -23,6 +24,11 @@ class AsyncRebuilds(AsyncProjectionProcessing):
         replay runs here. `progress(position, head)` is called as it goes.
         Raises `ProjectionStopped` if the projection is parked or paused
         before it has caught up.
+
+        It is not caught up before it has replayed as far as the projection
+        had reached: an inline projection (see `tidings.projections._async.inline`)
+        reached events readers may not be shown yet, on PostgreSQL while an
+        older transaction is open, and must not be handed back without them.
         """
         projection = self._get(name)
         async with self.store.transaction() as tx:
@@ -30,13 +36,23 @@ class AsyncRebuilds(AsyncProjectionProcessing):
             await self.checkpoints.add(tx, name)
             # The checkpoint's row first: a batch in progress finishes before the
             # read model is emptied, and none starts until this commits.
+            reached = await self._reached_before(tx, name)
             await self.checkpoints.restart(tx, name)
             # The replay records anew whatever still fails.
             await self._letters.forget(tx, name, parked_only=False)
             await call(projection.setup, tx)
             await call(projection.reset, tx)
         self._poke(name)
-        await self._catch_up(name, projection, progress)
+        await self._catch_up(name, projection, progress, until=reached)
+
+    async def _reached_before(self, tx: Any, name: str) -> int:
+        """How far `name` has come, up to what committed; its row is locked until `tx` ends."""
+        before = await self.checkpoints.hold(tx, name)
+        if not before:
+            return 0
+        # A memory store's checkpoint may name a position whose commit then failed.
+        watermark: Watermark = await self.store.watermark()
+        return min(before, watermark.last_position)
 
     async def replace(
         self,
@@ -91,15 +107,20 @@ class AsyncRebuilds(AsyncProjectionProcessing):
             await self._set_state(name, ProjectionState.PAUSED)
         self._poke(name)
 
-    async def _catch_up(self, name: str, projection: Projection, progress: Progress | None) -> None:
-        """Wait while a worker catches `name` up, or do it here when none runs it."""
+    async def _catch_up(
+        self, name: str, projection: Projection, progress: Progress | None, until: int = 0
+    ) -> None:
+        """Wait while a worker catches `name` up, or do it here when none runs it.
+
+        Here, it is not caught up before position `until`.
+        """
         report = progress if progress is not None else _ignore
         while True:
             if name not in self._working and await self._claim(name):
                 try:
                     head = await self._head()
                     report(0, head)
-                    await self._follow(name, projection, report, head)
+                    await self._follow(name, projection, report, head, until=until)
                     row = await self._load(name)
                     if row.state != ProjectionState.RUNNING:
                         raise ProjectionStopped(name, ProjectionState(row.state), row.error)

@@ -159,6 +159,39 @@ class Checkpoints:
             return
         self._run(tx, tables.MOVE, position, name)
 
+    def hold(self, tx: Any, name: str) -> int:
+        """Lock `name`'s row until `tx` ends; its position (0 when no row exists)."""
+        row = self._memory_row(name)
+        if self._memory is not None:
+            return 0 if row is None else row.position
+        rows = self._run(tx, tables.HOLD, name)
+        return int(rows[0][0]) if rows else 0
+
+    def advance(self, tx: Any, name: str, position: int) -> tuple[str, str | None] | None:
+        """Move a running projection's checkpoint up to `position`; its state and error.
+
+        For inline projections, whose commits carry their events: the row is
+        locked until `tx` ends, so a rebuild or a pause waits for the commit,
+        and a commit that follows one sees its state. None when no row exists.
+        """
+        row = self._memory_row(name)
+        if self._memory is not None:
+            if row is None:
+                return None
+            if row.state == "running":
+                row.position = max(row.position, position)
+            return row.state, row.error
+        if self.postgres:
+            # The commit's own statement: a lost race on the row, under REPEATABLE READ
+            # or SERIALIZABLE, is the ConcurrencyError a retry resolves.
+            from tidings.store.postgres_sql import translated
+
+            with translated():
+                rows = self._run(tx, tables.ADVANCE, position, position, name)
+        else:
+            rows = self._run(tx, tables.ADVANCE, position, position, name)
+        return (str(rows[0][0]), rows[0][1]) if rows else None
+
     def delete(self, tx: Any, name: str) -> None:
         if self._memory is not None:
             self._memory.pop(name, None)

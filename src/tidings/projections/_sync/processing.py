@@ -52,10 +52,12 @@ class ProjectionProcessing(RunnerBase):
         progress: Progress | None = None,
         head: int = 0,
         lock: AdvisoryLock | None = None,
+        until: int = 0,
     ) -> None:
         """Process `name` from its checkpoint; raises `Fenced` when it must start over.
 
-        With `progress`, it returns once caught up, reporting as it goes.
+        With `progress`, it returns once caught up, reporting as it goes. A
+        rebuild is not caught up before position `until`.
         """
         until_caught_up = progress is not None
         row = self._load(name)
@@ -96,7 +98,10 @@ class ProjectionProcessing(RunnerBase):
                 continue
             seen = self._commits.count
             batch = subscription.read()
-            caught_up = len(batch) < self.batch_size
+            caught_up = (
+                len(batch) < self.batch_size
+                and (batch[-1].position if batch else row.position) >= until
+            )
             if batch:
                 self._process(projection, handlers, row, batch, caught_up)
                 if progress is not None:
@@ -106,7 +111,7 @@ class ProjectionProcessing(RunnerBase):
                     # The rest of the batch is read again, so this is not caught up yet.
                     subscription.position = row.position
                     caught_up = False
-            elif row.state == ProjectionState.REBUILDING:
+            elif row.state == ProjectionState.REBUILDING and caught_up:
                 with self.store.transaction() as tx:
                     self._save(tx, row, row.position, caught_up=True)
                 row.state = ProjectionState.RUNNING

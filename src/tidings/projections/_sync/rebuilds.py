@@ -9,6 +9,7 @@ from typing import Any
 from tidings.projections._sync.base import PROCESSING, Fenced, Progress, call
 from tidings.projections._sync.processing import ProjectionProcessing
 from tidings.projections.projection import Projection, ProjectionState, ProjectionStopped
+from tidings.store.records import Watermark
 
 __all__ = ["Rebuilds"]
 
@@ -24,6 +25,11 @@ class Rebuilds(ProjectionProcessing):
         replay runs here. `progress(position, head)` is called as it goes.
         Raises `ProjectionStopped` if the projection is parked or paused
         before it has caught up.
+
+        It is not caught up before it has replayed as far as the projection
+        had reached: an inline projection (see `tidings.projections._sync.inline`)
+        reached events readers may not be shown yet, on PostgreSQL while an
+        older transaction is open, and must not be handed back without them.
         """
         projection = self._get(name)
         with self.store.transaction() as tx:
@@ -31,13 +37,23 @@ class Rebuilds(ProjectionProcessing):
             self.checkpoints.add(tx, name)
             # The checkpoint's row first: a batch in progress finishes before the
             # read model is emptied, and none starts until this commits.
+            reached = self._reached_before(tx, name)
             self.checkpoints.restart(tx, name)
             # The replay records anew whatever still fails.
             self._letters.forget(tx, name, parked_only=False)
             call(projection.setup, tx)
             call(projection.reset, tx)
         self._poke(name)
-        self._catch_up(name, projection, progress)
+        self._catch_up(name, projection, progress, until=reached)
+
+    def _reached_before(self, tx: Any, name: str) -> int:
+        """How far `name` has come, up to what committed; its row is locked until `tx` ends."""
+        before = self.checkpoints.hold(tx, name)
+        if not before:
+            return 0
+        # A memory store's checkpoint may name a position whose commit then failed.
+        watermark: Watermark = self.store.watermark()
+        return min(before, watermark.last_position)
 
     def replace(
         self,
@@ -92,15 +108,20 @@ class Rebuilds(ProjectionProcessing):
             self._set_state(name, ProjectionState.PAUSED)
         self._poke(name)
 
-    def _catch_up(self, name: str, projection: Projection, progress: Progress | None) -> None:
-        """Wait while a worker catches `name` up, or do it here when none runs it."""
+    def _catch_up(
+        self, name: str, projection: Projection, progress: Progress | None, until: int = 0
+    ) -> None:
+        """Wait while a worker catches `name` up, or do it here when none runs it.
+
+        Here, it is not caught up before position `until`.
+        """
         report = progress if progress is not None else _ignore
         while True:
             if name not in self._working and self._claim(name):
                 try:
                     head = self._head()
                     report(0, head)
-                    self._follow(name, projection, report, head)
+                    self._follow(name, projection, report, head, until=until)
                     row = self._load(name)
                     if row.state != ProjectionState.RUNNING:
                         raise ProjectionStopped(name, ProjectionState(row.state), row.error)
