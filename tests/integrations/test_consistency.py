@@ -1,5 +1,7 @@
 """Read your writes over HTTP: a write answers with its log position, a read waits for it."""
 
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -143,3 +145,27 @@ def test_a_position_beyond_the_head_or_not_a_number_is_refused_at_once(env: Back
         garbled = client.get("/balance/a", headers={POSITION_HEADER: "soon"})
         assert garbled.status_code == 422
         assert POSITION_HEADER in garbled.json()["message"]
+
+
+def test_reads_waiting_for_the_read_model_hold_up_no_write(env: Backend) -> None:
+    with TestClient(make_app(env, run_projections=False, wait=3.0)) as client:
+        after = client.post("/deposit", json={"account": "a", "amount": 1}).headers[POSITION_HEADER]
+        answers: list[tuple[int, float]] = []
+
+        def wait_to_read() -> None:
+            status = client.get("/balance/a", params={"after": after}).status_code
+            answers.append((status, time.monotonic()))
+
+        readers = [threading.Thread(target=wait_to_read) for _ in range(50)]
+        for reader in readers:
+            reader.start()
+        time.sleep(0.5)  # every read is waiting now: more of them than the thread pool
+        began = time.monotonic()
+        wrote = client.post("/deposit", json={"account": "b", "amount": 1})
+        took = time.monotonic() - began
+        for reader in readers:
+            reader.join(timeout=30)
+    assert wrote.status_code == 200
+    assert took < 1.5, f"a write took {took:.2f} s behind 50 waiting reads"
+    assert [status for status, _ in answers] == [503] * 50
+    assert all(at > began + took for _, at in answers), "a read stopped waiting early"
