@@ -529,6 +529,14 @@ class Bench:
         raw_connections = [psycopg.connect(POSTGRES, autocommit=True) for _ in range(threads)]
         for connection in raw_connections:
             self.stack.callback(connection.close)
+        # The physical bound: one-row INSERTs committed from as many connections.
+        insert_table = sql.SQL("{}.rows").format(sql.Identifier(schemas["raw"]))
+        admin.execute(
+            sql.SQL("CREATE TABLE {} (id bigserial PRIMARY KEY, data bytea NOT NULL)").format(
+                insert_table
+            )
+        )
+        insert = sql.SQL("INSERT INTO {} (data) VALUES (%s)").format(insert_table)
         datastore = PostgresDatastore(
             dbname="test",
             host="127.0.0.1",
@@ -559,11 +567,19 @@ class Bench:
             def work() -> None:
                 for i, batch in enumerate(batches):
                     params = append_params(f"{name}{index}-{i // 10}", batch, i % 10, 0)
-                    row = connection.execute(
-                        statements.append_announced, (*params, 1), binary=True
-                    ).fetchone()
+                    row = connection.execute(statements.append, params, binary=True).fetchone()
                     assert row is not None
                     assert row[0] == "appended", row
+
+            return work
+
+        def plain_insert(index: int, name: str) -> Callable[[], None]:
+            payloads = [batch[0].data for batch in (new_events(1) for _ in range(commits))]
+            connection = raw_connections[index]
+
+            def work() -> None:
+                for payload in payloads:
+                    connection.execute(insert, (payload,))
 
             return work
 
@@ -593,6 +609,7 @@ class Bench:
             f"{threads} threads, each committing 1 event at a time (PostgreSQL)",
             "events/s",
             {
+                "insert": concurrently(plain_insert),
                 "raw": concurrently(raw),
                 "eventsourcing": concurrently(eventsourcing),
                 "tidings": concurrently(tidings),
@@ -662,34 +679,36 @@ def measure(case: Case, repeats: int) -> Result:
 
 
 NAMES = {
+    "insert": "plain one-row INSERT commits",
     "raw": "raw driver (same SQL) + msgspec",
     "eventsourcing": f"eventsourcing {version('eventsourcing')}",
     "tidings": "tidings",
 }
 
 
+REFERENCES = ("insert", "raw", "eventsourcing")
+
+
 def table(result: Result) -> list[str]:
-    header = ["", result.case.unit, "vs raw", "vs eventsourcing", "spread"]
+    references = [key for key in REFERENCES if key in result.case.runs]
+    header = ["", result.case.unit, *(f"vs {key}" for key in references), "spread"]
     rows = [header, ["---"] + ["---:"] * (len(header) - 1)]
     for key in result.case.runs:
         cells = [NAMES[key], f"{result.rate(key):,.0f}"]
-        for reference in ("raw", "eventsourcing"):
-            if reference in result.case.runs:
-                cells.append(f"{result.rate(key) / result.rate(reference):.2f}x")
-            else:
-                cells.append("")
+        for reference in references:
+            cells.append(f"{result.rate(key) / result.rate(reference):.2f}x")
         cells.append(f"{result.spread(key):.0%}")
         rows.append(cells)
     return ["| " + " | ".join(row) + " |" for row in rows]
 
 
-AIMS = {
-    # case: (minimum vs raw, minimum vs eventsourcing)
-    "append-1": (0.8, 1.5),
-    "append-10": (0.8, 2.0),
-    "writers": (None, 5.0),
-    "read-stream": (0.5, 2.0),
-    "read-all": (0.5, 2.0),
+AIMS: dict[str, dict[str, float]] = {
+    # case: the minimum ratio of tidings to each reference
+    "append-1": {"raw": 0.8, "eventsourcing": 1.5},
+    "append-10": {"raw": 0.8, "eventsourcing": 2.0},
+    "writers": {"insert": 0.8, "eventsourcing": 5.0},
+    "read-stream": {"raw": 0.5, "eventsourcing": 2.0},
+    "read-all": {"raw": 0.5, "eventsourcing": 2.0},
 }
 
 
@@ -701,9 +720,7 @@ def aims(results: Sequence[Result]) -> list[str]:
             continue
         ours = result.rate("tidings")
         parts = []
-        for reference, minimum in zip(("raw", "eventsourcing"), wanted, strict=True):
-            if minimum is None:
-                continue
+        for reference, minimum in wanted.items():
             ratio = ours / result.rate(reference)
             verdict = "met" if ratio >= minimum else "MISSED"
             parts.append(f"{ratio:.2f}x {reference} (aim {minimum}x): {verdict}")

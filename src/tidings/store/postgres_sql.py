@@ -243,7 +243,6 @@ class Statements:
     current_schema_version: str
     record_schema_version: str
     append: str
-    append_announced: str
     append_joined: str
     records_by_id: str
     read_forwards: str
@@ -303,17 +302,6 @@ class Statements:
                 "SELECT * FROM {append}(%b::text, %b::text, %b::bigint, %b::bigint,"
                 " %b::uuid[], %b::text[], %b::integer[], %b::bytea[], %b::uuid[], %b::uuid[],"
                 " %b::timestamptz[], %b::bytea[])"
-            ),
-            # An append in autocommit announces itself in the same statement, and so in the
-            # same transaction: a NOTIFY of its own would commit (and flush) once more.
-            append_announced=_render(
-                "WITH a AS (SELECT * FROM {append}(%b::text, %b::text, %b::bigint, %b::bigint,"
-                " %b::uuid[], %b::text[], %b::integer[], %b::bytea[], %b::uuid[], %b::uuid[],"
-                " %b::timestamptz[], %b::bytea[]))"
-                " SELECT a.*, CASE WHEN a.o_outcome = 'appended' AND a.o_tx IS NOT NULL"
-                " THEN pg_notify({channel}, (a.o_tx * {index_span} + %b::bigint - 1)::text)"
-                " END FROM a",
-                {**names, "channel": sql.Literal(channel)},
             ),
             # In a transaction someone else began, its events so far are counted on the
             # server, so that every appender of the transaction gets positions of its own.

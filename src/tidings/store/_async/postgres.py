@@ -68,6 +68,7 @@ from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
+from tidings.store._async.postgres_announcer import AsyncCommitAnnouncer
 from tidings.store._async.postgres_outcomes import AsyncCommitOutcomes, lost
 from tidings.store.checks import (
     check_expected_version,
@@ -145,6 +146,7 @@ class AsyncPostgresStore:
             configure=self._configure,
         )
         self._outcomes = AsyncCommitOutcomes(conninfo, self._pool, self._sql, timeout)
+        self._announcer = AsyncCommitAnnouncer(self._sql)
         self._lock = anyio.Lock()  # sync: self._lock = threading.Lock()
         self._ready = False
         self._migration = (0, 0)  # the schema versions before and after the first use
@@ -167,7 +169,7 @@ class AsyncPostgresStore:
         try:
             with translated():
                 await connection.execute("BEGIN")
-            tx = AsyncPostgresTransaction(connection, self._sql, self._outcomes)
+            tx = AsyncPostgresTransaction(connection, self._sql, self._outcomes, self._announcer)
             try:
                 yield tx
             except BaseException:
@@ -188,15 +190,18 @@ class AsyncPostgresStore:
         check_new_events(stream, events, expected_version)
         async with self._connection() as connection:
             try:
-                # In autocommit the statement is a transaction of its own, announced at its commit.
-                result, _ = await _append(
-                    connection, self._sql, stream, events, expected_version, 0, announce=True
+                # In autocommit the statement is a transaction of its own.
+                result, stored = await _append(
+                    connection, self._sql, stream, events, expected_version, 0
                 )
-                return result
             except psycopg.Error as exc:
                 lost_once = lost(connection)
                 if not (lost_once or snapshot_conflict(exc)):
                     raise
+            else:
+                if stored:
+                    await self._announcer.announce(connection, result.positions[-1])
+                return result
 
         # The statement may have committed before its connection went, or its snapshot
         # predates its stream's lock: an append of the same ids runs again safely.
@@ -205,7 +210,7 @@ class AsyncPostgresStore:
                 connection, self._sql, stream, events, expected_version, 0
             )
             if stored:
-                await connection.execute(self._sql.notify, (str(result.positions[-1]),))
+                await self._announcer.announce(connection, result.positions[-1])
             return result
 
         return await self._outcomes.again(again, lost_once=lost_once)
@@ -429,15 +434,20 @@ class AsyncPostgresTransaction:
     """
 
     def __init__(
-        self, connection: _Connection, statements: Statements, outcomes: AsyncCommitOutcomes
+        self,
+        connection: _Connection,
+        statements: Statements,
+        outcomes: AsyncCommitOutcomes,
+        announcer: AsyncCommitAnnouncer,
     ) -> None:
         self.connection = connection
         self.finished = False
         self._sql = statements
         self._outcomes = outcomes
+        self._announcer = announcer
         self._backend_pid = connection.info.backend_pid  # unknown once the connection is lost
         self._appended = 0  # events appended so far: the next event's index in positions
-        self._last_position = 0  # announced at commit, so subscribers wake at once
+        self._last_position = 0  # announced after commit, so subscribers wake at once
 
     async def append(
         self,
@@ -504,14 +514,14 @@ class AsyncPostgresTransaction:
         with translated():
             transaction_id = await self._transaction_id()
         try:
-            if self._last_position:
-                # Delivered by PostgreSQL at commit, and only if the commit succeeds.
-                await self.connection.execute(self._sql.notify, (str(self._last_position),))
             await self.connection.execute("COMMIT")
         except psycopg.Error as exc:
             if not lost(self.connection):
                 raise (converted(exc) or exc) from exc
             await self._resolve(transaction_id, exc)
+            return  # committed, with no connection to announce it on: subscribers poll
+        if self._last_position:
+            await self._announcer.announce(self.connection, self._last_position)
 
     async def _transaction_id(self) -> int | None:
         """The transaction's id, None while it has written nothing: read before `COMMIT`."""
@@ -681,22 +691,14 @@ async def _append(
     events: Sequence[NewEvent],
     expected: ExpectedVersion,
     index: int | None,
-    *,
-    announce: bool = False,
 ) -> tuple[AppendResult, int]:
     """Where the batch landed, and how many events this call stored (none when repeated).
 
     `index` counts the events the transaction appended before; None has the
     server count them, in a transaction that others may append in too.
-    `announce` notifies subscribers in the same statement (index 0 only).
     """
     cursor = connection.cursor(row_factory=tuple_row, binary=True)
-    if announce:
-        params = append_params(stream, events, expected, 0)
-        await cursor.execute(statements.append_announced, (*params, len(events)))
-        (announced_row,) = await cursor.fetchall()
-        row, index = announced_row[:-1], 0
-    elif index is None:
+    if index is None:
         params = append_params(stream, events, expected, 0)
         await cursor.execute(statements.append_joined, params[:3] + params[4:])
         (joined_row,) = await cursor.fetchall()
