@@ -25,8 +25,6 @@ from tidings.projections import (
 )
 from tidings.retry import Retry
 
-FAST = {"poll_interval": 0.05, "lease": 2.0, "retry_waits": False}
-
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
@@ -65,7 +63,10 @@ class Running(Projection):
 
 def balances(store: Any) -> list[tuple[object, ...]]:
     with store.transaction() as tx:
-        return tx.query("SELECT account, balance FROM running ORDER BY position")
+        rows: list[tuple[object, ...]] = tx.query(
+            "SELECT account, balance FROM running ORDER BY position"
+        )
+    return rows
 
 
 def test_reads_in_a_batch_see_its_earlier_writes(env: Backend) -> None:
@@ -73,7 +74,9 @@ def test_reads_in_a_batch_see_its_earlier_writes(env: Backend) -> None:
     amounts = [(f"a{i % 3}", i) for i in range(1, 40)]
     appended = store.append("Account-1", [deposit(account, n) for account, n in amounts])
     wait_readable(store, appended.positions[-1])
-    runner = ProjectionRunner(store, [Running()], batch_size=25, **FAST)
+    runner = ProjectionRunner(
+        store, [Running()], batch_size=25, poll_interval=0.05, lease=2.0, retry_waits=False
+    )
     with runner.running():
         runner.wait_for("running", appended.positions[-1], timeout=30)
     totals: dict[str, int] = {}
@@ -97,7 +100,9 @@ def _parks_at_its_own_event(env: Backend) -> None:
     amounts = [5, 1, 1, 1, -9, 2, 2]
     appended = store.append("Account-1", [deposit("a", amount) for amount in amounts])
     wait_readable(store, appended.positions[-1])
-    runner = ProjectionRunner(store, [Running()], batch_size=100, **FAST)
+    runner = ProjectionRunner(
+        store, [Running()], batch_size=100, poll_interval=0.05, lease=2.0, retry_waits=False
+    )
     with runner.running(), pytest.raises(ProjectionStopped, match="running"):
         runner.wait_for("running", appended.positions[-1], timeout=30)
     [status] = runner.status()
@@ -143,7 +148,14 @@ def test_a_handler_using_the_connection_beside_execute_still_counts_each_event_o
         events = [deposit(f"a{i % 4}", i) for i in range(1, 30)]
         appended = store.append("Account-1", events)
         wait_readable(store, appended.positions[-1])
-        runner = ProjectionRunner(store, [Mixed(name == "postgres")], batch_size=10, **FAST)
+        runner = ProjectionRunner(
+            store,
+            [Mixed(name == "postgres")],
+            batch_size=10,
+            poll_interval=0.05,
+            lease=2.0,
+            retry_waits=False,
+        )
         with runner.running():
             runner.wait_for("mixed", appended.positions[-1], timeout=30)
         with store.transaction() as tx:
