@@ -55,7 +55,7 @@ class StatementPipeline:
         self._pgconn = pgconn = connection.pgconn
         self._encoding = connection.info.encoding
         self._transformer = Transformer(connection)
-        self._texts: dict[str, tuple[bytes, int]] = {}
+        self._texts: dict[str, tuple[bytes, int, list[PyFormat]]] = {}
         self._names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
         self._pending = 0  # statements sent whose results have not all been read
         self._unpolled = 0
@@ -67,8 +67,9 @@ class StatementPipeline:
         converted = self._texts.get(statement)
         if converted is None:
             text, count = qmark_to_numbered(statement)
-            converted = self._texts[statement] = (text.encode(self._encoding), count)
-        query, count = converted
+            converted = (text.encode(self._encoding), count, [PyFormat.AUTO] * count)
+            self._texts[statement] = converted
+        query, count, wanted = converted
         if count != len(params):
             raise errors.ProgrammingError(
                 f"the query has {count} placeholders but {len(params)} parameters were passed"
@@ -76,7 +77,7 @@ class StatementPipeline:
         pgconn = self._pgconn
         if count:
             transformer = self._transformer
-            values = transformer.dump_sequence(params, [PyFormat.AUTO] * count)
+            values = transformer.dump_sequence(params, wanted)
             types = transformer.types or ()
             formats = transformer.formats
         else:

@@ -488,11 +488,16 @@ class PostgresTransaction:
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> None:
         self._check_active()
-        if self._batching:
-            with translated():  # nothing of the transaction is known until the batch ends
+        if self._batching:  # nothing of the transaction is known until the batch ends
+            try:
                 if self._pipeline is None:
                     self._pipeline = StatementPipeline(self._connection)
                 self._pipeline.send(statement, params)
+            except psycopg.Error as exc:
+                error = converted(exc)
+                if error is None:
+                    raise
+                raise error from exc
             return
         with self._failing():
             self._connection.execute(qmark_to_format(statement), params)
