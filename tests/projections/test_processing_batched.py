@@ -8,6 +8,7 @@ writes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from tests.projections.ledger import Backend, Deposited, backend, deposit, wait_readable
 from tidings import Envelope
 from tidings.projections import (
+    AsyncProjectionRunner,
     Projection,
     ProjectionRunner,
     ProjectionState,
@@ -162,3 +164,65 @@ def test_a_handler_using_the_connection_beside_execute_still_counts_each_event_o
             rows = tx.query("SELECT account, n FROM mixed ORDER BY account")
         assert rows == [(f"a{k}", sum(i for i in range(1, 30) if i % 4 == k)) for k in range(4)]
         store.close()
+
+
+class AsyncRunning(Projection):
+    """`Running` for the async runner: the same SQL, awaited."""
+
+    name = "running"
+
+    async def setup(self, tx: Any) -> None:
+        await tx.execute(
+            "CREATE TABLE IF NOT EXISTS running (position BIGINT PRIMARY KEY,"
+            " account TEXT NOT NULL, balance BIGINT NOT NULL CHECK (balance >= 0))"
+        )
+
+    async def reset(self, tx: Any) -> None:
+        await tx.execute("DELETE FROM running")
+
+    @handles
+    async def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+        [(last,)] = await tx.query(
+            "SELECT coalesce(max(balance), 0) FROM running WHERE account = ?"
+            " AND position = (SELECT max(position) FROM running WHERE account = ?)",
+            (event.account, event.account),
+        )
+        assert isinstance(last, int)
+        await tx.execute(
+            "INSERT INTO running (position, account, balance) VALUES (?, ?, ?)",
+            (envelope.position, event.account, last + event.amount),
+        )
+
+
+@pytest.mark.parametrize("name", ["sqlite", "postgres"])
+def test_the_async_runner_batches_the_same_way(name: str, tmp_path: Path) -> None:
+    with backend(name, tmp_path) as env:
+        _async_batches(env)
+
+
+def _async_batches(env: Backend) -> None:
+    amounts = [(f"a{i % 3}", i) for i in range(1, 40)] + [("a0", -1000)]
+
+    async def main() -> tuple[list[tuple[object, ...]], int]:
+        store = env.open(True)
+        appended = await store.append("Account-1", [deposit(a, n) for a, n in amounts])
+        runner = AsyncProjectionRunner(
+            store, [AsyncRunning()], batch_size=25, poll_interval=0.05, lease=2.0, retry_waits=False
+        )
+        async with runner.running():
+            with pytest.raises(ProjectionStopped):
+                await runner.wait_for("running", appended.positions[-1], timeout=30)
+        [status] = await runner.status()
+        async with store.transaction() as tx:
+            rows = await tx.query("SELECT account, balance FROM running ORDER BY position")
+        await store.aclose()
+        assert status.failed_position is not None
+        return rows, appended.positions.index(status.failed_position)
+
+    rows, failed = asyncio.run(main())
+    totals: dict[str, int] = {}
+    want = []
+    for account, n in amounts[:-1]:
+        totals[account] = totals.get(account, 0) + n
+        want.append((account, totals[account]))
+    assert (rows, failed) == (want, len(amounts) - 1)
