@@ -1,15 +1,19 @@
 """Projections: catch-up throughput and live latency, tidings beside `eventsourcing`.
 
-Both keep one SQL read model in the event store's own database: a balance per
-account, upserted per event, with the checkpoint (eventsourcing: the tracking
-record) committed in the same transaction.
+Both keep one SQL read model in the event store's own database: per event, a
+balance per account upserted and a ledger row inserted, with the checkpoint
+(eventsourcing: the tracking record) committed in the same transaction.
 
 - catch-up: events per second while a projection replays a log of `--events`
-  events from the start into an empty read model;
+  events from the start into an empty read model (two statements per event,
+  through `tx.execute`), beside what bounds it: a subscription reading the
+  same log with no read model, and the read model's statements alone, in
+  batches as the runner sends them, with no log read;
 - live: the time from an append's return (its commit) until the read model
   shows the event, p50 and p99 over `--samples` appends a few milliseconds
-  apart. Both sides are observed the same way: a second connection polls the
-  read model every 0.2 ms.
+  apart, first by one writer, then by 4 writers at once (each waiting for its
+  own). Both sides are observed the same way: a connection per writer polls
+  the read model every 0.2 ms.
 
 eventsourcing's projection runner needs a recorder with subscriptions, which
 its SQLite recorder lacks: on SQLite tidings runs alone.
@@ -67,31 +71,36 @@ class Balances(Projection):
 
     name = "balances"
 
+    def __init__(self, prefix: str = "") -> None:
+        self.balances = balances = f"{prefix}balances"
+        self.deposits = f"{prefix}deposits"
+        self.upsert = (
+            f"INSERT INTO {balances} (account, balance) VALUES (?, ?) ON CONFLICT (account)"
+            f" DO UPDATE SET balance = {balances}.balance + excluded.balance"
+        )
+        self.insert = f"INSERT INTO {self.deposits} (event_id, account, amount) VALUES (?, ?, ?)"
+
     def setup(self, tx: Any) -> None:
         tx.execute(
-            "CREATE TABLE IF NOT EXISTS balances"
+            f"CREATE TABLE IF NOT EXISTS {self.balances}"
             " (account TEXT PRIMARY KEY, balance BIGINT NOT NULL)"
         )
         tx.execute(
-            "CREATE TABLE IF NOT EXISTS deposits"
+            f"CREATE TABLE IF NOT EXISTS {self.deposits}"
             " (event_id TEXT PRIMARY KEY, account TEXT NOT NULL, amount BIGINT NOT NULL)"
         )
 
     def reset(self, tx: Any) -> None:
-        tx.execute("DELETE FROM balances")
-        tx.execute("DELETE FROM deposits")
+        tx.execute(f"DELETE FROM {self.balances}")
+        tx.execute(f"DELETE FROM {self.deposits}")
 
     @handles
     def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
-        tx.execute(
-            "INSERT INTO balances (account, balance) VALUES (?, ?) ON CONFLICT (account)"
-            " DO UPDATE SET balance = balances.balance + excluded.balance",
-            (event.account, event.amount),
-        )
-        tx.execute(
-            "INSERT INTO deposits (event_id, account, amount) VALUES (?, ?, ?)",
-            (str(envelope.message_id), event.account, event.amount),
-        )
+        self.write(tx, event.account, event.amount, str(envelope.message_id))
+
+    def write(self, tx: Any, account: str, amount: int, key: str) -> None:
+        tx.execute(self.upsert, (account, amount))
+        tx.execute(self.insert, (key, account, amount))
 
 
 # eventsourcing
@@ -192,6 +201,7 @@ class Figures:
 
 
 WRITERS = 4
+BATCH = 1000  # events per transaction, for the runners that batch
 
 Reader = Callable[[str, str], int | None]  # (table, account) -> balance
 
@@ -366,12 +376,34 @@ def run_subscription(target: Target, events: int) -> float:
     return rate
 
 
+def run_statements(target: Target, events: int, batch_size: int) -> float:
+    """Events per second of the read model's statements alone: no log read, nothing decoded.
+
+    The same two statements per event, in transactions of `batch_size`
+    events, each batch in `tx.batched()` as the runner sends it: the
+    database's own ceiling for this projection.
+    """
+    store = target.tidings_store()
+    projection = Balances("floor_")
+    with store.transaction() as tx:
+        projection.setup(tx)
+    keys = [str(uuid.uuid4()) for _ in range(events)]
+    started = time.perf_counter()
+    for first in range(0, events, batch_size):
+        with store.transaction() as tx, tx.batched():
+            for i in range(first, min(first + batch_size, events)):
+                projection.write(tx, f"a{i % 100}", 1, keys[i])
+    rate = events / (time.perf_counter() - started)
+    store.close()
+    return rate
+
+
 def run_tidings(target: Target, events: int, samples: int) -> Figures:
     codec = Codec(Deposited)
     store = target.tidings_store()
     # the subscription run filled the log already
     projection = Balances()
-    runner = ProjectionRunner(store, [projection], codec=codec, batch_size=1000, poll_interval=1.0)
+    runner = ProjectionRunner(store, [projection], codec=codec, batch_size=BATCH, poll_interval=1.0)
     started = time.perf_counter()
     runner.rebuild("balances")
     catch_up = events / (time.perf_counter() - started)
@@ -465,6 +497,7 @@ def main() -> None:
     for backend in backends:
         with targets(backend) as target:
             read_rate = run_subscription(target, args.events)
+            floor = run_statements(target, args.events, BATCH)
             ours = run_tidings(target, args.events, args.samples)
             # eventsourcing's SQLite recorder has no subscriptions, so no projection runner.
             theirs = (
@@ -472,9 +505,8 @@ def main() -> None:
                 if backend == "postgres"
                 else None
             )
-        print(
-            f"{backend:9} {'subscription':14} {read_rate:14,.0f}   (reading the log, no read model)"
-        )
+        print(f"{backend:9} {'subscription':14} {read_rate:14,.0f}   (the log read, no read model)")
+        print(f"{backend:9} {'statements':14} {floor:14,.0f}   (the read model's SQL, no log)")
         for name, figures in (("tidings", ours), ("eventsourcing", theirs)):
             if figures is None:
                 print(f"{backend:9} {name:14} {'(its SQLite recorder has no subscriptions)':>40}")
