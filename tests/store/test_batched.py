@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.store.backends import BACKENDS, Opener
+from tidings import Codec, Envelope, Event
+
+
+@dataclass(frozen=True)
+class Noted(Event, type_name="tests.batched.Noted"):
+    text: str = "noted"
+
 
 # More statements than the PostgreSQL pipeline sends between two looks at its results.
 MANY = 700
@@ -156,3 +164,21 @@ def test_postgres_async_batch_runs_its_statements_and_reports_a_failure(tmp_path
             await store.aclose()
 
         asyncio.run(main())
+
+
+def test_appends_and_reads_in_a_batch_come_after_its_statements(opener: Opener) -> None:
+    codec = Codec(Noted)
+    store = opener(False)
+    table = table_name()
+    with store.transaction() as tx:
+        create(tx, table)
+    with store.transaction() as tx, tx.batched():
+        tx.execute(f"INSERT INTO {table} (id) VALUES (?)", (1,))
+        tx.append("Noted-1", [codec.new_event(Envelope.new(Noted()))])
+        tx.execute(f"UPDATE {table} SET n = ? WHERE id = 1", (7,))
+        assert [r.version for r in tx.read_stream("Noted-1")] == [1]
+        tx.execute(f"UPDATE {table} SET n = n + ? WHERE id = 1", (1,))
+    with store.transaction() as tx:
+        assert tx.query(f"SELECT id, n FROM {table}") == [(1, 8)]
+        assert [r.version for r in tx.read_stream("Noted-1")] == [1]
+    store.close()

@@ -544,6 +544,7 @@ class AsyncPostgresTransaction:
 
     async def commit(self) -> None:
         self._check_active()
+        await self._flush()
         if self._connection.info.transaction_status == TransactionStatus.INERROR:
             # PostgreSQL would answer COMMIT with a silent rollback.
             await self.rollback()
@@ -587,6 +588,9 @@ class AsyncPostgresTransaction:
         if self.finished:
             return
         self.finished = True
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None and not self._connection.broken:
+            await self._connection.wait(pipeline.abandon())
         if not self._connection.broken:
             with contextlib.suppress(psycopg.OperationalError):
                 await self._connection.execute("ROLLBACK")
@@ -605,7 +609,13 @@ class AsyncPostgresTransaction:
 
     @asynccontextmanager
     async def _failing(self) -> AsyncIterator[None]:
-        """Translate database errors; a transaction PostgreSQL aborted is over."""
+        """Translate database errors; a transaction PostgreSQL aborted is over.
+
+        Batched statements in flight are waited for first: what runs next
+        comes after them.
+        """
+        if self._pipeline is not None:
+            await self._flush()
         try:
             with translated():
                 yield

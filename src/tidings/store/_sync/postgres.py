@@ -545,6 +545,7 @@ class PostgresTransaction:
 
     def commit(self) -> None:
         self._check_active()
+        self._flush()
         if self._connection.info.transaction_status == TransactionStatus.INERROR:
             # PostgreSQL would answer COMMIT with a silent rollback.
             self.rollback()
@@ -588,6 +589,9 @@ class PostgresTransaction:
         if self.finished:
             return
         self.finished = True
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None and not self._connection.broken:
+            self._connection.wait(pipeline.abandon())
         if not self._connection.broken:
             with contextlib.suppress(psycopg.OperationalError):
                 self._connection.execute("ROLLBACK")
@@ -606,7 +610,13 @@ class PostgresTransaction:
 
     @contextmanager
     def _failing(self) -> Iterator[None]:
-        """Translate database errors; a transaction PostgreSQL aborted is over."""
+        """Translate database errors; a transaction PostgreSQL aborted is over.
+
+        Batched statements in flight are waited for first: what runs next
+        comes after them.
+        """
+        if self._pipeline is not None:
+            self._flush()
         try:
             with translated():
                 yield
