@@ -540,7 +540,8 @@ class AsyncPostgresTransaction:
         if pipeline is None:
             return
         async with self._failing():
-            await self._connection.wait(pipeline.finish())
+            # Read to the end even if cancelled: a connection left in pipeline mode is unusable.
+            await _shielded(lambda: self._connection.wait(pipeline.finish()))
 
     async def commit(self) -> None:
         self._check_active()

@@ -541,7 +541,8 @@ class PostgresTransaction:
         if pipeline is None:
             return
         with self._failing():
-            self._connection.wait(pipeline.finish())
+            # Read to the end even if cancelled: a connection left in pipeline mode is unusable.
+            _shielded(lambda: self._connection.wait(pipeline.finish()))
 
     def commit(self) -> None:
         self._check_active()
