@@ -2,7 +2,7 @@
 
 import pytest
 
-from tidings.store.placeholders import qmark_to_format
+from tidings.store.placeholders import qmark_to_format, qmark_to_numbered
 
 
 @pytest.mark.parametrize(
@@ -19,3 +19,17 @@ from tidings.store.placeholders import qmark_to_format
 )
 def test_placeholders_outside_quotes_become_psycopgs(written: str, sent: str) -> None:
     assert qmark_to_format(written) == sent
+
+
+@pytest.mark.parametrize(
+    ("written", "sent", "count"),
+    [
+        ("SELECT ? , ?", "SELECT $1 , $2", 2),
+        ("SELECT '?', ?", "SELECT '?', $1", 1),
+        ("SELECT a % 2, '100%' WHERE b = ?", "SELECT a % 2, '100%' WHERE b = $1", 1),
+        ("SELECT ? -- why?\n, ?", "SELECT $1 -- why?\n, $2", 2),
+        ("SELECT 1", "SELECT 1", 0),
+    ],
+)
+def test_placeholders_sent_to_the_server_are_numbered(written: str, sent: str, count: int) -> None:
+    assert qmark_to_numbered(written) == (sent, count)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from tidings._async.awaiting import resolved
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Event
@@ -39,6 +40,10 @@ class _Rollback(Exception):
 async def _unbatched() -> AsyncIterator[None]:
     """Statements one at a time, each reporting its own failure."""
     yield
+
+
+def _name(handler: EventHandler) -> str:
+    return getattr(handler, "__qualname__", "handler")
 
 
 class AsyncProjectionProcessing(AsyncRunnerBase):
@@ -223,11 +228,19 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 # The fence first: its row lock keeps any other writer of this checkpoint
                 # out until this transaction ends, so no two runners handle one batch.
                 await self._save(tx, row, records[-1].position, caught_up)
+                envelope = self.codec.envelope
                 try:
                     async with tx.batched() if batched else _unbatched():
+                        # `_handle`, inline: this loop is the catch-up's per-event cost.
                         for index, record in enumerate(records):
+                            handler = handlers.get(record.type, fallback)
+                            if handler is None:
+                                continue
                             try:
-                                await self._handle(handlers, fallback, record, tx)
+                                message = envelope(record)
+                                result = handler(message.message, message, tx)
+                                if result is not None:  # a coroutine, or a value to ignore
+                                    await resolved(result, _name(handler))
                             except Exception as exc:
                                 failed = (index, exc)
                                 raise _Rollback from exc

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from tidings._sync.awaiting import resolved
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Event
@@ -40,6 +41,10 @@ class _Rollback(Exception):
 def _unbatched() -> Iterator[None]:
     """Statements one at a time, each reporting its own failure."""
     yield
+
+
+def _name(handler: EventHandler) -> str:
+    return getattr(handler, "__qualname__", "handler")
 
 
 class ProjectionProcessing(RunnerBase):
@@ -224,11 +229,19 @@ class ProjectionProcessing(RunnerBase):
                 # The fence first: its row lock keeps any other writer of this checkpoint
                 # out until this transaction ends, so no two runners handle one batch.
                 self._save(tx, row, records[-1].position, caught_up)
+                envelope = self.codec.envelope
                 try:
                     with tx.batched() if batched else _unbatched():
+                        # `_handle`, inline: this loop is the catch-up's per-event cost.
                         for index, record in enumerate(records):
+                            handler = handlers.get(record.type, fallback)
+                            if handler is None:
+                                continue
                             try:
-                                self._handle(handlers, fallback, record, tx)
+                                message = envelope(record)
+                                result = handler(message.message, message, tx)
+                                if result is not None:  # a coroutine, or a value to ignore
+                                    resolved(result, _name(handler))
                             except Exception as exc:
                                 failed = (index, exc)
                                 raise _Rollback from exc

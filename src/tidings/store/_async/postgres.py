@@ -83,6 +83,7 @@ from tidings.store.checks import (
     repeated_append,
 )
 from tidings.store.placeholders import qmark_to_format
+from tidings.store.postgres_batch import BatchOvertaken, StatementPipeline
 from tidings.store.postgres_sql import (
     INDEX_BITS,
     SCHEMA_VERSION,
@@ -440,8 +441,10 @@ class AsyncPostgresTransaction:
         outcomes: AsyncCommitOutcomes,
         announcer: AsyncCommitAnnouncer,
     ) -> None:
-        self.connection = connection
+        self._connection = connection
         self.finished = False
+        self._batching = False
+        self._pipeline: StatementPipeline | None = None  # batched statements in flight
         self._sql = statements
         self._outcomes = outcomes
         self._announcer = announcer
@@ -460,7 +463,7 @@ class AsyncPostgresTransaction:
         self._check_active()
         async with self._failing():
             result, stored = await _append(
-                self.connection, self._sql, stream, events, expected_version, self._appended
+                self._connection, self._sql, stream, events, expected_version, self._appended
             )
         self._appended += stored
         if stored:
@@ -479,32 +482,81 @@ class AsyncPostgresTransaction:
         self._check_active()
         async with self._failing():
             return await _read_stream(
-                self.connection, self._sql, stream, from_version, backwards, limit
+                self._connection, self._sql, stream, from_version, backwards, limit
             )
+
+    @property
+    def connection(self) -> _Connection:
+        """The psycopg connection, to use only when no batched statement is in flight."""
+        if self._pipeline is not None:
+            raise BatchOvertaken(
+                "the connection was used while batched statements were in flight:"
+                " use execute/query in a batched block, or run it unbatched"
+            )
+        return self._connection
 
     async def execute(self, statement: str, params: Sequence[object] = ()) -> None:
         self._check_active()
+        if self._batching:  # nothing of the transaction is known until the batch ends
+            try:
+                if self._pipeline is None:
+                    self._pipeline = StatementPipeline(self._connection)
+                self._pipeline.send(statement, params)
+            except psycopg.Error as exc:
+                error = converted(exc)
+                if error is None:
+                    raise
+                raise error from exc
+            return
         async with self._failing():
-            await self.connection.execute(qmark_to_format(statement), params)
+            await self._connection.execute(qmark_to_format(statement), params)
 
     async def query(
         self, statement: str, params: Sequence[object] = ()
     ) -> list[tuple[object, ...]]:
         self._check_active()
+        await self._flush()  # a query sees the batch's writes before it
         async with self._failing():
-            cursor = await self.connection.execute(qmark_to_format(statement), params)
+            cursor = await self._connection.execute(qmark_to_format(statement), params)
             return [tuple(row) for row in await cursor.fetchall()]
 
     @asynccontextmanager
     async def batched(self) -> AsyncIterator[None]:
-        """Send the block's statements in one round trip: psycopg's pipeline mode."""
+        """Send the block's `execute` statements without waiting for each (see `postgres_batch`).
+
+        They are streamed to the server in one pipeline, each distinct
+        statement text prepared once, and their results read when the
+        block ends or a `query` needs their effect: a failing statement
+        raises then, not where it was executed. `connection` cannot be used
+        while statements are in flight (`BatchOvertaken`).
+        """
         self._check_active()
-        async with self._failing(), self.connection.pipeline():
+        if self._batching:  # already batched
             yield
+            return
+        self._batching = True
+        try:
+            yield
+            await self._flush()
+        finally:
+            self._batching = False
+            pipeline, self._pipeline = self._pipeline, None
+            if pipeline is not None:  # the block failed: the transaction is to roll back
+                await _shielded(lambda: self._connection.wait(pipeline.abandon()))
+
+    async def _flush(self) -> None:
+        """Wait for the batched statements in flight, if any; raise the first one's failure."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is None:
+            return
+        async with self._failing():
+            # Read to the end even if cancelled: a connection left in pipeline mode is unusable.
+            await _shielded(lambda: self._connection.wait(pipeline.finish()))
 
     async def commit(self) -> None:
         self._check_active()
-        if self.connection.info.transaction_status == TransactionStatus.INERROR:
+        await self._flush()
+        if self._connection.info.transaction_status == TransactionStatus.INERROR:
             # PostgreSQL would answer COMMIT with a silent rollback.
             await self.rollback()
             raise TransactionClosed(
@@ -514,20 +566,20 @@ class AsyncPostgresTransaction:
         with translated():
             transaction_id = await self._transaction_id()
         try:
-            await self.connection.execute("COMMIT")
+            await self._connection.execute("COMMIT")
         except psycopg.Error as exc:
-            if not lost(self.connection):
+            if not lost(self._connection):
                 raise (converted(exc) or exc) from exc
             await self._resolve(transaction_id, exc)
             return  # committed, with no connection to announce it on: subscribers poll
         if self._last_position:
-            await self._announcer.announce(self.connection, self._last_position)
+            await self._announcer.announce(self._connection, self._last_position)
 
     async def _transaction_id(self) -> int | None:
         """The transaction's id, None while it has written nothing: read before `COMMIT`."""
         if self._last_position:  # positions are made of it
             return self._last_position >> INDEX_BITS
-        cursor = await self.connection.execute(self._sql.transaction_id)
+        cursor = await self._connection.execute(self._sql.transaction_id)
         row = await cursor.fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
@@ -547,13 +599,16 @@ class AsyncPostgresTransaction:
         if self.finished:
             return
         self.finished = True
-        if not self.connection.broken:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None and not self._connection.broken:
+            await self._connection.wait(pipeline.abandon())
+        if not self._connection.broken:
             with contextlib.suppress(psycopg.OperationalError):
-                await self.connection.execute("ROLLBACK")
+                await self._connection.execute("ROLLBACK")
 
     async def _delete(self, stream: str, expected: ExpectedVersion) -> None:
         async with self._failing():
-            connection = self.connection
+            connection = self._connection
             await connection.execute(self._sql.lock_stream, (stream,))
             cursor = await connection.execute(self._sql.stream_state, (stream,), binary=True)
             row = await cursor.fetchone()
@@ -565,12 +620,18 @@ class AsyncPostgresTransaction:
 
     @asynccontextmanager
     async def _failing(self) -> AsyncIterator[None]:
-        """Translate database errors; a transaction PostgreSQL aborted is over."""
+        """Translate database errors; a transaction PostgreSQL aborted is over.
+
+        Batched statements in flight are waited for first: what runs next
+        comes after them.
+        """
+        if self._pipeline is not None:
+            await self._flush()
         try:
             with translated():
                 yield
         except BaseException:
-            if self.connection.info.transaction_status != TransactionStatus.INTRANS:
+            if self._connection.info.transaction_status != TransactionStatus.INTRANS:
                 await _shielded(self.rollback)
             raise
 

@@ -28,7 +28,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from typing import Self, TypeVar
+from typing import NoReturn, Self, TypeVar
 from uuid import UUID
 
 import anyio  # sync: import threading
@@ -393,7 +393,12 @@ class AsyncSQLiteTransaction:
         self.finished = True
 
     async def execute(self, statement: str, params: Sequence[object] = ()) -> None:
-        await self._run(lambda connection: connection.execute(statement, params))
+        # `_run`, inline: a read model's catch-up runs this for every statement.
+        self._check_active()
+        try:
+            self.connection.execute(statement, params)
+        except sqlite3.Error as exc:
+            self._failed(exc)
 
     async def query(
         self, statement: str, params: Sequence[object] = ()
@@ -419,20 +424,27 @@ class AsyncSQLiteTransaction:
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` on the connection; a database error rolls everything back."""
+        self._check_active()
+        try:
+            return work(self.connection)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def _check_active(self) -> None:
         if self.finished:
             raise TransactionClosed(
                 "this transaction has already been committed or rolled back; open a new one"
             )
+
+    def _failed(self, exc: sqlite3.Error) -> NoReturn:
+        """Roll everything back after `exc`, and raise it as the store does."""
+        self.finished = True
         try:
-            return work(self.connection)
-        except sqlite3.Error as exc:
-            self.finished = True
-            try:
-                if self.connection.in_transaction:
-                    self.connection.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite has already rolled back what it could not keep
-            sqlite_sql.raise_unavailable(self._path, exc)
+            if self.connection.in_transaction:
+                self.connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite has already rolled back what it could not keep
+        sqlite_sql.raise_unavailable(self._path, exc)
 
 
 class AsyncSQLiteJoinedWriter:

@@ -84,6 +84,7 @@ from tidings.store.checks import (
     repeated_append,
 )
 from tidings.store.placeholders import qmark_to_format
+from tidings.store.postgres_batch import BatchOvertaken, StatementPipeline
 from tidings.store.postgres_sql import (
     INDEX_BITS,
     SCHEMA_VERSION,
@@ -441,8 +442,10 @@ class PostgresTransaction:
         outcomes: CommitOutcomes,
         announcer: CommitAnnouncer,
     ) -> None:
-        self.connection = connection
+        self._connection = connection
         self.finished = False
+        self._batching = False
+        self._pipeline: StatementPipeline | None = None  # batched statements in flight
         self._sql = statements
         self._outcomes = outcomes
         self._announcer = announcer
@@ -461,7 +464,7 @@ class PostgresTransaction:
         self._check_active()
         with self._failing():
             result, stored = _append(
-                self.connection, self._sql, stream, events, expected_version, self._appended
+                self._connection, self._sql, stream, events, expected_version, self._appended
             )
         self._appended += stored
         if stored:
@@ -480,32 +483,81 @@ class PostgresTransaction:
         self._check_active()
         with self._failing():
             return _read_stream(
-                self.connection, self._sql, stream, from_version, backwards, limit
+                self._connection, self._sql, stream, from_version, backwards, limit
             )
+
+    @property
+    def connection(self) -> _Connection:
+        """The psycopg connection, to use only when no batched statement is in flight."""
+        if self._pipeline is not None:
+            raise BatchOvertaken(
+                "the connection was used while batched statements were in flight:"
+                " use execute/query in a batched block, or run it unbatched"
+            )
+        return self._connection
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> None:
         self._check_active()
+        if self._batching:  # nothing of the transaction is known until the batch ends
+            try:
+                if self._pipeline is None:
+                    self._pipeline = StatementPipeline(self._connection)
+                self._pipeline.send(statement, params)
+            except psycopg.Error as exc:
+                error = converted(exc)
+                if error is None:
+                    raise
+                raise error from exc
+            return
         with self._failing():
-            self.connection.execute(qmark_to_format(statement), params)
+            self._connection.execute(qmark_to_format(statement), params)
 
     def query(
         self, statement: str, params: Sequence[object] = ()
     ) -> list[tuple[object, ...]]:
         self._check_active()
+        self._flush()  # a query sees the batch's writes before it
         with self._failing():
-            cursor = self.connection.execute(qmark_to_format(statement), params)
+            cursor = self._connection.execute(qmark_to_format(statement), params)
             return [tuple(row) for row in cursor.fetchall()]
 
     @contextmanager
     def batched(self) -> Iterator[None]:
-        """Send the block's statements in one round trip: psycopg's pipeline mode."""
+        """Send the block's `execute` statements without waiting for each (see `postgres_batch`).
+
+        They are streamed to the server in one pipeline, each distinct
+        statement text prepared once, and their results read when the
+        block ends or a `query` needs their effect: a failing statement
+        raises then, not where it was executed. `connection` cannot be used
+        while statements are in flight (`BatchOvertaken`).
+        """
         self._check_active()
-        with self._failing(), self.connection.pipeline():
+        if self._batching:  # already batched
             yield
+            return
+        self._batching = True
+        try:
+            yield
+            self._flush()
+        finally:
+            self._batching = False
+            pipeline, self._pipeline = self._pipeline, None
+            if pipeline is not None:  # the block failed: the transaction is to roll back
+                _shielded(lambda: self._connection.wait(pipeline.abandon()))
+
+    def _flush(self) -> None:
+        """Wait for the batched statements in flight, if any; raise the first one's failure."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is None:
+            return
+        with self._failing():
+            # Read to the end even if cancelled: a connection left in pipeline mode is unusable.
+            _shielded(lambda: self._connection.wait(pipeline.finish()))
 
     def commit(self) -> None:
         self._check_active()
-        if self.connection.info.transaction_status == TransactionStatus.INERROR:
+        self._flush()
+        if self._connection.info.transaction_status == TransactionStatus.INERROR:
             # PostgreSQL would answer COMMIT with a silent rollback.
             self.rollback()
             raise TransactionClosed(
@@ -515,20 +567,20 @@ class PostgresTransaction:
         with translated():
             transaction_id = self._transaction_id()
         try:
-            self.connection.execute("COMMIT")
+            self._connection.execute("COMMIT")
         except psycopg.Error as exc:
-            if not lost(self.connection):
+            if not lost(self._connection):
                 raise (converted(exc) or exc) from exc
             self._resolve(transaction_id, exc)
             return  # committed, with no connection to announce it on: subscribers poll
         if self._last_position:
-            self._announcer.announce(self.connection, self._last_position)
+            self._announcer.announce(self._connection, self._last_position)
 
     def _transaction_id(self) -> int | None:
         """The transaction's id, None while it has written nothing: read before `COMMIT`."""
         if self._last_position:  # positions are made of it
             return self._last_position >> INDEX_BITS
-        cursor = self.connection.execute(self._sql.transaction_id)
+        cursor = self._connection.execute(self._sql.transaction_id)
         row = cursor.fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
@@ -548,13 +600,16 @@ class PostgresTransaction:
         if self.finished:
             return
         self.finished = True
-        if not self.connection.broken:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None and not self._connection.broken:
+            self._connection.wait(pipeline.abandon())
+        if not self._connection.broken:
             with contextlib.suppress(psycopg.OperationalError):
-                self.connection.execute("ROLLBACK")
+                self._connection.execute("ROLLBACK")
 
     def _delete(self, stream: str, expected: ExpectedVersion) -> None:
         with self._failing():
-            connection = self.connection
+            connection = self._connection
             connection.execute(self._sql.lock_stream, (stream,))
             cursor = connection.execute(self._sql.stream_state, (stream,), binary=True)
             row = cursor.fetchone()
@@ -566,12 +621,18 @@ class PostgresTransaction:
 
     @contextmanager
     def _failing(self) -> Iterator[None]:
-        """Translate database errors; a transaction PostgreSQL aborted is over."""
+        """Translate database errors; a transaction PostgreSQL aborted is over.
+
+        Batched statements in flight are waited for first: what runs next
+        comes after them.
+        """
+        if self._pipeline is not None:
+            self._flush()
         try:
             with translated():
                 yield
         except BaseException:
-            if self.connection.info.transaction_status != TransactionStatus.INTRANS:
+            if self._connection.info.transaction_status != TransactionStatus.INTRANS:
                 _shielded(self.rollback)
             raise
 
