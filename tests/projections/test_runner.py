@@ -529,3 +529,40 @@ def test_a_projections_table_made_by_an_older_version_gets_its_new_columns(
         [status] = runner.status()
         assert (status.state, status.owner) == (ProjectionState.RUNNING, runner.owner)
     store.close()
+
+
+class SlowLedger(Ledger):
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+        time.sleep(0.002)
+        return super().deposited(event, envelope, tx)
+
+
+def test_a_rebuild_taking_over_a_half_done_replay_reports_its_real_progress(
+    tmp_path: Path,
+) -> None:
+    from tidings.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "events.db")
+    for _ in range(200):
+        last = store.append("Account-1", [deposit("a", 1)]).positions[-1]
+    worker = ProjectionRunner(store, [SlowLedger()], batch_size=10, **FAST)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    here = ProjectionRunner(store, [SlowLedger()], batch_size=10, **FAST)
+    try:
+        worker.wait_for("ledger", last, timeout=10)
+        reports: list[int] = []
+
+        def report(position: int, head: int) -> None:
+            reports.append(position)
+            if position > 40:
+                worker.stop()  # the runner replaying goes: this rebuild takes the rest over
+
+        here.rebuild("ledger", report)
+    finally:
+        worker.stop()
+        thread.join()
+    assert reports[-1] == last
+    assert reports == sorted(reports), reports
+    store.close()
