@@ -566,3 +566,27 @@ def test_a_rebuild_taking_over_a_half_done_replay_reports_its_real_progress(
     assert reports[-1] == last
     assert reports == sorted(reports), reports
     store.close()
+
+
+class BadStatement(Ledger):
+    """Its read model statement names a table that does not exist."""
+
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+        return _run(tx, ("INSERT INTO no_such_table (x) VALUES (?)", (1,)))
+
+
+def test_a_failing_read_model_statement_parks_the_projection_naming_it(
+    sql_env: Backend,
+) -> None:
+    store = sql_env.open(False)
+    last = store.append("Account-1", [deposit("a", 1)]).positions[-1]
+    runner = ProjectionRunner(store, [BadStatement(name="bad_sql")], **FAST)
+    with runner.running():
+        with pytest.raises(ProjectionStopped) as stopped:
+            runner.wait_for("bad_sql", last, timeout=10)
+        [status] = runner.status()
+    assert "'bad_sql'" in str(stopped.value) and "no_such_table" in str(stopped.value)
+    assert (status.state, status.failed_position) == (ProjectionState.PARKED, last)
+    assert status.error is not None and "no_such_table" in status.error
+    store.close()
