@@ -38,10 +38,11 @@ def test_status_shows_state_position_and_lag(url: str) -> None:
     [line] = [json.loads(line) for line in out.splitlines()]
     assert (line["name"], line["state"], line["position"], line["lag"]) == (
         "ledger",
-        "running",
+        "stopped",
         0,
         30,
     )
+    assert (line["owner"], line["heartbeat_age"]) == (None, None)
 
 
 def test_rebuild_replays_the_log_into_the_read_model(url: str, tmp_path: Path) -> None:
@@ -52,7 +53,10 @@ def test_rebuild_replays_the_log_into_the_read_model(url: str, tmp_path: Path) -
         rows = connection.execute("SELECT account, balance FROM ledger_balances ORDER BY 1")
         assert rows.fetchall() == [("a0", 10), ("a1", 10), ("a2", 10)]
     code, out, _ = invoke("status", "--store", url, "-p", SPEC)
-    assert out.split() == ["ledger", "running", "position", "30", "lag", "0"]
+    # Rebuilt here, by a runner gone since: stopped, last heard of a moment ago.
+    words = out.split()
+    assert words[:6] == ["ledger", "stopped", "position", "30", "lag", "0"]
+    assert words[6] == "heartbeat" and float(words[7]) < 60 and words[8:] == ["s", "ago"]
 
 
 def test_pause_and_resume_act_on_a_runner_in_another_process(url: str, tmp_path: Path) -> None:

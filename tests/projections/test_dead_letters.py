@@ -156,7 +156,7 @@ def test_skipping_drops_the_parked_event_for_that_projection_alone(sql_env: Back
     assert sql_env.read(parks) == {"good": (2, 1)}
     assert sql_env.read(ledger) == {"good": (2, 1), "bad": (5, 1)}
     assert SQLDeadLetters(store).list() == []
-    assert {s.name: s.state for s in runner.status()}["parks"] is ProjectionState.RUNNING
+    assert {s.name: s.state for s in runner.status()}["parks"] is ProjectionState.STOPPED
     with pytest.raises(ValueError, match="'parks' is not parked"):
         console.skip("parks")
     store.close()
@@ -179,7 +179,7 @@ def test_a_rebuild_records_anew_what_still_fails(sql_env: Backend) -> None:
     assert sql_env.read(picky) == {"good": (3, 2)}
     [status] = runner.status()
     assert (status.state, status.position, status.lag) == (
-        ProjectionState.RUNNING,
+        ProjectionState.STOPPED,
         last.positions[-1],
         0,
     )

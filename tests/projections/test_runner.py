@@ -73,7 +73,7 @@ def test_a_projection_catches_up_in_batches_then_follows_live(env: Backend) -> N
         last = store.append("Note-2", [note()])
         runner.wait_for("ledger", last.positions[-1], timeout=2)
     [status] = runner.status()
-    assert status.state is ProjectionState.RUNNING
+    assert status.state is ProjectionState.STOPPED
     assert status.position == result.positions[-1]
     assert status.lag == 0
     assert status.head == last.positions[-1]
@@ -112,7 +112,7 @@ def test_a_rebuild_replays_to_the_same_read_model_with_progress(env: Backend) ->
     positions = [position for position, _ in reports]
     assert positions == sorted(positions)
     assert reports[-1][0] == reports[-1][1] == last
-    assert runner.status()[0].state is ProjectionState.RUNNING
+    assert runner.status()[0].state is ProjectionState.STOPPED
     store.close()
 
 
@@ -126,7 +126,7 @@ def test_a_rebuild_without_a_running_runner_replays_here(sql_env: Backend) -> No
     runner.rebuild("ledger")
     assert sql_env.read(ledger) == {"a": (40, 40)}
     [status] = runner.status()
-    assert (status.state, status.lag) == (ProjectionState.RUNNING, 0)
+    assert (status.state, status.lag) == (ProjectionState.STOPPED, 0)
     store.close()
 
 
@@ -251,7 +251,7 @@ def test_a_failing_projection_is_parked_while_others_run_and_resumes(sql_env: Ba
         runner.resume("flaky")
         runner.wait_for("flaky", last.positions[-1])
     assert sql_env.read(flaky) == sql_env.read(ledger) == {"good": (3, 2), "bad": (5, 1)}
-    assert {s.name: s.state for s in runner.status()}["flaky"] is ProjectionState.RUNNING
+    assert {s.name: s.state for s in runner.status()}["flaky"] is ProjectionState.STOPPED
     store.close()
 
 
@@ -415,7 +415,7 @@ def test_two_runners_of_one_projection_take_turns_never_both(sql_env: Backend) -
     # Each event was booked once: the entries' primary key would have parked a second booking.
     assert sql_env.read(sql_env.ledger()) == {"a0": (30, 30), "a1": (30, 30)}
     [status] = first.status()
-    assert (status.state, status.lag) == (ProjectionState.RUNNING, 0)
+    assert (status.state, status.lag) == (ProjectionState.STOPPED, 0)
     store.close()
 
 
@@ -446,7 +446,7 @@ def test_the_async_runner_pauses_resumes_rebuilds_and_times_out(env: Backend) ->
             await runner.rebuild("ledger", lambda position, head: reports.append(position))
             assert reports[-1] == third.positions[-1]
         [status] = await runner.status()
-        assert (status.state, status.lag) == (ProjectionState.RUNNING, 0)
+        assert (status.state, status.lag) == (ProjectionState.STOPPED, 0)
         await store.aclose()
         assert env.read(ledger) == {"a": (5, 2), "b": (10, 10)}
 
@@ -468,4 +468,125 @@ def test_a_rebuild_that_fails_stops_with_the_error(sql_env: Backend) -> None:
         Flaky.broken.clear()
     [status] = runner.status()
     assert (status.state, status.lag) == (ProjectionState.PARKED, 1)
+    store.close()
+
+
+def test_status_names_the_lease_owner_and_says_stopped_or_stale_when_none_runs(
+    env: Backend,
+) -> None:
+    store = env.open(False)
+    ledger = env.ledger()
+    last = store.append("Account-1", [deposit("a", 1)]).positions[-1]
+    runner = ProjectionRunner(store, [ledger], **FAST)
+    [before] = runner.status()
+    assert (before.state, before.owner, before.heartbeat_age) == (
+        ProjectionState.STOPPED,
+        None,
+        None,
+    )
+    with runner.running():
+        runner.wait_for("ledger", last)
+        [live] = runner.status()
+        assert (live.state, live.owner) == (ProjectionState.RUNNING, runner.owner)
+        assert live.heartbeat_age is not None and live.heartbeat_age < FAST["lease"]
+        time.sleep(1.0)  # idle: the heartbeat goes on (every lease / 3)
+        [idle] = runner.status()
+        assert idle.heartbeat_age is not None and idle.heartbeat_age < 0.9
+    [after] = runner.status()
+    assert (after.state, after.owner) == (ProjectionState.STOPPED, None)
+    assert after.heartbeat_age is not None
+    # A holder that went without giving its lease back: stale once the lease ran out.
+    gone = ProjectionRunner(store, [ledger], poll_interval=0.05, lease=0.2)
+    assert gone._claim("ledger")
+    [held] = runner.status()
+    assert (held.state, held.owner) == (ProjectionState.RUNNING, gone.owner)
+    time.sleep(0.3)
+    [stale] = runner.status()
+    assert (stale.state, stale.owner) == (ProjectionState.STALE, gone.owner)
+    store.close()
+
+
+def test_a_projections_table_made_by_an_older_version_gets_its_new_columns(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from tidings.store import SQLiteStore
+
+    path = tmp_path / "old.db"
+    store = SQLiteStore(path)
+    last = store.append("Account-1", [deposit("a", 1)]).positions[-1]
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE tidings_projections (name TEXT PRIMARY KEY,"
+            " position BIGINT NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'running',"
+            " error TEXT, failed_position BIGINT, owner TEXT, lease_until REAL)"
+        )
+        connection.execute("INSERT INTO tidings_projections (name, position) VALUES ('ledger', 0)")
+    runner = ProjectionRunner(store, [Ledger()], **FAST)
+    with runner.running():
+        runner.wait_for("ledger", last)
+        [status] = runner.status()
+        assert (status.state, status.owner) == (ProjectionState.RUNNING, runner.owner)
+    store.close()
+
+
+class SlowLedger(Ledger):
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+        time.sleep(0.002)
+        return super().deposited(event, envelope, tx)
+
+
+def test_a_rebuild_taking_over_a_half_done_replay_reports_its_real_progress(
+    tmp_path: Path,
+) -> None:
+    from tidings.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "events.db")
+    for _ in range(200):
+        last = store.append("Account-1", [deposit("a", 1)]).positions[-1]
+    worker = ProjectionRunner(store, [SlowLedger()], batch_size=10, **FAST)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    here = ProjectionRunner(store, [SlowLedger()], batch_size=10, **FAST)
+    try:
+        worker.wait_for("ledger", last, timeout=10)
+        reports: list[int] = []
+
+        def report(position: int, head: int) -> None:
+            reports.append(position)
+            if position > 40:
+                worker.stop()  # the runner replaying goes: this rebuild takes the rest over
+
+        here.rebuild("ledger", report)
+    finally:
+        worker.stop()
+        thread.join()
+    assert reports[-1] == last
+    assert reports == sorted(reports), reports
+    store.close()
+
+
+class BadStatement(Ledger):
+    """Its read model statement names a table that does not exist."""
+
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+        return _run(tx, ("INSERT INTO no_such_table (x) VALUES (?)", (1,)))
+
+
+def test_a_failing_read_model_statement_parks_the_projection_naming_it(
+    sql_env: Backend,
+) -> None:
+    store = sql_env.open(False)
+    last = store.append("Account-1", [deposit("a", 1)]).positions[-1]
+    runner = ProjectionRunner(store, [BadStatement(name="bad_sql")], **FAST)
+    with runner.running():
+        with pytest.raises(ProjectionStopped) as stopped:
+            runner.wait_for("bad_sql", last, timeout=10)
+        [status] = runner.status()
+    assert "'bad_sql'" in str(stopped.value) and "no_such_table" in str(stopped.value)
+    assert (status.state, status.failed_position) == (ProjectionState.PARKED, last)
+    assert status.error is not None and "no_such_table" in status.error
     store.close()

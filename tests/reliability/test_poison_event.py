@@ -110,7 +110,7 @@ def test_poison_events_park_one_projection_and_the_others_keep_going(
     figures.doubled = sum(len(found.doubled) for found in (everyone, moved, parked))
     figures.report(record_property)
     assert not everyone and not moved and not parked, (everyone, moved, parked)
-    assert set(statuses.values()) == {ProjectionState.RUNNING}, statuses
+    assert set(statuses.values()) == {ProjectionState.STOPPED}, statuses
     assert sorted(handled) == sorted(e for e in _accounts(events) if e != "bad")
     audit_name = next(n for n in runner.projections if "audit" in n)
     assert {

@@ -64,6 +64,11 @@ def status(
 ) -> None:
     """Each projection's state, position, the log's head, lag (events to go) and last error.
 
+    The state is "stopped" when no runner holds the projection's lease, and
+    "stale" when the one holding it has missed its heartbeats (likely gone);
+    each line names the runner holding the lease (`owner`) and how long ago
+    the last runner of it was heard of.
+
     When an open transaction holds the log's readers back, each line also
     says how many committed events it hides and for how long.
     """
@@ -80,6 +85,8 @@ def status(
                     "failed_position": found.failed_position,
                     "held_back": found.held_back,
                     "held_for": found.held_for,
+                    "owner": found.owner,
+                    "heartbeat_age": found.heartbeat_age,
                 }
                 typer.echo(json.dumps(fields))
                 continue
@@ -89,6 +96,10 @@ def status(
                 line += f"  held back {found.held_back} for {held_for} s"
             if found.error:
                 line += f"  failed at {found.failed_position}: {found.error}"
+            if found.owner is not None:
+                line += f"  owner {found.owner}"
+            if found.heartbeat_age is not None and found.owner != "inline":
+                line += f"  heartbeat {found.heartbeat_age:.1f} s ago"
             typer.echo(line)
 
 

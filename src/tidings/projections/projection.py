@@ -37,12 +37,25 @@ EventHandler = Callable[[Event, Envelope[Event], Any], Any]
 
 
 class ProjectionState(enum.StrEnum):
-    """Where a projection stands; kept in the database so every process agrees."""
+    """Where a projection stands; kept in the database so every process agrees.
+
+    `STOPPED` and `STALE` are never stored: `status()` shows them in place of
+    `RUNNING` or `REBUILDING` when no runner is there to do it.
+    """
 
     RUNNING = "running"
     PAUSED = "paused"
     PARKED = "parked"
     REBUILDING = "rebuilding"
+    STOPPED = "stopped"
+    """It would run, but no runner holds its lease."""
+    STALE = "stale"
+    """It would run, but the runner holding its lease has not been heard of for the lease's length.
+
+    The lease is renewed every third of its length: that runner missed
+    three heartbeats in a row, and is likely gone (another runner takes the
+    projection over).
+    """
 
 
 class OnFailure(enum.StrEnum):
@@ -61,6 +74,12 @@ class ProjectionStatus:
     `held_back` and `held_for` are the store's watermark (`EventStore.watermark`):
     events committed beyond `head` that no reader sees yet, and how long the
     open transaction holding them back has run, in seconds. The lag hides them.
+
+    `owner` is the runner holding the projection's lease (None when none
+    does; "inline" for a projection the unit of work applies as it
+    commits), and `heartbeat_age` how many seconds ago the last runner of it
+    said it was alive (renewing its lease, or committing a batch), kept after
+    it has gone; None when no runner ever ran it.
     """
 
     name: str
@@ -72,6 +91,8 @@ class ProjectionStatus:
     failed_position: int | None
     held_back: int = 0
     held_for: float | None = 0.0
+    owner: str | None = None
+    heartbeat_age: float | None = None
 
 
 class ProjectionTimeout(TidingsError, TimeoutError):

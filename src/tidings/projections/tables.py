@@ -19,7 +19,10 @@ from tidings.sidetables import SideDialect
 
 __all__ = ["Dialect", "ProjectionRow"]
 
-_COLUMNS = "name, position, state, error, failed_position, owner, lease_until"
+_COLUMNS = "name, position, state, error, failed_position, owner, lease_until, heartbeat, inline"
+
+# Columns added since the table was first made, with their types: added when missing.
+ADDED_COLUMNS = (("heartbeat", "{real}"), ("inline", "{bigint} NOT NULL DEFAULT 0"))
 
 
 @dataclass(slots=True)
@@ -33,6 +36,21 @@ class ProjectionRow:
     failed_position: int | None
     owner: str | None
     lease_until: float | None
+    heartbeat: float | None = None
+    """When the owner last said it was alive (seconds since the epoch), kept once it is gone."""
+    inline: bool = False
+    """Applied by the unit of work's commits (an inline projection), not by a runner."""
+
+    @staticmethod
+    def new(name: str) -> ProjectionRow:
+        return ProjectionRow(name, 0, "running", None, None, None, None)
+
+    @staticmethod
+    def of(row: tuple[Any, ...]) -> ProjectionRow:
+        name, position, state, error, failed, owner, until, heartbeat, inline = row
+        return ProjectionRow(
+            name, position, state, error, failed, owner, until, heartbeat, bool(inline)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +91,19 @@ class Dialect:
             text.format(p=self.projections, e=self.events, v=self.visible)
         )
 
+    def columns(self) -> tuple[str, list[Any]]:
+        """A query of the projections table's column names (no rows while it does not exist)."""
+        if self.side.postgres:
+            return (
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = %s AND table_name = 'projections'",
+                [self.side.schema],
+            )
+        return f"SELECT name FROM pragma_table_info('{self.projections}')", []
+
+    def add_column(self, column: str, kind: str) -> str:
+        return f"ALTER TABLE {self.projections} ADD COLUMN {column} " + self.side.sql(kind)
+
     def pending(
         self, categories: Collection[str] | None, types: Collection[str] | None
     ) -> tuple[str, list[Any]]:
@@ -97,7 +128,9 @@ _CREATE = """
         error TEXT,
         failed_position BIGINT,
         owner TEXT,
-        lease_until {real}
+        lease_until {real},
+        heartbeat {real},
+        inline {bigint} NOT NULL DEFAULT 0
     )
 """
 
@@ -105,17 +138,20 @@ _CREATE = """
 SELECT = f"SELECT {_COLUMNS} FROM {{p}} WHERE name = ?"
 SELECT_ALL = f"SELECT {_COLUMNS} FROM {{p}} ORDER BY name"
 INSERT = "INSERT INTO {p} (name) VALUES (?) ON CONFLICT (name) DO NOTHING"
+MARK_INLINE = "UPDATE {p} SET inline = 1 WHERE name = ? AND inline = 0"
+# Every write by the owner is also its heartbeat: the first parameter is the time now.
 CLAIM = (
-    "UPDATE {p} SET owner = ?, lease_until = ?"
+    "UPDATE {p} SET heartbeat = ?, owner = ?, lease_until = ?"
     " WHERE name = ? AND (owner IS NULL OR owner = ? OR lease_until < ?)"
 )
 # Taken by the holder of the projection's advisory lock: the previous owner is gone.
-TAKE = "UPDATE {p} SET owner = ?, lease_until = ? WHERE name = ?"
+TAKE = "UPDATE {p} SET heartbeat = ?, owner = ?, lease_until = ? WHERE name = ?"
+# The last heartbeat stays: it says when the runner was last seen.
 RELEASE = "UPDATE {p} SET owner = NULL, lease_until = NULL WHERE name = ? AND owner = ?"
-RENEW = "UPDATE {p} SET lease_until = ? WHERE name = ? AND owner = ?"
+RENEW = "UPDATE {p} SET heartbeat = ?, lease_until = ? WHERE name = ? AND owner = ?"
 # Fenced: only the owner, from the position it read, in a state that processes events.
 SAVE = (
-    "UPDATE {p} SET position = ?, lease_until = ?,"
+    "UPDATE {p} SET heartbeat = ?, position = ?, lease_until = ?,"
     " state = CASE WHEN ? THEN 'running' ELSE state END"
     " WHERE name = ? AND owner = ? AND position = ? AND state IN ('running', 'rebuilding')"
 )

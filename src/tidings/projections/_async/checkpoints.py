@@ -27,14 +27,21 @@ class AsyncCheckpoints:
         self.store = store
         self._dialect = _dialect_of(store)
         self._memory = _memory_rows(store) if self._dialect is None else None
+        self._ready = False  # the table was found with all its columns
 
     @property
     def postgres(self) -> bool:
         return self._dialect is not None and self._dialect.postgres
 
     async def ensure(self, tx: Any) -> None:
-        """Create the tables if missing."""
-        if self._dialect is None:
+        """Create the table if missing, and the columns a table made by older versions lacks."""
+        if self._dialect is None or self._ready:
+            return
+        query, params = self._dialect.columns()
+        wanted = [column for column, _ in tables.ADDED_COLUMNS]
+        present = {str(row[0]) for row in await execute(tx, query, params)}
+        if present.issuperset(wanted):
+            self._ready = True
             return
         if self._dialect.postgres:
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL.
@@ -43,24 +50,32 @@ class AsyncCheckpoints:
             )
         for statement in self._dialect.create:
             await execute(tx, statement)
+        present = {str(row[0]) for row in await execute(tx, query, params)}
+        for column, kind in tables.ADDED_COLUMNS:
+            if column not in present:
+                await execute(tx, self._dialect.add_column(column, kind))
 
-    async def add(self, tx: Any, name: str) -> None:
+    async def add(self, tx: Any, name: str, *, inline: bool = False) -> None:
+        """Make `name`'s row if missing; `inline` marks it applied by commits, not a runner."""
         if self._memory is not None:
-            self._memory.setdefault(name, ProjectionRow(name, 0, "running", None, None, None, None))
+            row = self._memory.setdefault(name, ProjectionRow.new(name))
+            row.inline = row.inline or inline
             return
         await self._run(tx, tables.INSERT, name)
+        if inline:
+            await self._run(tx, tables.MARK_INLINE, name)
 
     async def load(self, tx: Any, name: str) -> ProjectionRow | None:
         if self._memory is not None:
             found = self._memory.get(name)
             return None if found is None else replace(found)
         rows = await self._run(tx, tables.SELECT, name)
-        return ProjectionRow(*rows[0]) if rows else None
+        return ProjectionRow.of(rows[0]) if rows else None
 
     async def load_all(self, tx: Any) -> list[ProjectionRow]:
         if self._memory is not None:
             return [replace(row) for _, row in sorted(self._memory.items())]
-        return [ProjectionRow(*row) for row in await self._run(tx, tables.SELECT_ALL)]
+        return [ProjectionRow.of(row) for row in await self._run(tx, tables.SELECT_ALL)]
 
     async def claim(
         self, tx: Any, name: str, owner: str, lease: float, *, take_over: bool = False
@@ -74,12 +89,12 @@ class AsyncCheckpoints:
         row = self._memory_row(name)
         if row is not None:
             if take_over or row.owner in (None, owner) or (row.lease_until or 0) < now:
-                row.owner, row.lease_until = owner, now + lease
+                row.owner, row.lease_until, row.heartbeat = owner, now + lease, now
                 return True
             return False
         if take_over:
-            return await self._changed(tx, tables.TAKE, owner, now + lease, name)
-        return await self._changed(tx, tables.CLAIM, owner, now + lease, name, owner, now)
+            return await self._changed(tx, tables.TAKE, now, owner, now + lease, name)
+        return await self._changed(tx, tables.CLAIM, now, owner, now + lease, name, owner, now)
 
     async def release(self, tx: Any, name: str, owner: str) -> None:
         row = self._memory_row(name)
@@ -94,9 +109,11 @@ class AsyncCheckpoints:
         if row is not None:
             if row.owner != owner:
                 return False
-            row.lease_until = time.time() + lease
+            row.heartbeat = time.time()
+            row.lease_until = row.heartbeat + lease
             return True
-        return await self._changed(tx, tables.RENEW, time.time() + lease, name, owner)
+        now = time.time()
+        return await self._changed(tx, tables.RENEW, now, now + lease, name, owner)
 
     async def save(
         self, tx: Any, name: str, owner: str, old: int, new: int, lease: float, caught_up: bool
@@ -111,12 +128,15 @@ class AsyncCheckpoints:
         if row is not None:
             if row.owner != owner or row.position != old or row.state not in _PROCESSING:
                 return False
-            row.position, row.lease_until = new, time.time() + lease
+            row.heartbeat = time.time()
+            row.position, row.lease_until = new, row.heartbeat + lease
             if caught_up:
                 row.state = "running"
             return True
-        until = time.time() + lease
-        return await self._changed(tx, tables.SAVE, new, until, caught_up, name, owner, old)
+        now = time.time()
+        return await self._changed(
+            tx, tables.SAVE, now, new, now + lease, caught_up, name, owner, old
+        )
 
     async def park(
         self, tx: Any, name: str, owner: str, position: int, error: str, failed: int

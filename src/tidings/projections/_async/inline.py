@@ -77,7 +77,7 @@ class AsyncInlineProjections:
         async with self.store.transaction() as tx:
             await self.checkpoints.ensure(tx)
             for projection in missing:
-                await self.checkpoints.add(tx, projection.name)
+                await self.checkpoints.add(tx, projection.name, inline=True)
                 await call(projection.setup, tx)
         done.update(projection.name for projection in missing)
 

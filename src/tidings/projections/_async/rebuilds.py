@@ -119,7 +119,8 @@ class AsyncRebuilds(AsyncProjectionProcessing):
             if name not in self._working and await self._claim(name):
                 try:
                     head = await self._head()
-                    report(0, head)
+                    # Taken over half-done, it goes on from where the replay had got to.
+                    report((await self._load(name)).position, head)
                     await self._follow(name, projection, report, head, until=until)
                     row = await self._load(name)
                     if row.state != ProjectionState.RUNNING:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -65,7 +67,8 @@ class RunnerBase:
         self.checkpoints = Checkpoints(store)
         self._letters = ProjectionLetters(store, self.codec)
         self.dead_letters = self._letters.store
-        self.owner = uuid.uuid4().hex
+        # Who holds a lease, as `status()` shows it: host, process and this runner.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._commits = CommitSignal()  # the store's commits
         self._changes = CommitSignal()  # checkpoints and states changed by this runner
         self._positions: dict[str, int] = {}  # what this runner's workers have committed

@@ -78,7 +78,7 @@ class InlineProjections:
         with self.store.transaction() as tx:
             self.checkpoints.ensure(tx)
             for projection in missing:
-                self.checkpoints.add(tx, projection.name)
+                self.checkpoints.add(tx, projection.name, inline=True)
                 call(projection.setup, tx)
         done.update(projection.name for projection in missing)
 

@@ -120,7 +120,8 @@ class Rebuilds(ProjectionProcessing):
             if name not in self._working and self._claim(name):
                 try:
                     head = self._head()
-                    report(0, head)
+                    # Taken over half-done, it goes on from where the replay had got to.
+                    report((self._load(name)).position, head)
                     self._follow(name, projection, report, head, until=until)
                     row = self._load(name)
                     if row.state != ProjectionState.RUNNING:

@@ -35,14 +35,15 @@ class RunnerStatus(RunnerBase):
             head = self.checkpoints.head(tx)
             found: list[ProjectionStatus] = []
             for name, projection in self.projections.items():
-                row = rows.get(name) or ProjectionRow(name, 0, "running", None, None, None, None)
+                row = rows.get(name) or ProjectionRow.new(name)
                 lag = self.checkpoints.pending(
                     tx, row.position, projection.categories, projection.event_types()
                 )
+                now = time.time()
                 found.append(
                     ProjectionStatus(
                         name,
-                        ProjectionState(row.state),
+                        _shown_state(row, now),
                         row.position,
                         head,
                         lag,
@@ -50,6 +51,10 @@ class RunnerStatus(RunnerBase):
                         row.failed_position,
                         held_back=watermark.held_back,
                         held_for=watermark.held_for,
+                        owner=_INLINE if row.owner is None and row.inline else row.owner,
+                        heartbeat_age=None
+                        if row.heartbeat is None
+                        else max(0.0, now - row.heartbeat),
                     )
                 )
         return found
@@ -117,3 +122,23 @@ class RunnerStatus(RunnerBase):
         if not ahead or ahead[0].position > position:
             return position
         return current
+
+
+_INLINE = "inline"
+
+
+def _shown_state(row: ProjectionRow, now: float) -> ProjectionState:
+    """The stored state, unless it says the projection runs while no runner does.
+
+    A runner renews its lease every third of its length, so one whose lease
+    has run out has missed three heartbeats: stale. An inline projection with
+    no runner is applied by the commits themselves.
+    """
+    state = ProjectionState(row.state)
+    if state not in (ProjectionState.RUNNING, ProjectionState.REBUILDING):
+        return state
+    if row.owner is None:
+        return state if row.inline and state is ProjectionState.RUNNING else ProjectionState.STOPPED
+    if row.lease_until is None or row.lease_until < now:
+        return ProjectionState.STALE
+    return state
