@@ -365,7 +365,7 @@ async def latency(
                 await producer.append(f"Tick-{n % KEYS}", [CODEC.new_event(envelope)])
                 committed[n] = time.perf_counter()
             deadline = time.perf_counter() + 60
-            while len(seen) < count and time.perf_counter() < deadline:
+            while len(seen) < count and time.perf_counter() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             consumer.stop()
             await consuming
