@@ -33,6 +33,7 @@ bench: $(UV)
 	$(UV) run python -m benchmarks.http
 	$(UV) run python -m benchmarks.projections
 	$(UV) run python -m benchmarks.sagas
+	$(UV) run python -m benchmarks.transports
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,470 @@
+"""Transports: the outbox relay, end-to-end latency and the inbox consumer, per broker, in one run.
+
+Per broker (NATS JetStream, RabbitMQ), side by side:
+
+- **relay throughput**: events/s of `OutboxRelay`, run by an
+  `AsyncProjectionRunner`, publishing a SQLite log of `--events` events
+  (reading it, encoding each event, awaiting the broker's confirmation,
+  committing its checkpoint), beside the same encoded messages published
+  with the same acknowledgement by
+  - the raw client, one confirmed publication after the other (nats-py
+    `js.publish` awaiting its PubAck; aio-pika on a publisher-confirm
+    channel awaiting each confirm);
+  - the raw client with up to 64 publications in flight, each confirmed
+    (what a client can do at the most with the same guarantee);
+  - FastStream's broker `publish` (`NatsBroker` with `stream=`, awaiting
+    the PubAck; `RabbitBroker`, publisher confirms on, persistent).
+  Each case publishes into a namespace of its own (so JetStream's
+  duplicate window does not drop one case's messages as another's
+  repeats); on RabbitMQ a durable queue is bound to it, so every message is
+  stored.
+- **end-to-end latency**: from an append's return (its commit) to the
+  consumer's handler, p50 and p99, one event per commit at `--rate`
+  events/s for `--seconds`; the relay and the consumer (with its inbox in
+  a SQLite store of its own) run in the producer's process.
+- **consumer throughput**: events/s of `AsyncBrokerConsumer` with its inbox
+  (a check and a durable SQLite commit per message) beside a loop that
+  fetches, decodes, hands each message to the same bus and acks it, with
+  no inbox; both read the same `--events` messages, each through a group
+  of its own.
+
+Throughputs are the median of `--repeats` runs, the cases of a figure
+interleaved run by run. SQLite files are on the local disk with durable
+commits (`synchronous=FULL`).
+
+Run: `uv run python -m benchmarks.transports [--broker nats|rabbitmq|both]`
+(FastStream is in the bench group: `uv sync --all-extras --group bench`).
+A broker that does not answer is skipped with a line saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+try:
+    import aio_pika
+    import nats
+    from faststream.nats import NatsBroker
+    from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
+    from nats.js.api import StorageType, StreamConfig
+except ImportError as exc:
+    raise SystemExit(f"{exc}: install the peers with `uv sync --all-extras --group bench`") from exc
+
+from tidings import (
+    AsyncBrokerConsumer,
+    AsyncInbox,
+    AsyncMessageBus,
+    AsyncProjectionRunner,
+    AsyncSQLiteStore,
+    Codec,
+    Envelope,
+    Event,
+    OutboxRelay,
+    Router,
+)
+from tidings.transports import AsyncBinding, BrokerMessage
+from tidings.transports.envelopes import decoded, encoded
+from tidings.transports.nats import NatsBinding
+from tidings.transports.rabbitmq import RabbitMQBinding
+
+NATS_URL = os.environ.get("TIDINGS_TEST_NATS", "nats://127.0.0.1:4222")
+RABBITMQ_URL = os.environ.get("TIDINGS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
+IN_FLIGHT = 64
+KEYS = 16  # streams the events are spread over
+
+
+@dataclass(frozen=True)
+class Ticked(Event, type_name="bench.Ticked"):
+    n: int
+    payload: str
+
+
+CODEC = Codec(Ticked)
+
+
+def tick(n: int) -> Ticked:
+    return Ticked(n, "x" * 100)
+
+
+def reachable(url: str) -> str | None:
+    """None if something listens at `url`'s host and port, or why not."""
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port), timeout=2).close()
+    except OSError as exc:
+        return f"{parts.hostname}:{parts.port}: {exc}"
+    return None
+
+
+def fresh_namespace() -> str:
+    return f"bench{uuid.uuid4().hex[:10]}"
+
+
+# The brokers: a binding, the raw client, FastStream, on a fresh namespace each time.
+
+
+class Broker:
+    name: str
+
+    async def binding(self, namespace: str) -> AsyncBinding:
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def namespace(self) -> AsyncIterator[str]:
+        """A fresh namespace where published messages are kept (a queue bound, on RabbitMQ)."""
+        namespace = fresh_namespace()
+        binding = await self.binding(namespace)
+        sink = await binding.receiver("sink")
+        try:
+            yield namespace
+        finally:
+            await sink.delete()
+            await binding.delete()
+            await binding.aclose()
+
+    async def raw(self, namespace: str, messages: Sequence[BrokerMessage], window: int) -> float:
+        raise NotImplementedError
+
+    async def faststream(self, namespace: str, messages: Sequence[BrokerMessage]) -> float:
+        raise NotImplementedError
+
+
+class Nats(Broker):
+    name = "NATS"
+
+    async def binding(self, namespace: str) -> AsyncBinding:
+        return await NatsBinding.connect(NATS_URL, namespace)
+
+    async def raw(self, namespace: str, messages: Sequence[BrokerMessage], window: int) -> float:
+        client = await nats.connect(NATS_URL)
+        js = client.jetstream()
+        stream = f"TIDINGS_{namespace}"
+        await js.add_stream(
+            StreamConfig(name=stream, subjects=[f"{namespace}.>"], storage=StorageType.FILE)
+        )
+
+        async def publish(message: BrokerMessage) -> None:
+            headers = {**message.headers, "Nats-Msg-Id": message.message_id}
+            await js.publish(
+                f"{namespace}.{message.subject}", message.body, headers=headers, stream=stream
+            )
+
+        start = time.perf_counter()
+        await windowed(publish, messages, window)
+        elapsed = time.perf_counter() - start
+        await client.close()
+        return elapsed
+
+    async def faststream(self, namespace: str, messages: Sequence[BrokerMessage]) -> float:
+        broker = NatsBroker(NATS_URL)
+        await broker.connect()
+        stream = f"TIDINGS_{namespace}"
+        start = time.perf_counter()
+        for message in messages:
+            headers = {**message.headers, "Nats-Msg-Id": message.message_id}
+            await broker.publish(
+                message.body, f"{namespace}.{message.subject}", headers=headers, stream=stream
+            )
+        elapsed = time.perf_counter() - start
+        await broker.stop()
+        return elapsed
+
+
+class RabbitMQ(Broker):
+    name = "RabbitMQ"
+
+    async def binding(self, namespace: str) -> AsyncBinding:
+        return await RabbitMQBinding.connect(RABBITMQ_URL, namespace)
+
+    async def raw(self, namespace: str, messages: Sequence[BrokerMessage], window: int) -> float:
+        connection = await aio_pika.connect(RABBITMQ_URL)
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            f"tidings.{namespace}", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+
+        async def publish(message: BrokerMessage) -> None:
+            await exchange.publish(
+                aio_pika.Message(
+                    message.body,
+                    headers=dict(message.headers),
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=message.message_id,
+                ),
+                routing_key=message.subject,
+            )
+
+        start = time.perf_counter()
+        await windowed(publish, messages, window)
+        elapsed = time.perf_counter() - start
+        await connection.close()
+        return elapsed
+
+    async def faststream(self, namespace: str, messages: Sequence[BrokerMessage]) -> float:
+        broker = RabbitBroker(RABBITMQ_URL)
+        await broker.connect()
+        exchange = RabbitExchange(f"tidings.{namespace}", type=ExchangeType.TOPIC, durable=True)
+        start = time.perf_counter()
+        for message in messages:
+            await broker.publish(
+                message.body,
+                exchange=exchange,
+                routing_key=message.subject,
+                headers=dict(message.headers),
+                persist=True,
+                message_id=message.message_id,
+            )
+        elapsed = time.perf_counter() - start
+        await broker.stop()
+        return elapsed
+
+
+async def windowed(
+    publish: Callable[[BrokerMessage], Awaitable[None]],
+    messages: Sequence[BrokerMessage],
+    window: int,
+) -> None:
+    """Publish each message, with up to `window` publications awaiting their confirmation."""
+    if window == 1:
+        for message in messages:
+            await publish(message)
+        return
+    slots = asyncio.Semaphore(window)
+
+    async def one(message: BrokerMessage) -> None:
+        try:
+            await publish(message)
+        finally:
+            slots.release()
+
+    async with asyncio.TaskGroup() as tasks:
+        for message in messages:
+            await slots.acquire()
+            tasks.create_task(one(message))
+
+
+# The log the relay publishes.
+
+
+async def filled_store(path: Path, events: int) -> AsyncSQLiteStore:
+    store = AsyncSQLiteStore(str(path))
+    per_commit = 100
+    for first in range(0, events, per_commit):
+        async with store.transaction() as tx:
+            for n in range(first, min(first + per_commit, events)):
+                envelope: Envelope[Event] = Envelope.new(tick(n))
+                await tx.append(f"Tick-{n % KEYS}", [CODEC.new_event(envelope)])
+    return store
+
+
+async def relay_once(broker: Broker, store: AsyncSQLiteStore, run: int) -> float:
+    async with broker.namespace() as namespace:
+        binding = await broker.binding(namespace)
+        relay = OutboxRelay(binding, name=f"relay-{run}")
+        runner = AsyncProjectionRunner(store, [relay], codec=CODEC, poll_interval=0.05)
+        head = await store.head_position()
+        start = time.perf_counter()
+        async with runner.running():
+            await runner.wait_for(relay.name, head, timeout=300)
+        elapsed = time.perf_counter() - start
+        await binding.aclose()
+    return elapsed
+
+
+async def relay_figures(
+    broker: Broker, directory: Path, events: int, repeats: int
+) -> dict[str, float]:
+    store = await filled_store(directory / f"relay-{broker.name}.db", events)
+    messages = [encoded(CODEC.envelope(r), CODEC) for r in await store.read_all()]
+    cases: dict[str, Callable[[int], Awaitable[float]]] = {}
+
+    async def raw(run: int, window: int = 1) -> float:
+        async with broker.namespace() as namespace:
+            return await broker.raw(namespace, messages, window)
+
+    async def windowed_raw(run: int) -> float:
+        return await raw(run, IN_FLIGHT)
+
+    async def faststream(run: int) -> float:
+        async with broker.namespace() as namespace:
+            return await broker.faststream(namespace, messages)
+
+    async def relay(run: int) -> float:
+        return await relay_once(broker, store, run)
+
+    cases = {
+        "relay": relay,
+        "raw": raw,
+        f"raw, {IN_FLIGHT} in flight": windowed_raw,
+        "FastStream": faststream,
+    }
+    rates: dict[str, list[float]] = {key: [] for key in cases}
+    await relay(-1)  # warm up: connections, the checkpoint table
+    for run in range(repeats):
+        for key, case in cases.items():
+            rates[key].append(events / await case(run))
+    await store.aclose()
+    return {key: statistics.median(values) for key, values in rates.items()}
+
+
+# End to end, and the consumer.
+
+
+def recording_bus(seen: dict[int, float]) -> AsyncMessageBus:
+    router = Router()
+
+    @router.handler
+    async def ticked(event: Ticked) -> None:
+        seen.setdefault(event.n, time.perf_counter())
+
+    return AsyncMessageBus(router, retry_waits=False)
+
+
+async def latency(
+    broker: Broker, directory: Path, rate: int, seconds: float
+) -> tuple[float, float, int]:
+    """p50 and p99 in ms from commit to handler, and how many events were sent."""
+    count = int(rate * seconds)
+    producer = AsyncSQLiteStore(str(directory / f"latency-{broker.name}.db"))
+    consumer_store = AsyncSQLiteStore(str(directory / f"latency-{broker.name}-consumer.db"))
+    committed: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    async with broker.namespace() as namespace:
+        publishing = await broker.binding(namespace)
+        receiving = await broker.binding(namespace)
+        receiver = await receiving.receiver("latency")
+        inbox = AsyncInbox(consumer_store, "latency")
+        consumer = AsyncBrokerConsumer(
+            receiver, recording_bus(seen), inbox, codec=CODEC, batch_size=100, wait=0.05
+        )
+        relay = OutboxRelay(publishing, name="relay")
+        runner = AsyncProjectionRunner(producer, [relay], codec=CODEC, poll_interval=0.05)
+        async with runner.running(), asyncio.TaskGroup() as tasks:
+            consuming = tasks.create_task(consumer.run())
+            await asyncio.sleep(0.5)  # everyone connected and waiting
+            start = time.perf_counter()
+            for n in range(count):
+                delay = start + n / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                envelope: Envelope[Event] = Envelope.new(tick(n))
+                await producer.append(f"Tick-{n % KEYS}", [CODEC.new_event(envelope)])
+                committed[n] = time.perf_counter()
+            deadline = time.perf_counter() + 60
+            while len(seen) < count and time.perf_counter() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            consumer.stop()
+            await consuming
+            runner.stop()
+        await receiver.delete()
+        await publishing.aclose()
+        await receiving.aclose()
+    await producer.aclose()
+    await consumer_store.aclose()
+    if len(seen) < count:
+        raise SystemExit(f"{broker.name}: only {len(seen)} of {count} events arrived in time")
+    waits = sorted((seen[n] - committed[n]) * 1000 for n in range(count))
+    return waits[len(waits) // 2], waits[min(len(waits) - 1, int(len(waits) * 0.99))], count
+
+
+async def consumer_figures(
+    broker: Broker, directory: Path, events: int, repeats: int
+) -> dict[str, float]:
+    rates: dict[str, list[float]] = {"with the inbox": [], "without": []}
+    for run in range(repeats):
+        namespace = fresh_namespace()
+        binding = await broker.binding(namespace)
+        with_inbox = await binding.receiver("inbox")
+        without = await binding.receiver("plain")
+        for n in range(events):
+            envelope: Envelope[Event] = Envelope.new(tick(n))
+            await binding.publish(encoded(envelope.stored(f"Tick-{n % KEYS}", 1, n + 1), CODEC))
+        store = AsyncSQLiteStore(str(directory / f"consumer-{broker.name}-{run}.db"))
+        inbox = AsyncInbox(store, "bench")
+        await inbox.prepare()
+        seen: dict[int, float] = {}
+        consumer = AsyncBrokerConsumer(
+            with_inbox, recording_bus(seen), inbox, codec=CODEC, batch_size=100, wait=1.0
+        )
+        start = time.perf_counter()
+        while len(seen) < events:
+            await consumer.run_once()
+        rates["with the inbox"].append(events / (time.perf_counter() - start))
+        plain: dict[int, float] = {}
+        bus = recording_bus(plain)
+        start = time.perf_counter()
+        while len(plain) < events:
+            for delivery in await without.fetch(100, 1.0):
+                await bus.handle(decoded(delivery.message, CODEC))
+                await delivery.ack()
+        rates["without"].append(events / (time.perf_counter() - start))
+        await with_inbox.delete()
+        await without.delete()
+        await binding.delete()
+        await binding.aclose()
+        await store.aclose()
+    return {key: statistics.median(values) for key, values in rates.items()}
+
+
+async def bench(
+    brokers: list[Broker], events: int, repeats: int, rate: int, seconds: float
+) -> None:
+    with tempfile.TemporaryDirectory() as name:
+        directory = Path(name)
+        for broker in brokers:
+            print(f"\n{broker.name}: relay throughput, {events} events, median of {repeats} runs")
+            relayed = await relay_figures(broker, directory, events, repeats)
+            for key, value in relayed.items():
+                ratio = relayed["relay"] / value
+                print(f"  {key:<22} {value:>9,.0f} events/s   relay = {ratio:.2f}x")
+            p50, p99, count = await latency(broker, directory, rate, seconds)
+            print(
+                f"{broker.name}: commit -> handler at {rate:,} events/s ({count} events):"
+                f" p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+            )
+            consumed = await consumer_figures(broker, directory, events, repeats)
+            ratio = consumed["with the inbox"] / consumed["without"]
+            print(
+                f"{broker.name}: consumer, events/s: with the inbox"
+                f" {consumed['with the inbox']:,.0f}, without {consumed['without']:,.0f}"
+                f" (inbox = {ratio:.2f}x)"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.transports")
+    parser.add_argument("--broker", choices=["nats", "rabbitmq", "both"], default="both")
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=1000, help="events/s for the latency")
+    parser.add_argument("--seconds", type=float, default=5.0, help="how long the latency runs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    brokers: list[Broker] = []
+    for key, broker, url in (("nats", Nats(), NATS_URL), ("rabbitmq", RabbitMQ(), RABBITMQ_URL)):
+        if args.broker not in (key, "both"):
+            continue
+        reason = reachable(url)
+        if reason is None:
+            brokers.append(broker)
+        else:
+            print(f"{broker.name} skipped: not reachable at {reason}")
+    asyncio.run(bench(brokers, args.events, args.repeats, args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
