@@ -52,6 +52,7 @@ NAMES = {
     "aclose": "close",
 }
 
+FSTRING_MIDDLE = getattr(tokenize, "FSTRING_MIDDLE", -1)
 ASYNC_PREFIX = re.compile(r"Async(?=[A-Z])")
 DIRECTIVE = re.compile(r"#\s*sync:(?P<replacement>.*)$")
 NOQA = re.compile(r"(?P<head>#\s*noqa:\s*)(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*)")
@@ -147,17 +148,23 @@ def _edits(tokens: list[tokenize.TokenInfo]) -> Iterator[tuple[tokenize.TokenInf
     docstrings = _docstring_starts(tokens)
     closing: list[int] = []  # bracket depths of `Awaitable[` whose `]` is to drop
     depth = 0
+    awaitable = False  # just after an `Awaitable` whose `[` is to drop
     for index, token in enumerate(tokens):
         following = tokens[index + 1] if index + 1 < len(tokens) else None
         if token.type == tokenize.OP:
             if token.string in "([{":
+                if awaitable:
+                    closing.append(depth)
+                    yield token, "", 0
                 depth += 1
             elif token.string in ")]}":
                 depth -= 1
                 if closing and closing[-1] == depth:
                     closing.pop()
                     yield token, "", 0
+            awaitable = False
         elif token.type == tokenize.NAME:
+            awaitable = False
             if token.string == "await" or (
                 token.string == "async"
                 and following is not None
@@ -167,11 +174,8 @@ def _edits(tokens: list[tokenize.TokenInfo]) -> Iterator[tuple[tokenize.TokenInf
                 gap = following.start[1] - token.end[1] if following.start[0] == token.end[0] else 0
                 yield token, "", gap
             elif token.string == "Awaitable" and following is not None and following.string == "[":
+                awaitable = True
                 yield token, "", 0
-                yield following, "", 0
-                closing.append(depth)
-                depth += 1
-                tokens[index + 1] = following._replace(type=tokenize.NL)  # consumed
             elif rename(token.string) != token.string:
                 yield token, rename(token.string), 0
         elif token.type == tokenize.STRING:
@@ -181,10 +185,15 @@ def _edits(tokens: list[tokenize.TokenInfo]) -> Iterator[tuple[tokenize.TokenInf
                 converted = convert_prose(rename_words(token.string))
             if converted != token.string:
                 yield token, converted, 0
+        elif token.type == FSTRING_MIDDLE and not {"{", "}"} & set(token.string):
+            # Python 3.12+ splits f-strings; its text parts with escaped braces are left as
+            # they are, as their token text is not their source text.
+            converted = convert_prose(rename_words(token.string))
+            if converted != token.string:
+                yield token, converted, 0
         elif token.type == tokenize.COMMENT and not DIRECTIVE.match(token.string):
             converted = convert_comment(token.string)
             if converted != token.string:
-                # A comment dropped whole takes the spaces before it along.
                 yield token, converted, 0
 
 
@@ -205,7 +214,7 @@ def convert(text: str, source: str) -> str:
     for token, replacement, gap in sorted(_edits(tokens), key=lambda edit: edit[0].start):
         start = offsets[token.start[0] - 1] + token.start[1]
         end = offsets[token.end[0] - 1] + token.end[1] + gap
-        if token.type == tokenize.COMMENT and not replacement:
+        if token.type == tokenize.COMMENT and not replacement:  # with the spaces before it
             while start > 0 and text[start - 1] in " \t":
                 start -= 1
         out.append(text[cursor:start])
@@ -233,12 +242,15 @@ def _ruff(arguments: list[str], text: str, target: Path) -> str:
     return done.stdout
 
 
-def generate(source: Path, target: Path) -> str:
-    """The generated text of `target`, converted from `source` then fixed and formatted."""
-    text = convert(source.read_text(), source.relative_to(ROOT).as_posix())
+def tidy(text: str, target: Path) -> str:
+    """Converted code with its imports sorted and pruned, then formatted, as `target`."""
     fixes = ["check", "--fix", "--exit-zero", "--quiet", "--select", "I001,F401"]
-    text = _ruff(fixes, text, target)
-    return _ruff(["format", "--quiet"], text, target)
+    return _ruff(["format", "--quiet"], _ruff(fixes, text, target), target)
+
+
+def generate(source: Path, target: Path) -> str:
+    """The generated text of `target`, converted from `source` then tidied."""
+    return tidy(convert(source.read_text(), source.relative_to(ROOT).as_posix()), target)
 
 
 def main(check: bool) -> int:
