@@ -14,6 +14,7 @@ from tidings.transports.binding import AsyncBinding
 
 NATS_URL = os.environ.get("TIDINGS_TEST_NATS", "nats://127.0.0.1:4222")
 RABBITMQ_URL = os.environ.get("TIDINGS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 Connect = Callable[[str], AbstractAsyncContextManager[AsyncBinding]]
 """Opens a binding on a namespace (fresh names: `unique_namespace`), deleted when the block ends."""
@@ -72,8 +73,40 @@ def rabbitmq_connect() -> Connect:
     return connect
 
 
+def redis_connect() -> Connect:
+    """Skip (fail under CI) unless Redis answers at `REDIS_URL`, its extra installed."""
+    try:
+        from tidings.transports.redis import RedisStreamsBinding
+    except ModuleNotFoundError as exc:
+        unavailable("Redis", str(exc))
+    _reachable("Redis", REDIS_URL)
+
+    @asynccontextmanager
+    async def connect(namespace: str) -> AsyncIterator[AsyncBinding]:
+        binding = await RedisStreamsBinding.connect(REDIS_URL, namespace, ack_wait=2.0)
+        try:
+            yield binding
+        finally:
+            await binding.delete()
+            await binding.aclose()
+
+    return connect
+
+
+CONNECTS: dict[str, Callable[[], Connect]] = {
+    "nats": nats_connect,
+    "rabbitmq": rabbitmq_connect,
+    "redis": redis_connect,
+}
+"""Each broker's `Connect`, by the name the tests' parametrisation gives it."""
+
+
 async def open_binding(broker: str, namespace: str) -> AsyncBinding:
-    """A binding of `broker` ("nats" or "rabbitmq") on `namespace`, for a process of the tests."""
+    """A binding of `broker` ("nats", "rabbitmq", "redis") on `namespace`, for a test's process."""
+    if broker == "redis":
+        from tidings.transports.redis import RedisStreamsBinding
+
+        return await RedisStreamsBinding.connect(REDIS_URL, namespace, ack_wait=2.0)
     if broker == "nats":
         from tidings.transports.nats import NatsBinding
 

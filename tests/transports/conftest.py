@@ -4,13 +4,13 @@ from pathlib import Path
 import pytest
 
 from tests.transports.app import OpenStore, store_opener
-from tests.transports.brokers import Connect, nats_connect, rabbitmq_connect
+from tests.transports.brokers import CONNECTS, Connect
 
 
-@pytest.fixture(params=["nats", "rabbitmq"])
+@pytest.fixture(params=sorted(CONNECTS))
 def broker(request: pytest.FixtureRequest) -> Connect:
-    """Each broker in turn: a test using this runs against both."""
-    return nats_connect() if request.param == "nats" else rabbitmq_connect()
+    """Each broker in turn: a test using this runs against every one."""
+    return CONNECTS[request.param]()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -1,4 +1,4 @@
-"""The contract every broker binding keeps, run against the real NATS and RabbitMQ servers."""
+"""The contract every broker binding keeps, run against real NATS, RabbitMQ and Redis servers."""
 
 from __future__ import annotations
 
@@ -139,11 +139,15 @@ def test_names_unsafe_for_the_broker_are_refused(broker: Connect) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(("module", "client"), [("nats", "nats"), ("rabbitmq", "aio_pika")])
+@pytest.mark.parametrize(
+    ("module", "client"),
+    [("nats", "nats"), ("rabbitmq", "aio_pika"), ("redis", "redis"), ("redis_pubsub", "redis")],
+)
 def test_a_binding_without_its_extra_names_the_extra(
     module: str, client: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, client, None)
     monkeypatch.delitem(sys.modules, f"tidings.transports.{module}", raising=False)
-    with pytest.raises(ModuleNotFoundError, match=rf'pip install "tidings\[{module}\]"'):
+    extra = module.partition("_")[0]
+    with pytest.raises(ModuleNotFoundError, match=rf'pip install "tidings\[{extra}\]"'):
         importlib.import_module(f"tidings.transports.{module}")

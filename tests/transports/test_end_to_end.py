@@ -23,7 +23,7 @@ import pytest
 
 from tests.transports.app import placed, store_url
 from tests.transports.billing import billed
-from tests.transports.brokers import nats_connect, open_binding, rabbitmq_connect, unique_namespace
+from tests.transports.brokers import CONNECTS, open_binding, unique_namespace
 from tidings.dead_letters import AsyncSQLDeadLetters
 from tidings.store.urls import open_async_store
 from tidings.transports import AsyncInbox
@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ORDERS_PER_WAVE = 100
 
 
-@pytest.fixture(params=["nats", "rabbitmq"])
+@pytest.fixture(params=sorted(CONNECTS))
 def broker(request: pytest.FixtureRequest) -> str:
-    nats_connect() if request.param == "nats" else rabbitmq_connect()  # skip, or fail under CI
+    CONNECTS[request.param]()  # skip, or fail under CI
     return str(request.param)
 
 
