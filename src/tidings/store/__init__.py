@@ -1,13 +1,25 @@
 """Event stores: the protocol every backend implements, the memory and the SQLite backends."""
 
-from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction, AsyncStoreWriter
+from tidings.store._async.base import (
+    AsyncEventReader,
+    AsyncEventStore,
+    AsyncStoreTransaction,
+    AsyncStoreWriter,
+    AsyncTransactional,
+)
 from tidings.store._async.memory import AsyncMemoryStore
 from tidings.store._async.sqlite import (
     AsyncSQLiteJoinedWriter,
     AsyncSQLiteStore,
     AsyncSQLiteTransaction,
 )
-from tidings.store._sync.base import EventStore, StoreTransaction, StoreWriter
+from tidings.store._sync.base import (
+    EventReader,
+    EventStore,
+    StoreTransaction,
+    StoreWriter,
+    Transactional,
+)
 from tidings.store._sync.memory import MemoryStore
 from tidings.store._sync.sqlite import SQLiteJoinedWriter, SQLiteStore, SQLiteTransaction
 from tidings.store.records import (
@@ -23,6 +35,7 @@ from tidings.store.records import (
 
 __all__ = [
     "AppendResult",
+    "AsyncEventReader",
     "AsyncEventStore",
     "AsyncMemoryStore",
     "AsyncSQLiteJoinedWriter",
@@ -30,6 +43,8 @@ __all__ = [
     "AsyncSQLiteTransaction",
     "AsyncStoreTransaction",
     "AsyncStoreWriter",
+    "AsyncTransactional",
+    "EventReader",
     "EventStore",
     "ExpectedVersion",
     "MemoryStore",
@@ -43,5 +58,6 @@ __all__ = [
     "StoreWriter",
     "StreamInfo",
     "StreamState",
+    "Transactional",
     "Watermark",
 ]

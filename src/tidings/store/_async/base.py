@@ -18,7 +18,13 @@ from tidings.store.records import (
     Watermark,
 )
 
-__all__ = ["AsyncEventStore", "AsyncStoreTransaction", "AsyncStoreWriter"]
+__all__ = [
+    "AsyncEventReader",
+    "AsyncEventStore",
+    "AsyncStoreTransaction",
+    "AsyncStoreWriter",
+    "AsyncTransactional",
+]
 
 
 class AsyncStoreWriter(Protocol):
@@ -100,37 +106,11 @@ class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
         ...
 
 
-class AsyncEventStore(Protocol):
-    """A durable, ordered log of events, in streams and in one global order (`$all`).
+class AsyncEventReader(Protocol):
+    """What reading the log takes: streams, `$all` in order, and where its head is.
 
-    Versions count from 1 within a stream, without gaps. Positions in `$all`
-    start at 1 and only increase; a backend may leave gaps between them, but a
-    reader at position P never misses an event that commits later below P.
-
-    A soft-deleted stream (`delete_stream`) reads as absent: `read_stream`
-    returns nothing, `stream_version` None, `list_streams` hides it. Its events
-    stay in `$all`, where subscribers have seen them and positions must not
-    move. Appending to it revives it: expected versions treat it as absent,
-    versions continue after its last one, and reads start at the first
-    version appended after the delete.
+    A subscription needs no more; every event store is one.
     """
-
-    def transaction(self) -> AbstractAsyncContextManager[AsyncStoreTransaction]:
-        """A transaction; it commits when the block ends normally and rolls back on error."""
-        ...
-
-    async def append(
-        self,
-        stream: str,
-        events: Sequence[NewEvent],
-        expected_version: ExpectedVersion = StreamState.ANY,
-    ) -> AppendResult:
-        """Append `events` to `stream` atomically, if the stream is at `expected_version`.
-
-        Appending a batch whose event ids are all stored already, as that same
-        batch, stores nothing and returns where it landed the first time.
-        """
-        ...
 
     async def read_stream(
         self,
@@ -208,6 +188,47 @@ class AsyncEventStore(Protocol):
         """
         ...
 
+    async def read_snapshot(self, stream: str) -> Snapshot | None:
+        """The latest snapshot kept of `stream`, unless the stream was deleted since."""
+        ...
+
+
+class AsyncTransactional(Protocol):
+    """A store that opens transactions: what side tables and read models beside the log need."""
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncStoreTransaction]:
+        """A transaction; it commits when the block ends normally and rolls back on error."""
+        ...
+
+
+class AsyncEventStore(AsyncEventReader, AsyncTransactional, Protocol):
+    """A durable, ordered log of events, in streams and in one global order (`$all`).
+
+    Versions count from 1 within a stream, without gaps. Positions in `$all`
+    start at 1 and only increase; a backend may leave gaps between them, but a
+    reader at position P never misses an event that commits later below P.
+
+    A soft-deleted stream (`delete_stream`) reads as absent: `read_stream`
+    returns nothing, `stream_version` None, `list_streams` hides it. Its events
+    stay in `$all`, where subscribers have seen them and positions must not
+    move. Appending to it revives it: expected versions treat it as absent,
+    versions continue after its last one, and reads start at the first
+    version appended after the delete.
+    """
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = StreamState.ANY,
+    ) -> AppendResult:
+        """Append `events` to `stream` atomically, if the stream is at `expected_version`.
+
+        Appending a batch whose event ids are all stored already, as that same
+        batch, stores nothing and returns where it landed the first time.
+        """
+        ...
+
     async def delete_stream(
         self, stream: str, expected_version: ExpectedVersion = StreamState.ANY
     ) -> None:
@@ -225,10 +246,6 @@ class AsyncEventStore(Protocol):
         kept only at a version its stream reached since it was last revived
         (not deleted, from `first_version` on); returns whether it was kept.
         """
-        ...
-
-    async def read_snapshot(self, stream: str) -> Snapshot | None:
-        """The latest snapshot kept of `stream`, unless the stream was deleted since."""
         ...
 
     async def aclose(self) -> None: ...
