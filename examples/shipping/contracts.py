@@ -22,34 +22,34 @@ class Line:
 
 
 @dataclass(frozen=True)
-class CustomerRegistered(Event, type_name="orders.CustomerRegistered"):
+class CustomerRegistered(Event, type_name="shop.CustomerRegistered"):
     customer_id: str
     name: str
     address: str
 
 
 @dataclass(frozen=True)
-class CustomerMoved(Event, type_name="orders.CustomerMoved"):
+class CustomerMoved(Event, type_name="shop.CustomerMoved"):
     customer_id: str
     address: str
 
 
 @dataclass(frozen=True)
-class OrderPlaced(Event, type_name="orders.OrderPlaced"):
+class OrderPlaced(Event, type_name="shop.OrderPlaced"):
     order_id: str
     customer_id: str
     lines: tuple[Line, ...]
 
 
 @dataclass(frozen=True)
-class OrderPaid(Event, type_name="orders.OrderPaid"):
+class OrderPaid(Event, type_name="shop.OrderPaid"):
     """A notification: what was paid is the orders service's to tell, when asked."""
 
     order_id: str
 
 
 @dataclass(frozen=True)
-class OrderShipped(Event, type_name="orders.OrderShipped"):
+class OrderShipped(Event, type_name="shop.OrderShipped"):
     order_id: str
     shipment_id: str
 
