@@ -22,34 +22,34 @@ class Line:
 
 
 @dataclass(frozen=True)
-class CustomerRegistered(Event, type_name="shop.CustomerRegistered"):
+class CustomerRegistered(Event, type_name="storefront.CustomerRegistered"):
     customer_id: str
     name: str
     address: str
 
 
 @dataclass(frozen=True)
-class CustomerMoved(Event, type_name="shop.CustomerMoved"):
+class CustomerMoved(Event, type_name="storefront.CustomerMoved"):
     customer_id: str
     address: str
 
 
 @dataclass(frozen=True)
-class OrderPlaced(Event, type_name="shop.OrderPlaced"):
+class OrderPlaced(Event, type_name="storefront.OrderPlaced"):
     order_id: str
     customer_id: str
     lines: tuple[Line, ...]
 
 
 @dataclass(frozen=True)
-class OrderPaid(Event, type_name="shop.OrderPaid"):
+class OrderPaid(Event, type_name="storefront.OrderPaid"):
     """A notification: what was paid is the orders service's to tell, when asked."""
 
     order_id: str
 
 
 @dataclass(frozen=True)
-class OrderShipped(Event, type_name="shop.OrderShipped"):
+class OrderShipped(Event, type_name="storefront.OrderShipped"):
     order_id: str
     shipment_id: str
 
