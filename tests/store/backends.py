@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -22,6 +21,7 @@ from typing import Any
 from anyio.from_thread import BlockingPortal
 
 from tests.services import postgres_dsn
+from tests.store.readable import wait_readable
 from tidings.store import AsyncMemoryStore, AsyncSQLiteStore, MemoryStore, SQLiteStore
 
 Opener = Callable[[bool], Any]
@@ -106,9 +106,8 @@ class Settling:
 
     READS = ("read_all", "read_correlated", "head_position", "watermark")
 
-    def __init__(self, target: Any, patience: float = 30.0) -> None:
+    def __init__(self, target: Any) -> None:
         self._target = target
-        self._patience = patience
         self._lock = threading.Lock()
         self._committed = 0
 
@@ -136,9 +135,7 @@ class Settling:
                 self._committed = max(self._committed, *positions)
 
     def _settle(self) -> None:
-        deadline = time.monotonic() + self._patience
-        while self._target.head_position() < self._committed and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_readable(self._target, self._committed)
 
 
 class _NotingTransaction:

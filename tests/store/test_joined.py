@@ -22,6 +22,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from tests.services import postgres_dsn
 from tests.store.backends import Blocking
+from tests.store.readable import wait_readable
 from tests.store.test_contract import ids, ids_of, new_events, versions
 from tidings.errors import EventIdConflict, WrongExpectedVersion
 from tidings.store import (
@@ -233,6 +234,7 @@ def test_application_rows_and_events_commit_or_roll_back_together(harness: Harne
     dropped.writer.append("Order-2", new_events(1), NO_STREAM)
     dropped.rollback()
 
+    wait_readable(harness.store)
     assert [r.stream for r in harness.store.read_all()] == ["Order-1"]
     assert harness.app_rows() == ["kept"]
 
@@ -305,6 +307,7 @@ def test_writers_sharing_a_transaction_get_distinct_positions(harness: Harness) 
     positions = [*first.positions, *second.positions, *third.positions]
     assert positions == sorted(positions)
     assert len(set(positions)) == 5
+    wait_readable(harness.store)
     assert [r.position for r in harness.store.read_all()] == positions
 
 
@@ -317,6 +320,7 @@ def test_a_repeated_batch_is_stored_once_and_an_overlap_refused(harness: Harness
         owner.writer.append("Order-1", [batch[1], *new_events(1)])
     owner.commit()
 
+    wait_readable(harness.store)
     assert ids(harness.store.read_all()) == ids_of(batch)
 
 

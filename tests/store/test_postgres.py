@@ -22,6 +22,7 @@ from anyio.from_thread import start_blocking_portal
 
 from tests.services import postgres_dsn
 from tests.store.backends import Blocking
+from tests.store.readable import readable, wait_readable
 from tidings.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -109,6 +110,7 @@ def in_threads(count: int, target: Callable[[int], None]) -> None:
 @pytest.mark.parametrize("outcome", ["commit", "rollback"])
 def test_a_reader_waits_for_a_transaction_held_open(store: PostgresStore, outcome: str) -> None:
     (start,) = store.append("Seed-1", new_events(1)).positions
+    wait_readable(store, start)
     held = new_events(2)
 
     with store.transaction() as tx:
@@ -121,6 +123,7 @@ def test_a_reader_waits_for_a_transaction_held_open(store: PostgresStore, outcom
         if outcome == "rollback":
             tx.rollback()
 
+    wait_readable(store)
     seen = store.read_all(after=start)
     later_ids = [record.event_id for i in range(4) for record in store.read_stream(f"Later-{i}")]
     if outcome == "commit":
@@ -156,6 +159,7 @@ def test_a_transaction_held_open_holds_back_the_head_and_correlated_reads(
     store = either_store
     request = uuid.uuid4()
     (start,) = store.append("Seed-1", in_request(request)).positions
+    wait_readable(store, start)
 
     with store.transaction() as tx:
         held = tx.append("Held-1", in_request(request)).positions
@@ -168,6 +172,7 @@ def test_a_transaction_held_open_holds_back_the_head_and_correlated_reads(
         if outcome == "rollback":
             tx.rollback()
 
+    wait_readable(store)
     found = [r.position for r in store.read_correlated(request)]
     if outcome == "commit":
         assert found == [start, *held, *later]
@@ -181,6 +186,7 @@ def test_the_watermark_counts_events_a_transaction_held_open_holds_back(
 ) -> None:
     store = either_store
     (start,) = store.append("Seed-1", new_events(1)).positions
+    wait_readable(store, start)
     hold = 0.3
 
     with store.transaction() as tx:
@@ -212,6 +218,7 @@ def test_an_application_write_before_the_events_holds_readers_back(
     """The case a sequence gets wrong: the transaction that writes first appends last."""
     create_table(dsn, schema)
     (start,) = store.append("Seed-1", new_events(1)).positions
+    wait_readable(store, start)
 
     with store.transaction() as tx:
         insert_row(tx.connection, schema, "first")  # the transaction gets its id here
@@ -220,6 +227,7 @@ def test_an_application_write_before_the_events_holds_readers_back(
         mine = tx.append("Mine-1", new_events(1))
         assert store.read_all(after=start) == []
 
+    wait_readable(store)
     seen = store.read_all(after=start)
     assert [r.position for r in seen] == [*mine.positions, *other.positions]
     assert [r.stream for r in seen] == ["Mine-1", "Other-1"]
@@ -254,6 +262,7 @@ def test_writers_on_distinct_streams_run_concurrently(store: PostgresStore) -> N
     elapsed = time.perf_counter() - began
 
     assert elapsed < writers * HOLD / 2, f"{writers} writers took {elapsed:.2f} s"
+    wait_readable(store)
     assert len(store.read_all()) == writers
 
 
@@ -290,7 +299,9 @@ def test_async_writers_on_distinct_streams_run_concurrently(dsn: str, schema: st
             async with anyio.create_task_group() as group:
                 for index in range(writers):
                     group.start_soon(write, store, index)
-            return time.perf_counter() - began, len(await store.read_all())
+            elapsed = time.perf_counter() - began
+            await readable(store)
+            return elapsed, len(await store.read_all())
         finally:
             await store.aclose()
 
@@ -336,6 +347,7 @@ def test_racing_read_then_append_transactions_get_contiguous_versions(
     records = store.read_stream("Order-1")
     assert [r.version for r in records] == list(range(1, writers + 2))
     assert sorted(ids(records)[1:]) == sorted(batch[0].event_id for batch in batches)
+    wait_readable(store)
     assert [r.event_id for r in store.read_all()] == ids(records)
 
 
@@ -352,6 +364,7 @@ def test_an_append_that_would_put_a_stream_out_of_order_must_be_retried(
 
     assert not isinstance(raised.value, WrongExpectedVersion)
     assert store.append("Order-1", mine).version == 3
+    wait_readable(store)
     assert [r.version for r in store.read_all()] == [1, 2, 3]
 
 
@@ -467,6 +480,7 @@ def test_a_joined_connection_lost_is_unavailable_and_keeps_nothing(
             writer.append("Order-1", new_events(2))
 
     assert store.read_stream("Order-1") == []
+    wait_readable(store)
     assert len(store.read_all()) == 1
 
 
@@ -536,6 +550,7 @@ def test_a_schema_at_version_2_gains_the_correlation_index_and_keeps_its_events(
 
     store = PostgresStore(dsn, schema=schema)
     try:
+        wait_readable(store, position)
         assert [(r.stream, r.position) for r in store.read_correlated(request)] == [
             ("Order-2", position)
         ]

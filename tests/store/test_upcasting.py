@@ -20,6 +20,7 @@ import pytest
 
 from tests.services import postgres_dsn
 from tests.store.backends import BACKENDS
+from tests.store.readable import wait_readable
 from tidings import Codec, Event, EventDecodeError, EventSourced, UnitOfWork, applies
 from tidings.store import EventStore, NewEvent, RecordedEvent, SQLiteStore
 
@@ -106,6 +107,7 @@ def test_old_payloads_appended_as_they_were_read_back_as_the_current_class(
 
     assert [r.schema_version for r in records] == [1, 2, 3]
     assert decoded(upcasting_codec(), records) == CURRENT
+    wait_readable(store)
     assert decoded(upcasting_codec(), store.read_all(types=["upcast.Priced"])) == CURRENT
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import postgres_dsn
-from tests.store.backends import Settling
+from tests.store.readable import readable, wait_readable
 from tidings.messages import new_id
 from tidings.store import (
     AsyncMemoryStore,
@@ -39,10 +39,10 @@ def _event() -> NewEvent:
 
 
 def _round_trip(store: EventStore) -> None:
-    settled = Settling(store)  # a shared PostgreSQL server shows commits once older ones end
     try:
-        settled.append("Note-1", [_event()])
-        assert [record.stream for record in settled.read_all()] == ["Note-1"]
+        store.append("Note-1", [_event()])
+        wait_readable(store)
+        assert [record.stream for record in store.read_all()] == ["Note-1"]
     finally:
         store.close()
 
@@ -223,6 +223,7 @@ def test_postgres_url_opens_the_async_store_in_its_schema(postgres_url: tuple[st
         assert isinstance(store, AsyncPostgresStore)
         try:
             await store.append("Note-1", [_event()])
+            await readable(store)
             return [record.stream for record in await store.read_all()]
         finally:
             await store.aclose()
