@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from tidings._async.turns import AsyncHeldTurns, turns_of
 from tidings.codec import Codec
 from tidings.context import current_dispatch
 from tidings.domain import Aggregate, EventSourced
@@ -36,11 +37,15 @@ class AsyncRepository(Generic[A]):
     """Base for repositories: remembers the aggregates it handed out, so their events get stored.
 
     Subclasses implement `_add` and `_get` (as in "Architecture Patterns with Python").
+    In a unit of work, `get` first waits for the aggregate's turn (see
+    `tidings._async.turns`): another block of this process that loaded it
+    ends first, so this one loads what that block committed.
     """
 
     def __init__(self) -> None:
         self.seen: list[A] = []
         self._met: dict[int, int] = {}
+        self._turns: AsyncHeldTurns | None = None
 
     async def add(self, aggregate: A) -> None:
         await self._add(aggregate)
@@ -48,6 +53,8 @@ class AsyncRepository(Generic[A]):
 
     async def get(self, aggregate_id: Any) -> A | None:
         """The aggregate with this id, or None."""
+        if self._turns is not None:
+            await self._turns.take(self._turn_key(aggregate_id))
         aggregate = await self._get(aggregate_id)
         if aggregate is not None:
             self._track(aggregate)
@@ -58,6 +65,10 @@ class AsyncRepository(Generic[A]):
 
     async def _get(self, aggregate_id: Any) -> A | None:
         raise NotImplementedError
+
+    def _turn_key(self, aggregate_id: Any) -> Hashable:
+        """What names the aggregate among all those loaded through the store."""
+        return (type(self), aggregate_id)
 
     def _track(self, aggregate: A) -> None:
         if id(aggregate) not in self._met:
@@ -87,6 +98,9 @@ class AsyncEventSourcedRepository(AsyncRepository[ES]):
     async def _add(self, aggregate: ES) -> None:
         if not isinstance(aggregate, self._type):
             raise TypeError(f"expected {self._type.__name__}, got {type(aggregate).__name__}")
+
+    def _turn_key(self, aggregate_id: Any) -> Hashable:
+        return self._type.stream_for(aggregate_id)
 
     async def _get(self, aggregate_id: Any) -> ES | None:
         stream = self._type.stream_for(aggregate_id)
@@ -150,6 +164,13 @@ class AsyncUnitOfWork:
     their read model is up to date the moment `commit` returns, and a
     failing handler raises `InlineProjectionFailed` and keeps nothing. They
     are set up (`setup`) once per store, before the first block opens.
+
+    Blocks of this process that load the same aggregate take turns: a block
+    that loads one another block holds waits until that block ends, up to
+    `wait_for_aggregate` seconds, then goes on without its turn (see
+    `tidings._async.turns`). On one hot aggregate this replaces conflicts and
+    retries by a queue; `wait_for_aggregate=None` turns it off. Blocks in
+    other processes still meet as conflicts.
     """
 
     def __init__(
@@ -158,8 +179,13 @@ class AsyncUnitOfWork:
         *,
         codec: Codec | None = None,
         inline: Iterable[Projection] = (),
+        wait_for_aggregate: float | None = 5.0,
     ) -> None:
+        if wait_for_aggregate is not None and wait_for_aggregate < 0:
+            raise ValueError(f"wait_for_aggregate must be >= 0 or None, not {wait_for_aggregate}")
         self.store = store
+        self._wait_for_aggregate = wait_for_aggregate
+        self._turns: AsyncHeldTurns | None = None
         self.codec = codec or Codec()
         inline = list(inline)
         self._inline = AsyncInlineProjections(store, inline) if inline else None
@@ -182,6 +208,7 @@ class AsyncUnitOfWork:
         repository = self._event_sourced.get(aggregate_type)
         if repository is None:
             repository = AsyncEventSourcedRepository(self, aggregate_type)
+            repository._turns = self._turns
             self._event_sourced[aggregate_type] = repository
         return repository
 
@@ -195,8 +222,11 @@ class AsyncUnitOfWork:
                 "the unit of work is already open: one serves one block at a time; give each "
                 "handler call its own with `PerCall(lambda: UnitOfWork(store))`"
             )
+        if self._wait_for_aggregate is not None:
+            self._turns = turns_of(self.store).block(self._wait_for_aggregate)
         for repository in self._repositories():
             repository._forget()
+            repository._turns = self._turns
         self._finished = False
         if self._inline is not None:
             await self._inline.prepare()
@@ -222,7 +252,10 @@ class AsyncUnitOfWork:
             if not self._finished:
                 await transaction.rollback()
         finally:
-            await context.__aexit__(exc_type, exc, traceback)
+            try:
+                await context.__aexit__(exc_type, exc, traceback)
+            finally:
+                self._give_back_turns()
             await self._save_snapshots()
 
     async def commit(self) -> None:
@@ -278,6 +311,13 @@ class AsyncUnitOfWork:
         """Discard everything done in this block."""
         await self.transaction.rollback()
         self._finished = True
+
+    def _give_back_turns(self) -> None:
+        turns, self._turns = self._turns, None
+        if turns is not None:
+            turns.release()
+        for repository in self._repositories():
+            repository._turns = None
 
     async def _save_snapshots(self) -> None:
         snapshots, self._snapshots = self._snapshots, []

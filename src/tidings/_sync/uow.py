@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from tidings._sync.turns import HeldTurns, turns_of
 from tidings.codec import Codec
 from tidings.context import current_dispatch
 from tidings.domain import Aggregate, EventSourced
@@ -38,11 +39,15 @@ class Repository(Generic[A]):
     """Base for repositories: remembers the aggregates it handed out, so their events get stored.
 
     Subclasses implement `_add` and `_get` (as in "Architecture Patterns with Python").
+    In a unit of work, `get` first waits for the aggregate's turn (see
+    `tidings._sync.turns`): another block of this process that loaded it
+    ends first, so this one loads what that block committed.
     """
 
     def __init__(self) -> None:
         self.seen: list[A] = []
         self._met: dict[int, int] = {}
+        self._turns: HeldTurns | None = None
 
     def add(self, aggregate: A) -> None:
         self._add(aggregate)
@@ -50,6 +55,8 @@ class Repository(Generic[A]):
 
     def get(self, aggregate_id: Any) -> A | None:
         """The aggregate with this id, or None."""
+        if self._turns is not None:
+            self._turns.take(self._turn_key(aggregate_id))
         aggregate = self._get(aggregate_id)
         if aggregate is not None:
             self._track(aggregate)
@@ -60,6 +67,10 @@ class Repository(Generic[A]):
 
     def _get(self, aggregate_id: Any) -> A | None:
         raise NotImplementedError
+
+    def _turn_key(self, aggregate_id: Any) -> Hashable:
+        """What names the aggregate among all those loaded through the store."""
+        return (type(self), aggregate_id)
 
     def _track(self, aggregate: A) -> None:
         if id(aggregate) not in self._met:
@@ -89,6 +100,9 @@ class EventSourcedRepository(Repository[ES]):
     def _add(self, aggregate: ES) -> None:
         if not isinstance(aggregate, self._type):
             raise TypeError(f"expected {self._type.__name__}, got {type(aggregate).__name__}")
+
+    def _turn_key(self, aggregate_id: Any) -> Hashable:
+        return self._type.stream_for(aggregate_id)
 
     def _get(self, aggregate_id: Any) -> ES | None:
         stream = self._type.stream_for(aggregate_id)
@@ -152,6 +166,13 @@ class UnitOfWork:
     their read model is up to date the moment `commit` returns, and a
     failing handler raises `InlineProjectionFailed` and keeps nothing. They
     are set up (`setup`) once per store, before the first block opens.
+
+    Blocks of this process that load the same aggregate take turns: a block
+    that loads one another block holds waits until that block ends, up to
+    `wait_for_aggregate` seconds, then goes on without its turn (see
+    `tidings._sync.turns`). On one hot aggregate this replaces conflicts and
+    retries by a queue; `wait_for_aggregate=None` turns it off. Blocks in
+    other processes still meet as conflicts.
     """
 
     def __init__(
@@ -160,8 +181,13 @@ class UnitOfWork:
         *,
         codec: Codec | None = None,
         inline: Iterable[Projection] = (),
+        wait_for_aggregate: float | None = 5.0,
     ) -> None:
+        if wait_for_aggregate is not None and wait_for_aggregate < 0:
+            raise ValueError(f"wait_for_aggregate must be >= 0 or None, not {wait_for_aggregate}")
         self.store = store
+        self._wait_for_aggregate = wait_for_aggregate
+        self._turns: HeldTurns | None = None
         self.codec = codec or Codec()
         inline = list(inline)
         self._inline = InlineProjections(store, inline) if inline else None
@@ -184,6 +210,7 @@ class UnitOfWork:
         repository = self._event_sourced.get(aggregate_type)
         if repository is None:
             repository = EventSourcedRepository(self, aggregate_type)
+            repository._turns = self._turns
             self._event_sourced[aggregate_type] = repository
         return repository
 
@@ -197,8 +224,11 @@ class UnitOfWork:
                 "the unit of work is already open: one serves one block at a time; give each "
                 "handler call its own with `PerCall(lambda: UnitOfWork(store))`"
             )
+        if self._wait_for_aggregate is not None:
+            self._turns = turns_of(self.store).block(self._wait_for_aggregate)
         for repository in self._repositories():
             repository._forget()
+            repository._turns = self._turns
         self._finished = False
         if self._inline is not None:
             self._inline.prepare()
@@ -224,7 +254,10 @@ class UnitOfWork:
             if not self._finished:
                 transaction.rollback()
         finally:
-            context.__exit__(exc_type, exc, traceback)
+            try:
+                context.__exit__(exc_type, exc, traceback)
+            finally:
+                self._give_back_turns()
             self._save_snapshots()
 
     def commit(self) -> None:
@@ -280,6 +313,13 @@ class UnitOfWork:
         """Discard everything done in this block."""
         self.transaction.rollback()
         self._finished = True
+
+    def _give_back_turns(self) -> None:
+        turns, self._turns = self._turns, None
+        if turns is not None:
+            turns.release()
+        for repository in self._repositories():
+            repository._turns = None
 
     def _save_snapshots(self) -> None:
         snapshots, self._snapshots = self._snapshots, []

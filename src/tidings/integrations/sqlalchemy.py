@@ -217,7 +217,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     every unit of work (and any other writer) of the process one
     `threading.Lock`, held from the flush to the end of the transaction, and
     they queue on it instead. Reads stay outside it, so conflicts are still
-    detected by the version column. Subclasses add repositories as attributes, as with
+    detected by the version column. Blocks of the process that `get` one
+    aggregate take turns, as with `UnitOfWork`. Subclasses add repositories as attributes, as with
     `UnitOfWork`; a `SqlAlchemyRepository` works through `session`.
     `store` reads and writes the log outside any block, as usual.
     """
@@ -232,8 +233,9 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         codec: Codec | None = None,
         writers: AbstractContextManager[Any] | None = None,
         inline: Iterable[Projection] = (),
+        wait_for_aggregate: float | None = 5.0,
     ) -> None:
-        super().__init__(store, codec=codec, inline=inline)
+        super().__init__(store, codec=codec, inline=inline, wait_for_aggregate=wait_for_aggregate)
         self._session_factory = session_factory
         self._writers = writers
 
