@@ -140,6 +140,24 @@ async def _count(inbox: AsyncInbox, expected: int) -> bool:
     return await inbox.count() >= expected
 
 
+def test_an_inbox_first_used_in_a_transaction_that_rolls_back_makes_its_table_again(
+    open_store: OpenStore,
+) -> None:
+    async def scenario() -> None:
+        store: AsyncEventStore = open_store()
+        inbox = AsyncInbox(store, "billing")
+        message_id = order("1").message_id
+        async with store.transaction() as tx:
+            assert await inbox.record(message_id, tx=tx)
+            await tx.rollback()  # and the table made in it with it
+        assert not await inbox.seen(message_id)
+        assert await inbox.record(message_id)
+        assert await inbox.count() == 1
+        await store.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_an_inbox_keeps_consumers_apart(tmp_path: Path) -> None:
     async def scenario() -> None:
         with store_opener("sqlite", tmp_path) as open_store:

@@ -22,6 +22,7 @@ from tidings.context import current_dispatch
 from tidings.errors import TidingsError
 from tidings.messages import utc_now
 from tidings.sidetables import dialect_of
+from tidings.sidetables._async.made import AsyncSideTable
 from tidings.sidetables._async.statements import execute, execute_count
 from tidings.store._async.base import AsyncEventStore
 
@@ -60,36 +61,28 @@ class AsyncInbox:
         self.store = store
         self.consumer = consumer
         self._dialect = dialect_of(store)
-        self._ready = False
+        self._table = AsyncSideTable(store, self._create)
 
     async def prepare(self) -> None:
         """Create the table if missing."""
-        async with self.store.transaction() as tx:
-            await self._create(tx)
+        async with self._table.transaction():
+            pass
 
     async def record(self, message_id: UUID, *, tx: Any = None) -> bool:
         """Record `message_id` as handled (in `tx`, if given); False if it was already."""
-        if tx is None:
-            async with self.store.transaction() as own:
-                return await self.record(message_id, tx=own)
-        if not self._ready:
-            await self._create(tx)
         values = [self.consumer, str(message_id), utc_now().isoformat()]
-        return await execute_count(tx, self._sql(_RECORD), values) > 0
+        async with self._table.transaction(tx) as active:
+            return await execute_count(active, self._sql(_RECORD), values) > 0
 
     async def seen(self, message_id: UUID) -> bool:
         """Whether `message_id` is recorded as handled."""
-        async with self.store.transaction() as tx:
-            if not self._ready:
-                await self._create(tx)
+        async with self._table.transaction() as tx:
             rows = await execute(tx, self._sql(_SEEN), [self.consumer, str(message_id)])
         return bool(rows)
 
     async def count(self) -> int:
         """How many messages this consumer has recorded as handled."""
-        async with self.store.transaction() as tx:
-            if not self._ready:
-                await self._create(tx)
+        async with self._table.transaction() as tx:
             rows = await execute(tx, self._sql(_COUNT), [self.consumer])
         return int(rows[0][0])
 
@@ -98,7 +91,6 @@ class AsyncInbox:
         if lock is not None:
             await execute(tx, lock, ["tidings inbox"])
         await execute(tx, self._sql(_CREATE))
-        self._ready = True
 
     def _sql(self, template: str) -> str:
         return self._dialect.sql(template, inbox="inbox")

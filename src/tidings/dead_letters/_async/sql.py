@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +15,7 @@ from tidings.dead_letters.letter import (
 )
 from tidings.errors import DeadLetterNotFound
 from tidings.sidetables import dialect_of
+from tidings.sidetables._async.made import AsyncSideTable
 from tidings.sidetables._async.statements import execute
 
 __all__ = ["AsyncSQLDeadLetters"]
@@ -68,13 +67,13 @@ class AsyncSQLDeadLetters:
         self.store = store
         self.codec = codec if codec is not None else Codec()
         self._dialect = dialect_of(store)
-        self._ready = False
+        self._table = AsyncSideTable(store, self._create)
 
     async def add(self, letter: DeadLetter, *, tx: Any = None) -> None:
         values = letter_values(letter, self.codec)
         marks = ", ".join("?" for _ in values)
         statement = self._sql(f"INSERT INTO {{letters}} (id, {LETTER_COLUMNS}) VALUES ({marks})")
-        async with self._transaction(tx) as active:
+        async with self._table.transaction(tx) as active:
             await execute(active, statement, values)
 
     async def list(
@@ -95,7 +94,7 @@ class AsyncSQLDeadLetters:
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         conditions, params = self._where(handler)
-        async with self._transaction(tx) as active:
+        async with self._table.transaction(tx) as active:
             if after is not None:
                 rows = await execute(
                     active, self._sql("SELECT failed_at FROM {letters} WHERE id = ?"), [str(after)]
@@ -118,7 +117,7 @@ class AsyncSQLDeadLetters:
         return letter_from_row(rows[0], self.codec)
 
     async def remove(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
-        async with self._transaction(tx) as active:
+        async with self._table.transaction(tx) as active:
             rows = await execute(active, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
             if not rows:
                 raise DeadLetterNotFound(letter_id)
@@ -150,22 +149,8 @@ class AsyncSQLDeadLetters:
     async def _query(
         self, text: str, params: builtins.list[Any], tx: Any
     ) -> builtins.list[tuple[Any, ...]]:
-        async with self._transaction(tx) as active:
+        async with self._table.transaction(tx) as active:
             return await execute(active, text, params)
-
-    @asynccontextmanager
-    async def _transaction(self, tx: Any) -> AsyncIterator[Any]:
-        """`tx`, or a new store transaction; the table made ready first if not seen yet."""
-        if tx is not None:
-            if not self._ready:
-                await self._create(tx)
-            yield tx
-            return
-        async with self.store.transaction() as active:
-            if not self._ready:
-                await self._create(active)
-            yield active
-        self._ready = True
 
     async def _create(self, tx: Any) -> None:
         lock = self._dialect.creation_lock

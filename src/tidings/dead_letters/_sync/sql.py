@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +17,7 @@ from tidings.dead_letters.letter import (
 )
 from tidings.errors import DeadLetterNotFound
 from tidings.sidetables import dialect_of
+from tidings.sidetables._sync.made import SideTable
 from tidings.sidetables._sync.statements import execute
 
 __all__ = ["SQLDeadLetters"]
@@ -70,13 +69,13 @@ class SQLDeadLetters:
         self.store = store
         self.codec = codec if codec is not None else Codec()
         self._dialect = dialect_of(store)
-        self._ready = False
+        self._table = SideTable(store, self._create)
 
     def add(self, letter: DeadLetter, *, tx: Any = None) -> None:
         values = letter_values(letter, self.codec)
         marks = ", ".join("?" for _ in values)
         statement = self._sql(f"INSERT INTO {{letters}} (id, {LETTER_COLUMNS}) VALUES ({marks})")
-        with self._transaction(tx) as active:
+        with self._table.transaction(tx) as active:
             execute(active, statement, values)
 
     def list(
@@ -97,7 +96,7 @@ class SQLDeadLetters:
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         conditions, params = self._where(handler)
-        with self._transaction(tx) as active:
+        with self._table.transaction(tx) as active:
             if after is not None:
                 rows = execute(
                     active, self._sql("SELECT failed_at FROM {letters} WHERE id = ?"), [str(after)]
@@ -120,7 +119,7 @@ class SQLDeadLetters:
         return letter_from_row(rows[0], self.codec)
 
     def remove(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
-        with self._transaction(tx) as active:
+        with self._table.transaction(tx) as active:
             rows = execute(active, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
             if not rows:
                 raise DeadLetterNotFound(letter_id)
@@ -152,22 +151,8 @@ class SQLDeadLetters:
     def _query(
         self, text: str, params: builtins.list[Any], tx: Any
     ) -> builtins.list[tuple[Any, ...]]:
-        with self._transaction(tx) as active:
+        with self._table.transaction(tx) as active:
             return execute(active, text, params)
-
-    @contextmanager
-    def _transaction(self, tx: Any) -> Iterator[Any]:
-        """`tx`, or a new store transaction; the table made ready first if not seen yet."""
-        if tx is not None:
-            if not self._ready:
-                self._create(tx)
-            yield tx
-            return
-        with self.store.transaction() as active:
-            if not self._ready:
-                self._create(active)
-            yield active
-        self._ready = True
 
     def _create(self, tx: Any) -> None:
         lock = self._dialect.creation_lock

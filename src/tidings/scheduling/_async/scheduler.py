@@ -19,6 +19,7 @@ from tidings.errors import ConcurrencyError
 from tidings.messages import Command, Envelope, Event, Message, new_id, utc_now
 from tidings.scheduling.scheduled import CommandTypes, MessageKind, ScheduledMessage
 from tidings.sidetables import dialect_of
+from tidings.sidetables._async.made import AsyncSideTable
 from tidings.sidetables._async.statements import execute, execute_count
 from tidings.store.records import NewEvent, StreamState
 
@@ -112,7 +113,7 @@ class AsyncScheduler:
         self.batch_size = batch_size
         self.owner = uuid.uuid4().hex
         self._dialect = dialect_of(store)
-        self._ready = False
+        self._table = AsyncSideTable(store, self._create)
         self._stopped = False
         # Set to wake `run` early; made there, as an anyio event needs the running loop.
         self._wake: anyio.Event | None = None  # sync: self._wake: threading.Event | None = None
@@ -173,30 +174,20 @@ class AsyncScheduler:
             None if causation_id is None else str(causation_id),
             b"",
         ]
-        if tx is not None:
-            await self._create(tx)
-            await execute(tx, self._sql(_INSERT), values)
-        else:
-            async with self.store.transaction() as own:
-                await self._ensure(own)
-                await execute(own, self._sql(_INSERT), values)
+        async with self._table.transaction(tx) as active:
+            await execute(active, self._sql(_INSERT), values)
         self._poke()
         return schedule_id
 
     async def cancel(self, schedule_id: UUID, *, tx: Any = None) -> bool:
         """Forget a message not yet delivered; whether there was one."""
         statement = self._sql("DELETE FROM {scheduled} WHERE id = ?")
-        if tx is not None:
-            await self._create(tx)
-            return await execute_count(tx, statement, [str(schedule_id)]) > 0
-        async with self.store.transaction() as own:
-            await self._ensure(own)
-            return await execute_count(own, statement, [str(schedule_id)]) > 0
+        async with self._table.transaction(tx) as active:
+            return await execute_count(active, statement, [str(schedule_id)]) > 0
 
     async def pending(self) -> list[ScheduledMessage]:
         """The messages waiting, soonest first."""
-        async with self.store.transaction() as tx:
-            await self._ensure(tx)
+        async with self._table.transaction() as tx:
             rows = await execute(tx, self._sql(_LIST))
         return [ScheduledMessage.from_row(row) for row in rows]
 
@@ -231,8 +222,7 @@ class AsyncScheduler:
 
     async def _fire_events(self, moment: float) -> int:
         text = _DUE_EVENTS + (" FOR UPDATE SKIP LOCKED" if self._dialect.postgres else "")
-        async with self.store.transaction() as tx:
-            await self._ensure(tx)
+        async with self._table.transaction() as tx:
             rows = await execute(tx, self._sql(text), [moment, self.batch_size])
             for row in rows:
                 schedule_id, type_name, version, data, stream, correlation, causation, headers = row
@@ -254,8 +244,7 @@ class AsyncScheduler:
         skip = " FOR UPDATE SKIP LOCKED" if self._dialect.postgres else ""
         claim = self._sql(_CLAIM_COMMANDS.replace("{skip_locked}", skip))
         clock = time.time()  # leases run on the clock, whatever `now` says is due
-        async with self.store.transaction() as tx:
-            await self._ensure(tx)
+        async with self._table.transaction() as tx:
             rows = await execute(
                 tx, claim, [self.owner, clock + self.lease, moment, clock, self.batch_size]
             )
@@ -341,15 +330,7 @@ class AsyncScheduler:
             except Exception:
                 logger.exception("scheduled %s: cannot renew the lease; trying again", schedule_id)
 
-    async def _ensure(self, tx: Any) -> None:
-        """Create the table in `tx` (a transaction of this scheduler's own) if not seen yet."""
-        if not self._ready:
-            await self._create(tx)
-            self._ready = True
-
     async def _create(self, tx: Any) -> None:
-        if self._ready:
-            return
         lock = self._dialect.creation_lock
         if lock is not None:
             await execute(tx, lock, ["tidings scheduled"])

@@ -20,6 +20,7 @@ from tidings.messages import Command, Envelope, Event, Message, new_id, utc_now
 from tidings.projections.threads import TaskThreads
 from tidings.scheduling.scheduled import CommandTypes, MessageKind, ScheduledMessage
 from tidings.sidetables import dialect_of
+from tidings.sidetables._sync.made import SideTable
 from tidings.sidetables._sync.statements import execute, execute_count
 from tidings.store.records import NewEvent, StreamState
 
@@ -113,7 +114,7 @@ class Scheduler:
         self.batch_size = batch_size
         self.owner = uuid.uuid4().hex
         self._dialect = dialect_of(store)
-        self._ready = False
+        self._table = SideTable(store, self._create)
         self._stopped = False
         # Set to wake `run` early; made there, as an anyio event needs the running loop.
         self._wake: threading.Event | None = None
@@ -174,30 +175,20 @@ class Scheduler:
             None if causation_id is None else str(causation_id),
             b"",
         ]
-        if tx is not None:
-            self._create(tx)
-            execute(tx, self._sql(_INSERT), values)
-        else:
-            with self.store.transaction() as own:
-                self._ensure(own)
-                execute(own, self._sql(_INSERT), values)
+        with self._table.transaction(tx) as active:
+            execute(active, self._sql(_INSERT), values)
         self._poke()
         return schedule_id
 
     def cancel(self, schedule_id: UUID, *, tx: Any = None) -> bool:
         """Forget a message not yet delivered; whether there was one."""
         statement = self._sql("DELETE FROM {scheduled} WHERE id = ?")
-        if tx is not None:
-            self._create(tx)
-            return execute_count(tx, statement, [str(schedule_id)]) > 0
-        with self.store.transaction() as own:
-            self._ensure(own)
-            return execute_count(own, statement, [str(schedule_id)]) > 0
+        with self._table.transaction(tx) as active:
+            return execute_count(active, statement, [str(schedule_id)]) > 0
 
     def pending(self) -> list[ScheduledMessage]:
         """The messages waiting, soonest first."""
-        with self.store.transaction() as tx:
-            self._ensure(tx)
+        with self._table.transaction() as tx:
             rows = execute(tx, self._sql(_LIST))
         return [ScheduledMessage.from_row(row) for row in rows]
 
@@ -231,8 +222,7 @@ class Scheduler:
 
     def _fire_events(self, moment: float) -> int:
         text = _DUE_EVENTS + (" FOR UPDATE SKIP LOCKED" if self._dialect.postgres else "")
-        with self.store.transaction() as tx:
-            self._ensure(tx)
+        with self._table.transaction() as tx:
             rows = execute(tx, self._sql(text), [moment, self.batch_size])
             for row in rows:
                 schedule_id, type_name, version, data, stream, correlation, causation, headers = row
@@ -254,8 +244,7 @@ class Scheduler:
         skip = " FOR UPDATE SKIP LOCKED" if self._dialect.postgres else ""
         claim = self._sql(_CLAIM_COMMANDS.replace("{skip_locked}", skip))
         clock = time.time()  # leases run on the clock, whatever `now` says is due
-        with self.store.transaction() as tx:
-            self._ensure(tx)
+        with self._table.transaction() as tx:
             rows = execute(
                 tx, claim, [self.owner, clock + self.lease, moment, clock, self.batch_size]
             )
@@ -340,15 +329,7 @@ class Scheduler:
             except Exception:
                 logger.exception("scheduled %s: cannot renew the lease; trying again", schedule_id)
 
-    def _ensure(self, tx: Any) -> None:
-        """Create the table in `tx` (a transaction of this scheduler's own) if not seen yet."""
-        if not self._ready:
-            self._create(tx)
-            self._ready = True
-
     def _create(self, tx: Any) -> None:
-        if self._ready:
-            return
         lock = self._dialect.creation_lock
         if lock is not None:
             execute(tx, lock, ["tidings scheduled"])
