@@ -11,6 +11,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.orm import registry, sessionmaker
 
 from tests.integrations.databases import Target, target_for
+from tests.store.readable import wait_readable
 from tidings import (
     Aggregate,
     Command,
@@ -237,6 +238,7 @@ def test_a_row_changed_since_it_was_read_is_a_concurrency_error(target: Target) 
     assert not writers.locked()
     assert isinstance(raised.value, ConcurrencyError)
     assert stored_values(target) == {"a": 1}
+    wait_readable(target.store)
     assert [r.type for r in target.store.read_all()] == ["tests.Incremented"]
 
 

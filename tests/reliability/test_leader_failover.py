@@ -123,7 +123,7 @@ def test_runners_killed_and_frozen_at_random_are_never_two_active_at_once(
             figures.kills += 1
         stop.set()
         writer.join()
-        last = store.head_position()
+        last = store.watermark().last_position  # all committed, readable yet or not
         ProjectionRunner(store, [Tenure(table)], poll_interval=0.05).wait_for(
             "tenure", last, timeout=30
         )

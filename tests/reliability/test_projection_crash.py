@@ -102,7 +102,7 @@ def test_a_runner_killed_at_random_resumes_to_the_read_model_of_a_rebuild(
         stop.set()
         for writer in writers:
             writer.join()
-    last = store.head_position()
+    last = store.watermark().last_position  # all committed, readable yet or not
     survivor = start_runner(env, prefix)
     try:
         ProjectionRunner(store, [ledger], poll_interval=0.05).wait_for("ledger", last, timeout=30)

@@ -19,6 +19,7 @@ import anyio
 import pytest
 
 from tests.store.backends import BACKENDS
+from tests.store.readable import wait_readable
 from tidings import AsyncMessageBus, Command, Envelope, Event, MessageBus, Router
 from tidings.errors import ConfigurationError
 from tidings.scheduling import AsyncScheduler, MessageKind, Scheduler
@@ -127,6 +128,7 @@ def test_schedulers_in_parallel_fire_each_message_once(opener: Any) -> None:
         for thread in threads:
             thread.join(timeout=30)
         assert sum(fired) == 30
+        wait_readable(setup)
         assert len(setup.read_all()) == 30
     finally:
         for store in [setup, *stores]:
