@@ -8,7 +8,6 @@ store opener and a reader of the read model for memory, SQLite and PostgreSQL.
 from __future__ import annotations
 
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,16 +40,6 @@ def deposit(account: str, amount: int = 1) -> NewEvent:
 
 def note(text: str = "hello") -> NewEvent:
     return CODEC.new_event(Envelope.new(Noted(text)))
-
-
-def wait_readable(store: Any, position: int) -> None:
-    """Until `$all` shows `position`: PostgreSQL shows a commit once older transactions end."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if store.read_all(after=position - 1, limit=1):
-            return
-        time.sleep(0.005)
-    raise TimeoutError(f"position {position} did not become readable")
 
 
 def _run(tx: Any, *statements: tuple[str, tuple[Any, ...]]) -> Any:

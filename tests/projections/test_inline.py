@@ -17,8 +17,8 @@ from tests.projections.ledger import (
     Ledger,
     MemoryLedger,
     backend,
-    wait_readable,
 )
+from tests.store.readable import wait_readable
 from tidings import (
     AsyncUnitOfWork,
     ConcurrencyError,

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.projections.ledger import Backend, Deposited, backend, deposit, wait_readable
+from tests.projections.ledger import Backend, Deposited, backend, deposit
+from tests.store.readable import wait_readable
 from tidings import Envelope
 from tidings.projections import (
     AsyncProjectionRunner,

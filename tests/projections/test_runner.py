@@ -19,8 +19,8 @@ from tests.projections.ledger import (
     backend,
     deposit,
     note,
-    wait_readable,
 )
+from tests.store.readable import wait_readable
 from tidings import Envelope
 from tidings.projections import (
     AsyncProjectionRunner,
