@@ -72,7 +72,7 @@ def test_pause_and_resume_act_on_a_runner_in_another_process(url: str, tmp_path:
             0,
             "ledger: running\n",
         )
-        runner.wait_for("ledger", 31, timeout=3)
+        runner.wait_for("ledger", 31, timeout=10)
     store.close()
 
 
@@ -109,7 +109,7 @@ def test_rebuild_is_carried_out_by_the_runner_that_holds_the_projection(
         assert code == 0, err
         assert "ledger: rebuilt, at position 30" in out
         store.append("Account-1", [deposit("a1", 1)])
-        runner.wait_for("ledger", 31, timeout=3)
+        runner.wait_for("ledger", 31, timeout=10)
     with sqlite3.connect(tmp_path / "events.db") as connection:
         rows = connection.execute("SELECT account, balance FROM ledger_balances ORDER BY 1")
         assert rows.fetchall() == [("a0", 10), ("a1", 11), ("a2", 10)]
