@@ -1,12 +1,13 @@
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 
-.PHONY: install run demo test lint unasync bench clean
+.PHONY: install run demo test lint unasync docs bench clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
 
+# Every extra and the docs group: the tests run the CLI, every integration and the docs build.
 install: $(UV)
-	$(UV) sync --locked --all-extras
+	$(UV) sync --locked --all-extras --group docs
 
 run: install
 	$(UV) run python -m examples.allocation serve
@@ -26,6 +27,10 @@ lint: install
 test: lint
 	$(UV) run pytest
 
+# The API reference and the guides, into site/; a warning (a broken reference) fails it.
+docs: install
+	$(UV) run mkdocs build --strict
+
 bench: $(UV)
 	$(UV) sync --locked --all-extras --group bench
 	$(UV) run python -m benchmarks.bus
@@ -36,4 +41,4 @@ bench: $(UV)
 	$(UV) run python -m benchmarks.transports
 
 clean:
-	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv var site .pytest_cache .mypy_cache .ruff_cache

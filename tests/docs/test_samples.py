@@ -31,18 +31,19 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SAMPLE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
-def _python_pages() -> list[Path]:
+def python_pages() -> list[Path]:
+    """The pages with Python samples."""
     return [page for page in PAGES if SAMPLE.search(page.read_text())]
 
 
-def run_page(page: Path, cwd: Path) -> str:
-    """Run the page's samples in `cwd`; what they printed. Fails the test if one fails."""
+def run_page(page: Path, cwd: Path, python: str = sys.executable) -> str:
+    """Run the page's samples in `cwd` with `python`; what they printed. Fails if one fails."""
     if any("postgresql://" in sample for sample in SAMPLE.findall(page.read_text())):
         postgres_dsn()  # skips without a server, fails under CI
     env = {k: v for k, v in os.environ.items() if k not in ("TIDINGS_STORE", "PYTHONPATH")}
     env["TIDINGS_TEST_POSTGRES"] = POSTGRES_DSN
     done = subprocess.run(
-        [sys.executable, str(RUNNER), str(page)],
+        [python, str(RUNNER), str(page)],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -57,11 +58,19 @@ def run_page(page: Path, cwd: Path) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("page", _python_pages(), ids=lambda page: str(page.relative_to(ROOT)))
-def test_the_samples_of_a_page_run_as_written(page: Path, tmp_path: Path) -> None:
-    out = run_page(page, tmp_path)
+def assert_all_ran(page: Path, out: str) -> None:
+    """`out`, what `run_page` printed, ends with the count of the page's samples."""
     count = len(SAMPLE.findall(page.read_text()))
     assert out.endswith(f"[{count} samples ran]\n"), out
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("page", python_pages(), ids=page_id)
+def test_the_samples_of_a_page_run_as_written(page: Path, tmp_path: Path) -> None:
+    assert_all_ran(page, run_page(page, tmp_path))
 
 
 def _session_answers(page: Path, command: str) -> list[str]:
