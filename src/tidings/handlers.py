@@ -227,9 +227,14 @@ def _bind(
             shown = (
                 "" if annotation is None else f" ({getattr(annotation, '__name__', annotation)})"
             )
+            twin = _twin(annotation, dependencies)
+            hint = (
+                f"this bus provides {twin.__name__}: annotate it {twin.__name__}"
+                if twin is not None
+                else f"pass it to the bus as dependencies={{{param.name!r}: ...}}"
+            )
             raise ConfigurationError(
-                f"{spec.name} needs {param.name!r}{shown}, which no dependency provides; "
-                f"pass it to the bus as dependencies={{{param.name!r}: ...}}"
+                f"{spec.name} needs {param.name!r}{shown}, which no dependency provides; {hint}"
             )
         else:
             continue
@@ -239,6 +244,22 @@ def _bind(
             kwargs[param.name] = provided
     retry = spec.retry or (default_retry if issubclass(spec.message_type, Event) else _ONCE)
     return BoundHandler(spec, kwargs, factories, envelope_param, retry)
+
+
+def _twin(annotation: Any, dependencies: Mapping[str | type, Any]) -> type | None:
+    """The provided type that is `annotation`'s sync or async twin, such as `AsyncSend` for `Send`.
+
+    A handler written for the other kind of bus asks for a type this bus does
+    not have; naming the one it has says what to change.
+    """
+    if not isinstance(annotation, type):
+        return None
+    name = annotation.__name__
+    twins = {f"Async{name}", name.removeprefix("Async")} - {name}
+    return next(
+        (t for t in dependencies if isinstance(t, type) and t.__name__ in twins),
+        None,
+    )
 
 
 def _message_types(fn: Callable[..., Any], explicit: type[Message] | None) -> list[type[Message]]:
