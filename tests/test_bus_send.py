@@ -200,3 +200,14 @@ def test_a_dependency_named_like_the_parameter_wins_over_send() -> None:
 
     MessageBus(router, dependencies={"send": calls.append}).handle(Allocated("o7"))
     assert calls == [NotifyCustomer("o7")]
+
+
+def test_a_plain_function_cannot_take_async_send_as_it_could_not_await_it() -> None:
+    router = Router()
+
+    @router.handler
+    def on_allocated(event: Allocated, send: AsyncSend) -> None:
+        send(NotifyCustomer(event.order_id))  # a coroutine never awaited: the command never sent
+
+    with pytest.raises(ConfigurationError, match="on_allocated is a plain function: make it async"):
+        AsyncMessageBus(router)

@@ -23,7 +23,7 @@ from tidings.errors import ConfigurationError
 from tidings.messages import Command, Envelope, Event, Message, Query
 from tidings.retry import Retry
 
-__all__ = ["BoundHandler", "HandlerSpec", "PerCall", "Router", "bind_handlers"]
+__all__ = ["BoundHandler", "HandlerSpec", "PerCall", "Router", "bind_handlers", "require_async"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -198,6 +198,17 @@ def bind_handlers(
             else:
                 single[spec.message_type] = bound
     return HandlerTable(single, events)
+
+
+def require_async(table: HandlerTable, dependency: object, why: str) -> None:
+    """`ConfigurationError` for a plain function that takes `dependency`, which must be awaited.
+
+    A plain function cannot await what an awaitable dependency returns, so the
+    call would never run; this says so at start-up.
+    """
+    for handler in [*table.single.values(), *table.events]:
+        if not handler.is_async and any(v is dependency for v in handler.kwargs.values()):
+            raise ConfigurationError(f"{handler.name} is a plain function: {why}")
 
 
 def _bind(

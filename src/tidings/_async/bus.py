@@ -15,7 +15,13 @@ import anyio  # sync: import time
 from tidings.context import Dispatch, current_dispatch, reset_dispatch, set_dispatch
 from tidings.dead_letters import AsyncDeadLetterStore, DeadLetter, DeadLetters, UndecodedEvent
 from tidings.errors import CascadeLimitExceeded, DeadLetterNotRetryable, NoHandler
-from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
+from tidings.handlers import (
+    BoundHandler,
+    HandlerTable,
+    Router,
+    bind_handlers,
+    require_async,  # sync:
+)
 from tidings.messages import Command, Envelope, Event, Message
 from tidings.retry import Retry
 
@@ -65,8 +71,11 @@ class AsyncMessageBus:
         max_cascade: int = 10_000,
     ) -> None:
         routers = [handlers] if isinstance(handlers, Router) else list(handlers)
-        provided: dict[str | type, Any] = {AsyncSend: AsyncSend(self), **(dependencies or {})}
+        send = AsyncSend(self)
+        provided: dict[str | type, Any] = {AsyncSend: send, **(dependencies or {})}
         self._table: HandlerTable = bind_handlers(routers, provided, retry or Retry())
+        why = "make it async def to await AsyncSend"  # sync:
+        require_async(self._table, send, why)  # sync:
         self.retry_waits = retry_waits
         self.dead_letters: DeadLetters | AsyncDeadLetterStore = (
             dead_letters if dead_letters is not None else DeadLetters()

@@ -15,7 +15,12 @@ from uuid import UUID
 from tidings.context import Dispatch, current_dispatch, reset_dispatch, set_dispatch
 from tidings.dead_letters import DeadLetter, DeadLetters, DeadLetterStore, UndecodedEvent
 from tidings.errors import CascadeLimitExceeded, DeadLetterNotRetryable, NoHandler
-from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
+from tidings.handlers import (
+    BoundHandler,
+    HandlerTable,
+    Router,
+    bind_handlers,
+)
 from tidings.messages import Command, Envelope, Event, Message
 from tidings.retry import Retry
 from tidings.runner import run_coroutine
@@ -64,7 +69,8 @@ class MessageBus:
         max_cascade: int = 10_000,
     ) -> None:
         routers = [handlers] if isinstance(handlers, Router) else list(handlers)
-        provided: dict[str | type, Any] = {Send: Send(self), **(dependencies or {})}
+        send = Send(self)
+        provided: dict[str | type, Any] = {Send: send, **(dependencies or {})}
         self._table: HandlerTable = bind_handlers(routers, provided, retry or Retry())
         self.retry_waits = retry_waits
         self.dead_letters: DeadLetters | DeadLetterStore = (
