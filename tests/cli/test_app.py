@@ -9,6 +9,7 @@ import anyio
 
 from tests.cli import app_factories
 from tests.cli.conftest import Store, invoke
+from tests.cli.test_tail import tail
 from tidings import AsyncSQLDeadLetters, NewEvent, new_id, open_async_store
 from tidings.messages import utc_from_ns
 
@@ -117,3 +118,16 @@ def test_a_factory_of_the_wrong_kind_exits_2_with_one_line(store: Store) -> None
         result = invoke("events", "--app", f"tests.cli.app_factories:{name}", "--store", store.url)
         assert result.exit_code == 2
         assert reason in result.output
+
+
+def test_tail_follows_with_the_apps_codec_in_a_process_of_its_own(store: Store) -> None:
+    _old_events(store)
+    with tail(store, "--json", "--from-start", "--app", ASYNC_APP) as running:
+        renamed, garbled, unknown = running.event(), running.event(), running.event()
+        store.append_raw("Doc-2", stored("cli_app.Renamed", 1, {"name": "later"}))
+        later = running.event()
+        assert running.stop() == 0
+    assert (renamed["data"], "undecoded" in renamed) == ({"title": "draft"}, False)
+    assert garbled["undecoded"] == "KeyError: 'missing'"
+    assert unknown["data"] == {"a": 1}
+    assert later["data"] == {"title": "later"}
