@@ -110,7 +110,7 @@ def test_dlq_retry_awaits_an_async_factory_and_retries_on_its_bus(store: Store) 
 
 def test_a_factory_of_the_wrong_kind_exits_2_with_one_line(store: Store) -> None:
     cases = {
-        "sync_factory_of_an_async_bus": "returned AsyncMessageBus; a factory returning a "
+        "sync_factory_of_an_async_bus": "returned AsyncMessageBus; a factory of "
         "MessageBus is a plain def taking an EventStore",
         "async_factory_of_something_else": "returned str, not an AsyncMessageBus",
     }

@@ -37,8 +37,6 @@ import anyio
 import msgspec
 import typer
 
-from tidings._async.bus import AsyncMessageBus
-from tidings._sync.bus import MessageBus
 from tidings.cli.group import TidingsGroup
 from tidings.cli.options import (
     AppFactory,
@@ -47,7 +45,8 @@ from tidings.cli.options import (
     JsonOption,
     StoreOption,
     app_codec,
-    checked_bus,
+    built_async_bus,
+    built_bus,
     import_attribute,
     import_modules,
     is_async_factory,
@@ -287,7 +286,7 @@ def _retry_on_bus(event_store: EventStore, url: str, letter_id: UUID, app: str |
     factory = load_app_factory(app)
     if is_async_factory(factory):
         return anyio.run(_retry_on_async_bus, factory, url, letter_id, app)
-    bus: MessageBus = checked_bus(app, factory(event_store), MessageBus)
+    bus = built_bus(app, factory, event_store)
     if not isinstance(bus.dead_letters, SQLDeadLetters):
         _in_memory(app, "SQLDeadLetters")
     try:
@@ -299,7 +298,7 @@ def _retry_on_bus(event_store: EventStore, url: str, letter_id: UUID, app: str |
 async def _retry_on_async_bus(factory: AppFactory, url: str, letter_id: UUID, app: str) -> bool:
     """Retry on the bus an async factory builds, over an async store of its own."""
     async with opened_async_store(url) as store:
-        bus: AsyncMessageBus = checked_bus(app, await factory(store), AsyncMessageBus)
+        bus = await built_async_bus(app, factory, store)
         if not isinstance(bus.dead_letters, AsyncSQLDeadLetters):
             _in_memory(app, "AsyncSQLDeadLetters")
         try:

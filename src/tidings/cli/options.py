@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
@@ -44,8 +44,9 @@ __all__ = [
     "TypeOption",
     "app_codec",
     "check_categories",
+    "built_async_bus",
+    "built_bus",
     "check_types",
-    "checked_bus",
     "decoding",
     "import_attribute",
     "import_modules",
@@ -120,7 +121,7 @@ AppOption = Annotated[
     ),
 ]
 
-AppFactory = Callable[[Any], Any]
+AppFactory = Callable[[EventStore | AsyncEventStore], object]
 """`--app`: `(EventStore) -> MessageBus`, or an async `(AsyncEventStore) -> AsyncMessageBus`."""
 
 
@@ -180,24 +181,38 @@ def is_async_factory(factory: AppFactory) -> bool:
     return inspect.iscoroutinefunction(call)
 
 
-def checked_bus(spec: str, made: object, wanted: type[MessageBus | AsyncMessageBus]) -> Any:
-    """The bus the factory of `spec` made, or exit 2 when it made something else."""
-    if not isinstance(made, wanted):
-        if isinstance(made, MessageBus | AsyncMessageBus):
+def built_bus(spec: str, factory: AppFactory, store: EventStore) -> MessageBus:
+    """The bus a blocking factory builds over `store`; exit 2 when it builds something else."""
+    return _checked(spec, factory(store), MessageBus)
+
+
+async def built_async_bus(
+    spec: str, factory: AppFactory, store: AsyncEventStore
+) -> AsyncMessageBus:
+    """The bus an async factory builds over `store`, awaited; exit 2 for anything else."""
+    made = factory(store)
+    return _checked(spec, await made if inspect.isawaitable(made) else made, AsyncMessageBus)
+
+
+B = TypeVar("B", MessageBus, AsyncMessageBus)
+
+
+def _checked(spec: str, made: object, wanted: type[B]) -> B:
+    if isinstance(made, wanted):
+        return made
+    name = wanted.__name__
+    if isinstance(made, MessageBus | AsyncMessageBus):
+        shape = "a plain def taking an EventStore"
+        if wanted is AsyncMessageBus:
             shape = "an async def taking an AsyncEventStore"
-            if wanted is MessageBus:
-                shape = "a plain def taking an EventStore"
-            raise typer.BadParameter(
-                f"{spec} returned {type(made).__name__}; a factory returning a "
-                f"{wanted.__name__} is {shape}",
-                param_hint="--app",
-            )
-        article = "an" if wanted.__name__.startswith("A") else "a"
         raise typer.BadParameter(
-            f"{spec} returned {type(made).__name__}, not {article} {wanted.__name__}",
+            f"{spec} returned {type(made).__name__}; a factory of {name} is {shape}",
             param_hint="--app",
         )
-    return made
+    article = "an" if name.startswith("A") else "a"
+    raise typer.BadParameter(
+        f"{spec} returned {type(made).__name__}, not {article} {name}", param_hint="--app"
+    )
 
 
 def app_codec(spec: str, url: str) -> Codec:
@@ -212,15 +227,13 @@ def app_codec(spec: str, url: str) -> Codec:
 
         async def build() -> Codec:
             async with opened_async_store(url) as store:
-                bus: AsyncMessageBus = checked_bus(spec, await factory(store), AsyncMessageBus)
-                letters = bus.dead_letters
+                letters = (await built_async_bus(spec, factory, store)).dead_letters
                 return letters.codec if isinstance(letters, AsyncSQLDeadLetters) else Codec()
 
         return anyio.run(build)
     with opened_store(url) as store:
-        sync_bus: MessageBus = checked_bus(spec, factory(store), MessageBus)
-        letters = sync_bus.dead_letters
-        return letters.codec if isinstance(letters, SQLDeadLetters) else Codec()
+        sync_letters = built_bus(spec, factory, store).dead_letters
+        return sync_letters.codec if isinstance(sync_letters, SQLDeadLetters) else Codec()
 
 
 def decoding(modules: list[str] | None, app: str | None, url: str) -> Decoding:
