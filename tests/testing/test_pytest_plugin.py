@@ -165,6 +165,24 @@ def test_the_postgres_backend_gets_a_schema_of_its_own_dropped_afterwards(
     assert left == (0,)
 
 
+def test_a_database_named_but_not_reachable_fails_at_once_with_the_reason(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(test_store=STORE_TESTS)
+    result = project.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--tidings-postgres=postgresql://postgres@127.0.0.1:1/test",
+        "-k",
+        "postgres",
+    )
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        ["*the PostgreSQL test database is not reachable: connection failed:*refused*"]
+    )
+    assert result.duration < 60
+
+
 def test_a_marker_picks_the_backends_of_one_test(project: pytest.Pytester) -> None:
     project.makepyfile(
         test_marked="""
@@ -182,9 +200,8 @@ def test_a_marker_picks_the_backends_of_one_test(project: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(
         ["*unknown tidings backend 'oracle'; the backends are memory, sqlite, postgres*"]
     )
-    assert result.ret != 0
-    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-k", "sqlite_only")
-    assert result.ret != 0  # the module with the unknown backend does not even collect
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # the module is not collected
+    assert "Traceback" not in result.stdout.str()
 
 
 def test_the_scenario_fixtures_build_the_bus_with_the_projects_bootstrap(

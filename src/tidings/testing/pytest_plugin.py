@@ -92,9 +92,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     backends = tuple(marker.args) if marker is not None and marker.args else BACKENDS
     unknown = [name for name in backends if name not in BACKENDS]
     if unknown:
-        raise pytest.UsageError(
+        pytest.fail(
             f"{metafunc.definition.nodeid}: unknown tidings backend {unknown[0]!r}; "
-            f"the backends are {', '.join(BACKENDS)}"
+            f"the backends are {', '.join(BACKENDS)}",
+            pytrace=False,
         )
     metafunc.parametrize("tidings_backend", backends, indirect=True)
 
@@ -193,11 +194,28 @@ def tidings_async_scenario(
     return AsyncBusScenario.using(tidings_async_bootstrap)
 
 
+_REACHED = pytest.StashKey[str]()
+
+
 def _postgres(config: pytest.Config) -> str:
-    """The DSN of the PostgreSQL test database, or a skip saying how to name one."""
+    """The DSN of the PostgreSQL test database, or a skip saying how to name one.
+
+    A database named but not reachable fails the test at once, with libpq's
+    reason, rather than after the pool's timeout: it was asked for. It is
+    tried once per session.
+    """
     dsn: str | None = config.getoption("--tidings-postgres") or os.environ.get(POSTGRES_ENV)
     if not dsn:
         pytest.skip(f"no PostgreSQL database: pass --tidings-postgres=DSN or set {POSTGRES_ENV}")
+    if config.stash.get(_REACHED, None) != dsn:
+        import psycopg
+
+        try:
+            psycopg.connect(dsn, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            pytest.fail(f"the PostgreSQL test database is not reachable: {reason}", pytrace=False)
+        config.stash[_REACHED] = dsn
     return dsn
 
 
