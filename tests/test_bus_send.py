@@ -10,6 +10,7 @@ import pytest
 from tidings import (
     AsyncMessageBus,
     AsyncSend,
+    Codec,
     Command,
     ConfigurationError,
     Envelope,
@@ -17,11 +18,13 @@ from tidings import (
     EventSourced,
     MemoryStore,
     MessageBus,
+    ProjectionRunner,
     Retry,
     Router,
     Send,
     UnitOfWork,
     applies,
+    durable_handlers,
 )
 
 
@@ -211,3 +214,32 @@ def test_a_plain_function_cannot_take_async_send_as_it_could_not_await_it() -> N
 
     with pytest.raises(ConfigurationError, match="on_allocated is a plain function: make it async"):
         AsyncMessageBus(router)
+
+
+def test_a_durable_handler_given_a_send_continues_the_stored_events_conversation() -> None:
+    sent: list[Envelope[NotifyCustomer]] = []
+    commands = Router()
+
+    @commands.handler
+    def notify(command: NotifyCustomer, envelope: Envelope[NotifyCustomer]) -> None:
+        sent.append(envelope)
+
+    reactions = Router()
+
+    @reactions.handler
+    def on_allocated(event: Allocated, send: Send) -> None:
+        send(NotifyCustomer(event.order_id))
+
+    store = MemoryStore()
+    event = Envelope.new(Allocated("o9"))
+    appended = store.append("Order-o9", [Codec().new_event(event)])
+    # Run from the log, outside any bus: the bus to send on is given like any dependency.
+    projections = durable_handlers(reactions, dependencies={Send: Send(MessageBus(commands))})
+    runner = ProjectionRunner(store, projections, poll_interval=0.05, retry_waits=False)
+    with runner.running():
+        runner.wait_for(projections[0].name, appended.positions[-1])
+    (command,) = sent
+    assert (command.correlation_id, command.causation_id) == (
+        event.correlation_id,
+        event.message_id,
+    )
