@@ -1,9 +1,9 @@
 """tidings: commands, events, event sourcing, CQRS and projections on one durable event log."""
 
-from tidings._async.bus import AsyncMessageBus, AsyncMiddleware
+from tidings._async.bus import AsyncMessageBus, AsyncMiddleware, AsyncSend
 from tidings._async.middleware import AsyncLogMessages
 from tidings._async.uow import AsyncEventSourcedRepository, AsyncRepository, AsyncUnitOfWork
-from tidings._sync.bus import MessageBus, Middleware
+from tidings._sync.bus import MessageBus, Middleware, Send
 from tidings._sync.middleware import LogMessages
 from tidings._sync.uow import EventSourcedRepository, Repository, UnitOfWork
 from tidings.codec import Codec
@@ -174,6 +174,7 @@ __all__ = [
     "AsyncSQLiteStore",
     "AsyncMiddleware",
     "AsyncRepository",
+    "AsyncSend",
     "AsyncUnitOfWork",
     "CascadeLimitExceeded",
     "CommitOutcomeUnknown",
@@ -209,6 +210,7 @@ __all__ = [
     "Retry",
     "Router",
     "SQLiteStore",
+    "Send",
     "StoreUnavailable",
     "StreamNotFound",
     "StreamInfo",

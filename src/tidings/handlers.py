@@ -23,7 +23,7 @@ from tidings.errors import ConfigurationError
 from tidings.messages import Command, Envelope, Event, Message, Query
 from tidings.retry import Retry
 
-__all__ = ["BoundHandler", "HandlerSpec", "PerCall", "Router", "bind_handlers"]
+__all__ = ["BoundHandler", "HandlerSpec", "PerCall", "Router", "bind_handlers", "require_async"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -200,6 +200,17 @@ def bind_handlers(
     return HandlerTable(single, events)
 
 
+def require_async(table: HandlerTable, dependency: object, why: str) -> None:
+    """`ConfigurationError` for a plain function that takes `dependency`, which must be awaited.
+
+    A plain function cannot await what an awaitable dependency returns, so the
+    call would never run; this says so at start-up.
+    """
+    for handler in [*table.single.values(), *table.events]:
+        if not handler.is_async and any(v is dependency for v in handler.kwargs.values()):
+            raise ConfigurationError(f"{handler.name} is a plain function: {why}")
+
+
 def _bind(
     spec: HandlerSpec, dependencies: Mapping[str | type, Any], default_retry: Retry
 ) -> BoundHandler:
@@ -227,9 +238,14 @@ def _bind(
             shown = (
                 "" if annotation is None else f" ({getattr(annotation, '__name__', annotation)})"
             )
+            twin = _twin(annotation, dependencies)
+            hint = (
+                f"this bus provides {twin.__name__}: annotate it {twin.__name__}"
+                if twin is not None
+                else f"pass it to the bus as dependencies={{{param.name!r}: ...}}"
+            )
             raise ConfigurationError(
-                f"{spec.name} needs {param.name!r}{shown}, which no dependency provides; "
-                f"pass it to the bus as dependencies={{{param.name!r}: ...}}"
+                f"{spec.name} needs {param.name!r}{shown}, which no dependency provides; {hint}"
             )
         else:
             continue
@@ -239,6 +255,22 @@ def _bind(
             kwargs[param.name] = provided
     retry = spec.retry or (default_retry if issubclass(spec.message_type, Event) else _ONCE)
     return BoundHandler(spec, kwargs, factories, envelope_param, retry)
+
+
+def _twin(annotation: Any, dependencies: Mapping[str | type, Any]) -> type | None:
+    """The provided type that is `annotation`'s sync or async twin, such as `AsyncSend` for `Send`.
+
+    A handler written for the other kind of bus asks for a type this bus does
+    not have; naming the one it has says what to change.
+    """
+    if not isinstance(annotation, type):
+        return None
+    name = annotation.__name__
+    twins = {f"Async{name}", name.removeprefix("Async")} - {name}
+    return next(
+        (t for t in dependencies if isinstance(t, type) and t.__name__ in twins),
+        None,
+    )
 
 
 def _message_types(fn: Callable[..., Any], explicit: type[Message] | None) -> list[type[Message]]:

@@ -15,13 +15,19 @@ import anyio  # sync: import time
 from tidings.context import Dispatch, current_dispatch, reset_dispatch, set_dispatch
 from tidings.dead_letters import AsyncDeadLetterStore, DeadLetter, DeadLetters, UndecodedEvent
 from tidings.errors import CascadeLimitExceeded, DeadLetterNotRetryable, NoHandler
-from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
-from tidings.messages import Envelope, Event, Message
+from tidings.handlers import (
+    BoundHandler,
+    HandlerTable,
+    Router,
+    bind_handlers,
+    require_async,  # sync:
+)
+from tidings.messages import Command, Envelope, Event, Message
 from tidings.retry import Retry
 
 # sync: from tidings.runner import run_coroutine
 
-__all__ = ["AsyncMessageBus", "AsyncMiddleware"]
+__all__ = ["AsyncMessageBus", "AsyncMiddleware", "AsyncSend"]
 
 logger = logging.getLogger("tidings.bus")
 
@@ -47,6 +53,10 @@ class AsyncMessageBus:
       handlers.
     - Events committed while handling are queued and handled after the current
       message, in order, each call having its own queue.
+
+    Besides `dependencies`, every handler may take an `AsyncSend` (by
+    annotation, under any name) to send commands that continue the
+    conversation of the message it handles.
     """
 
     def __init__(
@@ -61,7 +71,11 @@ class AsyncMessageBus:
         max_cascade: int = 10_000,
     ) -> None:
         routers = [handlers] if isinstance(handlers, Router) else list(handlers)
-        self._table: HandlerTable = bind_handlers(routers, dependencies or {}, retry or Retry())
+        send = AsyncSend(self)
+        provided: dict[str | type, Any] = {AsyncSend: send, **(dependencies or {})}
+        self._table: HandlerTable = bind_handlers(routers, provided, retry or Retry())
+        why = "make it async def to await AsyncSend"  # sync:
+        require_async(self._table, send, why)  # sync:
         self.retry_waits = retry_waits
         self.dead_letters: DeadLetters | AsyncDeadLetterStore = (
             dead_letters if dead_letters is not None else DeadLetters()
@@ -289,6 +303,39 @@ async def _settled(result: Any) -> Any:
     if inspect.isawaitable(result):  # sync:
         return await result  # sync:
     return result
+
+
+class AsyncSend:
+    """Sends a command from inside a handler, continuing the conversation of the message handled.
+
+    The bus provides one to every handler that asks for it by annotation::
+
+        @router.handler
+        async def on_allocated(event: Allocated, send: AsyncSend) -> None:
+            await send(NotifyCustomer(event.order_id))
+
+    The command's envelope is `Envelope.caused` by the message being handled:
+    the same correlation id, and that message's id as its causation. It is
+    handled at once, with everything it causes, and `send` returns its
+    handler's result; its failure is raised from `send`, so an event handler
+    that sends a command fails with it, and is retried and dead-lettered by the
+    bus's rules for event handlers. Called outside any handler, it starts a
+    conversation of its own, like `AsyncMessageBus.handle`.
+    """
+
+    __slots__ = ("_bus",)
+
+    def __init__(self, bus: AsyncMessageBus) -> None:
+        self._bus = bus
+
+    async def __call__(self, command: Command, *, headers: dict[str, str] | None = None) -> Any:
+        """Handle `command` now, as caused by the message being handled; return its result."""
+        if not isinstance(command, Command):
+            raise TypeError(
+                f"send() takes a Command, not {command!r}; "
+                "events are committed through a unit of work"
+            )
+        return await self._bus.handle(command, headers=headers)
 
 
 def _wrap(layer: AsyncMiddleware, call_next: AsyncCallNext) -> AsyncCallNext:

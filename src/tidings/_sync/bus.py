@@ -15,12 +15,17 @@ from uuid import UUID
 from tidings.context import Dispatch, current_dispatch, reset_dispatch, set_dispatch
 from tidings.dead_letters import DeadLetter, DeadLetters, DeadLetterStore, UndecodedEvent
 from tidings.errors import CascadeLimitExceeded, DeadLetterNotRetryable, NoHandler
-from tidings.handlers import BoundHandler, HandlerTable, Router, bind_handlers
-from tidings.messages import Envelope, Event, Message
+from tidings.handlers import (
+    BoundHandler,
+    HandlerTable,
+    Router,
+    bind_handlers,
+)
+from tidings.messages import Command, Envelope, Event, Message
 from tidings.retry import Retry
 from tidings.runner import run_coroutine
 
-__all__ = ["MessageBus", "Middleware"]
+__all__ = ["MessageBus", "Middleware", "Send"]
 
 logger = logging.getLogger("tidings.bus")
 
@@ -46,6 +51,10 @@ class MessageBus:
       handlers.
     - Events committed while handling are queued and handled after the current
       message, in order, each call having its own queue.
+
+    Besides `dependencies`, every handler may take an `Send` (by
+    annotation, under any name) to send commands that continue the
+    conversation of the message it handles.
     """
 
     def __init__(
@@ -60,7 +69,9 @@ class MessageBus:
         max_cascade: int = 10_000,
     ) -> None:
         routers = [handlers] if isinstance(handlers, Router) else list(handlers)
-        self._table: HandlerTable = bind_handlers(routers, dependencies or {}, retry or Retry())
+        send = Send(self)
+        provided: dict[str | type, Any] = {Send: send, **(dependencies or {})}
+        self._table: HandlerTable = bind_handlers(routers, provided, retry or Retry())
         self.retry_waits = retry_waits
         self.dead_letters: DeadLetters | DeadLetterStore = (
             dead_letters if dead_letters is not None else DeadLetters()
@@ -286,6 +297,39 @@ class MessageBus:
 def _settled(result: Any) -> Any:
     """The result of a dead-letter store call: in-memory ones return it, async ones await it."""
     return result
+
+
+class Send:
+    """Sends a command from inside a handler, continuing the conversation of the message handled.
+
+    The bus provides one to every handler that asks for it by annotation::
+
+        @router.handler
+        def on_allocated(event: Allocated, send: Send) -> None:
+            send(NotifyCustomer(event.order_id))
+
+    The command's envelope is `Envelope.caused` by the message being handled:
+    the same correlation id, and that message's id as its causation. It is
+    handled at once, with everything it causes, and `send` returns its
+    handler's result; its failure is raised from `send`, so an event handler
+    that sends a command fails with it, and is retried and dead-lettered by the
+    bus's rules for event handlers. Called outside any handler, it starts a
+    conversation of its own, like `MessageBus.handle`.
+    """
+
+    __slots__ = ("_bus",)
+
+    def __init__(self, bus: MessageBus) -> None:
+        self._bus = bus
+
+    def __call__(self, command: Command, *, headers: dict[str, str] | None = None) -> Any:
+        """Handle `command` now, as caused by the message being handled; return its result."""
+        if not isinstance(command, Command):
+            raise TypeError(
+                f"send() takes a Command, not {command!r}; "
+                "events are committed through a unit of work"
+            )
+        return self._bus.handle(command, headers=headers)
 
 
 def _wrap(layer: Middleware, call_next: CallNext) -> CallNext:

@@ -13,7 +13,11 @@ Retrying runs the failed handler again, so it needs the application. A bus
 handler's letter needs `--app module:factory`, a function that takes the
 opened event store and returns the application's `MessageBus`, built over
 `SQLDeadLetters(store)` (the same composition root the application runs
-with, in blocking form). A projection's letter needs `--projections
+with, in blocking form), or an async function that takes an `AsyncEventStore`
+and returns its `AsyncMessageBus`, built over `AsyncSQLDeadLetters(store)`,
+which is awaited and retries on an event loop. Given to `list` and `show`,
+`--app` decodes the letters' events with the codec of its dead letters,
+upcasters included. A projection's letter needs `--projections
 module:attribute`, as `tidings projections` does: the handler runs here and
 the letter is dropped on success; a parked letter resumes its projection,
 whose runner tries the event again. A parked saga's letter (handler
@@ -23,30 +27,37 @@ saga is resumed and run here, and cannot be dropped.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
+import anyio
 import msgspec
 import typer
 
-from tidings._sync.bus import MessageBus
 from tidings.cli.group import TidingsGroup
 from tidings.cli.options import (
+    AppFactory,
+    AppOption,
     ImportOption,
     JsonOption,
     StoreOption,
+    app_codec,
+    built_async_bus,
+    built_bus,
+    import_attribute,
     import_modules,
+    is_async_factory,
+    load_app_factory,
+    opened_async_store,
     opened_store,
     parse_uuid,
 )
 from tidings.cli.projections import PROJECTIONS_ENV, load_projections
-from tidings.dead_letters import DeadLetter, SQLDeadLetters, UndecodedEvent
+from tidings.codec import Codec
+from tidings.dead_letters import AsyncSQLDeadLetters, DeadLetter, SQLDeadLetters, UndecodedEvent
 from tidings.projections import ProjectionRunner, projection_of
 from tidings.sagas import Saga, SagaRunner, SagaStatus, saga_of
 from tidings.store import EventStore
@@ -62,15 +73,6 @@ dlq_app = typer.Typer(
     add_completion=False,
 )
 
-AppOption = Annotated[
-    str | None,
-    typer.Option(
-        "--app",
-        metavar="MODULE:FACTORY",
-        help="A function taking the event store and returning the application's MessageBus "
-        "(to retry a bus handler's letter).",
-    ),
-]
 ProjectionsOption = Annotated[
     str | None,
     typer.Option(
@@ -113,14 +115,15 @@ def list_letters(
     limit: LimitOption = 100,
     json_lines: JsonOption = False,
     modules: ImportOption = None,
+    app: AppOption = None,
 ) -> None:
     """The dead letters, oldest first: id, time, handler, event type, attempts, error.
 
     A full page ends with the `--after ID` that lists the next one.
     """
-    import_modules(modules)
+    codec = _codec(modules, app, store)
     cursor = None if after is None else parse_uuid(after, "--after")
-    with _letters(store) as (_, letters):
+    with _letters(store, codec) as (_, letters):
         try:
             found = letters.list(handler=handler, after=cursor, limit=limit + 1)
         except KeyError:
@@ -180,11 +183,15 @@ def show(
     store: StoreOption = DEFAULT_STORE_URL,
     json_lines: JsonOption = False,
     modules: ImportOption = None,
+    app: AppOption = None,
 ) -> None:
-    """One dead letter in full: its event, envelope, error and traceback."""
-    import_modules(modules)
+    """One dead letter in full: its event, envelope, error and traceback.
+
+    An event that cannot be decoded is shown as stored, with why (`undecoded`).
+    """
+    codec = _codec(modules, app, store)
     wanted = parse_uuid(letter_id, "ID")
-    with _letters(store) as (_, letters):
+    with _letters(store, codec) as (_, letters):
         letter = _get(letters, wanted)
     detail = {**_summary(letter), "traceback": letter.traceback}
     if json_lines:
@@ -192,6 +199,8 @@ def show(
         return
     for key in ("id", "handler", "parked", "event_type", "attempts", "failed_at", "error"):
         typer.echo(f"{key}: {detail[key]}")
+    if detail["undecoded"] is not None:
+        typer.echo(f"undecoded: {detail['undecoded']}")
     for key in ("message_id", "correlation_id", "causation_id", "stream", "version", "position"):
         typer.echo(f"{key}: {detail[key]}")
     typer.echo(f"event: {json.dumps(detail['event'])}")
@@ -220,7 +229,7 @@ def retry(
         if saga is not None:
             delivered = _resume_saga(event_store, letter, saga, sagas)
         elif name is None:
-            delivered = _retry_on_bus(event_store, wanted, app)
+            delivered = _retry_on_bus(event_store, store, wanted, app)
         elif letter.parked:
             _runner(event_store, projections, name).resume(name)
             typer.echo(f"{wanted}: projection {name} resumed; its runner tries the event again")
@@ -269,26 +278,47 @@ def drop(
     typer.echo(f"{wanted}: dropped")
 
 
-def _retry_on_bus(event_store: EventStore, letter_id: UUID, app: str | None) -> bool:
+def _retry_on_bus(event_store: EventStore, url: str, letter_id: UUID, app: str | None) -> bool:
     if app is None:
         raise typer.BadParameter(
             "retrying a bus handler's letter needs the application's bus", param_hint="--app"
         )
-    bus = _factory(app)(event_store)
-    if not isinstance(bus, MessageBus):
-        raise typer.BadParameter(
-            f"{app} returned {type(bus).__name__}, not a MessageBus", param_hint="--app"
-        )
+    factory = load_app_factory(app)
+    if is_async_factory(factory):
+        return anyio.run(_retry_on_async_bus, factory, url, letter_id, app)
+    bus = built_bus(app, factory, event_store)
     if not isinstance(bus.dead_letters, SQLDeadLetters):
-        raise typer.BadParameter(
-            f"the bus from {app} keeps its dead letters in memory: build it with "
-            "dead_letters=SQLDeadLetters(store)",
-            param_hint="--app",
-        )
+        _in_memory(app, "SQLDeadLetters")
     try:
         return bus.retry_dead_letter(letter_id)
     except LookupError as exc:
         raise typer.BadParameter(str(exc).strip("'\""), param_hint="ID") from None
+
+
+async def _retry_on_async_bus(factory: AppFactory, url: str, letter_id: UUID, app: str) -> bool:
+    """Retry on the bus an async factory builds, over an async store of its own."""
+    async with opened_async_store(url) as store:
+        bus = await built_async_bus(app, factory, store)
+        if not isinstance(bus.dead_letters, AsyncSQLDeadLetters):
+            _in_memory(app, "AsyncSQLDeadLetters")
+        try:
+            return await bus.retry_dead_letter(letter_id)
+        except LookupError as exc:
+            raise typer.BadParameter(str(exc).strip("'\""), param_hint="ID") from None
+
+
+def _in_memory(app: str, durable: str) -> None:
+    raise typer.BadParameter(
+        f"the bus from {app} keeps its dead letters in memory: build it with "
+        f"dead_letters={durable}(store)",
+        param_hint="--app",
+    )
+
+
+def _codec(modules: list[str] | None, app: str | None, url: str) -> Codec:
+    """The codec that decodes the letters' events: the application's with --app."""
+    import_modules(modules)
+    return Codec() if app is None else app_codec(app, url)
 
 
 def _resume_saga(event_store: EventStore, letter: DeadLetter, name: str, spec: str | None) -> bool:
@@ -297,7 +327,7 @@ def _resume_saga(event_store: EventStore, letter: DeadLetter, name: str, spec: s
         raise typer.BadParameter(
             f"resuming a parked {name} saga needs the saga definitions", param_hint="--sagas"
         )
-    found = _attribute(spec, "--sagas")
+    found = import_attribute(spec, "--sagas")
     if not isinstance(found, list | tuple) or not all(isinstance(s, Saga) for s in found):
         raise typer.BadParameter(f"{spec} is not a list of Saga", param_hint="--sagas")
     runner = SagaRunner(event_store, found)
@@ -333,13 +363,13 @@ def _runner(event_store: EventStore, spec: str | None, name: str) -> ProjectionR
 
 
 @contextmanager
-def _letters(url: str) -> Iterator[tuple[EventStore, SQLDeadLetters]]:
+def _letters(url: str, codec: Codec | None = None) -> Iterator[tuple[EventStore, SQLDeadLetters]]:
     if isinstance(parse_store_url(url), MemoryURL):
         raise typer.BadParameter(
             "the memory store keeps no dead letters between processes", param_hint="--store"
         )
     with opened_store(url) as store:
-        yield store, SQLDeadLetters(store)
+        yield store, SQLDeadLetters(store, codec=codec)
 
 
 def _get(letters: SQLDeadLetters, letter_id: Any) -> DeadLetter:
@@ -349,35 +379,13 @@ def _get(letters: SQLDeadLetters, letter_id: Any) -> DeadLetter:
         raise typer.BadParameter(f"no dead letter {letter_id}", param_hint="ID") from None
 
 
-def _factory(spec: str) -> Callable[[EventStore], Any]:
-    factory = _attribute(spec, "--app", "MODULE:FACTORY (e.g. myapp.bootstrap:dlq_bus)")
-    if not callable(factory):
-        module_name, _, attribute = spec.partition(":")
-        raise typer.BadParameter(f"{module_name} has no function {attribute!r}", param_hint="--app")
-    return factory  # type: ignore[no-any-return]
-
-
-def _attribute(spec: str, option: str, shape: str = "MODULE:ATTRIBUTE") -> Any:
-    """What `module:attribute` names (None if nothing), importing from the working directory."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise typer.BadParameter(f"{spec!r} is not {shape}", param_hint=option)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise typer.BadParameter(
-            f"cannot import {module_name!r}: {exc}", param_hint=option
-        ) from None
-    return getattr(module, attribute, None)
-
-
 def _summary(letter: DeadLetter) -> dict[str, Any]:
     envelope = letter.envelope
     message = envelope.message
+    undecoded = None
     if isinstance(message, UndecodedEvent):
         event: Any = json.loads(message.data)
+        undecoded = message.reason
     else:
         event = msgspec.to_builtins(message)
     return {
@@ -395,4 +403,5 @@ def _summary(letter: DeadLetter) -> dict[str, Any]:
         "version": envelope.version,
         "position": envelope.position,
         "event": event,
+        "undecoded": undecoded,
     }

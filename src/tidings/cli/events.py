@@ -10,6 +10,7 @@ from rich.text import Text
 
 from tidings.cli.options import (
     AfterOption,
+    AppOption,
     CategoryOption,
     ImportOption,
     JsonOption,
@@ -18,11 +19,10 @@ from tidings.cli.options import (
     TypeOption,
     check_categories,
     check_types,
-    import_modules,
+    decoding,
     opened_store,
 )
 from tidings.cli.output import event_table, stdout, write_json_lines
-from tidings.codec import Codec
 from tidings.store import EventStore, RecordedEvent
 from tidings.store.urls import DEFAULT_STORE_URL
 
@@ -40,12 +40,14 @@ def events(
     event_type: TypeOption = None,
     json: JsonOption = False,
     modules: ImportOption = None,
+    app: AppOption = None,
     store: StoreOption = DEFAULT_STORE_URL,
 ) -> None:
     """List events of $all or of one stream, a page at a time.
 
-    Payloads are decoded by their event classes when --import loads them,
-    else shown as stored.
+    Payloads are decoded by their event classes when --import loads them, or
+    by the application's codec and upcasters with --app; else shown as stored.
+    What either cannot decode is shown as stored, marked undecoded.
     """
     categories, types = check_categories(category), check_types(event_type)
     if stream is not None and categories:
@@ -54,8 +56,7 @@ def events(
         )
     if stream == "":
         raise typer.BadParameter("a stream name is not empty", param_hint="--stream")
-    import_modules(modules)
-    codec = Codec()
+    shown = decoding(modules, app, store)
     with opened_store(store) as event_store:
         if stream is None:
             records = event_store.read_all(
@@ -64,13 +65,13 @@ def events(
         else:
             records = _stream_page(event_store, stream, after, limit, types)
     if json:
-        write_json_lines(records, codec)
+        write_json_lines(records, shown)
         return
     console = stdout()
     if not records:
         console.print(Text("no events", style="dim"))
         return
-    console.print(event_table(records, codec, console.width))
+    console.print(event_table(records, shown, console.width))
     if len(records) == limit:
         last = records[-1].version if stream is not None else records[-1].position
         console.print(Text(f"more: --after {last}", style="dim"))

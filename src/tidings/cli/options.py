@@ -3,38 +3,56 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
+import anyio
 import typer
 
+from tidings._async.bus import AsyncMessageBus
+from tidings._sync.bus import MessageBus
 from tidings.cli.group import fail
-from tidings.store import EventStore
+from tidings.cli.output import Decoding
+from tidings.codec import Codec
+from tidings.dead_letters import AsyncSQLDeadLetters, SQLDeadLetters
+from tidings.store import AsyncEventStore, EventStore
 from tidings.store.urls import (
     STORE_URL_ENV,
     PostgresURL,
     SQLiteURL,
+    open_async_store,
     open_store,
     parse_store_url,
 )
 
 __all__ = [
     "AfterOption",
+    "AppFactory",
+    "AppOption",
     "CategoryOption",
     "ImportOption",
     "JsonOption",
     "LimitOption",
     "StoreOption",
     "TypeOption",
+    "app_codec",
     "check_categories",
+    "built_async_bus",
+    "built_bus",
     "check_types",
+    "decoding",
+    "import_attribute",
     "import_modules",
+    "is_async_factory",
+    "load_app_factory",
+    "opened_async_store",
     "opened_store",
     "parse_uuid",
     "require_postgres_extra",
@@ -92,6 +110,19 @@ ImportOption = Annotated[
         help="Import MODULE first, so its event classes decode payloads (repeatable).",
     ),
 ]
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        metavar="MODULE:FACTORY",
+        help="The application: a function taking the event store and returning its MessageBus, "
+        "or an async function taking an AsyncEventStore and returning its AsyncMessageBus. "
+        "Built over SQL dead letters, whose codec (with its upcasters) decodes payloads.",
+    ),
+]
+
+AppFactory = Callable[[EventStore | AsyncEventStore], object]
+"""`--app`: `(EventStore) -> MessageBus`, or an async `(AsyncEventStore) -> AsyncMessageBus`."""
 
 
 def check_categories(categories: list[str] | None) -> list[str] | None:
@@ -117,6 +148,103 @@ def parse_uuid(text: str, what: str) -> UUID:
         return UUID(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a UUID", param_hint=what) from None
+
+
+def import_attribute(spec: str, option: str, shape: str = "MODULE:ATTRIBUTE") -> Any:
+    """What `module:attribute` names (None if nothing), importing from the working directory."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(f"{spec!r} is not {shape}", param_hint=option)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(
+            f"cannot import {module_name!r}: {exc}", param_hint=option
+        ) from None
+    return getattr(module, attribute, None)
+
+
+def load_app_factory(spec: str) -> AppFactory:
+    """The function `--app` names; exit 2 if it names none."""
+    factory = import_attribute(spec, "--app", "MODULE:FACTORY (e.g. myapp.bootstrap:cli_bus)")
+    if not callable(factory):
+        module_name, _, attribute = spec.partition(":")
+        raise typer.BadParameter(f"{module_name} has no function {attribute!r}", param_hint="--app")
+    return factory  # type: ignore[no-any-return]
+
+
+def is_async_factory(factory: AppFactory) -> bool:
+    """Whether the factory is an async function, to be given an async store and awaited."""
+    call = factory if inspect.isroutine(factory) else type(factory).__call__
+    return inspect.iscoroutinefunction(call)
+
+
+def built_bus(spec: str, factory: AppFactory, store: EventStore) -> MessageBus:
+    """The bus a blocking factory builds over `store`; exit 2 when it builds something else."""
+    return _checked(spec, factory(store), MessageBus)
+
+
+async def built_async_bus(
+    spec: str, factory: AppFactory, store: AsyncEventStore
+) -> AsyncMessageBus:
+    """The bus an async factory builds over `store`, awaited; exit 2 for anything else."""
+    made = factory(store)
+    return _checked(spec, await made if inspect.isawaitable(made) else made, AsyncMessageBus)
+
+
+B = TypeVar("B", MessageBus, AsyncMessageBus)
+
+
+def _checked(spec: str, made: object, wanted: type[B]) -> B:
+    if isinstance(made, wanted):
+        return made
+    name = wanted.__name__
+    if isinstance(made, MessageBus | AsyncMessageBus):
+        shape = "a plain def taking an EventStore"
+        if wanted is AsyncMessageBus:
+            shape = "an async def taking an AsyncEventStore"
+        raise typer.BadParameter(
+            f"{spec} returned {type(made).__name__}; a factory of {name} is {shape}",
+            param_hint="--app",
+        )
+    article = "an" if name.startswith("A") else "a"
+    raise typer.BadParameter(
+        f"{spec} returned {type(made).__name__}, not {article} {name}", param_hint="--app"
+    )
+
+
+def app_codec(spec: str, url: str) -> Codec:
+    """The codec of the application that `spec` builds over the store at `url`.
+
+    It is the codec of the bus's SQL dead letters (`SQLDeadLetters(store,
+    codec=...)`), which decodes as the application does, upcasters included;
+    a bus keeping its letters in memory has none, and a plain codec is used.
+    """
+    factory = load_app_factory(spec)
+    if is_async_factory(factory):
+
+        async def build() -> Codec:
+            async with opened_async_store(url) as store:
+                letters = (await built_async_bus(spec, factory, store)).dead_letters
+                return letters.codec if isinstance(letters, AsyncSQLDeadLetters) else Codec()
+
+        return anyio.run(build)
+    with opened_store(url) as store:
+        sync_letters = built_bus(spec, factory, store).dead_letters
+        return sync_letters.codec if isinstance(sync_letters, SQLDeadLetters) else Codec()
+
+
+def decoding(modules: list[str] | None, app: str | None, url: str) -> Decoding:
+    """How a command decodes payloads, from its `--import` and `--app` options.
+
+    Given either, the command was asked to decode: what it cannot decode is
+    shown as stored, and marked so, with the reason.
+    """
+    import_modules(modules)
+    codec = Codec() if app is None else app_codec(app, url)
+    return Decoding(codec, mark=bool(modules) or app is not None)
 
 
 def import_modules(modules: list[str] | None) -> None:
@@ -153,6 +281,27 @@ def opened_store(url: str, *, must_exist: bool = True) -> Iterator[EventStore]:
     ends the command at once with the reason, where the store's pool would
     wait its whole timeout, retrying and logging every attempt.
     """
+    store = open_store(_checked_url(url, must_exist))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@asynccontextmanager
+async def opened_async_store(
+    url: str, *, must_exist: bool = True
+) -> AsyncIterator[AsyncEventStore]:
+    """The async store at `url`, for an async application, checked as `opened_store` does."""
+    store = open_async_store(_checked_url(url, must_exist))
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+def _checked_url(url: str, must_exist: bool) -> str:
+    """`url` with a connect timeout, once its store is known to be there; else exit 1."""
     target = parse_store_url(url)
     if isinstance(target, PostgresURL):
         require_postgres_extra()
@@ -161,11 +310,7 @@ def opened_store(url: str, *, must_exist: bool = True) -> Iterator[EventStore]:
         url = timed.url
     if must_exist and isinstance(target, SQLiteURL) and not Path(target.path).exists():
         fail(f"no event store at {target.path!r} (`tidings db init` creates one)")
-    store = open_store(url)
-    try:
-        yield store
-    finally:
-        store.close()
+    return url
 
 
 def _with_connect_timeout(target: PostgresURL) -> PostgresURL:

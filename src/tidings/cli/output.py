@@ -6,6 +6,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -19,6 +20,7 @@ from tidings.errors import EventDecodeError
 from tidings.store import RecordedEvent
 
 __all__ = [
+    "Decoding",
     "as_json",
     "event_table",
     "event_text",
@@ -47,17 +49,35 @@ def stdout() -> Console:
     return console
 
 
-def payload(record: RecordedEvent, codec: Codec) -> Any:
-    """The event's data: decoded through its class (upcast to the current shape) when one is
-    loaded, else the stored JSON as it is."""
+@dataclass(frozen=True, slots=True)
+class Decoding:
+    """How a command shows payloads: the codec that decodes them, and whether to mark failures.
+
+    A command asked to decode (`--import`, `--app`) marks each payload it
+    could not decode, with the reason; one that was not shows what is stored.
+    """
+
+    codec: Codec
+    mark: bool = False
+
+
+def payload(record: RecordedEvent, decoding: Decoding) -> tuple[Any, str | None]:
+    """The event's data, and why it could not be decoded if it was not.
+
+    Decoded through its class (upcast to the current shape) when one is
+    loaded, else the stored JSON as it is. Any failure to decode (no class,
+    no upcaster, an upcaster that raises, data that does not fit) shows the
+    stored data: a command that reads the log does not stop at one event.
+    """
     try:
-        event = codec.decode(record.type, record.schema_version, record.data)
-    except (EventDecodeError, TypeError):  # TypeError: two loaded classes claim the type name
+        event = decoding.codec.decode(record.type, record.schema_version, record.data)
+    except Exception as exc:  # the application's upcasters may raise anything
+        reason = str(exc) if isinstance(exc, EventDecodeError) else f"{type(exc).__name__}: {exc}"
         try:
-            return msgspec.json.decode(record.data)
+            return msgspec.json.decode(record.data), reason
         except msgspec.DecodeError:
-            return record.data.decode("utf-8", errors="replace")
-    return msgspec.to_builtins(_all_fields(event))
+            return record.data.decode("utf-8", errors="replace"), reason
+    return msgspec.to_builtins(_all_fields(event)), None
 
 
 def _all_fields(value: Any) -> Any:
@@ -71,8 +91,11 @@ def _all_fields(value: Any) -> Any:
     return value
 
 
-def payload_text(record: RecordedEvent, codec: Codec) -> str:
-    return _encoder.encode(payload(record, codec)).decode()
+def payload_text(record: RecordedEvent, decoding: Decoding) -> str:
+    """The payload as one line of JSON, after `(undecoded: reason)` when it is marked so."""
+    data, undecoded = payload(record, decoding)
+    text = _encoder.encode(data).decode()
+    return f"(undecoded: {undecoded}) {text}" if undecoded and decoding.mark else text
 
 
 def time_text(record: RecordedEvent) -> str:
@@ -80,8 +103,11 @@ def time_text(record: RecordedEvent) -> str:
     return record.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def as_json(record: RecordedEvent, codec: Codec) -> bytes:
+def as_json(record: RecordedEvent, decoding: Decoding) -> bytes:
+    """The event as a JSON object; `undecoded` holds the reason when it is marked so."""
     headers: Any = msgspec.json.decode(record.headers) if record.headers else {}
+    data, undecoded = payload(record, decoding)
+    marked = {"undecoded": undecoded} if undecoded and decoding.mark else {}
     return _encoder.encode(
         {
             "position": record.position,
@@ -94,21 +120,22 @@ def as_json(record: RecordedEvent, codec: Codec) -> bytes:
             "causation_id": record.causation_id,
             "occurred_at": record.occurred_at,
             "headers": headers,
-            "data": payload(record, codec),
+            "data": data,
+            **marked,
         }
     )
 
 
-def write_json_lines(records: Iterable[RecordedEvent], codec: Codec) -> None:
+def write_json_lines(records: Iterable[RecordedEvent], decoding: Decoding) -> None:
     """Write one JSON object per event to standard output, and flush it for pipes."""
     out = sys.stdout
     for record in records:
-        out.write(as_json(record, codec).decode())
+        out.write(as_json(record, decoding).decode())
         out.write("\n")
     out.flush()
 
 
-def event_table(records: Iterable[RecordedEvent], codec: Codec, width: int) -> Table:
+def event_table(records: Iterable[RecordedEvent], decoding: Decoding, width: int) -> Table:
     """One event a line, in `width` columns; payloads too long end in an ellipsis (see --json).
 
     A narrow terminal drops the correlation id, then the time, rather than
@@ -123,7 +150,7 @@ def event_table(records: Iterable[RecordedEvent], codec: Codec, width: int) -> T
         "time": [time_text(r) for r in records],
         "correlation": [str(r.correlation_id) for r in records],
     }
-    payloads = [payload_text(record, codec) for record in records]
+    payloads = [payload_text(record, decoding) for record in records]
 
     def used() -> int:  # each column pads by 2
         return sum(2 + max(len(name), *map(len, cells)) for name, cells in columns.items())
@@ -148,7 +175,7 @@ def event_table(records: Iterable[RecordedEvent], codec: Codec, width: int) -> T
     return table
 
 
-def event_text(record: RecordedEvent, codec: Codec) -> Text:
+def event_text(record: RecordedEvent, decoding: Decoding) -> Text:
     """One event on one line, as `tail` prints it."""
     return Text.assemble(
         (f"{record.position:>8}", "bold"),
@@ -161,5 +188,5 @@ def event_text(record: RecordedEvent, codec: Codec) -> Text:
         "  ",
         (str(record.correlation_id), "dim"),
         "  ",
-        payload_text(record, codec),
+        payload_text(record, decoding),
     )

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tidings.cli.options import (
+    AppOption,
     CategoryOption,
     ImportOption,
     JsonOption,
@@ -16,11 +17,10 @@ from tidings.cli.options import (
     TypeOption,
     check_categories,
     check_types,
-    import_modules,
+    decoding,
     opened_store,
 )
 from tidings.cli.output import event_text, stdout, write_json_lines
-from tidings.codec import Codec
 from tidings.store.urls import DEFAULT_STORE_URL
 
 __all__ = ["tail"]
@@ -42,16 +42,17 @@ def tail(
     event_type: TypeOption = None,
     json: JsonOption = False,
     modules: ImportOption = None,
+    app: AppOption = None,
     store: StoreOption = DEFAULT_STORE_URL,
 ) -> None:
     """Follow $all live, printing events as they commit; Ctrl-C stops.
 
     Starts at the head of the log, or at its beginning with --from-start, and
-    polls the store every --interval seconds.
+    polls the store every --interval seconds. Payloads are decoded as by
+    `tidings events`.
     """
     categories, types = check_categories(category), check_types(event_type)
-    import_modules(modules)
-    codec = Codec()
+    shown = decoding(modules, app, store)
     console = stdout()
     with opened_store(store) as event_store:
         try:
@@ -62,10 +63,10 @@ def tail(
                     after=position, limit=_BATCH, categories=categories, types=types
                 )
                 if json:
-                    write_json_lines(records, codec)
+                    write_json_lines(records, shown)
                 else:
                     for record in records:
-                        console.print(event_text(record, codec), soft_wrap=True)
+                        console.print(event_text(record, shown), soft_wrap=True)
                     sys.stdout.flush()
                 if records:
                     position = records[-1].position

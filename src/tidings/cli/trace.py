@@ -10,9 +10,15 @@ from rich.text import Text
 from rich.tree import Tree
 
 from tidings.cli.group import fail
-from tidings.cli.options import ImportOption, StoreOption, import_modules, opened_store, parse_uuid
-from tidings.cli.output import payload_text, stdout, time_text
-from tidings.codec import Codec
+from tidings.cli.options import (
+    AppOption,
+    ImportOption,
+    StoreOption,
+    decoding,
+    opened_store,
+    parse_uuid,
+)
+from tidings.cli.output import Decoding, payload_text, stdout, time_text
 from tidings.store import RecordedEvent
 from tidings.store.urls import DEFAULT_STORE_URL
 
@@ -24,23 +30,25 @@ def trace(
         str, typer.Argument(help="The correlation id shared by the request's messages.")
     ],
     modules: ImportOption = None,
+    app: AppOption = None,
     store: StoreOption = DEFAULT_STORE_URL,
 ) -> None:
     """Draw the causation tree of one request.
 
     Shows every stored event with this correlation id, nested under the
     message that caused it; causes that are not stored (commands) appear by id.
+    Payloads are decoded as by `tidings events`.
     """
     correlation = parse_uuid(correlation_id, "CORRELATION_ID")
-    import_modules(modules)
+    shown = decoding(modules, app, store)
     with opened_store(store) as event_store:
         records = event_store.read_correlated(correlation)
     if not records:
         fail(f"no stored event has correlation id {correlation}")
-    stdout().print(causation_tree(correlation, records, Codec()))
+    stdout().print(causation_tree(correlation, records, shown))
 
 
-def causation_tree(correlation: UUID, records: list[RecordedEvent], codec: Codec) -> Tree:
+def causation_tree(correlation: UUID, records: list[RecordedEvent], decoding: Decoding) -> Tree:
     """Each event under the stored event that caused it; causes that are not stored (commands,
     as a rule) become nodes of their own, by id, under the root."""
     tree = Tree(Text(f"correlation {correlation}", style="bold"))
@@ -65,7 +73,7 @@ def causation_tree(correlation: UUID, records: list[RecordedEvent], codec: Codec
                 parent = tree  # a cycle of causes, which only damaged data can hold
             else:
                 parent = node_for(cause)
-            node = parent.add(_label(record, codec))
+            node = parent.add(_label(record, decoding))
         nodes[message_id] = node
         return node
 
@@ -74,7 +82,7 @@ def causation_tree(correlation: UUID, records: list[RecordedEvent], codec: Codec
     return tree
 
 
-def _label(record: RecordedEvent, codec: Codec) -> Text:
+def _label(record: RecordedEvent, decoding: Decoding) -> Text:
     return Text.assemble(
         (record.type, "green"),
         "  ",
@@ -86,5 +94,5 @@ def _label(record: RecordedEvent, codec: Codec) -> Text:
         "  ",
         (str(record.event_id), "dim"),
         "  ",
-        payload_text(record, codec),
+        payload_text(record, decoding),
     )

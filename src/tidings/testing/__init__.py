@@ -38,6 +38,10 @@ and, position by position, what differs.
 
 `Recorder` is a fake for a callable dependency (a mailer, a notifier, a
 publisher): it records every call and can be told to fail.
+
+The pytest plugin in `tidings.testing.pytest_plugin`, which pytest loads by
+itself, offers these as fixtures (`tidings_scenario`), with event stores on
+every backend (`tidings_store`, `tidings_async_store`).
 """
 
 from tidings.testing._async.bus import AsyncBusScenario
