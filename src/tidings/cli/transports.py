@@ -29,7 +29,7 @@ import typer
 
 from tidings.cli.dlq import _attribute
 from tidings.cli.options import StoreOption
-from tidings.errors import StoreUnavailable
+from tidings.errors import ConfigurationError, StoreUnavailable
 from tidings.store import AsyncEventStore
 from tidings.store.urls import (
     DEFAULT_STORE_URL,
@@ -148,10 +148,16 @@ async def _serve(command: str, url: str, service: Callable[[AsyncEventStore], Se
     opened = await _reachable_store(command, url)
     try:
         running = service(opened)
+        refused: ConfigurationError | None = None
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signal, running, tasks.cancel_scope)
-            await running.run()
+            try:
+                await running.run()
+            except ConfigurationError as exc:  # raised out of the group, not in an ExceptionGroup
+                refused = exc
             tasks.cancel_scope.cancel()
+        if refused is not None:
+            raise refused
     finally:
         with anyio.CancelScope(shield=True):
             await opened.aclose()

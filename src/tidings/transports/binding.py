@@ -44,6 +44,11 @@ class BrokerMessage:
     def message_id(self) -> str:
         return self.headers.get("tidings-message-id", "")
 
+    @property
+    def type_name(self) -> str:
+        """The event's type name (`tidings-type`), as its class registers it; "" if none."""
+        return self.headers.get("tidings-type", "")
+
 
 class AsyncDelivery(Protocol):
     """One message received, to be acked once handled or nacked to be delivered again."""
