@@ -10,6 +10,10 @@ Redis configured, nothing of it runs.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,8 +22,13 @@ from typing import Any
 
 import pytest
 
-from examples.allocation.channels import CHANGE_BATCH_QUANTITY, LINE_ALLOCATED, RELAY_NAME
-from tests.examples.service import Service, running_service
+from examples.allocation.channels import (
+    CHANGE_BATCH_QUANTITY,
+    LINE_ALLOCATED,
+    REDIS_URL_ENV,
+    RELAY_NAME,
+)
+from tests.examples.service import ROOT, Service, running_service
 from tests.transports.brokers import REDIS_URL, redis_connect
 
 WAIT = 10.0
@@ -82,6 +91,11 @@ def allocations_heard(subscription: Any, orderid: str, wanted: int = 1) -> list[
 
 @pytest.mark.brokers
 def test_change_batch_quantity_leading_to_reallocation(service: Service, redis_client: Any) -> None:
+    reallocation(service, redis_client)
+
+
+def reallocation(service: Service, redis_client: Any) -> None:
+    """The book's end-to-end test: a batch shrinks, its line is allocated again, and told."""
     orderid, sku = random_ref("order"), random_ref("SKU")
     earlier_batch, later_batch = random_ref("old"), random_ref("newer")
     post(service, "/add_batch", {"ref": earlier_batch, "sku": sku, "qty": 10, "eta": "2011-01-01"})
@@ -157,3 +171,35 @@ def test_without_redis_the_service_runs_no_relay(
         names = [name for (name,) in connection.execute("SELECT name FROM tidings_projections")]
     assert RELAY_NAME not in names
     assert names  # the read model's row is there: the table is the one looked at
+
+
+@pytest.mark.brokers
+def test_the_relay_and_the_consumer_run_as_tidings_commands_of_their_own(
+    tmp_path: Path, redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_connect()
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+    with running_service("sqlite", tmp_path) as service:  # the HTTP service without Redis
+        env = {**os.environ, REDIS_URL_ENV: REDIS_URL}
+        commands = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tidings", *args, "--store", service.store_url],
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for args in (
+                ["relay", "examples.allocation.channels:relay", "--poll-interval", "0.2"],
+                ["consume", "examples.allocation.channels:consumer"],
+            )
+        ]
+        try:
+            reallocation(service, redis_client)
+        finally:
+            for command in commands:
+                command.send_signal(signal.SIGTERM)
+        for command in commands:
+            _, errors = command.communicate(timeout=20)
+            assert command.returncode == 0, errors
+            assert "connected" in errors
