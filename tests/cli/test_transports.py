@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -176,12 +177,22 @@ def test_a_store_that_is_not_there_ends_the_command_with_status_2(
     assert result.stderr.startswith(f"tidings {command}: error: no event store at")
 
 
+@pytest.mark.parametrize("server", ["refusing", "silent"])
 @pytest.mark.parametrize("command", ["relay", "consume"])
-def test_an_unreachable_postgres_store_ends_the_command_with_status_2(command: str) -> None:
+def test_an_unreachable_postgres_store_ends_the_command_with_status_2(
+    command: str, server: str
+) -> None:
     pytest.importorskip("psycopg")
-    url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
-    started = time.monotonic()
-    result = run_tidings(command, f"{APP}:consumer", "--store", url)
+    with socket.socket() as silent:
+        if server == "silent":  # takes connections in its backlog, never says a word
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            port = silent.getsockname()[1]
+        else:
+            port = free_port()
+        url = f"postgresql://postgres@127.0.0.1:{port}/test"
+        started = time.monotonic()
+        result = run_tidings(command, f"{APP}:consumer", "--store", url)
     assert result.returncode == 2, result.stderr
     assert time.monotonic() - started < 20
     assert result.stderr.count("\n") == 1
