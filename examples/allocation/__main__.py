@@ -2,6 +2,7 @@
 
     python -m examples.allocation                 # the scripted scenario, in memory
     python -m examples.allocation serve           # the HTTP service (127.0.0.1:8000)
+    python -m examples.allocation serve --redis redis://127.0.0.1:6379   # and its Redis channels
     python -m examples.allocation demo            # a scenario against the running service
 
 The scripted scenario creates batches, allocates order lines (warehouse stock first, then the
@@ -93,15 +94,25 @@ def scenario() -> None:
     run_scenario(bootstrap(send_mail=print_mail, store=store), store)
 
 
-def serve(host: str, port: int, store_url: str | None) -> None:
+def serve(host: str, port: int, store_url: str | None, redis_url: str | None) -> None:
     import uvicorn
 
+    from examples.allocation.channels import (
+        CHANGE_BATCH_QUANTITY,
+        LINE_ALLOCATED,
+        REDIS_URL_ENV,
+    )
     from tidings.store.urls import STORE_URL_ENV, default_store_url, parse_store_url
 
     if store_url:
         os.environ[STORE_URL_ENV] = store_url
+    if redis_url:
+        os.environ[REDIS_URL_ENV] = redis_url
     url = f"http://{host}:{port}"
     print(f"Allocation service on {url}, store {parse_store_url(default_store_url())}")
+    redis = os.environ.get(REDIS_URL_ENV)
+    if redis:
+        print(f"Redis {redis}: {CHANGE_BATCH_QUANTITY} in, {LINE_ALLOCATED} out")
     print("Try next, in another terminal:")
     print(
         f"  curl -X POST {url}/add_batch -H 'content-type: application/json' "
@@ -134,11 +145,17 @@ def main(argv: list[str] | None = None) -> None:
     serving.add_argument("--host", default="127.0.0.1")
     serving.add_argument("--port", type=int, default=8000)
     serving.add_argument("--store", help="store URL (default: $TIDINGS_STORE, else SQLite)")
+    serving.add_argument(
+        "--redis",
+        metavar="URL",
+        help="speak the Redis channels change_batch_quantity and line_allocated "
+        "(default: $TIDINGS_REDIS_URL, else off)",
+    )
     demo = commands.add_parser("demo", help="drive a running service through a scenario")
     demo.add_argument("--url", default="http://127.0.0.1:8000")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.host, args.port, args.store)
+        serve(args.host, args.port, args.store, args.redis)
     elif args.command == "demo":
         from examples.allocation.demo import run_demo
 

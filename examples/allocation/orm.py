@@ -52,6 +52,10 @@ MAX_TEXT = 255
 MAX_QUANTITY = 2**31 - 1
 """The largest quantity a column holds: PostgreSQL's INTEGER is 32 bits."""
 
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+"""Text without control characters: PostgreSQL cannot store a NUL, and a URL path
+carries no line break, so an id holding one could be written but never read back."""
+
 metadata = MetaData()
 
 products = Table(

@@ -49,6 +49,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.convertors import Convertor, register_url_convertor
 
+from examples.allocation import channels
 from examples.allocation.database import Database, open_database
 from examples.allocation.domain import DuplicateBatch
 from examples.allocation.messages import (
@@ -57,9 +58,15 @@ from examples.allocation.messages import (
     CreateBatch,
     GetAllocations,
 )
-from examples.allocation.orm import MAX_QUANTITY, MAX_TEXT
+from examples.allocation.orm import MAX_QUANTITY, MAX_TEXT, PRINTABLE
 from examples.allocation.views import ALLOCATIONS_VIEW, AllocationRow
-from tidings import Codec, MessageBus
+from tidings import (
+    AsyncConsumerService,
+    AsyncRelayService,
+    Codec,
+    MessageBus,
+    open_async_store,
+)
 from tidings.integrations.fastapi import (
     LogPosition,
     ReadAfter,
@@ -77,10 +84,6 @@ Bus = Annotated[MessageBus, Depends(get_bus)]
 READ_MODEL_WAIT = 5.0
 """How long a read with `?after=` may wait for the read model, in seconds (inline: never)."""
 
-
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
-"""Text without control characters: PostgreSQL cannot store a NUL, and a URL path
-carries no line break, so an id holding one could be written but never read back."""
 
 Text = Annotated[
     str,
@@ -193,8 +196,12 @@ class StoredEvent(BaseModel):
     causation_id: str | None
 
 
-def create_app(store_url: str | None = None) -> FastAPI:
-    """The service on the database `store_url` names (default: `TIDINGS_STORE`, else SQLite)."""
+def create_app(store_url: str | None = None, redis_url: str | None = None) -> FastAPI:
+    """The service on the database `store_url` names (default: `TIDINGS_STORE`, else SQLite).
+
+    With `redis_url` (default: `TIDINGS_REDIS_URL`, else none) it also
+    speaks the book's Redis channels while it runs (see `channels`).
+    """
     positions = WrittenPositions()
 
     @asynccontextmanager
@@ -205,10 +212,16 @@ def create_app(store_url: str | None = None) -> FastAPI:
             runner = database.projection_runner()
             app.state.database = database
             app.state.runner = runner
-            use_tidings(app, database.bus(middleware=[positions]), runner=runner)
+            bus = database.bus(middleware=[positions])
+            use_tidings(app, bus, runner=runner)
             # The read model's table exists before the first read.
             await anyio.to_thread.run_sync(runner.prepare)
-            yield
+            redis = redis_url or channels.redis_url()
+            if redis is None:
+                yield
+            else:
+                async with _on_redis(database, bus, redis):
+                    yield
         finally:
             database.close()
 
@@ -296,6 +309,25 @@ def create_app(store_url: str | None = None) -> FastAPI:
         return listed
 
     return app
+
+
+@asynccontextmanager
+async def _on_redis(database: Database, bus: MessageBus, url: str) -> AsyncIterator[None]:
+    """The relay to `line_allocated` and the consumer of `change_batch_quantity`, running."""
+    store = open_async_store(database.url)
+    relay = AsyncRelayService(store, channels.relaying(url), poll_interval=0.2)
+    consumer = AsyncConsumerService(store, channels.consuming(bus, url))
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(relay.run)
+            tasks.start_soon(consumer.run)
+            try:
+                yield
+            finally:
+                relay.stop()
+                consumer.stop()
+    finally:
+        await store.aclose()
 
 
 # The store URL is read when the app starts:

@@ -21,6 +21,7 @@ from tidings.errors import InvalidValue
 __all__ = [
     "AsyncBinding",
     "AsyncDelivery",
+    "AsyncPublisher",
     "AsyncReceiver",
     "BrokerMessage",
     "subject_for",
@@ -42,6 +43,11 @@ class BrokerMessage:
     @property
     def message_id(self) -> str:
         return self.headers.get("tidings-message-id", "")
+
+    @property
+    def type_name(self) -> str:
+        """The event's type name (`tidings-type`), as its class registers it; "" if none."""
+        return self.headers.get("tidings-type", "")
 
 
 class AsyncDelivery(Protocol):
@@ -80,15 +86,25 @@ class AsyncReceiver(Protocol):
         ...
 
 
-class AsyncBinding(Protocol):
-    """A connection to one broker namespace, to publish into and receive from."""
+class AsyncPublisher(Protocol):
+    """What the relay needs of a broker: to send a message and know it was taken.
 
-    @property
-    def namespace(self) -> str: ...
+    Every binding is one; so is an adapter that speaks another service's
+    wire format, which publishes only.
+    """
 
     async def publish(self, message: BrokerMessage) -> None:
         """Send `message`; returns once the broker confirms it kept it, raises otherwise."""
         ...
+
+    async def aclose(self) -> None: ...
+
+
+class AsyncBinding(AsyncPublisher, Protocol):
+    """A connection to one broker namespace, to publish into and receive from."""
+
+    @property
+    def namespace(self) -> str: ...
 
     async def receiver(
         self, group: str, *, categories: Collection[str] | None = None
@@ -99,8 +115,6 @@ class AsyncBinding(Protocol):
     async def delete(self) -> None:
         """Remove the namespace from the broker (stream or exchange), with its messages."""
         ...
-
-    async def aclose(self) -> None: ...
 
 
 _UNSAFE_TOKEN = re.compile(r"[^A-Za-z0-9_-]")

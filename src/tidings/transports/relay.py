@@ -25,7 +25,7 @@ from tidings.codec import Codec
 from tidings.messages import Envelope, Event
 from tidings.projections import OnFailure, Projection, handles
 from tidings.retry import Retry
-from tidings.transports.binding import AsyncBinding
+from tidings.transports.binding import AsyncPublisher
 from tidings.transports.envelopes import encoded
 
 __all__ = ["OutboxRelay"]
@@ -48,7 +48,7 @@ class OutboxRelay(Projection):
 
     def __init__(
         self,
-        binding: AsyncBinding,
+        binding: AsyncPublisher,
         *,
         name: str = "outbox",
         categories: Collection[str] | None = None,
