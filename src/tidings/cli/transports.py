@@ -27,8 +27,7 @@ from typing import Annotated, Any, NoReturn
 import anyio
 import typer
 
-from tidings.cli.dlq import _attribute
-from tidings.cli.options import StoreOption
+from tidings.cli.options import StoreOption, import_attribute
 from tidings.errors import ConfigurationError, StoreUnavailable
 from tidings.store import AsyncEventStore
 from tidings.store.urls import (
@@ -113,7 +112,7 @@ def _connection(spec: str, store: str) -> Callable[[Any], AbstractAsyncContextMa
     """The app's connection function that `spec` names; exit 2 if it names none."""
     # Set before the import, as `tidings serve` does: an app may read it when its module loads.
     os.environ[STORE_URL_ENV] = store
-    found = _attribute(spec, "APP")
+    found = import_attribute(spec, "APP")
     if not callable(found):
         module_name, _, attribute = spec.partition(":")
         raise typer.BadParameter(f"{module_name} has no function {attribute!r}", param_hint="APP")
