@@ -3,9 +3,11 @@
 from tidings._async.bus import AsyncMessageBus, AsyncMiddleware
 from tidings._async.middleware import AsyncLogMessages
 from tidings._async.uow import AsyncEventSourcedRepository, AsyncRepository, AsyncUnitOfWork
+from tidings._async.worker import AsyncWorker
 from tidings._sync.bus import MessageBus, Middleware
 from tidings._sync.middleware import LogMessages
 from tidings._sync.uow import EventSourcedRepository, Repository, UnitOfWork
+from tidings._sync.worker import Worker
 from tidings.codec import Codec
 from tidings.dead_letters import (
     AsyncDeadLetterStore,
@@ -175,6 +177,7 @@ __all__ = [
     "AsyncMiddleware",
     "AsyncRepository",
     "AsyncUnitOfWork",
+    "AsyncWorker",
     "CascadeLimitExceeded",
     "CommitOutcomeUnknown",
     "Codec",
@@ -218,6 +221,7 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkStateError",
     "UnknownEventType",
+    "Worker",
     "WrongExpectedVersion",
     "applies",
     "default_store_url",
