@@ -21,6 +21,7 @@ from tidings.cli.serve import serve
 from tidings.cli.streams import streams
 from tidings.cli.tail import tail
 from tidings.cli.trace import trace
+from tidings.cli.worker import worker
 
 __all__ = ["app", "main"]
 
@@ -59,6 +60,7 @@ app.command()(tail)
 app.command()(streams)
 app.command()(trace)
 app.command()(serve)
+app.command()(worker)
 app.add_typer(db_app)
 app.add_typer(dlq_app)
 app.add_typer(projections_app)
