@@ -34,6 +34,7 @@ bench: $(UV)
 	$(UV) run python -m benchmarks.projections
 	$(UV) run python -m benchmarks.sagas
 	$(UV) run python -m benchmarks.transports
+	$(UV) run python -m benchmarks.workers
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache
