@@ -66,7 +66,8 @@ def measure(store: PostgresStore, schema: str, workers: int, last: int) -> float
         for _ in range(workers)
     ]
     for process in processes:
-        assert process.stdout is not None and process.stdout.readline().strip() == "running"
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "running"
     time.sleep(1.0)  # each has joined the members and claimed its share
     watcher = ProjectionRunner(store, [Slow(name)])
     started = time.monotonic()
