@@ -39,6 +39,7 @@ bench: $(UV)
 	$(UV) run python -m benchmarks.projections
 	$(UV) run python -m benchmarks.sagas
 	$(UV) run python -m benchmarks.transports
+	$(UV) run python -m benchmarks.workers
 
 clean:
 	rm -rf .venv var site .pytest_cache .mypy_cache .ruff_cache

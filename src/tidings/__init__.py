@@ -3,9 +3,11 @@
 from tidings._async.bus import AsyncMessageBus, AsyncMiddleware, AsyncSend
 from tidings._async.middleware import AsyncLogMessages
 from tidings._async.uow import AsyncEventSourcedRepository, AsyncRepository, AsyncUnitOfWork
+from tidings._async.worker import AsyncWorker
 from tidings._sync.bus import MessageBus, Middleware, Send
 from tidings._sync.middleware import LogMessages
 from tidings._sync.uow import EventSourcedRepository, Repository, UnitOfWork
+from tidings._sync.worker import Worker
 from tidings.codec import Codec
 from tidings.dead_letters import (
     AsyncDeadLetterStore,
@@ -186,6 +188,7 @@ __all__ = [
     "AsyncRepository",
     "AsyncSend",
     "AsyncUnitOfWork",
+    "AsyncWorker",
     "CascadeLimitExceeded",
     "CommitOutcomeUnknown",
     "Codec",
@@ -230,6 +233,7 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkStateError",
     "UnknownEventType",
+    "Worker",
     "WrongExpectedVersion",
     "applies",
     "default_store_url",

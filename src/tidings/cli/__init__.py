@@ -22,6 +22,7 @@ from tidings.cli.streams import streams
 from tidings.cli.tail import tail
 from tidings.cli.trace import trace
 from tidings.cli.transports import consume, relay
+from tidings.cli.worker import worker
 
 __all__ = ["app", "main"]
 
@@ -62,6 +63,7 @@ app.command()(trace)
 app.command()(serve)
 app.command()(relay)
 app.command()(consume)
+app.command()(worker)
 app.add_typer(db_app)
 app.add_typer(dlq_app)
 app.add_typer(projections_app)

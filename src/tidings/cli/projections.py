@@ -87,6 +87,8 @@ def status(
                     "held_for": found.held_for,
                     "owner": found.owner,
                     "heartbeat_age": found.heartbeat_age,
+                    "partition": found.partition,
+                    "partitions": found.partitions,
                 }
                 typer.echo(json.dumps(fields))
                 continue

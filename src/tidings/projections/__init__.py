@@ -3,6 +3,13 @@
 from tidings.projections._async.runner import AsyncProjectionRunner, Progress
 from tidings.projections._sync.runner import ProjectionRunner
 from tidings.projections.durable import HandlerProjection, durable_handlers
+from tidings.projections.partitions import (
+    Lease,
+    LeaseLost,
+    PartitionsChanged,
+    current_lease,
+    partition_of,
+)
 from tidings.projections.projection import (
     EventHandler,
     InlineProjectionFailed,
@@ -23,7 +30,10 @@ __all__ = [
     "EventHandler",
     "HandlerProjection",
     "InlineProjectionFailed",
+    "Lease",
+    "LeaseLost",
     "OnFailure",
+    "PartitionsChanged",
     "PositionBeyondHead",
     "Progress",
     "Projection",
@@ -32,8 +42,10 @@ __all__ = [
     "ProjectionStatus",
     "ProjectionStopped",
     "ProjectionTimeout",
+    "current_lease",
     "durable_handlers",
     "handles",
     "letter_handler",
+    "partition_of",
     "projection_of",
 ]

@@ -28,8 +28,11 @@ def durable_handlers(
     *routers: Router,
     dependencies: Mapping[str | type, Any] | None = None,
     retry: Retry | None = None,
+    partitions: int = 1,
 ) -> list[HandlerProjection]:
     """One projection per event handler of `routers`, named after the handler.
+
+    With `partitions` above 1 each is split by stream (see `Projection.partitions`).
 
     Dependencies are bound as the bus binds them (a `ConfigurationError`
     names anything missing). As on the bus, a handler that keeps failing is
@@ -39,7 +42,7 @@ def durable_handlers(
     if table.single:
         names = ", ".join(sorted(t.__qualname__ for t in table.single))
         raise ValueError(f"durable handlers are event handlers; these are not: {names}")
-    return [HandlerProjection(bound) for bound in table.events]
+    return [HandlerProjection(bound, partitions) for bound in table.events]
 
 
 class HandlerProjection(Projection):
@@ -48,9 +51,10 @@ class HandlerProjection(Projection):
     transactional = False
     on_failure = OnFailure.DEAD_LETTER
 
-    def __init__(self, bound: BoundHandler) -> None:
+    def __init__(self, bound: BoundHandler, partitions: int = 1) -> None:
         self.name = bound.name
         self.retry = bound.retry  # type: ignore[misc]
+        self.partitions = partitions  # type: ignore[misc]
         self._bound = bound
         self._asynchronous = inspect.iscoroutinefunction(bound.spec.fn)
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, TypeVar
 from tidings.errors import ConfigurationError, TidingsError
 from tidings.messages import Envelope, Event
 from tidings.retry import Retry
+from tidings.store.records import RecordedEvent
 
 __all__ = [
     "EventHandler",
@@ -93,6 +94,10 @@ class ProjectionStatus:
     held_for: float | None = 0.0
     owner: str | None = None
     heartbeat_age: float | None = None
+    partition: int | None = None
+    """The partition's index, for a projection split into `partitions` (its `name` is
+    `<projection>#<index>`); None for one that is not split."""
+    partitions: int = 1
 
 
 class ProjectionTimeout(TidingsError, TimeoutError):
@@ -184,6 +189,12 @@ class Projection:
             @handles
             def placed(self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx): ...
 
+    With `partitions` above 1 the projection is split by `partition_key`
+    (the stream, by default): each partition has a checkpoint and a lease of
+    its own, so runners in several processes share the work, every event of
+    one key still handled in order by one of them (see
+    `tidings.projections.partitions`).
+
     A handler matches events of exactly its class (one for `Event` matches
     all), and the runner reads only those types from the log. With
     `transactional` (the default) handlers run in the transaction that commits
@@ -199,6 +210,8 @@ class Projection:
     transactional: ClassVar[bool] = True
     retry: ClassVar[Retry] = Retry()
     on_failure: ClassVar[OnFailure] = OnFailure.PARK
+    partitions: ClassVar[int] = 1
+    """Into how many partitions its events are split; recorded with its checkpoints."""
     _handler_names: ClassVar[dict[type[Event], str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -223,6 +236,10 @@ class Projection:
     def reset(self, tx: Any) -> Any:
         """Empty the read model, for a rebuild from the first event."""
         raise ConfigurationError(f"projection {self.name!r} does not say how to reset itself")
+
+    def partition_key(self, record: RecordedEvent) -> str:
+        """What decides an event's partition: its stream, so a stream's events stay in order."""
+        return record.stream
 
     def handlers(self) -> Mapping[str, EventHandler]:
         """The handler of each stored event type name."""

@@ -19,10 +19,18 @@ from tidings.sidetables import SideDialect
 
 __all__ = ["Dialect", "ProjectionRow"]
 
-_COLUMNS = "name, position, state, error, failed_position, owner, lease_until, heartbeat, inline"
+_COLUMNS = (
+    "name, position, state, error, failed_position, owner, lease_until, heartbeat, inline,"
+    " token, partitions"
+)
 
 # Columns added since the table was first made, with their types: added when missing.
-ADDED_COLUMNS = (("heartbeat", "{real}"), ("inline", "{bigint} NOT NULL DEFAULT 0"))
+ADDED_COLUMNS = (
+    ("heartbeat", "{real}"),
+    ("inline", "{bigint} NOT NULL DEFAULT 0"),
+    ("token", "{bigint} NOT NULL DEFAULT 0"),
+    ("partitions", "{bigint} NOT NULL DEFAULT 1"),
+)
 
 
 @dataclass(slots=True)
@@ -40,16 +48,30 @@ class ProjectionRow:
     """When the owner last said it was alive (seconds since the epoch), kept once it is gone."""
     inline: bool = False
     """Applied by the unit of work's commits (an inline projection), not by a runner."""
+    token: int = 0
+    """The fencing token: raised each time another runner takes the lease over."""
+    partitions: int = 1
+    """How many partitions the projection was split into when this row was made."""
 
     @staticmethod
-    def new(name: str) -> ProjectionRow:
-        return ProjectionRow(name, 0, "running", None, None, None, None)
+    def new(name: str, partitions: int = 1) -> ProjectionRow:
+        return ProjectionRow(name, 0, "running", None, None, None, None, partitions=partitions)
 
     @staticmethod
     def of(row: tuple[Any, ...]) -> ProjectionRow:
-        name, position, state, error, failed, owner, until, heartbeat, inline = row
+        name, position, state, error, failed, owner, until, heartbeat, inline, token, parts = row
         return ProjectionRow(
-            name, position, state, error, failed, owner, until, heartbeat, bool(inline)
+            name,
+            position,
+            state,
+            error,
+            failed,
+            owner,
+            until,
+            heartbeat,
+            bool(inline),
+            int(token),
+            int(parts),
         )
 
 
@@ -59,6 +81,7 @@ class Dialect:
 
     side: SideDialect
     projections: str
+    members: str
     events: str
     create: tuple[str, ...]
     visible: str  # a condition on `position` that keeps only readable events
@@ -77,8 +100,12 @@ class Dialect:
         return Dialect(
             side=side,
             projections=projections,
+            members=side.table("projection_members"),
             events=side.table("events"),
-            create=(side.sql(_CREATE, projections="projections"),),
+            create=(
+                side.sql(_CREATE, projections="projections"),
+                side.sql(_CREATE_MEMBERS, members="projection_members"),
+            ),
             visible=visible,
         )
 
@@ -88,7 +115,7 @@ class Dialect:
 
     def statement(self, text: str) -> str:
         return self.side.placeholders(
-            text.format(p=self.projections, e=self.events, v=self.visible)
+            text.format(p=self.projections, m=self.members, e=self.events, v=self.visible)
         )
 
     def columns(self) -> tuple[str, list[Any]]:
@@ -130,34 +157,60 @@ _CREATE = """
         owner TEXT,
         lease_until {real},
         heartbeat {real},
-        inline {bigint} NOT NULL DEFAULT 0
+        inline {bigint} NOT NULL DEFAULT 0,
+        token {bigint} NOT NULL DEFAULT 0,
+        partitions {bigint} NOT NULL DEFAULT 1
+    )
+"""
+
+# One row per runner running a partitioned projection, its heartbeat: how runners count
+# each other to share the partitions out.
+_CREATE_MEMBERS = """
+    CREATE TABLE IF NOT EXISTS {members} (
+        projection TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        heartbeat {real} NOT NULL,
+        PRIMARY KEY (projection, owner)
     )
 """
 
 
 SELECT = f"SELECT {_COLUMNS} FROM {{p}} WHERE name = ?"
 SELECT_ALL = f"SELECT {_COLUMNS} FROM {{p}} ORDER BY name"
-INSERT = "INSERT INTO {p} (name) VALUES (?) ON CONFLICT (name) DO NOTHING"
+# A projection's row and its partitions' (named `<name>#<index>`): the parameters are the
+# name, then the length and text of the prefix `<name>#`.
+SELECT_OF = f"SELECT {_COLUMNS} FROM {{p}} WHERE name = ? OR substr(name, 1, ?) = ? ORDER BY name"
+DELETE_OF = "DELETE FROM {p} WHERE name = ? OR substr(name, 1, ?) = ?"
+INSERT = "INSERT INTO {p} (name, partitions) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
 MARK_INLINE = "UPDATE {p} SET inline = 1 WHERE name = ? AND inline = 0"
 # Every write by the owner is also its heartbeat: the first parameter is the time now.
+# A new owner raises the fencing token (SET reads the row as it was before the update).
 CLAIM = (
-    "UPDATE {p} SET heartbeat = ?, owner = ?, lease_until = ?"
+    "UPDATE {p} SET heartbeat = ?,"
+    " token = token + CASE WHEN owner IS NULL OR owner <> ? THEN 1 ELSE 0 END,"
+    " owner = ?, lease_until = ?"
     " WHERE name = ? AND (owner IS NULL OR owner = ? OR lease_until < ?)"
 )
 # Taken by the holder of the projection's advisory lock: the previous owner is gone.
-TAKE = "UPDATE {p} SET heartbeat = ?, owner = ?, lease_until = ? WHERE name = ?"
+TAKE = (
+    "UPDATE {p} SET heartbeat = ?,"
+    " token = token + CASE WHEN owner IS NULL OR owner <> ? THEN 1 ELSE 0 END,"
+    " owner = ?, lease_until = ? WHERE name = ?"
+)
 # The last heartbeat stays: it says when the runner was last seen.
 RELEASE = "UPDATE {p} SET owner = NULL, lease_until = NULL WHERE name = ? AND owner = ?"
-RENEW = "UPDATE {p} SET heartbeat = ?, lease_until = ? WHERE name = ? AND owner = ?"
-# Fenced: only the owner, from the position it read, in a state that processes events.
+RENEW = "UPDATE {p} SET heartbeat = ?, lease_until = ? WHERE name = ? AND owner = ? AND token = ?"
+# Fenced: only the owner under the token it claimed, from the position it read, in a state
+# that processes events.
 SAVE = (
     "UPDATE {p} SET heartbeat = ?, position = ?, lease_until = ?,"
     " state = CASE WHEN ? THEN 'running' ELSE state END"
-    " WHERE name = ? AND owner = ? AND position = ? AND state IN ('running', 'rebuilding')"
+    " WHERE name = ? AND owner = ? AND token = ? AND position = ?"
+    " AND state IN ('running', 'rebuilding')"
 )
 PARK = (
     "UPDATE {p} SET state = 'parked', error = ?, failed_position = ?"
-    " WHERE name = ? AND owner = ? AND position = ?"
+    " WHERE name = ? AND owner = ? AND token = ? AND position = ?"
 )
 SET_STATE = "UPDATE {p} SET state = ?, error = NULL, failed_position = NULL WHERE name = ?"
 RESTART = (
@@ -182,3 +235,11 @@ ADVANCE = (
     " END WHERE name = ? RETURNING state, error"
 )
 HEAD = "SELECT coalesce(max(position), 0) FROM {e} WHERE {v}"
+BEAT = (
+    "INSERT INTO {m} (projection, owner, heartbeat) VALUES (?, ?, ?)"
+    " ON CONFLICT (projection, owner) DO UPDATE SET heartbeat = excluded.heartbeat"
+)
+# The members heard of since the time given, and the others forgotten.
+MEMBERS = "SELECT count(*) FROM {m} WHERE projection = ? AND heartbeat >= ?"
+FORGET_MEMBERS = "DELETE FROM {m} WHERE projection = ? AND heartbeat < ?"
+LEAVE = "DELETE FROM {m} WHERE projection = ? AND owner = ?"

@@ -23,7 +23,7 @@ from typing import Any
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
 from tidings.projections._async.base import AsyncRunnerBase, call, called
-from tidings.projections._async.checkpoints import AsyncCheckpoints
+from tidings.projections._async.checkpoints import checkpoints_of
 from tidings.projections.projection import (
     EventHandler,
     InlineProjectionFailed,
@@ -62,7 +62,7 @@ class AsyncInlineProjections:
         self._handlers = {
             name: dict(projection.handlers()) for name, projection in self.projections.items()
         }
-        self.checkpoints = AsyncCheckpoints(store)
+        self.checkpoints = checkpoints_of(store)
 
     async def prepare(self) -> None:
         """Create the projections table, and each projection's row and read model (`setup`).

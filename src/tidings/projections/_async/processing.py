@@ -12,7 +12,15 @@ from tidings._async.awaiting import resolved
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Event
-from tidings.projections._async.base import PROCESSING, AsyncRunnerBase, Fenced, Progress, called
+from tidings.projections._async.base import (
+    PROCESSING,
+    AsyncRunnerBase,
+    Fenced,
+    GiveBack,
+    Progress,
+    called,
+)
+from tidings.projections.partitions import Lease, Partition, current
 from tidings.projections.projection import (
     EventHandler,
     OnFailure,
@@ -58,13 +66,36 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         lock: AsyncAdvisoryLock | None = None,
         until: int = 0,
     ) -> None:
-        """Process `name` from its checkpoint; raises `Fenced` when it must start over.
+        """Process row `name` from its checkpoint; raises `Fenced` when it must start over.
 
         With `progress`, it returns once caught up, reporting as it goes. A
-        rebuild is not caught up before position `until`.
+        rebuild is not caught up before position `until`. A partition reads
+        every event of its projection and handles its own; its checkpoint
+        moves past the others' too.
         """
         until_caught_up = progress is not None
+        part = self._partitions[name] if name in self._partitions else Partition(name, 0, 1)
         row = await self._load(name)
+        lease = current.set(Lease(part.projection, part.index, part.count, self.owner, row.token))
+        try:
+            await self._follow_from(
+                row, part, projection, progress, head, lock, until, until_caught_up
+            )
+        finally:
+            current.reset(lease)
+
+    async def _follow_from(
+        self,
+        row: ProjectionRow,
+        part: Partition,
+        projection: Projection,
+        progress: Progress | None,
+        head: int,
+        lock: AsyncAdvisoryLock | None,
+        until: int,
+        until_caught_up: bool,
+    ) -> None:
+        name = row.name
         handlers = dict(projection.handlers())
         subscription = AsyncSubscription(
             self.store,
@@ -86,14 +117,20 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 # Paused, resumed or rebuilt from another process, or taken over?
                 checked = now
                 latest = await self._load(name)
-                if latest.position != row.position or latest.owner != self.owner:
+                if (
+                    latest.position != row.position
+                    or latest.owner != self.owner
+                    or latest.token != row.token
+                ):
                     raise Fenced
                 row = latest
+                if not until_caught_up and self._surplus(part):
+                    raise GiveBack
             if now - renewed >= self.lease / 3:
                 renewed = now
                 if lock is not None and not await lock.held():
                     raise Fenced
-                if not await self._renew(name):
+                if not await self._renew(name, row.token):
                     raise Fenced
             if row.state not in PROCESSING:
                 if until_caught_up:
@@ -107,11 +144,22 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 and (batch[-1].position if batch else row.position) >= until
             )
             if batch:
-                await self._process(projection, handlers, row, batch, caught_up)
+                end = batch[-1].position
+                mine = batch
+                if part.count > 1:
+                    key = projection.partition_key
+                    mine = [record for record in batch if part.holds(key(record))]
+                async with self._batch_slot():
+                    if mine:
+                        await self._process(projection, handlers, row, mine, caught_up, end)
+                    else:  # none of this partition's: only the checkpoint moves on
+                        async with self.store.transaction() as tx:
+                            await self._save(tx, row, end, caught_up)
+                        self._moved(row, end, caught_up)
                 if progress is not None:
                     head = max(head, row.position)
                     progress(row.position, head)
-                if row.position != batch[-1].position:  # parked, or a dead letter
+                if row.position != end:  # parked, or a dead letter
                     # The rest of the batch is read again, so this is not caught up yet.
                     subscription.position = row.position
                     caught_up = False
@@ -132,8 +180,10 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         row: ProjectionRow,
         batch: list[RecordedEvent],
         caught_up: bool,
+        end: int,
     ) -> None:
-        failure = await self._apply(projection, handlers, row, batch, caught_up)
+        """Handle `batch` and move the checkpoint to `end`, the last position read."""
+        failure = await self._apply(projection, handlers, row, batch, caught_up, end=end)
         if failure is None:
             return
         record, error = failure
@@ -167,7 +217,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         )
         parks = projection.on_failure is OnFailure.PARK
         # Moving past the last event read also ends a rebuild that has caught up.
-        ends = caught_up and record.position == batch[-1].position
+        ends = caught_up and record.position == end
         letter = DeadLetter.of(
             letter_envelope(record, self.codec),
             letter_handler(row.name),
@@ -179,9 +229,9 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             if not parks:
                 await self._save(tx, row, record.position, caught_up=ends)
             elif not await self.checkpoints.park(
-                tx, row.name, self.owner, row.position, reason, record.position
+                tx, row.name, self.owner, row.token, row.position, reason, record.position
             ):
-                raise Fenced
+                raise await self._refused(tx, row.name, row.token)
             await self._letters.add(tx, letter)
         if projection.on_failure is OnFailure.DEAD_LETTER:
             self._moved(row, record.position, caught_up=ends)
@@ -197,8 +247,9 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         records: list[RecordedEvent],
         caught_up: bool,
         batched: bool = True,
+        end: int | None = None,
     ) -> tuple[RecordedEvent, Exception] | None:
-        """Handle `records` and move the checkpoint past them; the first failure, if any.
+        """Handle `records` and move the checkpoint past them (to `end`); the first failure.
 
         A transactional projection's statements for the whole batch are sent
         `batched` (on PostgreSQL, one round trip instead of one per
@@ -207,6 +258,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         is handled again one statement at a time to find the event it was.
         """
         fallback = handlers.get(Event.__event_type__)
+        target = records[-1].position if end is None else end
         if not projection.transactional:
             done: RecordedEvent | None = None
             failure: tuple[RecordedEvent, Exception] | None = None
@@ -218,16 +270,17 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                     break
                 done = record
             if done is not None:
+                reached = target if failure is None else done.position
                 async with self.store.transaction() as tx:
-                    await self._save(tx, row, done.position, caught_up and failure is None)
-                self._moved(row, done.position, caught_up and failure is None)
+                    await self._save(tx, row, reached, caught_up and failure is None)
+                self._moved(row, reached, caught_up and failure is None)
             return failure
         failed: tuple[int, Exception] | None = None
         try:
             async with self.store.transaction() as tx:
                 # The fence first: its row lock keeps any other writer of this checkpoint
                 # out until this transaction ends, so no two runners handle one batch.
-                await self._save(tx, row, records[-1].position, caught_up)
+                await self._save(tx, row, target, caught_up)
                 envelope = self.codec.envelope
                 try:
                     async with tx.batched() if batched else _unbatched():
@@ -261,7 +314,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 if before is not None:
                     return before
             return records[index], error
-        self._moved(row, records[-1].position, caught_up)
+        self._moved(row, target, caught_up)
         return None
 
     async def _handle(
@@ -278,9 +331,9 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
 
     async def _save(self, tx: Any, row: ProjectionRow, position: int, caught_up: bool) -> None:
         if not await self.checkpoints.save(
-            tx, row.name, self.owner, row.position, position, self.lease, caught_up
+            tx, row.name, self.owner, row.token, row.position, position, self.lease, caught_up
         ):
-            raise Fenced
+            raise await self._refused(tx, row.name, row.token)
 
     def _moved(self, row: ProjectionRow, position: int, caught_up: bool) -> None:
         row.position = position
@@ -289,7 +342,21 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         self._positions[row.name] = position
         self._changes.announce()
 
-    async def _renew(self, name: str) -> bool:
+    async def _renew(self, name: str, token: int) -> bool:
         async with self.store.transaction() as tx:
-            renewed = await self.checkpoints.renew(tx, name, self.owner, self.lease)
+            renewed = await self.checkpoints.renew(tx, name, self.owner, token, self.lease)
         return renewed
+
+    def _surplus(self, part: Partition) -> bool:
+        """Whether this runner holds more of `part`'s projection than its share, `part` among
+        the surplus (the highest indexes held), which it then gives back to other runners."""
+        if part.count == 1:
+            return False
+        share = self._shares.get(part.projection, part.count)
+        held = sorted(
+            found.index
+            for key in self._working
+            if key in self._partitions
+            and (found := self._partitions[key]).projection == part.projection
+        )
+        return len(held) > share and part.index in held[share:]

@@ -13,6 +13,7 @@ from tidings.projections._async.rebuilds import AsyncRebuilds
 from tidings.projections._async.status import AsyncRunnerStatus
 from tidings.projections._async.watermarks import AsyncWatermarkWatch
 from tidings.projections._async.workers import AsyncProjectionWorkers
+from tidings.projections.partitions import PartitionsChanged
 from tidings.projections.projection import ProjectionState
 from tidings.subscriptions.listener import watch_commits
 
@@ -39,6 +40,13 @@ class AsyncProjectionRunner(
     a session advisory lock per projection first, which the server frees
     when the holder's connection drops.
 
+    A projection with `partitions` above 1 has a checkpoint and a lease per
+    partition instead, each with a fencing token raised on every takeover and
+    checked by every checkpoint write: runners in many processes share its
+    partitions out (see `tidings.projections._async.workers`), each
+    partition's events handled in order by one of them at a time. A runner
+    processes at most `concurrency` batches at once (None: no limit).
+
     A failing handler is retried by its projection's `retry` policy
     (`retry_waits=False` skips the waits), then, by `on_failure`, the
     projection is parked with its error while the others run on, or it moves
@@ -58,11 +66,19 @@ class AsyncProjectionRunner(
     # Running.
 
     async def prepare(self) -> None:
-        """Create the projections table, each projection's row and read model (`setup`)."""
+        """Create the projections table, each projection's rows and read model (`setup`).
+
+        Raises `PartitionsChanged` for a projection whose rows record another
+        partition count than it has now.
+        """
         async with self.store.transaction() as tx:
             await self.checkpoints.ensure(tx)
             for name, projection in self.projections.items():
-                await self.checkpoints.add(tx, name)
+                for row in await self.checkpoints.load_of(tx, name):
+                    if row.partitions != projection.partitions:
+                        raise PartitionsChanged(name, row.partitions, projection.partitions)
+                for key in self._keys(name):
+                    await self.checkpoints.add(tx, key, partitions=projection.partitions)
                 await call(projection.setup, tx)
 
     @asynccontextmanager
@@ -70,11 +86,14 @@ class AsyncProjectionRunner(
         """Run every projection in the background until the block ends."""
         await self.prepare()
         self._stopped = False
+        self._new_slots()
+        await self._beat()  # the runners to share partitions with, before claiming any
         stop_watching = watch_commits(self.store, self._commits)
         try:
             async with anyio.create_task_group() as tasks:  # sync: with TaskThreads() as tasks:
-                for name in self.projections:
-                    tasks.start_soon(self._work, name)
+                for key in self._partitions:
+                    tasks.start_soon(self._work, key)
+                tasks.start_soon(self._balance)
                 tasks.start_soon(self._watch_watermark)
                 try:
                     yield self
@@ -89,6 +108,10 @@ class AsyncProjectionRunner(
             while not self._stopped:
                 await self._wait_changes(self._changes.count, 1.0)
 
+    def held(self) -> list[str]:
+        """The projections and partitions (`<name>#<index>`) this runner processes now."""
+        return sorted(self._working)
+
     def stop(self) -> None:
         """Ask the workers to finish their batch and give their leases back."""
         self._stopped = True
@@ -99,11 +122,17 @@ class AsyncProjectionRunner(
     # this runner is running, and on other processes' runners.
 
     async def pause(self, name: str) -> None:
-        """Stop processing `name` after its current batch, until `resume`."""
-        self._get(name)
-        await self._set_state(name, ProjectionState.PAUSED)
+        """Stop processing `name` after its current batch, until `resume`.
+
+        `name` is a projection (every partition of it), or one partition (`<name>#<index>`).
+        """
+        for key in self._keys(name):
+            await self._set_state(key, ProjectionState.PAUSED)
 
     async def resume(self, name: str) -> None:
-        """Run `name` again: paused, or parked (the failed event is tried again)."""
-        self._get(name)
-        await self._set_state(name, ProjectionState.RUNNING)
+        """Run `name` again: paused, or parked (the failed event is tried again).
+
+        `name` is a projection (every partition of it), or one partition (`<name>#<index>`).
+        """
+        for key in self._keys(name):
+            await self._set_state(key, ProjectionState.RUNNING)

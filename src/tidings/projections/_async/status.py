@@ -25,7 +25,11 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         """Position, head, lag, state and error of each projection, from the database.
 
         Each also carries what the store's readers are held back from
-        (`held_back`, `held_for`), the same for every projection.
+        (`held_back`, `held_for`), the same for every projection. A
+        partitioned projection shows one line per partition, named
+        `<name>#<index>`; its lag counts the projection's events after the
+        partition's checkpoint, of every partition (those of the others are
+        passed over, quickly).
         """
         watermark = await self.store.watermark()
         async with self.store.transaction() as tx:
@@ -33,8 +37,9 @@ class AsyncRunnerStatus(AsyncRunnerBase):
             rows = {row.name: row for row in await self.checkpoints.load_all(tx)}
             head = await self.checkpoints.head(tx)
             found: list[ProjectionStatus] = []
-            for name, projection in self.projections.items():
-                row = rows.get(name) or ProjectionRow.new(name)
+            for name, part in self._partitions.items():
+                projection = self.projections[part.projection]
+                row = rows.get(name) or ProjectionRow.new(name, part.count)
                 lag = await self.checkpoints.pending(
                     tx, row.position, projection.categories, projection.event_types()
                 )
@@ -54,6 +59,8 @@ class AsyncRunnerStatus(AsyncRunnerBase):
                         heartbeat_age=None
                         if row.heartbeat is None
                         else max(0.0, now - row.heartbeat),
+                        partition=None if part.count == 1 else part.index,
+                        partitions=part.count,
                     )
                 )
         return found
@@ -65,10 +72,17 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         Raises `ProjectionTimeout` when that takes more than `timeout` seconds,
         and at once what no waiting would change: `PositionBeyondHead` for a
         position past the last committed one, `ProjectionStopped` while the
-        projection is parked on a failure.
+        projection is parked on a failure. A partitioned projection has reached
+        it once every partition has.
         """
         projection = self._get(name)
         deadline = time.monotonic() + timeout
+        for key in self._keys(name):
+            await self._wait_key(key, projection, position, deadline, limit=timeout)
+
+    async def _wait_key(
+        self, name: str, projection: Projection, position: int, deadline: float, limit: float
+    ) -> None:
         first = True
         while True:
             seen = self._changes.count
@@ -79,7 +93,7 @@ class AsyncRunnerStatus(AsyncRunnerBase):
             first = False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ProjectionTimeout(name, position, reached, timeout)
+                raise ProjectionTimeout(name, position, reached, limit)
             await self._wait_changes(seen, min(remaining, 0.05))
 
     async def _check_reachable(self, name: str, position: int, first: bool) -> None:

@@ -6,22 +6,25 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tidings._sync.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
-from tidings.projections._sync.checkpoints import Checkpoints
+from tidings.projections._sync.checkpoints import checkpoints_of
 from tidings.projections._sync.letters import ProjectionLetters
+from tidings.projections.partitions import SEPARATOR, LeaseLost, Partition, partitions
 from tidings.projections.projection import EventHandler, Projection, ProjectionState
 from tidings.projections.tables import ProjectionRow
 from tidings.subscriptions.signal import CommitSignal
 
-__all__ = ["PROCESSING", "RunnerBase", "Fenced", "Progress", "call", "called"]
+__all__ = ["PROCESSING", "RunnerBase", "Fenced", "GiveBack", "Progress", "call", "called"]
 
 Progress = Callable[[int, int], None]
 """Called as `progress(position, head)` while a projection rebuilds."""
@@ -31,6 +34,10 @@ PROCESSING = (ProjectionState.RUNNING, ProjectionState.REBUILDING)
 
 class Fenced(Exception):
     """The checkpoint moved under this runner (lease lost, paused, rebuilt): start over."""
+
+
+class GiveBack(Fenced):
+    """This runner holds more partitions than its share: give this one back to the others."""
 
 
 class RunnerBase:
@@ -47,6 +54,7 @@ class RunnerBase:
         lease: float = 10.0,
         retry_waits: bool = True,
         held_back_warning: float = 60.0,
+        concurrency: int | None = None,
     ) -> None:
         self.store = store
         self.projections: dict[str, Projection] = {}
@@ -59,13 +67,22 @@ class RunnerBase:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if poll_interval <= 0 or lease <= 0 or held_back_warning <= 0:
             raise ValueError("poll_interval, lease and held_back_warning must be positive")
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        # Every checkpoint row this runner may work on: a projection's own, or its partitions'.
+        self._partitions: dict[str, Partition] = {
+            part.key: part
+            for projection in self.projections.values()
+            for part in partitions(projection.name, projection.partitions)
+        }
+        self.concurrency = concurrency
         self.codec = codec if codec is not None else Codec()
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.lease = lease
         self.retry_waits = retry_waits
         self.held_back_warning = held_back_warning
-        self.checkpoints = Checkpoints(store)
+        self.checkpoints = checkpoints_of(store)
         self._letters = ProjectionLetters(store, self.codec)
         self.dead_letters = self._letters.store
         # Who holds a lease, as `status()` shows it: host, process and this runner.
@@ -75,7 +92,22 @@ class RunnerBase:
         self._positions: dict[str, int] = {}  # what this runner's workers have committed
         self._poked: set[str] = set()
         self._working: set[str] = set()  # projections this runner's workers run now
+        self._shares: dict[str, int] = {}  # partitions each projection's runners hold at most
+        self._slots: Any = None  # while running, the semaphore of `concurrency` batches
         self._stopped = True
+
+    @contextmanager
+    def _batch_slot(self) -> Iterator[None]:
+        """Hold one of the `concurrency` batches this runner processes at a time."""
+        if self._slots is None:
+            yield
+            return
+        with self._slots:
+            yield
+
+    def _new_slots(self) -> None:
+        if (n := self.concurrency) is not None:
+            self._slots = threading.Semaphore(n)
 
     def _load(self, name: str) -> ProjectionRow:
         with self.store.transaction() as tx:
@@ -90,9 +122,10 @@ class RunnerBase:
         return claimed
 
     def _set_state(self, name: str, state: ProjectionState) -> None:
+        count = self._partitions[name].count if name in self._partitions else 1
         with self.store.transaction() as tx:
             self.checkpoints.ensure(tx)
-            self.checkpoints.add(tx, name)
+            self.checkpoints.add(tx, name, partitions=count)
             self.checkpoints.set_state(tx, name, state)
             self._letters.forget(tx, name, parked_only=True)
         self._poke(name)
@@ -122,12 +155,40 @@ class RunnerBase:
             known = ", ".join(sorted(self.projections)) or "none"
             raise LookupError(f"no projection named {name!r} (known: {known})") from None
 
+    def _keys(self, name: str) -> list[str]:
+        """The rows `name` stands for: a projection's partitions, or one partition's row."""
+        if name in self._partitions and name not in self.projections:
+            return [name]
+        projection = self._get(name)
+        return [part.key for part in partitions(name, projection.partitions)]
+
+    def _partition(self, key: str) -> tuple[Projection, Partition]:
+        """The projection and partition of row `key` (a projection's name, or `<name>#<i>`)."""
+        found = self._partitions.get(key)
+        if found is None:
+            projection = self._get(key.partition(SEPARATOR)[0])
+            raise LookupError(f"projection {projection.name!r} has no partition {key!r}")
+        return self.projections[found.projection], found
+
+    def _refused(self, tx: Any, key: str, token: int) -> Exception:
+        """Why a fenced write of row `key` was refused: its lease was lost, or it moved."""
+        row = self.checkpoints.load(tx, key)
+        if row is None or row.owner != self.owner or row.token != token:
+            return LeaseLost(key, self.owner, token)
+        return Fenced()
+
     @staticmethod
     def _check(projection: Projection) -> None:
         name = getattr(projection, "name", None)
-        if not isinstance(name, str) or not name or "+" in name:
+        if not isinstance(name, str) or not name or "+" in name or SEPARATOR in name:
             raise ConfigurationError(
-                f"{type(projection).__qualname__}: a projection needs a name, without '+'"
+                f"{type(projection).__qualname__}: a projection needs a name, "
+                f"without '+' or {SEPARATOR!r}"
+            )
+        count = getattr(projection, "partitions", 1)
+        if not isinstance(count, int) or count < 1:
+            raise ConfigurationError(
+                f"projection {name!r}: partitions must be a whole number of at least 1"
             )
 
 

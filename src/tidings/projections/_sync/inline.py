@@ -25,7 +25,7 @@ from typing import Any
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
 from tidings.projections._sync.base import RunnerBase, call, called
-from tidings.projections._sync.checkpoints import Checkpoints
+from tidings.projections._sync.checkpoints import checkpoints_of
 from tidings.projections.projection import (
     EventHandler,
     InlineProjectionFailed,
@@ -64,7 +64,7 @@ class InlineProjections:
         self._handlers = {
             name: dict(projection.handlers()) for name, projection in self.projections.items()
         }
-        self.checkpoints = Checkpoints(store)
+        self.checkpoints = checkpoints_of(store)
 
     def prepare(self) -> None:
         """Create the projections table, and each projection's row and read model (`setup`).

@@ -41,8 +41,8 @@ class LetterActions(RunnerBase):
         return dropped[0] if dropped else None
 
     def letters_of(self, name: str | None = None) -> list[DeadLetter]:
-        """The dead letters of `name`, or of every projection here, oldest first."""
-        names = [self._get(name).name] if name is not None else list(self.projections)
+        """The dead letters of `name` (of its partitions), or of all projections, oldest first."""
+        names = self._keys(name) if name is not None else list(self._partitions)
         found: list[DeadLetter] = []
         with self.store.transaction() as tx:
             for each in names:
@@ -66,7 +66,7 @@ class LetterActions(RunnerBase):
             raise LookupError(
                 f"dead letter {letter_id} is of handler {letter.handler}, not of a projection"
             )
-        projection = self._get(name)
+        projection, _ = self._partition(name)
         if letter.parked:
             raise ValueError(
                 f"dead letter {letter_id} is the event projection {name!r} is parked on: "

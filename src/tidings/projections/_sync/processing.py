@@ -14,7 +14,15 @@ from tidings._sync.awaiting import resolved
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Event
-from tidings.projections._sync.base import PROCESSING, Fenced, Progress, RunnerBase, called
+from tidings.projections._sync.base import (
+    PROCESSING,
+    Fenced,
+    GiveBack,
+    Progress,
+    RunnerBase,
+    called,
+)
+from tidings.projections.partitions import Lease, Partition, current
 from tidings.projections.projection import (
     EventHandler,
     OnFailure,
@@ -60,13 +68,34 @@ class ProjectionProcessing(RunnerBase):
         lock: AdvisoryLock | None = None,
         until: int = 0,
     ) -> None:
-        """Process `name` from its checkpoint; raises `Fenced` when it must start over.
+        """Process row `name` from its checkpoint; raises `Fenced` when it must start over.
 
         With `progress`, it returns once caught up, reporting as it goes. A
-        rebuild is not caught up before position `until`.
+        rebuild is not caught up before position `until`. A partition reads
+        every event of its projection and handles its own; its checkpoint
+        moves past the others' too.
         """
         until_caught_up = progress is not None
+        part = self._partitions[name] if name in self._partitions else Partition(name, 0, 1)
         row = self._load(name)
+        lease = current.set(Lease(part.projection, part.index, part.count, self.owner, row.token))
+        try:
+            self._follow_from(row, part, projection, progress, head, lock, until, until_caught_up)
+        finally:
+            current.reset(lease)
+
+    def _follow_from(
+        self,
+        row: ProjectionRow,
+        part: Partition,
+        projection: Projection,
+        progress: Progress | None,
+        head: int,
+        lock: AdvisoryLock | None,
+        until: int,
+        until_caught_up: bool,
+    ) -> None:
+        name = row.name
         handlers = dict(projection.handlers())
         subscription = Subscription(
             self.store,
@@ -88,14 +117,20 @@ class ProjectionProcessing(RunnerBase):
                 # Paused, resumed or rebuilt from another process, or taken over?
                 checked = now
                 latest = self._load(name)
-                if latest.position != row.position or latest.owner != self.owner:
+                if (
+                    latest.position != row.position
+                    or latest.owner != self.owner
+                    or latest.token != row.token
+                ):
                     raise Fenced
                 row = latest
+                if not until_caught_up and self._surplus(part):
+                    raise GiveBack
             if now - renewed >= self.lease / 3:
                 renewed = now
                 if lock is not None and not lock.held():
                     raise Fenced
-                if not self._renew(name):
+                if not self._renew(name, row.token):
                     raise Fenced
             if row.state not in PROCESSING:
                 if until_caught_up:
@@ -109,11 +144,22 @@ class ProjectionProcessing(RunnerBase):
                 and (batch[-1].position if batch else row.position) >= until
             )
             if batch:
-                self._process(projection, handlers, row, batch, caught_up)
+                end = batch[-1].position
+                mine = batch
+                if part.count > 1:
+                    key = projection.partition_key
+                    mine = [record for record in batch if part.holds(key(record))]
+                with self._batch_slot():
+                    if mine:
+                        self._process(projection, handlers, row, mine, caught_up, end)
+                    else:  # none of this partition's: only the checkpoint moves on
+                        with self.store.transaction() as tx:
+                            self._save(tx, row, end, caught_up)
+                        self._moved(row, end, caught_up)
                 if progress is not None:
                     head = max(head, row.position)
                     progress(row.position, head)
-                if row.position != batch[-1].position:  # parked, or a dead letter
+                if row.position != end:  # parked, or a dead letter
                     # The rest of the batch is read again, so this is not caught up yet.
                     subscription.position = row.position
                     caught_up = False
@@ -134,8 +180,10 @@ class ProjectionProcessing(RunnerBase):
         row: ProjectionRow,
         batch: list[RecordedEvent],
         caught_up: bool,
+        end: int,
     ) -> None:
-        failure = self._apply(projection, handlers, row, batch, caught_up)
+        """Handle `batch` and move the checkpoint to `end`, the last position read."""
+        failure = self._apply(projection, handlers, row, batch, caught_up, end=end)
         if failure is None:
             return
         record, error = failure
@@ -169,7 +217,7 @@ class ProjectionProcessing(RunnerBase):
         )
         parks = projection.on_failure is OnFailure.PARK
         # Moving past the last event read also ends a rebuild that has caught up.
-        ends = caught_up and record.position == batch[-1].position
+        ends = caught_up and record.position == end
         letter = DeadLetter.of(
             letter_envelope(record, self.codec),
             letter_handler(row.name),
@@ -181,9 +229,9 @@ class ProjectionProcessing(RunnerBase):
             if not parks:
                 self._save(tx, row, record.position, caught_up=ends)
             elif not self.checkpoints.park(
-                tx, row.name, self.owner, row.position, reason, record.position
+                tx, row.name, self.owner, row.token, row.position, reason, record.position
             ):
-                raise Fenced
+                raise self._refused(tx, row.name, row.token)
             self._letters.add(tx, letter)
         if projection.on_failure is OnFailure.DEAD_LETTER:
             self._moved(row, record.position, caught_up=ends)
@@ -199,8 +247,9 @@ class ProjectionProcessing(RunnerBase):
         records: list[RecordedEvent],
         caught_up: bool,
         batched: bool = True,
+        end: int | None = None,
     ) -> tuple[RecordedEvent, Exception] | None:
-        """Handle `records` and move the checkpoint past them; the first failure, if any.
+        """Handle `records` and move the checkpoint past them (to `end`); the first failure.
 
         A transactional projection's statements for the whole batch are sent
         `batched` (on PostgreSQL, one round trip instead of one per
@@ -209,6 +258,7 @@ class ProjectionProcessing(RunnerBase):
         is handled again one statement at a time to find the event it was.
         """
         fallback = handlers.get(Event.__event_type__)
+        target = records[-1].position if end is None else end
         if not projection.transactional:
             done: RecordedEvent | None = None
             failure: tuple[RecordedEvent, Exception] | None = None
@@ -220,16 +270,17 @@ class ProjectionProcessing(RunnerBase):
                     break
                 done = record
             if done is not None:
+                reached = target if failure is None else done.position
                 with self.store.transaction() as tx:
-                    self._save(tx, row, done.position, caught_up and failure is None)
-                self._moved(row, done.position, caught_up and failure is None)
+                    self._save(tx, row, reached, caught_up and failure is None)
+                self._moved(row, reached, caught_up and failure is None)
             return failure
         failed: tuple[int, Exception] | None = None
         try:
             with self.store.transaction() as tx:
                 # The fence first: its row lock keeps any other writer of this checkpoint
                 # out until this transaction ends, so no two runners handle one batch.
-                self._save(tx, row, records[-1].position, caught_up)
+                self._save(tx, row, target, caught_up)
                 envelope = self.codec.envelope
                 try:
                     with tx.batched() if batched else _unbatched():
@@ -263,7 +314,7 @@ class ProjectionProcessing(RunnerBase):
                 if before is not None:
                     return before
             return records[index], error
-        self._moved(row, records[-1].position, caught_up)
+        self._moved(row, target, caught_up)
         return None
 
     def _handle(
@@ -280,9 +331,9 @@ class ProjectionProcessing(RunnerBase):
 
     def _save(self, tx: Any, row: ProjectionRow, position: int, caught_up: bool) -> None:
         if not self.checkpoints.save(
-            tx, row.name, self.owner, row.position, position, self.lease, caught_up
+            tx, row.name, self.owner, row.token, row.position, position, self.lease, caught_up
         ):
-            raise Fenced
+            raise self._refused(tx, row.name, row.token)
 
     def _moved(self, row: ProjectionRow, position: int, caught_up: bool) -> None:
         row.position = position
@@ -291,7 +342,21 @@ class ProjectionProcessing(RunnerBase):
         self._positions[row.name] = position
         self._changes.announce()
 
-    def _renew(self, name: str) -> bool:
+    def _renew(self, name: str, token: int) -> bool:
         with self.store.transaction() as tx:
-            renewed = self.checkpoints.renew(tx, name, self.owner, self.lease)
+            renewed = self.checkpoints.renew(tx, name, self.owner, token, self.lease)
         return renewed
+
+    def _surplus(self, part: Partition) -> bool:
+        """Whether this runner holds more of `part`'s projection than its share, `part` among
+        the surplus (the highest indexes held), which it then gives back to other runners."""
+        if part.count == 1:
+            return False
+        share = self._shares.get(part.projection, part.count)
+        held = sorted(
+            found.index
+            for key in self._working
+            if key in self._partitions
+            and (found := self._partitions[key]).projection == part.projection
+        )
+        return len(held) > share and part.index in held[share:]

@@ -31,21 +31,35 @@ class Rebuilds(ProjectionProcessing):
         had reached: an inline projection (see `tidings.projections._sync.inline`)
         reached events readers may not be shown yet, on PostgreSQL while an
         older transaction is open, and must not be handed back without them.
+
+        A partitioned projection is rebuilt whole, every partition from the
+        first event. This is also how its partition count changes: rows
+        recorded with another count are dropped and made anew with this
+        runner's (stop the runners of the old count first).
         """
         projection = self._get(name)
+        keys = self._keys(name)
         with self.store.transaction() as tx:
             self.checkpoints.ensure(tx)
-            self.checkpoints.add(tx, name)
-            # The checkpoint's row first: a batch in progress finishes before the
-            # read model is emptied, and none starts until this commits.
-            reached = self._reached_before(tx, name)
-            self.checkpoints.restart(tx, name)
-            # The replay records anew whatever still fails.
-            self._letters.forget(tx, name, parked_only=False)
+            reached = 0
+            for old in self.checkpoints.load_of(tx, name):
+                # The checkpoint's rows first: a batch in progress finishes before the
+                # read model is emptied, and none starts until this commits.
+                reached = max(reached, self._reached_before(tx, old.name))
+                if old.partitions != projection.partitions:
+                    self._letters.forget(tx, old.name, parked_only=False)
+                    self.checkpoints.delete(tx, old.name)
+            for key in keys:
+                self.checkpoints.add(tx, key, partitions=projection.partitions)
+                self.checkpoints.restart(tx, key)
+                # The replay records anew whatever still fails.
+                self._letters.forget(tx, key, parked_only=False)
             call(projection.setup, tx)
             call(projection.reset, tx)
-        self._poke(name)
-        self._catch_up(name, projection, progress, until=reached)
+        for key in keys:
+            self._poke(key)
+        for key in keys:
+            self._catch_up(key, projection, progress, until=reached)
 
     def _reached_before(self, tx: Any, name: str) -> int:
         """How far `name` has come, up to what committed; its row is locked until `tx` ends."""
@@ -73,7 +87,8 @@ class Rebuilds(ProjectionProcessing):
         """
         self._check(projection)
         name = projection.name
-        self._get(name)
+        if self._get(name).partitions > 1 or projection.partitions > 1:
+            raise ValueError(f"projection {name!r} is partitioned: rebuild it instead")
         beside = f"{name}+next"
         with self.store.transaction() as tx:
             self.checkpoints.ensure(tx)

@@ -13,6 +13,7 @@ from tidings.projections._sync.rebuilds import Rebuilds
 from tidings.projections._sync.status import RunnerStatus
 from tidings.projections._sync.watermarks import WatermarkWatch
 from tidings.projections._sync.workers import ProjectionWorkers
+from tidings.projections.partitions import PartitionsChanged
 from tidings.projections.projection import ProjectionState
 from tidings.projections.threads import TaskThreads
 from tidings.subscriptions.listener import watch_commits
@@ -40,6 +41,13 @@ class ProjectionRunner(
     a session advisory lock per projection first, which the server frees
     when the holder's connection drops.
 
+    A projection with `partitions` above 1 has a checkpoint and a lease per
+    partition instead, each with a fencing token raised on every takeover and
+    checked by every checkpoint write: runners in many processes share its
+    partitions out (see `tidings.projections._sync.workers`), each
+    partition's events handled in order by one of them at a time. A runner
+    processes at most `concurrency` batches at once (None: no limit).
+
     A failing handler is retried by its projection's `retry` policy
     (`retry_waits=False` skips the waits), then, by `on_failure`, the
     projection is parked with its error while the others run on, or it moves
@@ -59,11 +67,19 @@ class ProjectionRunner(
     # Running.
 
     def prepare(self) -> None:
-        """Create the projections table, each projection's row and read model (`setup`)."""
+        """Create the projections table, each projection's rows and read model (`setup`).
+
+        Raises `PartitionsChanged` for a projection whose rows record another
+        partition count than it has now.
+        """
         with self.store.transaction() as tx:
             self.checkpoints.ensure(tx)
             for name, projection in self.projections.items():
-                self.checkpoints.add(tx, name)
+                for row in self.checkpoints.load_of(tx, name):
+                    if row.partitions != projection.partitions:
+                        raise PartitionsChanged(name, row.partitions, projection.partitions)
+                for key in self._keys(name):
+                    self.checkpoints.add(tx, key, partitions=projection.partitions)
                 call(projection.setup, tx)
 
     @contextmanager
@@ -71,11 +87,14 @@ class ProjectionRunner(
         """Run every projection in the background until the block ends."""
         self.prepare()
         self._stopped = False
+        self._new_slots()
+        self._beat()  # the runners to share partitions with, before claiming any
         stop_watching = watch_commits(self.store, self._commits)
         try:
             with TaskThreads() as tasks:
-                for name in self.projections:
-                    tasks.start_soon(self._work, name)
+                for key in self._partitions:
+                    tasks.start_soon(self._work, key)
+                tasks.start_soon(self._balance)
                 tasks.start_soon(self._watch_watermark)
                 try:
                     yield self
@@ -90,6 +109,10 @@ class ProjectionRunner(
             while not self._stopped:
                 self._wait_changes(self._changes.count, 1.0)
 
+    def held(self) -> list[str]:
+        """The projections and partitions (`<name>#<index>`) this runner processes now."""
+        return sorted(self._working)
+
     def stop(self) -> None:
         """Ask the workers to finish their batch and give their leases back."""
         self._stopped = True
@@ -100,11 +123,17 @@ class ProjectionRunner(
     # this runner is running, and on other processes' runners.
 
     def pause(self, name: str) -> None:
-        """Stop processing `name` after its current batch, until `resume`."""
-        self._get(name)
-        self._set_state(name, ProjectionState.PAUSED)
+        """Stop processing `name` after its current batch, until `resume`.
+
+        `name` is a projection (every partition of it), or one partition (`<name>#<index>`).
+        """
+        for key in self._keys(name):
+            self._set_state(key, ProjectionState.PAUSED)
 
     def resume(self, name: str) -> None:
-        """Run `name` again: paused, or parked (the failed event is tried again)."""
-        self._get(name)
-        self._set_state(name, ProjectionState.RUNNING)
+        """Run `name` again: paused, or parked (the failed event is tried again).
+
+        `name` is a projection (every partition of it), or one partition (`<name>#<index>`).
+        """
+        for key in self._keys(name):
+            self._set_state(key, ProjectionState.RUNNING)

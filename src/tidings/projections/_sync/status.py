@@ -27,7 +27,11 @@ class RunnerStatus(RunnerBase):
         """Position, head, lag, state and error of each projection, from the database.
 
         Each also carries what the store's readers are held back from
-        (`held_back`, `held_for`), the same for every projection.
+        (`held_back`, `held_for`), the same for every projection. A
+        partitioned projection shows one line per partition, named
+        `<name>#<index>`; its lag counts the projection's events after the
+        partition's checkpoint, of every partition (those of the others are
+        passed over, quickly).
         """
         watermark = self.store.watermark()
         with self.store.transaction() as tx:
@@ -35,8 +39,9 @@ class RunnerStatus(RunnerBase):
             rows = {row.name: row for row in self.checkpoints.load_all(tx)}
             head = self.checkpoints.head(tx)
             found: list[ProjectionStatus] = []
-            for name, projection in self.projections.items():
-                row = rows.get(name) or ProjectionRow.new(name)
+            for name, part in self._partitions.items():
+                projection = self.projections[part.projection]
+                row = rows.get(name) or ProjectionRow.new(name, part.count)
                 lag = self.checkpoints.pending(
                     tx, row.position, projection.categories, projection.event_types()
                 )
@@ -56,6 +61,8 @@ class RunnerStatus(RunnerBase):
                         heartbeat_age=None
                         if row.heartbeat is None
                         else max(0.0, now - row.heartbeat),
+                        partition=None if part.count == 1 else part.index,
+                        partitions=part.count,
                     )
                 )
         return found
@@ -67,10 +74,17 @@ class RunnerStatus(RunnerBase):
         Raises `ProjectionTimeout` when that takes more than `timeout` seconds,
         and at once what no waiting would change: `PositionBeyondHead` for a
         position past the last committed one, `ProjectionStopped` while the
-        projection is parked on a failure.
+        projection is parked on a failure. A partitioned projection has reached
+        it once every partition has.
         """
         projection = self._get(name)
         deadline = time.monotonic() + timeout
+        for key in self._keys(name):
+            self._wait_key(key, projection, position, deadline, limit=timeout)
+
+    def _wait_key(
+        self, name: str, projection: Projection, position: int, deadline: float, limit: float
+    ) -> None:
         first = True
         while True:
             seen = self._changes.count
@@ -81,7 +95,7 @@ class RunnerStatus(RunnerBase):
             first = False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ProjectionTimeout(name, position, reached, timeout)
+                raise ProjectionTimeout(name, position, reached, limit)
             self._wait_changes(seen, min(remaining, 0.05))
 
     def _check_reachable(self, name: str, position: int, first: bool) -> None:

@@ -1,0 +1,106 @@
+"""What an application runs in the background, declared in one object and run by `tidings worker`.
+
+::
+
+    worker = AsyncWorker(
+        store,
+        projections=[OrderSummary(), *durable_handlers(router, partitions=8)],
+        processes=[processes],
+        schedulers=[scheduler],
+        concurrency=4,
+    )
+    await worker.run()  # until `stop`
+
+Its projections, durable handlers and process managers run in one projection
+runner; a partitioned projection (`Projection.partitions`) is shared out
+among all the workers running it, in this process or on other machines, by
+fenced leases in the store (see `AsyncProjectionRunner`). Its schedulers
+deliver what is due. `stop` (on SIGTERM or SIGINT, under `tidings worker`)
+lets each finish its batch and gives the leases back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import anyio  # sync: from tidings.projections.threads import TaskThreads
+
+from tidings.codec import Codec
+from tidings.projections._async.runner import AsyncProjectionRunner
+from tidings.projections.projection import Projection
+from tidings.sagas._async.processes import AsyncProcesses
+from tidings.scheduling._async.scheduler import AsyncScheduler
+
+__all__ = ["AsyncWorker"]
+
+
+class AsyncWorker:
+    """The projections, durable handlers, process managers and schedulers of one application.
+
+    `concurrency` bounds the batches processed at once (None: one per
+    partition held); `lease`, `batch_size` and `poll_interval` are the
+    projection runner's (`AsyncProjectionRunner`).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        projections: Iterable[Projection] = (),
+        processes: Iterable[AsyncProcesses] = (),
+        schedulers: Iterable[AsyncScheduler] = (),
+        concurrency: int | None = None,
+        lease: float = 10.0,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        codec: Codec | None = None,
+    ) -> None:
+        everything = [*projections]
+        for process in processes:
+            everything.extend(process.projections())
+        self.store = store
+        self.runner = AsyncProjectionRunner(
+            store,
+            everything,
+            codec=codec,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            lease=lease,
+            concurrency=concurrency,
+        )
+        self.schedulers = list(schedulers)
+        self.poll_interval = poll_interval
+
+    @property
+    def owner(self) -> str:
+        """How this worker is named in the leases it holds (host, process, runner)."""
+        return self.runner.owner
+
+    def held(self) -> list[str]:
+        """The projections and partitions (`<name>#<index>`) this worker processes now."""
+        return self.runner.held()
+
+    async def prepare(self) -> None:
+        """Create what the projections need; raises when the store cannot be reached."""
+        await self.runner.prepare()
+
+    async def run(self) -> None:
+        """Run everything until `stop` is called."""
+        async with anyio.create_task_group() as tasks:  # sync: with TaskThreads() as tasks:
+            for scheduler in self.schedulers:
+                tasks.start_soon(self._schedule, scheduler)
+            try:
+                await self.runner.run()
+            finally:
+                for scheduler in self.schedulers:
+                    scheduler.stop()
+
+    def stop(self) -> None:
+        """Finish the batches under way, give the leases back, and return from `run`."""
+        self.runner.stop()
+        for scheduler in self.schedulers:
+            scheduler.stop()
+
+    async def _schedule(self, scheduler: AsyncScheduler) -> None:
+        await scheduler.run(poll_interval=self.poll_interval)

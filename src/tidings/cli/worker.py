@@ -1,0 +1,114 @@
+"""`tidings worker`: run what an application declares for the background, until SIGTERM.
+
+The application names it with `module:attribute`: a `Worker`, or a function
+that takes the store opened from `--store` and returns one. Each worker logs
+the partitions it takes and gives back; run one per machine (or several per
+machine) on the same store and they share every partitioned projection out.
+SIGTERM or SIGINT lets each batch under way finish and gives the leases back;
+the command then exits 0. A store that cannot be reached at start ends it
+with status 2 and one line saying why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from tidings._sync.worker import Worker
+from tidings.cli.options import StoreOption, opened_store
+from tidings.errors import StoreUnavailable
+from tidings.store.urls import DEFAULT_STORE_URL
+
+__all__ = ["load_worker", "worker"]
+
+logger = logging.getLogger("tidings.worker")
+
+
+def worker(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE:ATTRIBUTE",
+            help="The Worker, or a function of the opened store returning one.",
+            show_default=False,
+        ),
+    ],
+    store: StoreOption = DEFAULT_STORE_URL,
+) -> None:
+    """Run an application's projections, durable handlers, process managers and schedulers."""
+    _log_to_stderr()
+    try:
+        with opened_store(store, must_exist=False) as opened:
+            try:
+                found = load_worker(target, opened)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="MODULE:ATTRIBUTE") from None
+            try:
+                found.prepare()
+            except StoreUnavailable as exc:
+                _unreachable(str(exc))
+            _run(found)
+    except typer.Exit as exc:
+        if exc.exit_code == 1:  # the store could not be opened: its reason is printed
+            raise typer.Exit(2) from None
+        raise
+
+
+def load_worker(spec: str, store: Any) -> Worker:
+    """The worker `module:attribute` names; `ValueError` saying why when it names none."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{spec!r} is not MODULE:ATTRIBUTE")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
+    try:
+        found: Any = getattr(module, attribute)
+    except AttributeError:
+        raise ValueError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if callable(found) and not isinstance(found, Worker):
+        found = found(store)
+    if not isinstance(found, Worker):
+        raise ValueError(f"{spec} is not a Worker, nor a function of the store returning one")
+    return found
+
+
+def _run(found: Worker) -> None:
+    def stop(number: int, frame: FrameType | None) -> None:
+        logger.info("%s: stopping on %s", found.owner, signal.Signals(number).name)
+        found.stop()
+        # A second signal ends the process at once.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    names = ", ".join(sorted(found.runner.projections)) or "no projections"
+    logger.info("%s: running %s", found.owner, names)
+    found.run()
+    logger.info("%s: stopped, leases given back", found.owner)
+
+
+def _unreachable(reason: str) -> None:
+    typer.echo(f"tidings worker: error: {' '.join(reason.split())}", err=True)
+    raise typer.Exit(2)
+
+
+def _log_to_stderr() -> None:
+    """Log tidings' INFO lines (partitions taken and given back) on stderr, with the time."""
+    root = logging.getLogger("tidings")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)

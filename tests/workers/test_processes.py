@@ -1,0 +1,131 @@
+"""Workers in processes of their own share a partitioned projection while appends go on.
+
+Two workers start, a third joins, one is SIGKILLed and a fourth joins, all
+while a writer appends to 1,000 streams. Once the writer stops and the
+workers catch up, the history the projection wrote in its read model's
+transactions must show every event handled exactly once, each stream's
+versions in order without a gap, each stream in one partition, and for each
+partition one worker at a time: fencing tokens that only grow, one owner each.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.projections.ledger import Backend, backend
+from tests.workers.visits import Visits, visit
+from tidings.projections import ProjectionRunner, partition_of
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 8
+STREAMS = 1000
+LEASE = 1.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    with backend(request.param, tmp_path) as found:
+        yield found
+
+
+def start_worker(env: Backend, table: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.workers.visits",
+            env.url,
+            table,
+            str(PARTITIONS),
+            str(LEASE),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "running"
+    return process
+
+
+def history(store: Any, table: str) -> list[tuple[str, int, int, int, str, int]]:
+    with store.transaction() as tx:
+        rows = tx.connection.execute(
+            f"SELECT stream, version, position, part, owner, token FROM {table} ORDER BY id"
+        ).fetchall()
+    return [(str(s), int(v), int(p), int(part), str(o), int(t)) for s, v, p, part, o, t in rows]
+
+
+def test_workers_joining_and_killed_handle_every_event_once_in_order(env: Backend) -> None:
+    store = env.open(False)
+    table = env.qualify("visit_history")
+    stop = threading.Event()
+    appended: list[int] = []
+
+    def write() -> None:
+        rng = random.Random(7)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            result = store.append(f"Visit-{rng.randrange(STREAMS)}", [visit(n)])
+            appended.append(result.positions[-1])
+            time.sleep(0.002)
+
+    writer = threading.Thread(target=write)
+    workers = [start_worker(env, table), start_worker(env, table)]
+    writer.start()
+    try:
+        time.sleep(2)
+        workers.append(start_worker(env, table))
+        time.sleep(2)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+        time.sleep(LEASE * 1.5)
+        workers.append(start_worker(env, table))
+        time.sleep(2)
+        stop.set()
+        writer.join()
+        watcher = ProjectionRunner(store, [Visits(table, PARTITIONS)])
+        watcher.wait_for("visits", appended[-1], timeout=30)
+        for worker in workers[1:]:
+            worker.send_signal(signal.SIGTERM)
+        # A stopped worker finishes its batch, gives its leases back and exits.
+        assert [worker.wait(timeout=10) for worker in workers[1:]] == [0, 0, 0]
+    finally:
+        stop.set()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    rows = history(store, table)
+    log = store.read_all()
+    assert len(appended) > 1000
+    assert len(rows) == len(log)  # every event, none twice
+    assert sorted((stream, version) for stream, version, *_ in rows) == sorted(
+        (record.stream, record.version) for record in log
+    )
+    seen: dict[str, int] = defaultdict(int)
+    for stream, version, _, part, _, _ in rows:
+        assert version == seen[stream] + 1  # handled in stream order, without a skip
+        seen[stream] = version
+        assert part == partition_of(stream, PARTITIONS)
+    tokens: dict[int, int] = {}
+    owners: dict[tuple[int, int], str] = {}
+    for _, _, _, part, owner, token in rows:
+        assert token >= tokens.get(part, 0)  # never an older lease after a newer one
+        tokens[part] = token
+        assert owners.setdefault((part, token), owner) == owner  # a token has one owner
+    assert len({owner for owner in owners.values()}) >= 3  # the joiners got partitions
+    assert any(token > 1 for token in tokens.values())  # and partitions changed hands
+    store.close()
