@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.projections.ledger import Backend, backend, wait_readable
+from tests.projections.ledger import Backend, backend
+from tests.store.readable import wait_readable
 from tests.workers.visits import Visited, Visits, visit
 from tidings import Envelope, MemoryStore
 from tidings.projections import (
