@@ -46,9 +46,14 @@ __all__ = [
 
 
 class OrderListProjection(Projection):
-    """One row per order, in the shape the order screens show."""
+    """One row per order, in the shape the order screens show.
+
+    Rows are per order, so the work splits by order: four partitions, which
+    the workers running it share out (see `examples.orders.worker`).
+    """
 
     name = "orders.order_list"
+    partitions = 4
 
     def setup(self, tx: Any) -> None:
         tx.connection.execute(
