@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Concatenate, Generic, Never, ParamSpec, Protocol, TypeVar, overload
 
 from tidings.context import Dispatch
 from tidings.errors import ConfigurationError
@@ -25,7 +25,11 @@ from tidings.retry import Retry
 
 __all__ = ["BoundHandler", "HandlerSpec", "PerCall", "Router", "bind_handlers", "require_async"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=Message)
+F = TypeVar("F", bound=Callable[Concatenate[Never, ...], Any])
+"""A function taking at least one positional argument, whose type `message=` says."""
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _ONCE = Retry(attempts=1)
 T = TypeVar("T")
@@ -40,6 +44,12 @@ class PerCall(Generic[T]):
     """
 
     factory: Callable[[], T]
+
+
+class _Registers(Protocol[M]):
+    """What `Router.handler(message=...)` returns: it registers a handler taking that message."""
+
+    def __call__(self, fn: Callable[Concatenate[M, P], R], /) -> Callable[Concatenate[M, P], R]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,26 +83,31 @@ class Router:
         self.specs: list[HandlerSpec] = []
 
     @overload
-    def handler(self, fn: F, /) -> F: ...
+    def handler(
+        self, fn: Callable[Concatenate[M, P], R], /, *, retry: Retry | None = None
+    ) -> Callable[Concatenate[M, P], R]: ...
+
+    @overload
+    def handler(self, fn: F, /, *, message: type[Message], retry: Retry | None = None) -> F: ...
 
     @overload
     def handler(
-        self,
-        fn: None = None,
-        /,
-        *,
-        message: type[Message] | None = None,
-        retry: Retry | None = None,
-    ) -> Callable[[F], F]: ...
+        self, fn: None = None, /, *, retry: Retry | None = None
+    ) -> Callable[[Callable[Concatenate[M, P], R]], Callable[Concatenate[M, P], R]]: ...
+
+    @overload
+    def handler(
+        self, fn: None = None, /, *, message: type[M], retry: Retry | None = None
+    ) -> _Registers[M]: ...
 
     def handler(
         self,
-        fn: F | None = None,
+        fn: Callable[..., Any] | None = None,
         /,
         *,
         message: type[Message] | None = None,
         retry: Retry | None = None,
-    ) -> F | Callable[[F], F]:
+    ) -> Callable[..., Any]:
         """Register `fn` for the message type of its first parameter (or `message`).
 
         A union annotation registers it for each member. `retry` overrides the
@@ -101,7 +116,7 @@ class Router:
         work too) when it raises one of `retry.on`, such as `ConcurrencyError`.
         """
 
-        def register(fn: F) -> F:
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             for message_type in _message_types(fn, message):
                 self.specs.append(HandlerSpec(fn, message_type, retry))
             return fn
