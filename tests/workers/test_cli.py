@@ -42,3 +42,16 @@ def test_a_worker_logs_its_partitions_and_gives_them_back_on_sigterm(tmp_path: P
     _, rest = process.communicate(timeout=15)
     assert process.returncode == 0
     assert "left partition" in rest and "leases given back" in rest
+
+
+def test_a_target_that_names_no_worker_exits_2_with_its_reason(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    for target, reason in (
+        ("tests.workers.app:missing", "has no attribute 'missing'"),
+        ("tests.workers.visits:Visited", "is not a Worker"),
+        ("no_such_module:worker", "cannot import 'no_such_module'"),
+        ("tests.workers.app", "is not MODULE:ATTRIBUTE"),
+    ):
+        process = tidings("worker", target, "--store", url)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 2 and reason in err, (target, err)

@@ -349,10 +349,7 @@ def _runner(event_store: EventStore, spec: str | None, name: str) -> ProjectionR
             f"retrying a letter of projection {name} needs the application's projections",
             param_hint="--projections",
         )
-    try:
-        runner = ProjectionRunner(event_store, load_projections(spec, event_store))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--projections") from None
+    runner = ProjectionRunner(event_store, load_projections(spec, event_store))
     if name not in runner.projections:
         known = ", ".join(sorted(runner.projections)) or "none"
         raise typer.BadParameter(

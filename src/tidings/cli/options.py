@@ -166,6 +166,17 @@ def import_attribute(spec: str, option: str, shape: str = "MODULE:ATTRIBUTE") ->
     return getattr(module, attribute, None)
 
 
+def named_attribute(spec: str, option: str) -> Any:
+    """What `module:attribute` names; exit 2 saying so when the module has no such attribute."""
+    found = import_attribute(spec, option)
+    if found is None:
+        module_name, _, attribute = spec.partition(":")
+        raise typer.BadParameter(
+            f"module {module_name!r} has no attribute {attribute!r}", param_hint=option
+        )
+    return found
+
+
 def load_app_factory(spec: str) -> AppFactory:
     """The function `--app` names; exit 2 if it names none."""
     factory = import_attribute(spec, "--app", "MODULE:FACTORY (e.g. myapp.bootstrap:cli_bus)")

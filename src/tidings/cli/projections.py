@@ -14,9 +14,7 @@ skips it.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +24,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from tidings.cli.group import TidingsGroup
-from tidings.cli.options import StoreOption, opened_store
+from tidings.cli.options import StoreOption, named_attribute, opened_store
 from tidings.projections import Projection, ProjectionRunner, ProjectionStopped
 from tidings.store.urls import DEFAULT_STORE_URL
 
@@ -156,37 +154,23 @@ def resume(
 
 
 def load_projections(spec: str, store: Any) -> list[Projection]:
-    """The projections `module:attribute` names; `ValueError` saying why when it names none."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"{spec!r} is not MODULE:ATTRIBUTE")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
-    try:
-        found: Any = getattr(module, attribute)
-    except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    """The projections `module:attribute` names; exit 2 saying why when it names none."""
+    found: Any = named_attribute(spec, "--projections")
     if callable(found) and not isinstance(found, Projection | type):
         found = found(store)
     if isinstance(found, Projection):
         found = [found]
     if not isinstance(found, list | tuple) or not all(isinstance(p, Projection) for p in found):
-        raise ValueError(f"{spec} is not a sequence of projections")
+        raise typer.BadParameter(
+            f"{spec} is not a sequence of projections", param_hint="--projections"
+        )
     return list(found)
 
 
 @contextmanager
 def _runner(url: str, spec: str) -> Iterator[ProjectionRunner]:
     with opened_store(url) as store:
-        try:
-            projections = load_projections(spec, store)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--projections") from None
-        yield ProjectionRunner(store, projections, poll_interval=0.2)
+        yield ProjectionRunner(store, load_projections(spec, store), poll_interval=0.2)
 
 
 def _known(runner: ProjectionRunner, name: str) -> None:

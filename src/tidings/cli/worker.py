@@ -11,9 +11,7 @@ with status 2 and one line saying why.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import signal
 import sys
 from types import FrameType
@@ -22,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from tidings._sync.worker import Worker
-from tidings.cli.options import StoreOption, opened_store
+from tidings.cli.options import StoreOption, named_attribute, opened_store
 from tidings.errors import StoreUnavailable
 from tidings.store.urls import DEFAULT_STORE_URL
 
@@ -46,10 +44,7 @@ def worker(
     _log_to_stderr()
     try:
         with opened_store(store, must_exist=False) as opened:
-            try:
-                found = load_worker(target, opened)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc), param_hint="MODULE:ATTRIBUTE") from None
+            found = load_worker(target, opened)
             try:
                 found.prepare()
             except StoreUnavailable as exc:
@@ -62,24 +57,15 @@ def worker(
 
 
 def load_worker(spec: str, store: Any) -> Worker:
-    """The worker `module:attribute` names; `ValueError` saying why when it names none."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"{spec!r} is not MODULE:ATTRIBUTE")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {module_name!r}: {exc}") from None
-    try:
-        found: Any = getattr(module, attribute)
-    except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    """The worker `module:attribute` names; exit 2 saying why when it names none."""
+    found: Any = named_attribute(spec, "MODULE:ATTRIBUTE")
     if callable(found) and not isinstance(found, Worker):
         found = found(store)
     if not isinstance(found, Worker):
-        raise ValueError(f"{spec} is not a Worker, nor a function of the store returning one")
+        raise typer.BadParameter(
+            f"{spec} is not a Worker, nor a function of the store returning one",
+            param_hint="MODULE:ATTRIBUTE",
+        )
     return found
 
 
