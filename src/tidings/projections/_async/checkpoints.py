@@ -175,7 +175,21 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
     async def ensure(self, tx: Any) -> None:
         """Nothing to create: the rows live in a dictionary."""
 
+    def _keep(self, tx: Any, name: str) -> None:
+        """Put row `name` back as it is now if `tx` rolls back: the rows change with the log."""
+        before = self._rows.get(name)
+        kept = None if before is None else replace(before)
+
+        def undo() -> None:
+            if kept is None:
+                self._rows.pop(name, None)
+            else:
+                self._rows[name] = kept
+
+        tx.on_rollback(undo)
+
     async def add(self, tx: Any, name: str, *, inline: bool = False, partitions: int = 1) -> None:
+        self._keep(tx, name)
         row = self._rows.setdefault(name, ProjectionRow.new(name, partitions))
         row.inline = row.inline or inline
 
@@ -191,11 +205,13 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
 
     async def delete_of(self, tx: Any, projection: str) -> None:
         for name in [name for name in self._rows if _of(name, projection)]:
+            self._keep(tx, name)
             del self._rows[name]
 
     async def claim(
         self, tx: Any, name: str, owner: str, lease: float, *, take_over: bool = False
     ) -> bool:
+        self._keep(tx, name)
         now = time.time()
         row = self._rows.get(name)
         if row is None:
@@ -208,11 +224,13 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
         return False
 
     async def release(self, tx: Any, name: str, owner: str) -> None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None and row.owner == owner:
             row.owner = row.lease_until = None
 
     async def renew(self, tx: Any, name: str, owner: str, token: int, lease: float) -> bool:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is None or row.owner != owner or row.token != token:
             return False
@@ -231,6 +249,7 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
         lease: float,
         caught_up: bool,
     ) -> bool:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if (
             row is None
@@ -249,6 +268,7 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
     async def park(
         self, tx: Any, name: str, owner: str, token: int, position: int, error: str, failed: int
     ) -> bool:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is None or row.owner != owner or row.token != token or row.position != position:
             return False
@@ -256,16 +276,19 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
         return True
 
     async def set_state(self, tx: Any, name: str, state: str) -> None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None:
             row.state, row.error, row.failed_position = state, None, None
 
     async def restart(self, tx: Any, name: str) -> None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None:
             row.position, row.state, row.error, row.failed_position = 0, "rebuilding", None, None
 
     async def move(self, tx: Any, name: str, position: int) -> None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None:
             row.position, row.state, row.error, row.failed_position = (
@@ -280,6 +303,7 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
         return 0 if row is None else row.position
 
     async def advance(self, tx: Any, name: str, position: int) -> tuple[str, str | None] | None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is None:
             return None
@@ -288,9 +312,11 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
         return row.state, row.error
 
     async def delete(self, tx: Any, name: str) -> None:
+        self._keep(tx, name)
         self._rows.pop(name, None)
 
     async def skip(self, tx: Any, name: str, position: int) -> bool:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is None or row.state != "parked" or row.failed_position != position:
             return False

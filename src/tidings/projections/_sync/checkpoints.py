@@ -177,7 +177,21 @@ class MemoryCheckpoints(Checkpoints):
     def ensure(self, tx: Any) -> None:
         """Nothing to create: the rows live in a dictionary."""
 
+    def _keep(self, tx: Any, name: str) -> None:
+        """Put row `name` back as it is now if `tx` rolls back: the rows change with the log."""
+        before = self._rows.get(name)
+        kept = None if before is None else replace(before)
+
+        def undo() -> None:
+            if kept is None:
+                self._rows.pop(name, None)
+            else:
+                self._rows[name] = kept
+
+        tx.on_rollback(undo)
+
     def add(self, tx: Any, name: str, *, inline: bool = False, partitions: int = 1) -> None:
+        self._keep(tx, name)
         row = self._rows.setdefault(name, ProjectionRow.new(name, partitions))
         row.inline = row.inline or inline
 
@@ -193,11 +207,13 @@ class MemoryCheckpoints(Checkpoints):
 
     def delete_of(self, tx: Any, projection: str) -> None:
         for name in [name for name in self._rows if _of(name, projection)]:
+            self._keep(tx, name)
             del self._rows[name]
 
     def claim(
         self, tx: Any, name: str, owner: str, lease: float, *, take_over: bool = False
     ) -> bool:
+        self._keep(tx, name)
         now = time.time()
         row = self._rows.get(name)
         if row is None:
@@ -210,11 +226,13 @@ class MemoryCheckpoints(Checkpoints):
         return False
 
     def release(self, tx: Any, name: str, owner: str) -> None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None and row.owner == owner:
             row.owner = row.lease_until = None
 
     def renew(self, tx: Any, name: str, owner: str, token: int, lease: float) -> bool:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is None or row.owner != owner or row.token != token:
             return False
@@ -233,6 +251,7 @@ class MemoryCheckpoints(Checkpoints):
         lease: float,
         caught_up: bool,
     ) -> bool:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if (
             row is None
@@ -251,6 +270,7 @@ class MemoryCheckpoints(Checkpoints):
     def park(
         self, tx: Any, name: str, owner: str, token: int, position: int, error: str, failed: int
     ) -> bool:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is None or row.owner != owner or row.token != token or row.position != position:
             return False
@@ -258,16 +278,19 @@ class MemoryCheckpoints(Checkpoints):
         return True
 
     def set_state(self, tx: Any, name: str, state: str) -> None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None:
             row.state, row.error, row.failed_position = state, None, None
 
     def restart(self, tx: Any, name: str) -> None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None:
             row.position, row.state, row.error, row.failed_position = 0, "rebuilding", None, None
 
     def move(self, tx: Any, name: str, position: int) -> None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None:
             row.position, row.state, row.error, row.failed_position = (
@@ -282,6 +305,7 @@ class MemoryCheckpoints(Checkpoints):
         return 0 if row is None else row.position
 
     def advance(self, tx: Any, name: str, position: int) -> tuple[str, str | None] | None:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is None:
             return None
@@ -290,9 +314,11 @@ class MemoryCheckpoints(Checkpoints):
         return row.state, row.error
 
     def delete(self, tx: Any, name: str) -> None:
+        self._keep(tx, name)
         self._rows.pop(name, None)
 
     def skip(self, tx: Any, name: str, position: int) -> bool:
+        self._keep(tx, name)
         row = self._rows.get(name)
         if row is None or row.state != "parked" or row.failed_position != position:
             return False

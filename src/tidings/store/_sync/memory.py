@@ -261,7 +261,16 @@ class MemoryTransaction:
         self._staged: list[RecordedEvent] = []
         self.finished = False
         self._tables_begun = False
+        self._undo: list[Callable[[], None]] = []
         self.last_position = 0  # of the last event committed: what commit listeners are told
+
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        """Call `undo` if this transaction rolls back, the latest first.
+
+        For bookkeeping kept in process memory beside the log (projection
+        checkpoints): it then ends with the transaction as a SQL row would.
+        """
+        self._undo.append(undo)
 
     def append(
         self,
@@ -331,6 +340,7 @@ class MemoryTransaction:
             log.by_correlation.setdefault(record.correlation_id, []).append(record)
             self.last_position = record.position
         self._staged = []
+        self._undo = []
         self.finished = True
         if self._tables_begun:
             self._log.tables.execute("COMMIT")
@@ -343,6 +353,9 @@ class MemoryTransaction:
     def rollback(self) -> None:
         self._staged = []
         self.finished = True
+        undo, self._undo = self._undo, []
+        for action in reversed(undo):
+            action()
         if self._tables_begun:
             self._log.tables.execute("ROLLBACK")
 
