@@ -43,6 +43,9 @@ from tests.services import postgres_dsn
 
 SEED_ENV = "TIDINGS_SEED"
 EXAMPLES = 250
+ROUNDS = 4
+RULE_ANSWERS = {200, 201, 202, 400, 404, 409, 422}
+"""What the generated requests must meet: every rule of the service, not only the door."""
 POOL = ["b1", "b2", "LAMP", "TABLE", "o1"]
 """Values string fields often take, so that batches exist, collide and get allocated to."""
 
@@ -132,15 +135,7 @@ def test_every_answer_is_declared_and_the_schema_is_enforced(
         batch = {"ref": ref, "sku": POOL[0], "qty": 10, "eta": None}
         assert client.post("/add_batch", json=batch).status_code == 201
 
-    @hypothesis.seed(seed)
-    @hypothesis.settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(hypothesis.HealthCheck),
-    )
-    @hypothesis.given(st.data())
-    def check(data: st.DataObject) -> None:
+    def one_request(data: st.DataObject) -> None:
         operation = data.draw(st.sampled_from(operations), label="operation")
         request = data.draw(requests(operation, components), label="request")
         if request.has_body:
@@ -162,11 +157,22 @@ def test_every_answer_is_declared_and_the_schema_is_enforced(
         else:
             assert status == 422, f"a request the schema forbids got {status}: {response.text}"
 
-    check()
+    settings = hypothesis.settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    # A round of generated requests may miss one of the rules by chance; more rounds (each
+    # seeded from the printed seed) make a miss that is no defect vanishingly rare.
+    for round_seed in range(seed, seed + ROUNDS):
+        hypothesis.seed(round_seed)(settings(hypothesis.given(st.data())(one_request)))()
+        if {status for _, status in statuses} >= RULE_ANSWERS:
+            break
     record_property("statuses", json.dumps({f"{k[0]} {k[1]}": n for k, n in statuses.items()}))
     # The generated requests reached the rules, not only the door.
     seen = {status for _, status in statuses}
-    assert {200, 201, 202, 400, 404, 409, 422} <= seen, statuses
+    assert seen >= RULE_ANSWERS, statuses
 
 
 def requests(operation: Operation, components: dict[str, Any]) -> st.SearchStrategy[Request]:
