@@ -9,7 +9,6 @@ from tidings import (
     Command,
     Event,
     EventSourced,
-    MemoryStore,
     MessageBus,
     PerCall,
     Projection,
@@ -19,6 +18,7 @@ from tidings import (
     applies,
     handles,
 )
+from tidings.store import EventStore
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def router(welcomed: list[str], fail_welcome: bool = False) -> Router:
     return routes
 
 
-def bank(store: MemoryStore, welcomed: list[str], fail_welcome: bool = False) -> MessageBus:
+def bank(store: EventStore, welcomed: list[str], fail_welcome: bool = False) -> MessageBus:
     return MessageBus(
         router(welcomed, fail_welcome),
         dependencies={"uow": PerCall(lambda: UnitOfWork(store))},
