@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import anyio
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.observability.bank import Account, Accounts, Open, Opened, bank
 from tests.observability.conftest import Telemetry
@@ -14,10 +16,16 @@ from tidings import (
     AsyncMemoryStore,
     AsyncMessageBus,
     AsyncUnitOfWork,
+    Envelope,
     MemoryStore,
     PerCall,
     ProjectionRunner,
     Router,
+    Saga,
+    SagaRunner,
+    SQLiteStore,
+    Step,
+    StepContext,
 )
 from tidings.observability import instrument
 
@@ -139,3 +147,40 @@ def test_the_async_bus_traces_its_messages_and_appends(telemetry: Telemetry) -> 
     handler = named(telemetry, "process Opened")
     assert parent_id(append) == span_id(command)
     assert parent_id(handler) == span_id(append)
+
+
+def test_an_event_received_with_a_trace_context_continues_that_trace(
+    telemetry: Telemetry,
+) -> None:
+    welcomed: list[str] = []
+    bus = bank(MemoryStore(), welcomed)
+    instrument(bus, tracer_provider=telemetry.tracer_provider)
+    producer = telemetry.tracer_provider.get_tracer("elsewhere").start_span("send Account-x")
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(producer))
+    producer.end()
+    # As a consumer hands over what a broker delivered: the envelope with its headers.
+    bus.handle(Envelope.new(Opened("acc-7"), headers=carrier))
+    assert welcomed == ["acc-7"]
+    handler = named(telemetry, "process Opened")
+    assert producer.get_span_context().span_id == parent_id(handler)
+
+
+def test_each_saga_step_is_a_span_failing_ones_with_their_error(
+    telemetry: Telemetry, tmp_path: Path
+) -> None:
+    def refuse(context: StepContext) -> None:
+        raise RuntimeError("no hotel")
+
+    store = SQLiteStore(str(tmp_path / "events.db"))
+    instrument(tracer_provider=telemetry.tracer_provider)
+    trip = Saga("ObservedTrip", [Step("flight", lambda context: None), Step("hotel", refuse)])
+    state = SagaRunner(store, [trip]).start("ObservedTrip", "t1", {})
+    store.close()
+    assert state.error == "RuntimeError: no hotel"
+    flight = named(telemetry, "step ObservedTrip.flight")
+    hotel = named(telemetry, "step ObservedTrip.hotel")
+    assert flight.status.status_code is StatusCode.UNSET
+    assert hotel.status.status_code is StatusCode.ERROR
+    assert hotel.attributes is not None
+    assert hotel.attributes["tidings.stream"] == "ObservedTrip-t1"

@@ -24,6 +24,7 @@ __all__ = [
     "processing_batch",
     "publishing",
     "retried",
+    "saga_step",
 ]
 
 
@@ -47,6 +48,8 @@ class Observer(Protocol):
     def processing_batch(
         self, projection: str, records: Sequence[RecordedEvent]
     ) -> AbstractContextManager[object]: ...
+
+    def saga_step(self, saga: str, step: str, stream: str) -> AbstractContextManager[object]: ...
 
     def retried(self, handler: str, attempt: int, error: BaseException) -> None: ...
 
@@ -88,6 +91,12 @@ def processing_batch(
     """Around a projection's (or partition's) handling of one batch of recorded events."""
     observer = _observer
     return _NOTHING if observer is None else observer.processing_batch(projection, records)
+
+
+def saga_step(saga: str, step: str, stream: str) -> AbstractContextManager[object]:
+    """Around one run of a saga's step (`stream` is the saga's own)."""
+    observer = _observer
+    return _NOTHING if observer is None else observer.saga_step(saga, step, stream)
 
 
 def retried(handler: str, attempt: int, error: BaseException) -> None:

@@ -10,9 +10,10 @@
   `traceparent` (and `tracestate`) of that span, written by the global
   text-map propagator, goes into the headers of every event it appends, and is
   stored with them.
-- Each batch a projection (a durable handler, a process manager) handles is a
-  span `process <projection>` (kind CONSUMER), linked to the span that
-  appended each of its events.
+- Each batch a projection (a durable handler, a process manager, the outbox
+  relay) handles is a span `process <projection>` (kind CONSUMER), linked to
+  the span that appended each of its events.
+- Each run of a saga's step is a span `step <saga>.<step>`.
 
 Every span has `messaging.system` "tidings" and `messaging.operation.type`
 ("process", or "send" for appends); the message's spans add
@@ -143,6 +144,30 @@ class Telemetry:
             self.instruments.duration.record(
                 time.perf_counter() - started, {"tidings.handler": projection}
             )
+
+    @contextmanager
+    def saga_step(self, saga: str, step: str, stream: str) -> Iterator[Span]:
+        attributes: dict[str, AttributeValue] = {
+            "messaging.system": SYSTEM,
+            "tidings.saga": saga,
+            "tidings.step": step,
+            "tidings.stream": stream,
+        }
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            with self.tracer.start_as_current_span(
+                f"step {saga}.{step}", kind=SpanKind.INTERNAL, attributes=attributes
+            ) as span:
+                yield span
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            measured: dict[str, AttributeValue] = {"tidings.handler": f"{saga}.{step}"}
+            if error is not None:
+                measured["error.type"] = error
+            self.instruments.duration.record(time.perf_counter() - started, measured)
 
     def retried(self, handler: str, attempt: int, error: BaseException) -> None:
         self.instruments.retries.add(
