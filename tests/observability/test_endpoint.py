@@ -62,7 +62,8 @@ def test_a_worker_serves_its_lag_and_dead_letters_as_prometheus_text(tmp_path: P
         url = found.group(1)
         deadline = time.monotonic() + 15
         text = scrape(url)
-        while "tidings_dead_letters_total" not in text and time.monotonic() < deadline:
+        # The batch is timed once it ends, after its dead letter is counted.
+        while "tidings_handler_duration_seconds_count" not in text and time.monotonic() < deadline:
             time.sleep(0.1)
             text = scrape(url)
         assert 'tidings_projection_lag{tidings_projection="observability_accounts"} 2' in text
