@@ -108,3 +108,19 @@ def test_a_port_taken_exits_2_with_one_line(tmp_path: Path) -> None:
     assert process.returncode == 2
     [line] = process.stderr.strip().splitlines()
     assert f"cannot serve metrics on 127.0.0.1:{taken.port}" in line
+
+
+def test_the_exposition_escapes_labels_and_writes_cumulative_buckets() -> None:
+    reader = ScrapeReader()
+    meter = MeterProvider(metric_readers=[reader]).get_meter("test")
+    meter.create_counter("tidings.appends").add(3, {"messaging.destination.name": 'a"b\\c\nd'})
+    histogram = meter.create_histogram("tidings.handler.duration", unit="s")
+    for seconds in (0.001, 0.02, 7.0):
+        histogram.record(seconds, {"tidings.handler": "h"})
+    text = reader.scrape()
+    assert 'tidings_appends_total{messaging_destination_name="a\\"b\\\\c\\nd"} 3\n' in text
+    assert 'tidings_handler_duration_seconds_bucket{tidings_handler="h",le="0"} 0\n' in text
+    assert 'tidings_handler_duration_seconds_bucket{tidings_handler="h",le="5"} 2\n' in text
+    assert 'tidings_handler_duration_seconds_bucket{tidings_handler="h",le="+Inf"} 3\n' in text
+    assert 'tidings_handler_duration_seconds_count{tidings_handler="h"} 3\n' in text
+    assert 'tidings_handler_duration_seconds_sum{tidings_handler="h"} 7.021\n' in text
