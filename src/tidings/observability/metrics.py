@@ -12,7 +12,8 @@ Instruments (meter `tidings`):
 - `tidings.projection.lag` (gauge, events): what each projection or partition
   (`tidings.projection`) has still to process; `tidings.projection.held_back`
   (gauge, events): committed events readers cannot see yet behind an open
-  transaction (the store's watermark lag). Both read from a (blocking)
+  transaction (the store's watermark lag); `tidings.projection.position`
+  (gauge): the last position processed. All three read from a (blocking)
   `ProjectionRunner` at each collection, see `watch_projections`.
 """
 
@@ -83,6 +84,18 @@ def watch_projections(runner: StatusSource, meter_provider: MeterProvider | None
 
     meter.create_observable_gauge(
         "tidings.projection.lag", [lag], unit="{event}", description="Events still to process"
+    )
+
+    def position(options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(found.position, {"tidings.projection": found.name}) for found in current()
+        ]
+
+    meter.create_observable_gauge(
+        "tidings.projection.position",
+        [position],
+        unit="{event}",
+        description="The position of the last event processed",
     )
     meter.create_observable_gauge(
         "tidings.projection.held_back",
