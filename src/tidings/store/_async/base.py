@@ -51,6 +51,19 @@ class AsyncStoreWriter(Protocol):
         limit: int | None = None,
     ) -> list[RecordedEvent]: ...
 
+    async def lock_stream(self, stream: str) -> None:
+        """Hold `stream` until this transaction ends: a pessimistic lock.
+
+        Another transaction that locks or appends to the same stream waits
+        until this one commits or rolls back, in any process, so what this
+        one reads of the stream after locking it is still current when it
+        appends. PostgreSQL takes the stream's transaction-scoped advisory
+        lock (the one appends take); a wait it finds to be a deadlock
+        raises `ConcurrencyError`. SQLite's transactions already hold the
+        database's write lock; memory stores serve one process.
+        """
+        ...
+
 
 class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
     """Appends that become visible together at `commit`, or not at all.
@@ -74,6 +87,8 @@ class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]: ...
+
+    async def lock_stream(self, stream: str) -> None: ...
 
     async def commit(self) -> None: ...
 
