@@ -31,10 +31,11 @@ from tidings.errors import (
 )
 from tidings.store import NewEvent, RecordedEvent, Snapshot, StreamState
 
-psycopg = pytest.importorskip("psycopg")
-from psycopg import sql  # noqa: E402
+pytest.importorskip("psycopg")
+import psycopg
+from psycopg import sql
 
-from tidings.store.postgres import (  # noqa: E402
+from tidings.store.postgres import (
     EVENTS_PER_TRANSACTION,
     SCHEMA_VERSION,
     AsyncPostgresStore,

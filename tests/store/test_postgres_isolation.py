@@ -28,8 +28,9 @@ from tidings.errors import ConcurrencyError, WrongExpectedVersion
 from tidings.store import AppendResult, ExpectedVersion, NewEvent, StreamState
 from tidings.store.postgres import PostgresStore
 
-psycopg = pytest.importorskip("psycopg")
-from psycopg import IsolationLevel, sql  # noqa: E402
+pytest.importorskip("psycopg")
+import psycopg
+from psycopg import IsolationLevel, sql
 
 pytestmark = pytest.mark.postgres
 

@@ -32,8 +32,9 @@ from tidings.errors import CommitOutcomeUnknown, StoreUnavailable
 from tidings.store import NewEvent
 from tidings.store.postgres import AsyncPostgresStore, PostgresStore
 
-psycopg = pytest.importorskip("psycopg")
-from psycopg import sql  # noqa: E402
+pytest.importorskip("psycopg")
+import psycopg
+from psycopg import sql
 
 pytestmark = pytest.mark.postgres
 
