@@ -18,6 +18,7 @@ from tidings import (
     CascadeLimitExceeded,
     Command,
     ConcurrencyError,
+    DeadLetters,
     DomainError,
     Envelope,
     Event,
@@ -790,6 +791,7 @@ def test_async_bus_dispatches_commands_and_events_in_order() -> None:
         "async handler saw 13",
         "async handler saw 13",
     ]
+    assert isinstance(bus.dead_letters, DeadLetters)  # the memory store, when none is given
     (letter,) = bus.dead_letters.list()
     assert letter.error == "ValueError: unlucky"
 

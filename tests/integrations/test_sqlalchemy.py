@@ -168,9 +168,9 @@ def test_rows_and_events_commit_together(target: Target) -> None:
         uow.counters.add(counter)
         uow.commit()
     with uow:
-        counter = uow.counters.get("a")
-        assert counter is not None
-        counter.increment(3)
+        loaded = uow.counters.get("a")
+        assert loaded is not None
+        loaded.increment(3)
         uow.commit()
     assert stored_values(target) == {"a": 5}
     records = target.store.read_stream("Counter-a")

@@ -90,7 +90,9 @@ class Harness:
         return Owner(connection, self.joined(connection), self._call)
 
     def joined(self, connection: Any) -> StoreWriter:
-        return _blocking(self._store.joined(connection), self._portal)
+        # The store's own writer, or a `Blocking` proxy that answers as the blocking one does.
+        writer: StoreWriter = _blocking(self._store.joined(connection), self._portal)
+        return writer
 
     def app_rows(self) -> list[str]:
         """The names in the application's table, as committed."""
