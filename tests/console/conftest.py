@@ -26,7 +26,7 @@ def _drop_schema(dsn: str, schema: str) -> None:
 
 
 def store_url(kind: str, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty store of `kind`, its schema made; a PostgreSQL schema is dropped after."""
+    """The URL of an empty store of `kind`, its schema made (a PostgreSQL one dropped after)."""
     if kind == "memory":
         yield "memory:"
         return

@@ -6,13 +6,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from tests.store.readable import wait_readable
 from tidings import Command, Envelope, Event
 from tidings.codec import Codec
 from tidings.projections import OnFailure, Projection, handles
 from tidings.retry import Retry
 from tidings.store import EventStore
-
-from tests.store.readable import wait_readable
 
 
 @dataclass(frozen=True)
