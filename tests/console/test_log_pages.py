@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Collection
 
 import pytest
 from starlette.applications import Starlette
@@ -13,7 +14,8 @@ from starlette.testclient import TestClient
 from tests.console.pages import message_of
 from tests.console.shop import SCRIPT, seed
 from tidings.console import console_app
-from tidings.store import EventStore
+from tidings.errors import StoreUnavailable
+from tidings.store import EventStore, MemoryStore, RecordedEvent
 
 
 def test_all_lists_every_event_with_links_to_each(any_store: EventStore) -> None:
@@ -129,3 +131,23 @@ def test_bad_input_is_a_4xx_page_with_a_message(
     assert page.status_code == status
     assert page.headers["content-type"].startswith("text/html")
     assert message in message_of(page)
+
+
+class _DownStore(MemoryStore):
+    """A store whose server has gone away: reads raise `StoreUnavailable`."""
+
+    def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        categories: Collection[str] | None = None,
+        types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        raise StoreUnavailable("connection refused")
+
+
+def test_a_store_out_of_reach_is_a_503_page() -> None:
+    page = TestClient(console_app(_DownStore())).get("/")
+    assert page.status_code == 503
+    assert message_of(page) == "the event store cannot be reached now: connection refused"

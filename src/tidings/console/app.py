@@ -22,6 +22,7 @@ from tidings.console.pages.projections import projection_routes
 from tidings.console.pages.tail import tail_routes
 from tidings.console.security import TokenGuard
 from tidings.console.state import Console, LetterStore
+from tidings.errors import StoreUnavailable
 from tidings.projections import Projection
 from tidings.store import EventStore
 
@@ -81,6 +82,9 @@ def console_app(
         assert isinstance(exc, ConsoleError)
         return await refuse(request, exc.status, exc.message)
 
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        return await refuse(request, 503, f"the event store cannot be reached now: {exc}")
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         message = {404: "no such page", 405: "this page does not take that method"}.get(
@@ -103,7 +107,11 @@ def console_app(
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={ConsoleError: console_error, HTTPException: http_error},
+        exception_handlers={
+            ConsoleError: console_error,
+            HTTPException: http_error,
+            StoreUnavailable: store_unavailable,
+        },
     )
     app.state.console = console
     return app

@@ -40,26 +40,31 @@ def tail_routes(console: Console) -> list[Route]:
         if after < 0:
             after = await console.run(console.store.head_position)
 
-        def read(position: int) -> list[RecordedEvent]:
-            return console.store.read_all(
+        def read(position: int) -> tuple[list[RecordedEvent], int]:
+            # Everything up to the head taken first is readable: a filtered tail that
+            # found nothing there need not look at those positions again.
+            head = console.store.head_position()
+            records = console.store.read_all(
                 after=position,
                 limit=_BATCH,
                 categories=filters.categories or None,
                 types=filters.types or None,
             )
+            return records, head
 
         async def messages() -> AsyncIterator[str]:
             position = after
             deadline = time.monotonic() + console.tail_seconds
             yield "retry: 500\n\n"
             while time.monotonic() < deadline:
-                records = await console.run(read, position)
+                records, head = await console.run(read, position)
                 for record in records:
                     data = json.dumps(event_view(record).as_json(), ensure_ascii=False)
                     yield f"id: {record.position}\nevent: tidings\ndata: {data}\n\n"
                 if records:
                     position = records[-1].position
                 if len(records) < _BATCH:
+                    position = max(position, head)
                     yield ": waiting\n\n"
                     await anyio.sleep(console.tail_interval)
 
