@@ -97,3 +97,22 @@ def seed(store: EventStore) -> Seeded:
     at_script = store.append("Order-2", [codec.new_event(marked)]).positions[0]
     wait_readable(store, at_script)
     return Seeded(command, at_placed, at_paid, at_script)
+
+
+class Stubborn(Projection):
+    """Parks on payments while `broken`: its letter is the event it stopped on."""
+
+    name = "stubborn"
+    retry: ClassVar[Retry] = Retry(attempts=1)
+    broken = True
+
+    def setup(self, tx: Any) -> None:
+        pass
+
+    def reset(self, tx: Any) -> None:
+        pass
+
+    @handles
+    def paid(self, event: PaymentTaken, envelope: Envelope[PaymentTaken], tx: Any) -> None:
+        if Stubborn.broken:
+            raise RuntimeError(f"payment {event.order_id} not understood")

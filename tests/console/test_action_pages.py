@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from collections.abc import Iterator
 from uuid import uuid4
@@ -10,11 +12,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.console.pages import csrf_of, message_of, notice_of
-from tests.console.shop import OrderCount, OrderPlaced, Picky, seed
+from tests.console.shop import OrderCount, OrderPlaced, Picky, Stubborn, seed
 from tidings import Envelope
 from tidings.console import console_app
 from tidings.dead_letters import DeadLetter, SQLDeadLetters
-from tidings.projections import ProjectionRunner, ProjectionState
+from tidings.projections import Projection, ProjectionRunner, ProjectionState, ProjectionStopped
 from tidings.store import EventStore
 
 
@@ -25,11 +27,13 @@ def broken() -> Iterator[None]:
     Picky.broken = True
 
 
-def _status(store: EventStore, name: str) -> ProjectionState:
-    [found] = [
-        s for s in ProjectionRunner(store, [OrderCount(), Picky()]).status() if s.name == name
-    ]
+def _state(store: EventStore, projection: Projection, name: str) -> ProjectionState:
+    [found] = [s for s in ProjectionRunner(store, [projection]).status() if s.name == name]
     return found.state
+
+
+def _status(store: EventStore, name: str) -> ProjectionState:
+    return _state(store, OrderCount() if name == "order_count" else Picky(), name)
 
 
 def _letter(store: EventStore) -> str:
@@ -227,3 +231,67 @@ def test_the_live_tail_streams_events_after_a_position(any_store: EventStore) ->
     filtered = client.get("/tail/events", params={"after": 0, "category": "Payment"}).text
     assert f"id: {seeded.paid}\n" in filtered
     assert f"id: {seeded.script}\n" not in filtered
+
+
+def _parked(store: EventStore) -> str:
+    with pytest.raises(ProjectionStopped):
+        ProjectionRunner(store, [Stubborn()], retry_waits=False).rebuild("stubborn")
+    [letter] = SQLDeadLetters(store).list()
+    assert letter.parked
+    return str(letter.id)
+
+
+def test_a_parked_projection_shows_its_error_and_resumes(sqlite_store: EventStore) -> None:
+    seeded = seed(sqlite_store)
+    letter_id = _parked(sqlite_store)
+    client = TestClient(console_app(sqlite_store, [Stubborn()]))
+    page = client.get("/projections")
+    assert "state-parked" in page.text
+    assert f"at #{seeded.paid}: RuntimeError: payment o-1 not understood" in page.text
+    assert "Resume" in page.text
+    assert "parked" in client.get(f"/dead-letters/{letter_id}").text
+    retried = client.post(f"/dead-letters/{letter_id}/retry", data={"csrf": csrf_of(page)})
+    assert notice_of(retried) == (
+        f"{letter_id}: projection stubborn resumed; its runner tries the event again"
+    )
+    assert _state(sqlite_store, Stubborn(), "stubborn") is ProjectionState.STOPPED
+
+
+def test_dropping_a_parked_letter_skips_its_event(sqlite_store: EventStore) -> None:
+    seeded = seed(sqlite_store)
+    letter_id = _parked(sqlite_store)
+    client = TestClient(console_app(sqlite_store, [Stubborn()]))
+    token = csrf_of(client.get("/projections"))
+    dropped = client.post(f"/dead-letters/{letter_id}/drop", data={"csrf": token})
+    assert notice_of(dropped) == (
+        f"{letter_id}: dropped; projection stubborn runs on from the next event"
+    )
+    assert SQLDeadLetters(sqlite_store).count() == 0
+    [status] = ProjectionRunner(sqlite_store, [Stubborn()]).status()
+    assert status.position == seeded.paid
+
+
+def test_letters_and_streams_page_on(sqlite_store: EventStore) -> None:
+    letters = SQLDeadLetters(sqlite_store)
+    made = []
+    for n in range(3):
+        envelope = Envelope.new(OrderPlaced(f"o-{n}", "lost"))
+        made.append(DeadLetter.of(envelope, "shop.mail", RuntimeError(f"down {n}"), 1))
+        letters.add(made[-1])
+    seed(sqlite_store)
+    client = TestClient(console_app(sqlite_store, page_size=2))
+    first = client.get("/dead-letters")
+    assert first.text.count("data-letter=") == 2
+    found = re.search(r'href="(\?[^"]*)" rel="next"', first.text)
+    assert found is not None
+    second = client.get("/dead-letters" + html.unescape(found.group(1)))
+    assert second.text.count("data-letter=") == 1
+    assert "&gt;3&lt;" not in second.text
+    streams = client.get("/streams")
+    assert 'href="/streams/Order-1"' in streams.text
+    assert 'href="/streams/Payment-1"' not in streams.text
+    found = re.search(r'href="(\?[^"]*)" rel="next"', streams.text)
+    assert found is not None
+    rest = client.get("/streams" + html.unescape(found.group(1)))
+    assert 'href="/streams/Payment-1"' in rest.text
+    assert 'href="/streams/Order-1"' not in rest.text
