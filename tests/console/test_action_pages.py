@@ -295,3 +295,11 @@ def test_letters_and_streams_page_on(sqlite_store: EventStore) -> None:
     rest = client.get("/streams" + html.unescape(found.group(1)))
     assert 'href="/streams/Payment-1"' in rest.text
     assert 'href="/streams/Order-1"' not in rest.text
+
+
+def test_allowed_hosts_refuse_another_host_name(sqlite_store: EventStore) -> None:
+    app = console_app(sqlite_store, allowed_hosts=["127.0.0.1", "localhost"])
+    refused = TestClient(app, base_url="http://attacker.example").get("/")
+    assert refused.status_code == 400
+    assert "host" in refused.text.lower()
+    assert TestClient(app, base_url="http://localhost:8700").get("/").status_code == 200

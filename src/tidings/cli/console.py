@@ -98,7 +98,14 @@ def console(
                 )
             bus = built_bus(app, factory, event_store)
         application = console_app(
-            event_store, found, bus=bus, read_only=read_only, token=token or None
+            event_store,
+            found,
+            bus=bus,
+            read_only=read_only,
+            token=token or None,
+            # Only the local names: no other site's DNS name can point here. (The check
+            # cannot read an IPv6 Host header, so ::1 goes without it.)
+            allowed_hosts=["127.0.0.1", "localhost"] if host in _LOCAL[:2] else None,
         )
         shown = f"http://{host}:{port}/" if ":" not in host else f"http://[{host}]:{port}/"
         typer.echo(f"tidings console on {shown}" + ("?token=..." if token else ""), err=True)

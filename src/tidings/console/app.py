@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -39,6 +40,7 @@ def console_app(
     dead_letters: LetterStore | None = None,
     read_only: bool = False,
     token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
     page_size: int = 50,
     tail_seconds: float = 30.0,
     tail_interval: float = 0.2,
@@ -53,6 +55,9 @@ def console_app(
     PostgreSQL, the projections' own beside a memory store). `read_only`
     hides every action and refuses them (403). With `token`, each request
     must show it (`?token=` once, then a cookie; or `Authorization: Bearer`).
+    With `allowed_hosts`, a request naming another host (`Host:`) is refused
+    (400): a page of another site cannot reach the console through a DNS
+    name pointed at 127.0.0.1. `tidings console` sets them on 127.0.0.1.
     The live tail's streams end after `tail_seconds` (the browser resumes
     them), polling the store every `tail_interval` seconds.
 
@@ -93,6 +98,8 @@ def console_app(
         return await refuse(request, exc.status_code, message)
 
     middleware = []
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
     if token is not None:
         if not token:
             raise ValueError("an access token is not empty")
