@@ -109,6 +109,8 @@ def test_links_follow_the_path_the_console_is_mounted_at(sqlite_store: EventStor
         ("/events/abc", 400, "a position must be a whole number, not &#39;abc&#39;"),
         ("/events/0", 400, "a position must be at least 1, not 0"),
         ("/events/9999", 404, "no event at position 9999"),
+        ("/events/99999999999999999999", 400, "a position must be at most 9223372036854775807"),
+        ("/?after=99999999999999999999", 400, "after must be at most 9223372036854775807"),
         ("/?after=x", 400, "after must be a whole number, not &#39;x&#39;"),
         ("/?after=-3", 400, "after must be at least 0, not -3"),
         ("/?limit=0", 400, "limit must be at least 1, not 0"),

@@ -13,6 +13,8 @@ from tidings.console.errors import ConsoleError
 __all__ = ["Filters", "form_fields", "letter_id", "limit_of", "position_of", "whole_number"]
 
 MAX_LIMIT = 500
+LARGEST = 2**63 - 1
+"""The largest position or version a store holds (a signed 64-bit integer)."""
 
 
 def whole_number(text: str | None, what: str, default: int = 0, minimum: int = 0) -> int:
@@ -25,6 +27,8 @@ def whole_number(text: str | None, what: str, default: int = 0, minimum: int = 0
         raise ConsoleError(400, f"{what} must be a whole number, not {text!r}") from None
     if value < minimum:
         raise ConsoleError(400, f"{what} must be at least {minimum}, not {value}")
+    if value > LARGEST:
+        raise ConsoleError(400, f"{what} must be at most {LARGEST}, not {value}")
     return value
 
 
