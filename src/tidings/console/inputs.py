@@ -68,9 +68,12 @@ class Filters:
     @property
     def query(self) -> list[tuple[str, str]]:
         """The filters as query fields, for the links to other pages of the same listing."""
-        return [("category", ",".join(self.categories))] * bool(self.categories) + [
-            ("type", ",".join(self.types))
-        ] * bool(self.types)
+        fields = []
+        if self.categories:
+            fields.append(("category", ",".join(self.categories)))
+        if self.types:
+            fields.append(("type", ",".join(self.types)))
+        return fields
 
     @property
     def category_text(self) -> str:

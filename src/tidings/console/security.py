@@ -15,11 +15,9 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-__all__ = ["COOKIE", "LOCAL_HOSTS", "TokenGuard", "csrf_matches", "new_csrf_token"]
+__all__ = ["COOKIE", "TokenGuard", "csrf_matches", "new_csrf_token"]
 
 COOKIE = "tidings_console"
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-"""The interfaces the console may listen on without an access token."""
 
 
 def new_csrf_token() -> str:
