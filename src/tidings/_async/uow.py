@@ -15,6 +15,8 @@ from tidings.context import current_dispatch
 from tidings.domain import Aggregate, EventSourced
 from tidings.errors import EventDecodeError, UnitOfWorkStateError
 from tidings.messages import Envelope, Event, new_id, utc_now
+from tidings.observability import hooks
+from tidings.observability.hooks import Publishing
 from tidings.projections._async.inline import AsyncInlineProjections
 from tidings.projections.projection import Projection
 from tidings.snapshots import SnapshotCodec, snapshot_codec
@@ -271,6 +273,10 @@ class AsyncUnitOfWork:
 
     async def commit(self) -> None:
         """Append every tracked aggregate's new events and commit the transaction."""
+        with hooks.publishing() as publishing:
+            await self._commit(publishing)
+
+    async def _commit(self, publishing: Publishing) -> None:
         transaction = self.transaction
         if self._finished:
             raise UnitOfWorkStateError(
@@ -291,11 +297,13 @@ class AsyncUnitOfWork:
                 continue
             now = utc_now()
             envelopes = [
-                Envelope(event, new_id(), correlation_id, causation_id, now) for event in events
+                Envelope(event, new_id(), correlation_id, causation_id, now, publishing.headers())
+                for event in events
             ]
             result = await transaction.append(
                 aggregate.stream, [self.codec.new_event(e) for e in envelopes], expected
             )
+            publishing.appended(aggregate.stream, len(envelopes))
             first_version = result.version - len(envelopes) + 1
             stored.extend(
                 envelope.stored(aggregate.stream, first_version + i, result.positions[i])

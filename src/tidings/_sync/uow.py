@@ -17,6 +17,8 @@ from tidings.context import current_dispatch
 from tidings.domain import Aggregate, EventSourced
 from tidings.errors import EventDecodeError, UnitOfWorkStateError
 from tidings.messages import Envelope, Event, new_id, utc_now
+from tidings.observability import hooks
+from tidings.observability.hooks import Publishing
 from tidings.projections._sync.inline import InlineProjections
 from tidings.projections.projection import Projection
 from tidings.snapshots import SnapshotCodec, snapshot_codec
@@ -273,6 +275,10 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Append every tracked aggregate's new events and commit the transaction."""
+        with hooks.publishing() as publishing:
+            self._commit(publishing)
+
+    def _commit(self, publishing: Publishing) -> None:
         transaction = self.transaction
         if self._finished:
             raise UnitOfWorkStateError(
@@ -293,11 +299,13 @@ class UnitOfWork:
                 continue
             now = utc_now()
             envelopes = [
-                Envelope(event, new_id(), correlation_id, causation_id, now) for event in events
+                Envelope(event, new_id(), correlation_id, causation_id, now, publishing.headers())
+                for event in events
             ]
             result = transaction.append(
                 aggregate.stream, [self.codec.new_event(e) for e in envelopes], expected
             )
+            publishing.appended(aggregate.stream, len(envelopes))
             first_version = result.version - len(envelopes) + 1
             stored.extend(
                 envelope.stored(aggregate.stream, first_version + i, result.positions[i])

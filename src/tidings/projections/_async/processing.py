@@ -12,6 +12,8 @@ from tidings._async.awaiting import resolved
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Event
+from tidings.observability import hooks
+from tidings.observability.logs import record_fields
 from tidings.projections._async.base import (
     PROCESSING,
     AsyncRunnerBase,
@@ -151,7 +153,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                     mine = [record for record in batch if part.holds(key(record))]
                 async with self._batch_slot():
                     if mine:
-                        await self._process(projection, handlers, row, mine, caught_up, end)
+                        with hooks.processing_batch(row.name, mine):
+                            await self._process(projection, handlers, row, mine, caught_up, end)
                     else:  # none of this partition's: only the checkpoint moves on
                         async with self.store.transaction() as tx:
                             await self._save(tx, row, end, caught_up)
@@ -198,7 +201,9 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 attempt,
                 policy.attempts,
                 error,
+                extra=record_fields(record, row.name),
             )
+            hooks.retried(row.name, attempt, error)
             if self.retry_waits:
                 await self._sleep(policy.delay(attempt))
             attempt += 1
@@ -214,8 +219,10 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             record.position,
             attempt,
             exc_info=error,
+            extra=record_fields(record, row.name),
         )
         parks = projection.on_failure is OnFailure.PARK
+        hooks.dead_lettered(row.name, error, parked=parks)
         # Moving past the last event read also ends a rebuild that has caught up.
         ends = caught_up and record.position == end
         letter = DeadLetter.of(

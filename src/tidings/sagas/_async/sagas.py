@@ -18,6 +18,8 @@ from tidings.context import Dispatch, current_cause, reset_dispatch, set_dispatc
 from tidings.dead_letters import AsyncSQLDeadLetters, DeadLetter, DeadLetters
 from tidings.errors import ConfigurationError, WrongExpectedVersion
 from tidings.messages import Envelope, Event, utc_now
+from tidings.observability import hooks
+from tidings.observability.logs import envelope_fields
 from tidings.sagas.events import (
     SagaCompensated,
     SagaCompleted,
@@ -248,7 +250,8 @@ class AsyncSagaRunner:
             await self._record(saga, state, [StepStarted(step.name, deadline)], origin)
         context = self._context(saga, state, step.name, compensating=False)
         try:
-            result = await _call_before(deadline, step.action, context, origin)
+            with hooks.saga_step(saga.name, step.name, saga.stream(state.saga_id)):
+                result = await _call_before(deadline, step.action, context, origin)
         except StepTimedOut as exc:
             logger.warning("saga %s: %s", saga.stream(state.saga_id), exc)
             return [StepFailed(step.name, str(exc), timed_out=True)]
@@ -315,7 +318,9 @@ class AsyncSagaRunner:
             stuck.attempts,
             letter.id,
             exc_info=stuck.error,
+            extra=envelope_fields(letter.envelope, letter.handler),
         )
+        hooks.dead_lettered(letter.handler, stuck.error, parked=True)
 
     async def _record(
         self, saga: Saga, state: SagaState, events: list[Event], origin: Envelope[Event] | None

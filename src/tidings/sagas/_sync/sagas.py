@@ -19,6 +19,8 @@ from tidings.context import Dispatch, current_cause, reset_dispatch, set_dispatc
 from tidings.dead_letters import DeadLetter, DeadLetters, SQLDeadLetters
 from tidings.errors import ConfigurationError, WrongExpectedVersion
 from tidings.messages import Envelope, Event, utc_now
+from tidings.observability import hooks
+from tidings.observability.logs import envelope_fields
 from tidings.sagas.events import (
     SagaCompensated,
     SagaCompleted,
@@ -249,7 +251,8 @@ class SagaRunner:
             self._record(saga, state, [StepStarted(step.name, deadline)], origin)
         context = self._context(saga, state, step.name, compensating=False)
         try:
-            result = _call_before(deadline, step.action, context, origin)
+            with hooks.saga_step(saga.name, step.name, saga.stream(state.saga_id)):
+                result = _call_before(deadline, step.action, context, origin)
         except StepTimedOut as exc:
             logger.warning("saga %s: %s", saga.stream(state.saga_id), exc)
             return [StepFailed(step.name, str(exc), timed_out=True)]
@@ -316,7 +319,9 @@ class SagaRunner:
             stuck.attempts,
             letter.id,
             exc_info=stuck.error,
+            extra=envelope_fields(letter.envelope, letter.handler),
         )
+        hooks.dead_lettered(letter.handler, stuck.error, parked=True)
 
     def _record(
         self, saga: Saga, state: SagaState, events: list[Event], origin: Envelope[Event] | None
