@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio  # sync: import threading
 
@@ -21,6 +20,7 @@ from tidings.projections._async.letters import AsyncProjectionLetters
 from tidings.projections.partitions import SEPARATOR, LeaseLost, Partition, partitions
 from tidings.projections.projection import EventHandler, Projection, ProjectionState
 from tidings.projections.tables import ProjectionRow
+from tidings.store._async.base import AsyncReadModelStore, AsyncStoreTransaction
 from tidings.subscriptions.signal import CommitSignal
 
 __all__ = ["PROCESSING", "AsyncRunnerBase", "Fenced", "GiveBack", "Progress", "call", "called"]
@@ -29,6 +29,8 @@ Progress = Callable[[int, int], None]
 """Called as `progress(position, head)` while a projection rebuilds."""
 
 PROCESSING = (ProjectionState.RUNNING, ProjectionState.REBUILDING)
+
+Slots = anyio.Semaphore  # sync: Slots = threading.Semaphore
 
 
 class Fenced(Exception):
@@ -44,7 +46,7 @@ class AsyncRunnerBase:
 
     def __init__(
         self,
-        store: Any,
+        store: AsyncReadModelStore,
         projections: Iterable[Projection],
         *,
         codec: Codec | None = None,
@@ -92,7 +94,8 @@ class AsyncRunnerBase:
         self._poked: set[str] = set()
         self._working: set[str] = set()  # projections this runner's workers run now
         self._shares: dict[str, int] = {}  # partitions each projection's runners hold at most
-        self._slots: Any = None  # while running, the semaphore of `concurrency` batches
+        # While running, the semaphore of `concurrency` batches.
+        self._slots: Slots | None = None
         self._stopped = True
 
     @asynccontextmanager
@@ -169,7 +172,7 @@ class AsyncRunnerBase:
             raise LookupError(f"projection {projection.name!r} has no partition {key!r}")
         return self.projections[found.projection], found
 
-    async def _refused(self, tx: Any, key: str, token: int) -> Exception:
+    async def _refused(self, tx: AsyncStoreTransaction, key: str, token: int) -> Exception:
         """Why a fenced write of row `key` was refused: its lease was lost, or it moved."""
         row = await self.checkpoints.load(tx, key)
         if row is None or row.owner != self.owner or row.token != token:
@@ -191,10 +194,12 @@ class AsyncRunnerBase:
             )
 
 
-async def called(handler: EventHandler, envelope: Envelope[Event], tx: Any) -> None:
+async def called(
+    handler: EventHandler, envelope: Envelope[Event], tx: AsyncStoreTransaction | None
+) -> None:
     what = getattr(handler, "__qualname__", "handler")
     await resolved(handler(envelope.message, envelope, tx), what)
 
 
-async def call(fn: Callable[[Any], Any], tx: Any) -> None:
+async def call(fn: Callable[[AsyncStoreTransaction], object], tx: AsyncStoreTransaction) -> None:
     await resolved(fn(tx), getattr(fn, "__qualname__", "setup"))

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tidings._async.awaiting import resolved
 from tidings.dead_letters import DeadLetter
@@ -29,6 +29,7 @@ from tidings.projections.projection import (
     letter_handler,
 )
 from tidings.projections.tables import ProjectionRow
+from tidings.store._async.base import AsyncStoreTransaction
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions._async.subscription import AsyncSubscription
 
@@ -322,14 +323,16 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         handlers: Mapping[str, EventHandler],
         fallback: EventHandler | None,
         record: RecordedEvent,
-        tx: Any,
+        tx: AsyncStoreTransaction | None,
     ) -> None:
         handler = handlers.get(record.type, fallback)
         if handler is None:
             return
         await called(handler, self.codec.envelope(record), tx)
 
-    async def _save(self, tx: Any, row: ProjectionRow, position: int, caught_up: bool) -> None:
+    async def _save(
+        self, tx: AsyncStoreTransaction, row: ProjectionRow, position: int, caught_up: bool
+    ) -> None:
         if not await self.checkpoints.save(
             tx, row.name, self.owner, row.token, row.position, position, self.lease, caught_up
         ):

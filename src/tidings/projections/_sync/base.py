@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from tidings._sync.awaiting import resolved
 from tidings.codec import Codec
@@ -22,6 +21,7 @@ from tidings.projections._sync.letters import ProjectionLetters
 from tidings.projections.partitions import SEPARATOR, LeaseLost, Partition, partitions
 from tidings.projections.projection import EventHandler, Projection, ProjectionState
 from tidings.projections.tables import ProjectionRow
+from tidings.store._sync.base import ReadModelStore, StoreTransaction
 from tidings.subscriptions.signal import CommitSignal
 
 __all__ = ["PROCESSING", "RunnerBase", "Fenced", "GiveBack", "Progress", "call", "called"]
@@ -30,6 +30,8 @@ Progress = Callable[[int, int], None]
 """Called as `progress(position, head)` while a projection rebuilds."""
 
 PROCESSING = (ProjectionState.RUNNING, ProjectionState.REBUILDING)
+
+Slots = threading.Semaphore
 
 
 class Fenced(Exception):
@@ -45,7 +47,7 @@ class RunnerBase:
 
     def __init__(
         self,
-        store: Any,
+        store: ReadModelStore,
         projections: Iterable[Projection],
         *,
         codec: Codec | None = None,
@@ -93,7 +95,8 @@ class RunnerBase:
         self._poked: set[str] = set()
         self._working: set[str] = set()  # projections this runner's workers run now
         self._shares: dict[str, int] = {}  # partitions each projection's runners hold at most
-        self._slots: Any = None  # while running, the semaphore of `concurrency` batches
+        # While running, the semaphore of `concurrency` batches.
+        self._slots: Slots | None = None
         self._stopped = True
 
     @contextmanager
@@ -170,7 +173,7 @@ class RunnerBase:
             raise LookupError(f"projection {projection.name!r} has no partition {key!r}")
         return self.projections[found.projection], found
 
-    def _refused(self, tx: Any, key: str, token: int) -> Exception:
+    def _refused(self, tx: StoreTransaction, key: str, token: int) -> Exception:
         """Why a fenced write of row `key` was refused: its lease was lost, or it moved."""
         row = self.checkpoints.load(tx, key)
         if row is None or row.owner != self.owner or row.token != token:
@@ -192,10 +195,10 @@ class RunnerBase:
             )
 
 
-def called(handler: EventHandler, envelope: Envelope[Event], tx: Any) -> None:
+def called(handler: EventHandler, envelope: Envelope[Event], tx: StoreTransaction | None) -> None:
     what = getattr(handler, "__qualname__", "handler")
     resolved(handler(envelope.message, envelope, tx), what)
 
 
-def call(fn: Callable[[Any], Any], tx: Any) -> None:
+def call(fn: Callable[[StoreTransaction], object], tx: StoreTransaction) -> None:
     resolved(fn(tx), getattr(fn, "__qualname__", "setup"))

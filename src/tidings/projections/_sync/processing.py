@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tidings._sync.awaiting import resolved
 from tidings.dead_letters import DeadLetter
@@ -31,6 +31,7 @@ from tidings.projections.projection import (
     letter_handler,
 )
 from tidings.projections.tables import ProjectionRow
+from tidings.store._sync.base import StoreTransaction
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions._sync.subscription import Subscription
 
@@ -322,14 +323,16 @@ class ProjectionProcessing(RunnerBase):
         handlers: Mapping[str, EventHandler],
         fallback: EventHandler | None,
         record: RecordedEvent,
-        tx: Any,
+        tx: StoreTransaction | None,
     ) -> None:
         handler = handlers.get(record.type, fallback)
         if handler is None:
             return
         called(handler, self.codec.envelope(record), tx)
 
-    def _save(self, tx: Any, row: ProjectionRow, position: int, caught_up: bool) -> None:
+    def _save(
+        self, tx: StoreTransaction, row: ProjectionRow, position: int, caught_up: bool
+    ) -> None:
         if not self.checkpoints.save(
             tx, row.name, self.owner, row.token, row.position, position, self.lease, caught_up
         ):
