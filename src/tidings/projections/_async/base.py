@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import time
@@ -11,10 +12,10 @@ from contextlib import asynccontextmanager
 
 import anyio  # sync: import threading
 
-from tidings._async.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
+from tidings.projections import blocking
 from tidings.projections._async.checkpoints import checkpoints_of
 from tidings.projections._async.letters import AsyncProjectionLetters
 from tidings.projections.partitions import SEPARATOR, LeaseLost, Partition, partitions
@@ -23,12 +24,25 @@ from tidings.projections.tables import ProjectionRow
 from tidings.store._async.base import AsyncReadModelStore, AsyncStoreTransaction
 from tidings.subscriptions.signal import CommitSignal
 
-__all__ = ["PROCESSING", "AsyncRunnerBase", "Fenced", "GiveBack", "Progress", "call", "called"]
+__all__ = [
+    "BLOCKING",
+    "PROCESSING",
+    "AsyncRunnerBase",
+    "Fenced",
+    "GiveBack",
+    "Progress",
+    "awaited",
+    "call",
+    "called",
+]
 
 Progress = Callable[[int, int], None]
 """Called as `progress(position, head)` while a projection rebuilds."""
 
 PROCESSING = (ProjectionState.RUNNING, ProjectionState.REBUILDING)
+
+BLOCKING = False  # sync: BLOCKING = True
+"""Whether this runner calls handlers without awaiting: then it refuses async ones."""
 
 Slots = anyio.Semaphore  # sync: Slots = threading.Semaphore
 
@@ -192,14 +206,21 @@ class AsyncRunnerBase:
             raise ConfigurationError(
                 f"projection {name!r}: partitions must be a whole number of at least 1"
             )
+        if BLOCKING:
+            blocking.refuse_async(projection)
 
 
 async def called(
     handler: EventHandler, envelope: Envelope[Event], tx: AsyncStoreTransaction | None
 ) -> None:
-    what = getattr(handler, "__qualname__", "handler")
-    await resolved(handler(envelope.message, envelope, tx), what)
+    await awaited(handler(envelope.message, envelope, tx), handler)
 
 
 async def call(fn: Callable[[AsyncStoreTransaction], object], tx: AsyncStoreTransaction) -> None:
-    await resolved(fn(tx), getattr(fn, "__qualname__", "setup"))
+    await awaited(fn(tx), fn)
+
+
+async def awaited(result: object, fn: object) -> None:
+    """Await what `fn` returned, if it is awaitable; a blocking runner refuses it instead."""
+    if inspect.isawaitable(result):
+        await result  # sync: raise blocking.refused(result, fn)

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from tidings._async.awaiting import resolved
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Event
@@ -18,8 +17,10 @@ from tidings.projections._async.base import (
     Fenced,
     GiveBack,
     Progress,
+    awaited,
     called,
 )
+from tidings.projections.blocking import AwaitableRefused
 from tidings.projections.partitions import Lease, Partition, current
 from tidings.projections.projection import (
     EventHandler,
@@ -49,10 +50,6 @@ class _Rollback(Exception):
 async def _unbatched() -> AsyncIterator[None]:
     """Statements one at a time, each reporting its own failure."""
     yield
-
-
-def _name(handler: EventHandler) -> str:
-    return getattr(handler, "__qualname__", "handler")
 
 
 class AsyncProjectionProcessing(AsyncRunnerBase):
@@ -190,7 +187,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         record, error = failure
         policy = projection.retry
         attempt = 1
-        while policy.retries(error, attempt):
+        # Async code under a blocking runner fails the same way every time: it parks at once.
+        while policy.retries(error, attempt) and not isinstance(error, AwaitableRefused):
             logger.warning(
                 "projection %s failed on %s at position %d, attempt %d of %d: %r",
                 row.name,
@@ -216,7 +214,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             attempt,
             exc_info=error,
         )
-        parks = projection.on_failure is OnFailure.PARK
+        parks = projection.on_failure is OnFailure.PARK or isinstance(error, AwaitableRefused)
         # Moving past the last event read also ends a rebuild that has caught up.
         ends = caught_up and record.position == end
         letter = DeadLetter.of(
@@ -234,7 +232,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             ):
                 raise await self._refused(tx, row.name, row.token)
             await self._letters.add(tx, letter)
-        if projection.on_failure is OnFailure.DEAD_LETTER:
+        if not parks:
             self._moved(row, record.position, caught_up=ends)
         else:
             row.state, row.error, row.failed_position = "parked", reason, record.position
@@ -294,7 +292,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                                 message = envelope(record)
                                 result = handler(message.message, message, tx)
                                 if result is not None:  # a coroutine, or a value to ignore
-                                    await resolved(result, _name(handler))
+                                    await awaited(result, handler)
                             except Exception as exc:
                                 failed = (index, exc)
                                 raise _Rollback from exc

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import threading
@@ -12,10 +13,10 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from tidings._sync.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
+from tidings.projections import blocking
 from tidings.projections._sync.checkpoints import checkpoints_of
 from tidings.projections._sync.letters import ProjectionLetters
 from tidings.projections.partitions import SEPARATOR, LeaseLost, Partition, partitions
@@ -24,12 +25,25 @@ from tidings.projections.tables import ProjectionRow
 from tidings.store._sync.base import ReadModelStore, StoreTransaction
 from tidings.subscriptions.signal import CommitSignal
 
-__all__ = ["PROCESSING", "RunnerBase", "Fenced", "GiveBack", "Progress", "call", "called"]
+__all__ = [
+    "BLOCKING",
+    "PROCESSING",
+    "RunnerBase",
+    "Fenced",
+    "GiveBack",
+    "Progress",
+    "awaited",
+    "call",
+    "called",
+]
 
 Progress = Callable[[int, int], None]
 """Called as `progress(position, head)` while a projection rebuilds."""
 
 PROCESSING = (ProjectionState.RUNNING, ProjectionState.REBUILDING)
+
+BLOCKING = True
+"""Whether this runner calls handlers without awaiting: then it refuses async ones."""
 
 Slots = threading.Semaphore
 
@@ -193,12 +207,19 @@ class RunnerBase:
             raise ConfigurationError(
                 f"projection {name!r}: partitions must be a whole number of at least 1"
             )
+        if BLOCKING:
+            blocking.refuse_async(projection)
 
 
 def called(handler: EventHandler, envelope: Envelope[Event], tx: StoreTransaction | None) -> None:
-    what = getattr(handler, "__qualname__", "handler")
-    resolved(handler(envelope.message, envelope, tx), what)
+    awaited(handler(envelope.message, envelope, tx), handler)
 
 
 def call(fn: Callable[[StoreTransaction], object], tx: StoreTransaction) -> None:
-    resolved(fn(tx), getattr(fn, "__qualname__", "setup"))
+    awaited(fn(tx), fn)
+
+
+def awaited(result: object, fn: object) -> None:
+    """Await what `fn` returned, if it is awaitable; a blocking runner refuses it instead."""
+    if inspect.isawaitable(result):
+        raise blocking.refused(result, fn)
