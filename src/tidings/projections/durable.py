@@ -11,7 +11,6 @@ once, so they should be idempotent by `envelope.message_id`)::
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -56,7 +55,7 @@ class HandlerProjection(Projection):
         self.retry = bound.retry  # type: ignore[misc]
         self.partitions = partitions  # type: ignore[misc]
         self._bound = bound
-        self._asynchronous = inspect.iscoroutinefunction(bound.spec.fn)
+        self._asynchronous = bound.is_async
 
     def reset(self, tx: object) -> None:
         """Nothing to empty: a rebuild runs the handler again over the whole log."""

@@ -563,11 +563,11 @@ class AsyncSQLCheckpoints(AsyncCheckpoints):
         await self._run(tx, tables.LEAVE, projection, owner)
 
     async def _run(
-        self, tx: AsyncStoreTransaction, text: str, *params: Any
+        self, tx: AsyncStoreTransaction, text: str, *params: object
     ) -> list[tuple[Any, ...]]:
         return await execute(tx, self._dialect.statement(text), list(params))
 
-    async def _changed(self, tx: AsyncStoreTransaction, text: str, *params: Any) -> bool:
+    async def _changed(self, tx: AsyncStoreTransaction, text: str, *params: object) -> bool:
         return await execute_count(tx, self._dialect.statement(text), params) > 0
 
 

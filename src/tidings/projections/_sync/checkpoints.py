@@ -552,10 +552,10 @@ class SQLCheckpoints(Checkpoints):
     def leave(self, tx: StoreTransaction, projection: str, owner: str) -> None:
         self._run(tx, tables.LEAVE, projection, owner)
 
-    def _run(self, tx: StoreTransaction, text: str, *params: Any) -> list[tuple[Any, ...]]:
+    def _run(self, tx: StoreTransaction, text: str, *params: object) -> list[tuple[Any, ...]]:
         return execute(tx, self._dialect.statement(text), list(params))
 
-    def _changed(self, tx: StoreTransaction, text: str, *params: Any) -> bool:
+    def _changed(self, tx: StoreTransaction, text: str, *params: object) -> bool:
         return execute_count(tx, self._dialect.statement(text), params) > 0
 
 
