@@ -21,6 +21,7 @@ from tidings.store.records import (
 __all__ = [
     "AsyncEventReader",
     "AsyncEventStore",
+    "AsyncReadModelStore",
     "AsyncStoreTransaction",
     "AsyncStoreWriter",
     "AsyncTransactional",
@@ -214,6 +215,15 @@ class AsyncTransactional(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[AsyncStoreTransaction]:
         """A transaction; it commits when the block ends normally and rolls back on error."""
         ...
+
+
+class AsyncReadModelStore(AsyncEventReader, AsyncTransactional, Protocol):
+    """What keeping read models beside the log takes: reading it, and transactions on its database.
+
+    A projection runner, its dead letters and side tables need no more; every
+    event store is one. Sync and async stores are told apart by type, so
+    mypy refuses an async store given to a blocking component, and the reverse.
+    """
 
 
 class AsyncEventStore(AsyncEventReader, AsyncTransactional, Protocol):
