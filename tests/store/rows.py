@@ -10,8 +10,8 @@ if TYPE_CHECKING:
 __all__ = ["one"]
 
 
-def one(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+def one(cursor: psycopg.Cursor[tuple[Any, ...]]) -> tuple[Any, ...]:
     """The row of a query that answers one, such as `SELECT count(*)`; its columns are any value."""
     row = cursor.fetchone()
     assert row is not None, "the query answered no row"
-    return tuple(row)
+    return row
