@@ -817,7 +817,7 @@ def test_async_bus_dispatches_commands_and_events_in_order() -> None:
         "async handler saw 13",
         "async handler saw 13",
     ]
-    assert isinstance(bus.dead_letters, DeadLetters)  # the in-memory default
+    assert isinstance(bus.dead_letters, DeadLetters)  # the memory store, when none is given
     (letter,) = bus.dead_letters.list()
     assert letter.error == "ValueError: unlucky"
 

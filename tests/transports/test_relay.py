@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.runner_options import RunnerOptions
 from tests.transports.app import CODEC, OpenStore, placed, sent
 from tests.transports.brokers import Connect, unique_namespace
 from tidings.projections import AsyncProjectionRunner
@@ -16,7 +17,7 @@ from tidings.transports.relay import OutboxRelay
 
 pytestmark = pytest.mark.brokers
 
-FAST = {"poll_interval": 0.05, "lease": 2.0}
+FAST: RunnerOptions = {"poll_interval": 0.05, "lease": 2.0}
 
 
 async def received(receiver: AsyncReceiver, expected: int) -> list[tuple[str, int | None]]:

@@ -19,7 +19,6 @@ the message id, see `AsyncInbox`), but never loses one.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
 from tidings.codec import Codec
 from tidings.messages import Envelope, Event
@@ -58,9 +57,9 @@ class OutboxRelay(Projection):
         self.binding = binding
         self._codec = Codec()
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         """Nothing to empty: a rebuild publishes the whole log again, to be deduplicated."""
 
     @handles
-    async def publish(self, event: Event, envelope: Envelope[Event], tx: Any) -> None:
+    async def publish(self, event: Event, envelope: Envelope[Event], tx: object) -> None:
         await self.binding.publish(encoded(envelope, self._codec))

@@ -6,9 +6,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from tidings._async.awaiting import resolved
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Event
@@ -20,8 +19,10 @@ from tidings.projections._async.base import (
     Fenced,
     GiveBack,
     Progress,
+    awaited,
     called,
 )
+from tidings.projections.blocking import AwaitableRefused
 from tidings.projections.partitions import Lease, Partition, current
 from tidings.projections.projection import (
     EventHandler,
@@ -31,6 +32,7 @@ from tidings.projections.projection import (
     letter_handler,
 )
 from tidings.projections.tables import ProjectionRow
+from tidings.store._async.base import AsyncStoreTransaction
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions._async.subscription import AsyncSubscription
 
@@ -50,10 +52,6 @@ class _Rollback(Exception):
 async def _unbatched() -> AsyncIterator[None]:
     """Statements one at a time, each reporting its own failure."""
     yield
-
-
-def _name(handler: EventHandler) -> str:
-    return getattr(handler, "__qualname__", "handler")
 
 
 class AsyncProjectionProcessing(AsyncRunnerBase):
@@ -192,7 +190,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         record, error = failure
         policy = projection.retry
         attempt = 1
-        while policy.retries(error, attempt):
+        # Async code under a blocking runner fails the same way every time: it parks at once.
+        while policy.retries(error, attempt) and not isinstance(error, AwaitableRefused):
             logger.warning(
                 "projection %s failed on %s at position %d, attempt %d of %d: %r",
                 row.name,
@@ -221,7 +220,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             exc_info=error,
             extra=record_fields(record, row.name),
         )
-        parks = projection.on_failure is OnFailure.PARK
+        parks = projection.on_failure is OnFailure.PARK or isinstance(error, AwaitableRefused)
         hooks.dead_lettered(row.name, error, parked=parks)
         # Moving past the last event read also ends a rebuild that has caught up.
         ends = caught_up and record.position == end
@@ -240,7 +239,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             ):
                 raise await self._refused(tx, row.name, row.token)
             await self._letters.add(tx, letter)
-        if projection.on_failure is OnFailure.DEAD_LETTER:
+        if not parks:
             self._moved(row, record.position, caught_up=ends)
         else:
             row.state, row.error, row.failed_position = "parked", reason, record.position
@@ -300,7 +299,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                                 message = envelope(record)
                                 result = handler(message.message, message, tx)
                                 if result is not None:  # a coroutine, or a value to ignore
-                                    await resolved(result, _name(handler))
+                                    await awaited(result, handler)
                             except Exception as exc:
                                 failed = (index, exc)
                                 raise _Rollback from exc
@@ -329,14 +328,16 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         handlers: Mapping[str, EventHandler],
         fallback: EventHandler | None,
         record: RecordedEvent,
-        tx: Any,
+        tx: AsyncStoreTransaction | None,
     ) -> None:
         handler = handlers.get(record.type, fallback)
         if handler is None:
             return
         await called(handler, self.codec.envelope(record), tx)
 
-    async def _save(self, tx: Any, row: ProjectionRow, position: int, caught_up: bool) -> None:
+    async def _save(
+        self, tx: AsyncStoreTransaction, row: ProjectionRow, position: int, caught_up: bool
+    ) -> None:
         if not await self.checkpoints.save(
             tx, row.name, self.owner, row.token, row.position, position, self.lease, caught_up
         ):

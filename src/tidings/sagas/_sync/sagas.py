@@ -48,6 +48,7 @@ from tidings.sagas.saga import (
     letter_handler,
     next_move,
 )
+from tidings.store._sync.base import EventStore, StoreTransaction
 from tidings.store.records import ExpectedVersion, NewEvent, StreamState
 
 __all__ = ["SagaRunner"]
@@ -83,7 +84,7 @@ class SagaRunner:
 
     def __init__(
         self,
-        store: Any,
+        store: EventStore,
         sagas: Iterable[Saga],
         *,
         codec: Codec | None = None,
@@ -350,19 +351,19 @@ class SagaRunner:
         state = SagaState.replay(saga.name, saga_id, [e.message for e in envelopes])
         return state, envelopes[0] if envelopes else None
 
-    def _parked_letters(self, saga: Saga, tx: Any) -> list[DeadLetter]:
+    def _parked_letters(self, saga: Saga, tx: StoreTransaction) -> list[DeadLetter]:
         handler = letter_handler(saga.name)
         if isinstance(self.dead_letters, DeadLetters):
             return self.dead_letters.list(handler=handler)
         return self.dead_letters.list(handler=handler, tx=tx)
 
-    def _add_letter(self, tx: Any, letter: DeadLetter) -> None:
+    def _add_letter(self, tx: StoreTransaction, letter: DeadLetter) -> None:
         if isinstance(self.dead_letters, DeadLetters):
             self.dead_letters.add(letter)
         else:
             self.dead_letters.add(letter, tx=tx)
 
-    def _remove_letter(self, tx: Any, letter: DeadLetter) -> None:
+    def _remove_letter(self, tx: StoreTransaction, letter: DeadLetter) -> None:
         if isinstance(self.dead_letters, DeadLetters):
             self.dead_letters.remove(letter.id)
         else:
@@ -384,10 +385,10 @@ _FINAL = frozenset({SagaCompleted.__event_type__, SagaCompensated.__event_type__
 _PARKED = SagaParked.__event_type__
 
 # Where sagas of a store without a database of its own (the memory store) keep their letters.
-_memory_letters: weakref.WeakKeyDictionary[Any, DeadLetters] = weakref.WeakKeyDictionary()
+_memory_letters: weakref.WeakKeyDictionary[object, DeadLetters] = weakref.WeakKeyDictionary()
 
 
-def _letters_of(store: Any, codec: Codec) -> DeadLetters | SQLDeadLetters:
+def _letters_of(store: EventStore, codec: Codec) -> DeadLetters | SQLDeadLetters:
     """The store's dead letters: in its database, or in memory beside a memory store."""
     try:
         return SQLDeadLetters(store, codec=codec)
