@@ -880,6 +880,11 @@ def test_the_logging_middleware_logs_ids_outcome_and_timing(
     assert lines[1].startswith("Opened ")
     assert f"causation {command.message_id}" in lines[1]
     assert "Withdraw" in lines[2] and "failed" in lines[2] and "Overdrawn" in lines[2]
+    records = [r for r in caplog.records if r.name == "tidings.messages"]
+    assert vars(records[0])["message_id"] == str(command.message_id)
+    assert vars(records[1])["causation_id"] == str(command.message_id)
+    assert vars(records[1])["stream"] == "Account-a1"
+    assert vars(records[2])["message_type"] == "Withdraw"
 
 
 def test_an_object_with_an_async_call_is_awaited() -> None:

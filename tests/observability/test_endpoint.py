@@ -67,6 +67,7 @@ def test_a_worker_serves_its_lag_and_dead_letters_as_prometheus_text(tmp_path: P
             time.sleep(0.1)
             text = scrape(url)
         assert 'tidings_projection_lag{tidings_projection="observability_accounts"} 2' in text
+        assert 'tidings_projection_position{tidings_projection="observability_accounts"} 0' in text
         assert "# TYPE tidings_dead_letters_total counter" in text
         assert re.search(r"tidings_dead_letters_total\{[^}]*tidings_parked=\"true\"[^}]*\} 1", text)
         assert "tidings_retries_total{" in text

@@ -6,11 +6,21 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.observability.bank import Accounts, Open, bank
-from tidings import MemoryStore, ProjectionRunner
+from tidings import (
+    MemoryStore,
+    ProjectionRunner,
+    Saga,
+    SagaRunner,
+    SagaStatus,
+    SQLiteStore,
+    Step,
+    StepContext,
+)
 from tidings.observability import FIELDS, JsonFormatter
 
 HANDLER = "tests.observability.bank.router.<locals>.welcome"
@@ -79,3 +89,21 @@ def test_the_json_formatter_writes_one_object_with_every_extra() -> None:
     assert written["time"].endswith("+00:00")
     assert "args" not in written and "msg" not in written
     assert set(FIELDS) >= {"message_id", "correlation_id", "causation_id", "stream", "position"}
+
+
+def test_a_parked_saga_logs_its_stream_and_handler(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    def refuse(context: StepContext) -> None:
+        raise RuntimeError("refused")
+
+    store = SQLiteStore(str(tmp_path / "events.db"))
+    trip = Saga("LoggedTrip", [Step("flight", lambda context: None, refuse), Step("hotel", refuse)])
+    caplog.set_level(logging.ERROR, logger="tidings.sagas")
+    state = SagaRunner(store, [trip], retry_wait=0).start("LoggedTrip", "t1", {})
+    store.close()
+    assert state.status is SagaStatus.PARKED
+    [parked] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert vars(parked)["stream"] == "LoggedTrip-t1"
+    assert vars(parked)["handler"] == "saga:LoggedTrip"
+    assert vars(parked)["message_type"] == "SagaParked"

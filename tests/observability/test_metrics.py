@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import time
 
+import anyio
 import pytest
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, NumberDataPoint
 
 from tests.observability.bank import Account, Accounts, Open, Opened, bank
 from tests.observability.conftest import Telemetry
-from tidings import MemoryStore, ProjectionRunner, UnitOfWork, WrongExpectedVersion
+from tidings import (
+    AsyncMemoryStore,
+    AsyncProjectionRunner,
+    Codec,
+    Envelope,
+    MemoryStore,
+    ProjectionRunner,
+    UnitOfWork,
+    WrongExpectedVersion,
+)
 from tidings.observability import instrument
+from tidings.observability.metrics import watch_async_projections
 
 
 def total(telemetry: Telemetry, name: str, **attributes: object) -> int | float:
@@ -83,3 +94,36 @@ def test_a_projection_batch_is_timed_and_its_parking_counted(telemetry: Telemetr
         if labels.get("tidings.handler") == name
     ]
     assert isinstance(point, HistogramDataPoint) and point.count >= 1
+
+
+def test_an_async_runners_lag_is_read_in_the_background(telemetry: Telemetry) -> None:
+    async def main() -> None:
+        store = AsyncMemoryStore()
+        codec = Codec(Opened)
+        await store.append(
+            "Account-bad", [codec.new_event(Envelope.new(Opened("bad")))]
+        )  # parks the projection at position 0
+        await store.append("Account-ok", [codec.new_event(Envelope.new(Opened("ok")))])
+        runner = AsyncProjectionRunner(
+            store, [Accounts()], poll_interval=0.05, lease=2.0, retry_waits=False
+        )
+        async with runner.running(), anyio.create_task_group() as tasks:
+            tasks.start_soon(watch_async_projections, runner, telemetry.meter_provider, 0.02)
+            for _ in range(500):  # until parked, and read since
+                if gauge(telemetry, "tidings.projection.lag").get("observability_accounts"):
+                    break
+                await anyio.sleep(0.02)
+            tasks.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert gauge(telemetry, "tidings.projection.lag") == {"observability_accounts": 2}
+    assert gauge(telemetry, "tidings.projection.position") == {"observability_accounts": 0}
+
+
+def gauge(telemetry: Telemetry, name: str) -> dict[str, int | float]:
+    """The latest value of a gauge, by projection."""
+    found: dict[str, int | float] = {}
+    for labels, point in telemetry.points(name):
+        assert isinstance(point, NumberDataPoint)
+        found[str(labels["tidings.projection"])] = point.value
+    return found

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tidings.messages import Envelope, Message
+from tidings.observability.logs import envelope_fields
 
 __all__ = ["AsyncLogMessages"]
 
@@ -16,6 +17,8 @@ class AsyncLogMessages:
     """Logs every message the bus handles: type, ids, outcome and duration.
 
     A failure is logged at WARNING with its exception type and re-raised unchanged.
+    Each record carries the message's ids as `extra` fields (see
+    `tidings.observability.logs`).
     """
 
     def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO) -> None:
@@ -39,6 +42,7 @@ class AsyncLogMessages:
                 type(exc).__name__,
                 envelope.correlation_id,
                 envelope.causation_id,
+                extra=envelope_fields(envelope),
             )
             raise
         if self.logger.isEnabledFor(self.level):
@@ -50,5 +54,6 @@ class AsyncLogMessages:
                 (time.perf_counter() - started) * 1000,
                 envelope.correlation_id,
                 envelope.causation_id,
+                extra=envelope_fields(envelope),
             )
         return result

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tidings.messages import Envelope, Message
+from tidings.observability.logs import envelope_fields
 
 __all__ = ["LogMessages"]
 
@@ -18,6 +19,8 @@ class LogMessages:
     """Logs every message the bus handles: type, ids, outcome and duration.
 
     A failure is logged at WARNING with its exception type and re-raised unchanged.
+    Each record carries the message's ids as `extra` fields (see
+    `tidings.observability.logs`).
     """
 
     def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO) -> None:
@@ -41,6 +44,7 @@ class LogMessages:
                 type(exc).__name__,
                 envelope.correlation_id,
                 envelope.causation_id,
+                extra=envelope_fields(envelope),
             )
             raise
         if self.logger.isEnabledFor(self.level):
@@ -52,5 +56,6 @@ class LogMessages:
                 (time.perf_counter() - started) * 1000,
                 envelope.correlation_id,
                 envelope.causation_id,
+                extra=envelope_fields(envelope),
             )
         return result

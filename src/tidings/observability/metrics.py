@@ -12,21 +12,24 @@ Instruments (meter `tidings`):
 - `tidings.projection.lag` (gauge, events): what each projection or partition
   (`tidings.projection`) has still to process; `tidings.projection.held_back`
   (gauge, events): committed events readers cannot see yet behind an open
-  transaction (the store's watermark lag). Both read from a (blocking)
-  `ProjectionRunner` at each collection, see `watch_projections`.
+  transaction (the store's watermark lag); `tidings.projection.position`
+  (gauge): the last position processed. All three come from a projection
+  runner's `status()`: see `watch_projections` and `watch_async_projections`.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
+import anyio
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation, get_meter
 
 from tidings.projections.projection import ProjectionStatus
 
-__all__ = ["Instruments", "watch_projections"]
+__all__ = ["Instruments", "watch_async_projections", "watch_projections"]
 
 
 class Instruments:
@@ -56,37 +59,68 @@ class StatusSource(Protocol):
     def status(self) -> list[ProjectionStatus]: ...
 
 
+class AsyncStatusSource(Protocol):
+    """An `AsyncProjectionRunner`, or the `runner` of an `AsyncWorker`."""
+
+    async def status(self) -> list[ProjectionStatus]: ...
+
+
 def watch_projections(runner: StatusSource, meter_provider: MeterProvider | None = None) -> None:
-    """Report `runner`'s projections' lag and the store's held-back events as gauges.
+    """Report `runner`'s projections' lag, position and the store's held-back events as gauges.
 
     Each collection (a scrape of the worker's metrics endpoint) reads
-    `runner.status()`: one query of the store per projection.
+    `runner.status()`, one query of the store per projection; the gauges of
+    one collection share that reading.
     """
-    meter = get_meter("tidings", meter_provider=meter_provider)
-    read: list[float] = [-1.0]
+    read: list[float] = [-math.inf]
     statuses: list[ProjectionStatus] = []
 
     def current() -> list[ProjectionStatus]:
-        # Both gauges of one collection share a reading.
         if time.monotonic() - read[0] > 1.0:
             statuses[:] = runner.status()
             read[0] = time.monotonic()
         return statuses
 
-    def lag(options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(found.lag, {"tidings.projection": found.name}) for found in current()]
+    _gauges(current, meter_provider)
 
-    def held_back(options: CallbackOptions) -> Iterable[Observation]:
-        return [
-            Observation(found.held_back, {"tidings.projection": found.name}) for found in current()
-        ]
 
-    meter.create_observable_gauge(
-        "tidings.projection.lag", [lag], unit="{event}", description="Events still to process"
+async def watch_async_projections(
+    runner: AsyncStatusSource, meter_provider: MeterProvider | None = None, interval: float = 5.0
+) -> None:
+    """The gauges of `watch_projections` for an `AsyncProjectionRunner` (or `AsyncWorker.runner`).
+
+    A collection cannot await, so this reads `await runner.status()` every
+    `interval` seconds, until cancelled, and the gauges report the latest
+    reading. Start it beside the runner, in its task group.
+    """
+    statuses: list[ProjectionStatus] = []
+    _gauges(lambda: statuses, meter_provider)
+    while True:
+        statuses[:] = await runner.status()
+        await anyio.sleep(interval)
+
+
+def _gauges(
+    current: Callable[[], list[ProjectionStatus]], meter_provider: MeterProvider | None
+) -> None:
+    meter = get_meter("tidings", meter_provider=meter_provider)
+
+    def gauge(name: str, description: str, value: Callable[[ProjectionStatus], int]) -> None:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(value(found), {"tidings.projection": found.name}) for found in current()
+            ]
+
+        meter.create_observable_gauge(name, [observe], unit="{event}", description=description)
+
+    gauge("tidings.projection.lag", "Events still to process", lambda found: found.lag)
+    gauge(
+        "tidings.projection.position",
+        "The position of the last event processed",
+        lambda found: found.position,
     )
-    meter.create_observable_gauge(
+    gauge(
         "tidings.projection.held_back",
-        [held_back],
-        unit="{event}",
-        description="Committed events hidden behind an open transaction",
+        "Committed events hidden behind an open transaction",
+        lambda found: found.held_back,
     )
