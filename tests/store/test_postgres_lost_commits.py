@@ -21,7 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import pytest
@@ -36,6 +36,9 @@ from tidings.store.postgres import AsyncPostgresStore, PostgresStore
 pytest.importorskip("psycopg")
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 pytestmark = pytest.mark.postgres
 
@@ -73,7 +76,7 @@ class Setup:
     relay: Relay
     url: str  # through the relay, with every commit delayed, named `schema`
     schema: str
-    admin: psycopg.Connection[tuple[object, ...]]
+    admin: Connection[tuple[object, ...]]
 
 
 @pytest.fixture
@@ -117,29 +120,35 @@ class Loser(threading.Thread):
                 self._setup.admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
+def count(setup: Setup, query: sql.Composed | str, params: tuple[object, ...]) -> int:
+    """The count that `query` (a `SELECT count(*)`) answers on the admin connection."""
+    found = setup.admin.execute(query, params).fetchone()
+    assert found is not None
+    return int(str(found[0]))
+
+
 def kept(setup: Setup, stream: str, events: list[NewEvent], row: str | None) -> int:
-    """How many times the attempt's events are stored (its row, if any, must match)."""
-    ids = [event.event_id for event in events]
-    (stored,) = one(
-        setup.admin.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE event_id = ANY (%s)").format(
-                sql.Identifier(setup.schema, "events")
-            ),
-            (ids,),
-        )
+    """How many times the attempt's events are stored (its row, if any, must match).
+
+    With no events, how many times its row is.
+    """
+    rows = sql.SQL("SELECT count(*) FROM {} WHERE name = %s").format(
+        sql.Identifier(setup.schema, "rows")
     )
-    times = int(stored) // len(ids) if int(stored) % len(ids) == 0 else -1
-    if row is not None:
-        (rows,) = one(
-            setup.admin.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE name = %s").format(
-                    sql.Identifier(setup.schema, "rows")
-                ),
-                (row,),
-            )
-        )
-        if rows != times:
-            return -1  # events and rows of one transaction disagree
+    if not events:
+        assert row is not None
+        return count(setup, rows, (row,))
+    ids = [event.event_id for event in events]
+    stored = count(
+        setup,
+        sql.SQL("SELECT count(*) FROM {} WHERE event_id = ANY (%s)").format(
+            sql.Identifier(setup.schema, "events")
+        ),
+        (ids,),
+    )
+    times = stored // len(ids) if stored % len(ids) == 0 else -1
+    if row is not None and count(setup, rows, (row,)) != times:
+        return -1  # events and rows of one transaction disagree
     return times
 
 
@@ -152,8 +161,9 @@ def attempt(
     write: Callable[[list[NewEvent], Callable[[int], None]], None],
     *,
     row: bool,
+    appends: bool = True,
 ) -> None:
-    events = new_events(2)
+    events = new_events(2) if appends else []
     pid: list[int] = []
     loser = Loser(setup, loss, rng.uniform(0, COMMIT_DELAY * 1.5), lambda: pid[0] if pid else None)
     reported: Reported = "ok"
@@ -163,6 +173,11 @@ def attempt(
         loser.start()
 
     try:
+
+        def started(backend_pid: int) -> None:
+            pid.append(backend_pid)
+            loser.start()
+
         write(events, started)
     # The application's own statement on a lost connection fails as the driver reports it.
     except (StoreUnavailable, psycopg.OperationalError):
@@ -186,12 +201,11 @@ def wait_for_sessions_to_end(setup: Setup) -> None:
     """
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        (busy,) = one(
-            setup.admin.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-                " AND (state <> 'idle' OR backend_xid IS NOT NULL)",
-                (setup.schema,),
-            )
+        busy = count(
+            setup,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+            " AND (state <> 'idle' OR backend_xid IS NOT NULL)",
+            (setup.schema,),
         )
         if not busy:
             return
@@ -199,7 +213,7 @@ def wait_for_sessions_to_end(setup: Setup) -> None:
     raise AssertionError("a session of the store stayed busy for 10 s")
 
 
-def insert_row(connection: psycopg.Connection[tuple[object, ...]], schema: str, name: str) -> None:
+def insert_row(connection: Connection[tuple[object, ...]], schema: str, name: str) -> None:
     connection.execute(
         sql.SQL("INSERT INTO {} VALUES (%s)").format(sql.Identifier(schema, "rows")), (name,)
     )
@@ -234,6 +248,33 @@ def test_a_transaction_losing_its_connection_at_commit_is_reported_as_it_ended(
         for index in range(ATTEMPTS):
             key = f"Attempt-{index}"
             attempt(setup, tally, rng, loss, key, write, row=True)
+    finally:
+        store.close()
+    report(tally, loss, must_resolve=loss != "terminate")
+
+
+@pytest.mark.parametrize("loss", ["cut", "partition", "terminate"])
+def test_a_batch_of_statements_losing_its_connection_at_commit_is_reported_as_it_ended(
+    setup: Setup, loss: Loss
+) -> None:
+    """No event appended: the transaction's id that resolves the commit is read with the batch."""
+    rng = random.Random(f"batch-{loss}")
+    tally = Tally()
+    store = PostgresStore(setup.url, schema=setup.schema, max_size=1, timeout=10)
+    store.migrate()
+    rows = sql.SQL("INSERT INTO {} VALUES (?)").format(sql.Identifier(setup.schema, "rows"))
+    statement = rows.as_string(setup.admin)
+
+    def write(events: list[NewEvent], started: Callable[[int], None]) -> None:
+        with store.transaction() as tx:
+            started(tx.connection.info.backend_pid)
+            with tx.batched():
+                tx.execute(statement, (key,))
+
+    try:
+        for index in range(ATTEMPTS):
+            key = f"Batch-{index}"
+            attempt(setup, tally, rng, loss, key, write, row=True, appends=False)
     finally:
         store.close()
     report(tally, loss, must_resolve=loss != "terminate")

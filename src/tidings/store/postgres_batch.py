@@ -39,6 +39,7 @@ class BatchOvertaken(TidingsError):
 _names = itertools.count(1)  # prepared statements' names, unique in the process
 _SYNC = pq.ExecStatus.PIPELINE_SYNC
 _FAILED = pq.ExecStatus.FATAL_ERROR
+_ABORTED = pq.ExecStatus.PIPELINE_ABORTED
 _CLOSES = pq.version() >= 170000  # libpq 17 closes a prepared statement in a pipeline
 _POLL_EVERY = 256  # statements sent between two looks at the results come back
 
@@ -57,13 +58,20 @@ class StatementPipeline:
         self._transformer = Transformer(connection)
         self._texts: dict[str, tuple[bytes, int, list[PyFormat]]] = {}
         self._names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
-        self._pending = 0  # statements sent whose results have not all been read
+        self._sent = 0  # commands sent (prepares and closes too), in order
+        self._done = 0  # commands whose results have all been read
         self._unpolled = 0
         self._failed: PGresult | None = None
+        self._kept: dict[int, PGresult | None] = {}  # a command's number: its result, once read
         pgconn.enter_pipeline_mode()
 
-    def send(self, statement: str, params: Sequence[object]) -> None:
-        """Queue `statement` (`?` placeholders) with `params`."""
+    def send(self, statement: str, params: Sequence[object], *, keep: bool = False) -> int:
+        """Queue `statement` (`?` placeholders) with `params`; its number, for `result`.
+
+        The first statement is sent at once, so that the server starts on
+        the batch while the caller queues the rest. With `keep`, its
+        result is kept for `result` once the pipeline is finished.
+        """
         converted = self._texts.get(statement)
         if converted is None:
             text, count = qmark_to_numbered(statement)
@@ -86,15 +94,26 @@ class StatementPipeline:
         if name is None:
             name = self._names[query, types] = f"_tidings_batch_{next(_names)}".encode()
             pgconn.send_prepare(name, query, param_types=types)
-            self._pending += 1
+            self._sent += 1
         pgconn.send_query_prepared(name, values, param_formats=formats)
-        self._pending += 1
-        self._unpolled += 1
-        if self._unpolled >= _POLL_EVERY:
-            self._unpolled = 0
-            pgconn.flush()
+        number = self._sent
+        self._sent = number + 1
+        if keep:
+            self._kept[number] = None
+        unpolled = self._unpolled
+        if unpolled and unpolled < _POLL_EVERY:
+            self._unpolled = unpolled + 1
+            return number
+        self._unpolled = 1
+        pgconn.flush()
+        if unpolled:
             pgconn.consume_input()
             self._read_ready()
+        return number
+
+    def result(self, number: int) -> PGresult | None:
+        """The result of statement `number` sent with `keep`, once finished (None if skipped)."""
+        return self._kept.get(number)
 
     def finish(self) -> PQGen[None]:
         """For `connection.wait`: end the pipeline; raise the first statement's failure."""
@@ -115,7 +134,7 @@ class StatementPipeline:
                     pgconn.send_close_prepared(name)
                 else:
                     pgconn.send_query(b"DEALLOCATE " + name)
-                self._pending += 1
+                self._sent += 1
             pgconn.pipeline_sync()
             while True:
                 ready = yield (Wait.R if pgconn.flush() == 0 else Wait.RW)
@@ -134,15 +153,19 @@ class StatementPipeline:
     def _read_ready(self) -> bool:
         """Read the results come back so far; whether the sync has come back too."""
         pgconn = self._pgconn
+        kept = self._kept
         while not pgconn.is_busy():
-            if not self._pending:
+            if self._done == self._sent:
                 result = pgconn.get_result()  # the sync's, if it is there
                 if result is None:
                     return False
                 return result.status == _SYNC
             result = pgconn.get_result()
             if result is None:
-                self._pending -= 1  # the end of one statement's results
-            elif result.status == _FAILED and self._failed is None:
-                self._failed = result
+                self._done += 1  # the end of one command's results
+            elif result.status == _FAILED:
+                if self._failed is None:
+                    self._failed = result
+            elif kept and self._done in kept and result.status != _ABORTED:
+                kept[self._done] = result
         return False

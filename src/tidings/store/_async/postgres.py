@@ -451,6 +451,7 @@ class AsyncPostgresTransaction:
         self._backend_pid = connection.info.backend_pid  # unknown once the connection is lost
         self._appended = 0  # events appended so far: the next event's index in positions
         self._last_position = 0  # announced after commit, so subscribers wake at once
+        self._xid: int | None = None  # the transaction's id, once read with a batch
 
     async def append(
         self,
@@ -504,18 +505,22 @@ class AsyncPostgresTransaction:
     async def execute(self, statement: str, params: Sequence[object] = ()) -> None:
         self._check_active()
         if self._batching:  # nothing of the transaction is known until the batch ends
-            try:
-                if self._pipeline is None:
-                    self._pipeline = StatementPipeline(self._connection)
-                self._pipeline.send(statement, params)
-            except psycopg.Error as exc:
-                error = converted(exc)
-                if error is None:
-                    raise
-                raise error from exc
+            self._send(statement, params)
             return
         async with self._failing():
             await self._connection.execute(qmark_to_format(statement), params)
+
+    def _send(self, statement: str, params: Sequence[object], keep: bool = False) -> int:
+        """Queue a batched statement in the pipeline (opened on the first); its number."""
+        try:
+            if self._pipeline is None:
+                self._pipeline = StatementPipeline(self._connection)
+            return self._pipeline.send(statement, params, keep=keep)
+        except psycopg.Error as exc:
+            error = converted(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     async def query(
         self, statement: str, params: Sequence[object] = ()
@@ -551,13 +556,23 @@ class AsyncPostgresTransaction:
                 await _shielded(lambda: self._connection.wait(pipeline.abandon()))
 
     async def _flush(self) -> None:
-        """Wait for the batched statements in flight, if any; raise the first one's failure."""
+        """Wait for the batched statements in flight, if any; raise the first one's failure.
+
+        The transaction's id, which `commit` needs, is read with them while
+        it is not known yet: no round trip of its own.
+        """
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is None:
             return
+        xid = None
+        if self._xid is None and not self._last_position:
+            xid = pipeline.send(self._sql.transaction_id, (), keep=True)
         async with self._failing():
             # Read to the end even if cancelled: a connection left in pipeline mode is unusable.
             await _shielded(lambda: self._connection.wait(pipeline.finish()))
+        if xid is not None and (result := pipeline.result(xid)) is not None:
+            value = result.get_value(0, 0)
+            self._xid = None if value is None else int(value)
 
     async def commit(self) -> None:
         self._check_active()
@@ -585,6 +600,8 @@ class AsyncPostgresTransaction:
         """The transaction's id, None while it has written nothing: read before `COMMIT`."""
         if self._last_position:  # positions are made of it
             return self._last_position >> INDEX_BITS
+        if self._xid is not None:  # read with a batch: an id, once given, stays
+            return self._xid
         cursor = await self._connection.execute(self._sql.transaction_id)
         row = await cursor.fetchone()
         return None if row is None or row[0] is None else int(row[0])

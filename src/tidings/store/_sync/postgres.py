@@ -447,6 +447,7 @@ class PostgresTransaction:
         self._backend_pid = connection.info.backend_pid  # unknown once the connection is lost
         self._appended = 0  # events appended so far: the next event's index in positions
         self._last_position = 0  # announced after commit, so subscribers wake at once
+        self._xid: int | None = None  # the transaction's id, once read with a batch
 
     def append(
         self,
@@ -498,18 +499,22 @@ class PostgresTransaction:
     def execute(self, statement: str, params: Sequence[object] = ()) -> None:
         self._check_active()
         if self._batching:  # nothing of the transaction is known until the batch ends
-            try:
-                if self._pipeline is None:
-                    self._pipeline = StatementPipeline(self._connection)
-                self._pipeline.send(statement, params)
-            except psycopg.Error as exc:
-                error = converted(exc)
-                if error is None:
-                    raise
-                raise error from exc
+            self._send(statement, params)
             return
         with self._failing():
             self._connection.execute(qmark_to_format(statement), params)
+
+    def _send(self, statement: str, params: Sequence[object], keep: bool = False) -> int:
+        """Queue a batched statement in the pipeline (opened on the first); its number."""
+        try:
+            if self._pipeline is None:
+                self._pipeline = StatementPipeline(self._connection)
+            return self._pipeline.send(statement, params, keep=keep)
+        except psycopg.Error as exc:
+            error = converted(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     def query(self, statement: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         self._check_active()
@@ -543,13 +548,23 @@ class PostgresTransaction:
                 _shielded(lambda: self._connection.wait(pipeline.abandon()))
 
     def _flush(self) -> None:
-        """Wait for the batched statements in flight, if any; raise the first one's failure."""
+        """Wait for the batched statements in flight, if any; raise the first one's failure.
+
+        The transaction's id, which `commit` needs, is read with them while
+        it is not known yet: no round trip of its own.
+        """
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is None:
             return
+        xid = None
+        if self._xid is None and not self._last_position:
+            xid = pipeline.send(self._sql.transaction_id, (), keep=True)
         with self._failing():
             # Read to the end even if cancelled: a connection left in pipeline mode is unusable.
             _shielded(lambda: self._connection.wait(pipeline.finish()))
+        if xid is not None and (result := pipeline.result(xid)) is not None:
+            value = result.get_value(0, 0)
+            self._xid = None if value is None else int(value)
 
     def commit(self) -> None:
         self._check_active()
@@ -577,6 +592,8 @@ class PostgresTransaction:
         """The transaction's id, None while it has written nothing: read before `COMMIT`."""
         if self._last_position:  # positions are made of it
             return self._last_position >> INDEX_BITS
+        if self._xid is not None:  # read with a batch: an id, once given, stays
+            return self._xid
         cursor = self._connection.execute(self._sql.transaction_id)
         row = cursor.fetchone()
         return None if row is None or row[0] is None else int(row[0])
