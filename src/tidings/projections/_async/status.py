@@ -1,4 +1,10 @@
-"""How far projections have got: status with lag, and waiting for a position (read your writes)."""
+"""How far projections have got: status with lag, and waiting for a position (read your writes).
+
+Both only read: on SQLite in read transactions, which never wait for the
+write lock, so a writer of another process holding it for long delays
+neither. A wait wakes on every commit the store hears (on SQLite, other
+processes' too) and otherwise looks again every 50 ms.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +38,7 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         passed over, quickly).
         """
         watermark = await self.store.watermark()
-        async with self.store.transaction() as tx:
-            await self.checkpoints.ensure(tx)
+        async with self._reading() as tx:
             rows = {row.name: row for row in await self.checkpoints.load_all(tx)}
             head = await self.checkpoints.head(tx)
             found: list[ProjectionStatus] = []
@@ -77,8 +82,9 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         """
         projection = self._get(name)
         deadline = time.monotonic() + timeout
-        for key in self._keys(name):
-            await self._wait_key(key, projection, position, deadline, limit=timeout)
+        with self._hearing_commits():
+            for key in self._keys(name):
+                await self._wait_key(key, projection, position, deadline, limit=timeout)
 
     async def _wait_key(
         self, name: str, projection: Projection, position: int, deadline: float, limit: float
@@ -105,8 +111,7 @@ class AsyncRunnerStatus(AsyncRunnerBase):
             watermark = await self.store.watermark()
             if position > watermark.last_position:
                 raise PositionBeyondHead(position, watermark.last_position)
-        async with self.store.transaction() as tx:
-            await self.checkpoints.ensure(tx)
+        async with self._reading() as tx:
             row = await self.checkpoints.load(tx, name)
         if row is not None and row.state == ProjectionState.PARKED:
             raise ProjectionStopped(name, ProjectionState.PARKED, row.error)
@@ -115,8 +120,7 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         """How far `name` has processed: `position` itself once no event of it is left before."""
         current = self._positions.get(name, 0) if not self._stopped else 0
         if current < position:  # not here, or run by a runner elsewhere now
-            async with self.store.transaction() as tx:
-                await self.checkpoints.ensure(tx)
+            async with self._reading() as tx:
                 row = await self.checkpoints.load(tx, name)
             current = max(current, row.position if row is not None else 0)
         if current >= position:

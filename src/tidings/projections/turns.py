@@ -1,0 +1,42 @@
+"""How much a catching-up projection writes per transaction on a store with one writer at a time.
+
+SQLite lets one connection write at a time, across processes. A runner
+catching up a backlog back to back would hold that lock almost without a
+break, and writers of other processes, whose retries come every few
+milliseconds, would seldom find it free: they time out. On such a store
+(one that says `write_turn`) the runner sizes its batches so that each
+write transaction lasts about `write_turn` seconds, from how long the last
+took, and leaves the lock free for `write_gap` seconds before the next.
+Other stores keep the runner's `batch_size`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["WriteTurns"]
+
+# The first batch on a one-writer store: small, as nothing is known yet of the handlers' cost.
+_FIRST_SIZE = 32
+
+
+class WriteTurns:
+    """The batch size to read next, and the pause to leave after a batch while behind."""
+
+    def __init__(self, store: Any, batch_size: int) -> None:
+        turn = getattr(store, "write_turn", None)
+        self.turn: float | None = float(turn) if isinstance(turn, int | float) else None
+        gap = getattr(store, "write_gap", 0.0)
+        self.gap = float(gap) if self.turn is not None and isinstance(gap, int | float) else 0.0
+        self.limit = batch_size
+        self.size = batch_size if self.turn is None else min(batch_size, _FIRST_SIZE)
+
+    def took(self, events: int, seconds: float) -> None:
+        """A write transaction of `events` events took `seconds`: size the next to fit a turn.
+
+        It grows at most twofold a batch and never past `batch_size`.
+        """
+        if self.turn is None or events <= 0:
+            return
+        fitting = int(events * self.turn / max(seconds, 1e-6))
+        self.size = max(1, min(self.limit, fitting, self.size * 2))
