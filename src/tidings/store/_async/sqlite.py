@@ -101,8 +101,11 @@ class AsyncSQLiteStore:
     processes (None: they hear this store's commits only).
     """
 
-    write_turn = 0.05
-    """How long a writer catching up a backlog holds the write lock per transaction, at most."""
+    write_turn: float | None = 0.05
+    """How long a writer catching up a backlog holds the write lock per transaction, at most.
+
+    None: as long as its batches take (a process alone on its file loses nothing to turns).
+    """
 
     write_gap = 0.003
     """How long it leaves the write lock free between two: above the writers' retry pause."""
