@@ -161,9 +161,9 @@ class ProjectionProcessing(RunnerBase):
                         self._moved(row, end, caught_up)
                     turns.took(len(batch), time.monotonic() - started)
                 subscription.batch_size = turns.size
-                if not caught_up and turns.gap:
+                if not caught_up and turns.pause:
                     # Behind on a one-writer store: let other processes' writers in.
-                    time.sleep(turns.gap)
+                    time.sleep(turns.pause)
                 if progress is not None:
                     head = max(head, row.position)
                     progress(row.position, head)

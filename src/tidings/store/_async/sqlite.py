@@ -16,8 +16,8 @@ A writer finding the write lock held by another connection retries
 since it asked (SQLite's own busy handler would sleep up to 100 ms between
 tries, and so miss the short gaps a busy writer leaves). A writer that
 catches up a backlog in many transactions (a projection runner) holds the
-lock for at most `write_turn` seconds each and leaves it free for
-`write_gap` between them, long enough for those retries to get in.
+lock for about `write_turn` seconds each and leaves it free between them,
+`write_gap` after a whole turn: long enough for those retries to get in.
 
 Commit listeners hear the commits of other processes too: a thread polls
 `PRAGMA data_version` every `watch_interval` seconds while any listener is
@@ -108,7 +108,8 @@ class AsyncSQLiteStore:
     """
 
     write_gap = 0.003
-    """How long it leaves the write lock free between two: above the writers' retry pause."""
+    """How long it leaves the write lock free after a whole turn (in proportion after a shorter
+    one): longer than the pause between a waiting writer's tries."""
 
     def __init__(
         self,
