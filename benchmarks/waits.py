@@ -14,7 +14,8 @@ Two figures, each with the mechanism on and off in one run, side by side:
 - turns: this process's runner catches up a backlog of `--backlog` events
   with a handler taking 0.4 ms each, while process A appends every 20 ms; the
   time each of A's appends waited for the write lock, p50, p99 and max, and
-  the runner's catch-up rate. With write turns (the SQLite store's default) a
+  the runner's catch-up rate (the median of `--repeats` runs of each, the two
+  kinds alternating). With write turns (the SQLite store's default) a
   catch-up transaction lasts about 50 ms and leaves the lock free 3 ms after;
   without (`write_turn = None`), it runs batches of 500 back to back.
 
@@ -246,7 +247,8 @@ def ms(seconds: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--backlog", type=int, default=3000)
+    parser.add_argument("--backlog", type=int, default=1500)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--appender", help=argparse.SUPPRESS)
     parser.add_argument("--runs", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -264,8 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'poll / watch':14}{percentile(polled, 0.5) / percentile(watched, 0.5):10.1f}x"
             f"{percentile(polled, 0.99) / percentile(watched, 0.99):10.1f}x"
         )
-        with_turns = turns(Path(folder), args.backlog, turned=True)
-        without = turns(Path(folder), args.backlog, turned=False)
+        runs: dict[bool, list[Turns]] = {True: [], False: []}
+        for _ in range(args.repeats):
+            for turned in (True, False):
+                runs[turned].append(turns(Path(folder), args.backlog, turned))
+        with_turns, without = (
+            Turns(
+                [wait for run in runs[turned] for wait in run.writer_waits],
+                statistics.median(run.rate for run in runs[turned]),
+            )
+            for turned in (True, False)
+        )
         print(f"\nA's appends while B's runner catches up {args.backlog} events (0.4 ms each):\n")
         print(f"{'':16}{'wait p50':>11}{'wait p99':>11}{'wait max':>11}{'catch-up':>14}")
         for name, result in (("write turns", with_turns), ("back to back", without)):

@@ -37,10 +37,12 @@ class WriteTurns:
     def took(self, events: int, seconds: float) -> None:
         """A write transaction of `events` events took `seconds`: size the next to fit a turn.
 
-        It grows at most twofold a batch and never past `batch_size`.
+        It changes at most twofold a batch, up or down, so one transaction
+        slowed by something else (a busy machine) does not shrink the next
+        ones to a few events each; never past `batch_size`.
         """
         if self.turn is None or events <= 0:
             return
         fitting = int(events * self.turn / max(seconds, 1e-6))
-        self.size = max(1, min(self.limit, fitting, self.size * 2))
+        self.size = max(1, self.size // 2, min(self.limit, fitting, self.size * 2))
         self.pause = self.gap * min(1.0, seconds / self.turn)
