@@ -285,12 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{name:16}{ms(statistics.median(w))}{ms(percentile(w, 0.99))}{ms(max(w))}"
                 f"{result.rate:9.0f} ev/s"
             )
-        back, turned = without.writer_waits, with_turns.writer_waits
+        back, taking_turns = without.writer_waits, with_turns.writer_waits
         print(
             f"{'back / turns':16}"
-            f"{statistics.median(back) / statistics.median(turned):10.1f}x"
-            f"{percentile(back, 0.99) / percentile(turned, 0.99):10.1f}x"
-            f"{max(back) / max(turned):10.1f}x"
+            f"{statistics.median(back) / statistics.median(taking_turns):10.1f}x"
+            f"{percentile(back, 0.99) / percentile(taking_turns, 0.99):10.1f}x"
+            f"{max(back) / max(taking_turns):10.1f}x"
             f"{without.rate / with_turns.rate:13.2f}x"
         )
     return 0
