@@ -7,6 +7,7 @@ turns; and a runner hears other processes' commits without polling for them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,8 @@ import pytest
 from tests.projections.ledger import Deposited, Ledger, deposit
 from tests.store.sqlite_other_process import OtherProcess
 from tidings import Envelope
-from tidings.projections import ProjectionRunner, handles
-from tidings.store import SQLiteStore
+from tidings.projections import AsyncProjectionRunner, ProjectionRunner, handles
+from tidings.store import AsyncSQLiteStore, SQLiteStore
 
 
 @pytest.fixture
@@ -107,3 +108,25 @@ def test_a_running_runner_hears_a_commit_of_another_process_without_polling(
     finally:
         other.stop()
     assert (status.position, status.lag) == (2, 0)
+
+
+def test_the_async_runner_answers_status_and_wait_for_while_another_process_holds_the_lock(
+    path: Path, store: SQLiteStore
+) -> None:
+    _caught_up(store, 2)
+
+    async def main() -> None:
+        async_store = AsyncSQLiteStore(path, timeout=0.5)
+        runner = AsyncProjectionRunner(async_store, [Ledger()])
+        other = OtherProcess("hold", str(path), "3")
+        try:
+            assert other.line() == "holding"
+            [status] = await runner.status()
+            await runner.wait_for("ledger", 2, timeout=10)
+            assert other.running()
+        finally:
+            other.stop()
+            await async_store.aclose()
+        assert (status.position, status.lag) == (2, 0)
+
+    asyncio.run(main())

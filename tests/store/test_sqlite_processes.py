@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from tests.store.sqlite_other_process import OtherProcess
 from tidings.errors import StoreUnavailable
-from tidings.store import SQLiteStore
+from tidings.store import AsyncSQLiteStore, SQLiteStore
 from tidings.store.records import NewEvent
 
 
@@ -125,3 +126,22 @@ def test_without_a_watch_listeners_hear_only_this_stores_commits(path: Path) -> 
 def test_watch_interval_must_be_positive(path: Path) -> None:
     with pytest.raises(ValueError, match="watch_interval"):
         SQLiteStore(path, watch_interval=0)
+
+
+def test_the_async_store_reads_and_gives_up_writing_as_the_blocking_one_does(path: Path) -> None:
+    async def main() -> None:
+        store = AsyncSQLiteStore(path, timeout=0.3)
+        await store.migrate()
+        other = OtherProcess("hold", str(path), "5")
+        try:
+            assert other.line() == "holding"
+            async with store.read_transaction() as tx:
+                assert await tx.query("SELECT count(*) FROM tidings_events") == [(0,)]
+            with pytest.raises(StoreUnavailable, match="locked"):
+                await store.append("Account-here", [_event()])
+            assert other.running()
+        finally:
+            other.stop()
+            await store.aclose()
+
+    asyncio.run(main())
