@@ -58,10 +58,11 @@ class DataVersionWatch:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop watching and close the connection; returns once the thread has ended."""
+        """Stop watching; the thread closes its connection within `interval` and ends.
+
+        It returns at once, so an event loop stopping a watch is not held up.
+        """
         self._stopped.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
 
     def _run(self) -> None:
         connection = self._connection

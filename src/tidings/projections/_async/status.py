@@ -9,6 +9,9 @@ processes' too) and otherwise looks again every 50 ms.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from typing import Self
 
 from tidings.projections._async.base import AsyncRunnerBase
 from tidings.projections.projection import (
@@ -82,12 +85,20 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         """
         projection = self._get(name)
         deadline = time.monotonic() + timeout
-        with self._hearing_commits():
+        # Commits are listened for from the first wait on (a look that finds the position
+        # reached, or `timeout=0`, starts no watch), until the last partition has it.
+        with _Listening(self._hearing_commits) as listening:
             for key in self._keys(name):
-                await self._wait_key(key, projection, position, deadline, limit=timeout)
+                await self._wait_key(key, projection, position, deadline, timeout, listening)
 
     async def _wait_key(
-        self, name: str, projection: Projection, position: int, deadline: float, limit: float
+        self,
+        name: str,
+        projection: Projection,
+        position: int,
+        deadline: float,
+        limit: float,
+        listening: _Listening,
     ) -> None:
         first = True
         while True:
@@ -100,6 +111,10 @@ class AsyncRunnerStatus(AsyncRunnerBase):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProjectionTimeout(name, position, reached, limit)
+            if not listening.started:
+                # Listening from now on: look once more, so no commit falls in between.
+                listening.start()
+                continue
             await self._wait_changes(seen, min(remaining, 0.05))
 
     async def _check_reachable(self, name: str, position: int, first: bool) -> None:
@@ -139,6 +154,25 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         if not ahead or ahead[0].position > position:
             return position
         return current
+
+
+class _Listening:
+    """The commit listener of one `wait_for`: started at its first wait, stopped as it ends."""
+
+    def __init__(self, hearing: Callable[[], AbstractContextManager[None]]) -> None:
+        self._hearing = hearing
+        self._stack = ExitStack()
+        self.started = False
+
+    def start(self) -> None:
+        self._stack.enter_context(self._hearing())
+        self.started = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
 
 
 _INLINE = "inline"

@@ -11,6 +11,9 @@ processes' too) and otherwise looks again every 50 ms.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from typing import Self
 
 from tidings.projections._sync.base import RunnerBase
 from tidings.projections.projection import (
@@ -84,12 +87,20 @@ class RunnerStatus(RunnerBase):
         """
         projection = self._get(name)
         deadline = time.monotonic() + timeout
-        with self._hearing_commits():
+        # Commits are listened for from the first wait on (a look that finds the position
+        # reached, or `timeout=0`, starts no watch), until the last partition has it.
+        with _Listening(self._hearing_commits) as listening:
             for key in self._keys(name):
-                self._wait_key(key, projection, position, deadline, limit=timeout)
+                self._wait_key(key, projection, position, deadline, timeout, listening)
 
     def _wait_key(
-        self, name: str, projection: Projection, position: int, deadline: float, limit: float
+        self,
+        name: str,
+        projection: Projection,
+        position: int,
+        deadline: float,
+        limit: float,
+        listening: _Listening,
     ) -> None:
         first = True
         while True:
@@ -102,6 +113,10 @@ class RunnerStatus(RunnerBase):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProjectionTimeout(name, position, reached, limit)
+            if not listening.started:
+                # Listening from now on: look once more, so no commit falls in between.
+                listening.start()
+                continue
             self._wait_changes(seen, min(remaining, 0.05))
 
     def _check_reachable(self, name: str, position: int, first: bool) -> None:
@@ -141,6 +156,25 @@ class RunnerStatus(RunnerBase):
         if not ahead or ahead[0].position > position:
             return position
         return current
+
+
+class _Listening:
+    """The commit listener of one `wait_for`: started at its first wait, stopped as it ends."""
+
+    def __init__(self, hearing: Callable[[], AbstractContextManager[None]]) -> None:
+        self._hearing = hearing
+        self._stack = ExitStack()
+        self.started = False
+
+    def start(self) -> None:
+        self._stack.enter_context(self._hearing())
+        self.started = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
 
 
 _INLINE = "inline"
