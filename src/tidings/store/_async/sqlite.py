@@ -194,7 +194,6 @@ class AsyncSQLiteStore:
         """
         async with self._reader() as connection:
             try:
-                connection.execute("PRAGMA query_only = 1")
                 connection.execute("BEGIN DEFERRED")
             except sqlite3.Error as exc:
                 sqlite_sql.raise_unavailable(self.path, exc)
@@ -203,7 +202,6 @@ class AsyncSQLiteStore:
                 yield tx
             finally:
                 await tx.rollback()  # nothing was written: ending it is all there is to do
-                connection.execute("PRAGMA query_only = 0")
 
     async def append(
         self,
@@ -373,8 +371,10 @@ class AsyncSQLiteStore:
                 connection.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
+                if not sqlite_sql.is_busy(exc):
+                    sqlite_sql.raise_unavailable(self.path, exc)
                 remaining = deadline - time.monotonic()
-                if not sqlite_sql.is_busy(exc) or remaining <= 0:
+                if remaining <= 0:
                     raise StoreUnavailable(
                         f"SQLite database {self.path!r}: {exc}: another connection held"
                         f" the write lock for {self._timeout} s"
@@ -429,7 +429,10 @@ class AsyncSQLiteStore:
 
     @asynccontextmanager
     async def _reader(self) -> AsyncIterator[sqlite3.Connection]:
-        """A reading connection of the pool, to the block alone; the schema is made first."""
+        """A reading connection of the pool, to the block alone; the schema is made first.
+
+        Reading connections are `query_only`: SQLite refuses any write on them.
+        """
         self._check_open()
         if self._writer is None:
             async with self._writing(time.monotonic() + self._timeout):
@@ -438,6 +441,11 @@ class AsyncSQLiteStore:
             connection = self._readers.pop()
         except IndexError:
             connection = self._connect()
+            try:
+                connection.execute("PRAGMA query_only = 1")
+            except sqlite3.Error as exc:
+                connection.close()
+                sqlite_sql.raise_unavailable(self.path, exc)
         try:
             yield connection
         finally:

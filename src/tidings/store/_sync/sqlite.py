@@ -194,7 +194,6 @@ class SQLiteStore:
         """
         with self._reader() as connection:
             try:
-                connection.execute("PRAGMA query_only = 1")
                 connection.execute("BEGIN DEFERRED")
             except sqlite3.Error as exc:
                 sqlite_sql.raise_unavailable(self.path, exc)
@@ -203,7 +202,6 @@ class SQLiteStore:
                 yield tx
             finally:
                 tx.rollback()  # nothing was written: ending it is all there is to do
-                connection.execute("PRAGMA query_only = 0")
 
     def append(
         self,
@@ -372,8 +370,10 @@ class SQLiteStore:
                 connection.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
+                if not sqlite_sql.is_busy(exc):
+                    sqlite_sql.raise_unavailable(self.path, exc)
                 remaining = deadline - time.monotonic()
-                if not sqlite_sql.is_busy(exc) or remaining <= 0:
+                if remaining <= 0:
                     raise StoreUnavailable(
                         f"SQLite database {self.path!r}: {exc}: another connection held"
                         f" the write lock for {self._timeout} s"
@@ -428,7 +428,10 @@ class SQLiteStore:
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
-        """A reading connection of the pool, to the block alone; the schema is made first."""
+        """A reading connection of the pool, to the block alone; the schema is made first.
+
+        Reading connections are `query_only`: SQLite refuses any write on them.
+        """
         self._check_open()
         if self._writer is None:
             with self._writing(time.monotonic() + self._timeout):
@@ -437,6 +440,11 @@ class SQLiteStore:
             connection = self._readers.pop()
         except IndexError:
             connection = self._connect()
+            try:
+                connection.execute("PRAGMA query_only = 1")
+            except sqlite3.Error as exc:
+                connection.close()
+                sqlite_sql.raise_unavailable(self.path, exc)
         try:
             yield connection
         finally:
