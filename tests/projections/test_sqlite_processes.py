@@ -8,6 +8,7 @@ turns; and a runner hears other processes' commits without polling for them.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_status_and_wait_for_answer_while_another_process_holds_the_write_lock(
     runner = ProjectionRunner(store, [Ledger()])
     other = OtherProcess("hold", str(path), "3")  # six times the store's timeout
     try:
-        assert other.line() == "holding"
+        other.hold()
         [status] = runner.status()
         runner.wait_for("ledger", 3, timeout=10)
         assert other.running()  # neither waited for the lock
@@ -120,7 +121,7 @@ def test_the_async_runner_answers_status_and_wait_for_while_another_process_hold
         runner = AsyncProjectionRunner(async_store, [Ledger()])
         other = OtherProcess("hold", str(path), "3")
         try:
-            assert other.line() == "holding"
+            other.hold()
             [status] = await runner.status()
             await runner.wait_for("ledger", 2, timeout=10)
             assert other.running()
@@ -130,3 +131,42 @@ def test_the_async_runner_answers_status_and_wait_for_while_another_process_hold
         assert (status.position, status.lag) == (2, 0)
 
     asyncio.run(main())
+
+
+class SteadyLedger(Ledger):
+    """The ledger, taking 2 ms an event: a replay of a few hundred lasts about a second."""
+
+    @handles
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+        time.sleep(0.002)
+        return super().deposited(event, envelope, tx)
+
+
+def test_a_rebuild_waiting_on_another_runner_outlasts_another_process_holding_the_lock(
+    path: Path, store: SQLiteStore
+) -> None:
+    for _ in range(300):
+        last = store.append("Account-here", [deposit("here")]).positions[-1]
+    settings: dict[str, Any] = {"batch_size": 10, "poll_interval": 0.05, "lease": 30}
+    worker = ProjectionRunner(store, [SteadyLedger()], **settings)
+    here = ProjectionRunner(store, [SteadyLedger()], **settings)
+    other = OtherProcess("hold", str(path), "1.5")  # three times the store's timeout
+    reports: list[int] = []
+
+    def report(position: int, head: int) -> None:
+        if position > 0 and not other.holds_now:  # the worker replays, the rebuild waits
+            other.hold()
+        reports.append(position)
+
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        worker.wait_for("ledger", last, timeout=30)
+        here.rebuild("ledger", report)
+        [status] = here.status()
+    finally:
+        worker.stop()
+        thread.join()
+        other.stop()
+    assert reports and reports[-1] == last
+    assert (status.state.value, status.position) == ("running", last)

@@ -1,8 +1,9 @@
 """Another process on a SQLite file, for tests of what one process sees of another's writes.
 
-`python -m tests.store.sqlite_other_process hold PATH SECONDS` takes the
-file's write lock (`BEGIN IMMEDIATE`, plain sqlite3), prints `holding`,
-keeps it `SECONDS`, then commits and prints `released`.
+`python -m tests.store.sqlite_other_process hold PATH SECONDS` prints
+`ready`; on a line on stdin it takes the file's write lock (`BEGIN
+IMMEDIATE`, plain sqlite3), prints `holding`, keeps it `SECONDS`, then
+commits and prints `released`.
 
 `python -m tests.store.sqlite_other_process append PATH TIMEOUT` opens a
 `SQLiteStore` with that timeout and prints `ready`; for each line it then
@@ -33,6 +34,7 @@ class OtherProcess:
 
     def __init__(self, *args: str) -> None:
         self.holds = args[0] == "hold"
+        self.holds_now = False  # told to take the lock, and took it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.store.sqlite_other_process", *args],
             cwd=ROOT,
@@ -50,6 +52,13 @@ class OtherProcess:
         assert self.process.stdin is not None
         self.process.stdin.write(text + "\n")
         self.process.stdin.flush()
+
+    def hold(self) -> None:
+        """Once ready, have it take the write lock; returns when it holds it."""
+        assert self.line() == "ready"
+        self.send()
+        assert self.line() == "holding"
+        self.holds_now = True
 
     def running(self) -> bool:
         return self.process.poll() is None
@@ -71,6 +80,8 @@ class OtherProcess:
 
 def hold(path: str, seconds: float) -> None:
     connection = sqlite3.connect(path, isolation_level=None)
+    print("ready", flush=True)
+    sys.stdin.readline()
     connection.execute("BEGIN IMMEDIATE")
     print("holding", flush=True)
     time.sleep(seconds)
