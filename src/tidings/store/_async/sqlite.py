@@ -32,8 +32,9 @@ thread; ten per commit, 24,000 against 19,400. The price: the loop stalls
 for each commit's fsync (p99 about 2 ms there, under load) where a thread
 would let other tasks run; `durable=False` shortens that to tens of
 microseconds. Tasks of this process waiting to write wait on an anyio lock,
-never blocking the loop; only a write lock held by another process is
-waited for inline, up to `timeout`.
+never blocking the loop; a write lock held by another process is waited for
+by the retries of `BEGIN IMMEDIATE`, with anyio sleeps between them, so the
+loop runs on meanwhile too.
 """
 
 from __future__ import annotations
