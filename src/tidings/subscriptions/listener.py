@@ -16,9 +16,10 @@ logger = logging.getLogger("tidings.subscriptions")
 def watch_commits(store: object, signal: CommitSignal) -> Callable[[], None]:
     """Announce the store's commits on `signal`; returns the function that stops watching.
 
-    Memory and SQLite stores call back in process on each commit. A PostgreSQL
-    store is watched by a `PostgresListener`. Commits this cannot see (another
-    process writing to a SQLite file) are found by the readers' polling.
+    Memory and SQLite stores call back in process on each commit (a SQLite
+    store also on other processes' commits, see `tidings.store.sqlite_watch`).
+    A PostgreSQL store is watched by a `PostgresListener`. Commits this cannot
+    see are found by the readers' polling.
     """
     add_listener = getattr(store, "add_commit_listener", None)
     if add_listener is not None:

@@ -7,8 +7,9 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import anyio  # sync: import threading
 
@@ -125,8 +126,47 @@ class AsyncRunnerBase:
         if (n := self.concurrency) is not None:
             self._slots = anyio.Semaphore(n)  # sync: self._slots = threading.Semaphore(n)
 
-    async def _load(self, name: str) -> ProjectionRow:
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Any]:
+        """A transaction to look at checkpoints in, writing nothing.
+
+        On a store with read transactions (SQLite) a read-only snapshot: it
+        takes no write lock, so it never waits for a writer of any process,
+        whatever that writer holds, nor makes one wait. Elsewhere readers never
+        wait anyway, and it is a store transaction. A projections table still
+        missing is made first, in a writing transaction (once).
+        """
+        opener = getattr(self.store, "read_transaction", None)
+        if opener is not None:
+            async with opener() as tx:
+                if await self.checkpoints.ready(tx):
+                    yield tx
+                    return
         async with self.store.transaction() as tx:
+            await self.checkpoints.ensure(tx)
+            yield tx
+
+    @contextmanager
+    def _hearing_commits(self) -> Iterator[None]:
+        """Within the block, every commit the store hears wakes `_wait_changes`.
+
+        A SQLite store hears other processes' commits too (`PRAGMA
+        data_version`), so a wait for a runner elsewhere ends as soon as its
+        checkpoint moves instead of at the next poll. Stores without commit
+        listeners are polled.
+        """
+        add_listener = getattr(self.store, "add_commit_listener", None)
+        if add_listener is None:
+            yield
+            return
+        remove = add_listener(self._changes.announce)
+        try:
+            yield
+        finally:
+            remove()
+
+    async def _load(self, name: str) -> ProjectionRow:
+        async with self._reading() as tx:
             row = await self.checkpoints.load(tx, name)
         if row is None:
             raise Fenced

@@ -53,6 +53,10 @@ class AsyncCheckpoints(ABC):
         """Create the table if missing, and the columns a table made by older versions lacks."""
 
     @abstractmethod
+    async def ready(self, tx: AsyncStoreTransaction) -> bool:
+        """Whether the table is there with all its columns: `ensure` would write nothing."""
+
+    @abstractmethod
     async def add(
         self, tx: AsyncStoreTransaction, name: str, *, inline: bool = False, partitions: int = 1
     ) -> None:
@@ -199,6 +203,9 @@ class AsyncMemoryCheckpoints(AsyncCheckpoints):
 
     async def ensure(self, tx: AsyncStoreTransaction) -> None:
         """Nothing to create: the rows live in a dictionary."""
+
+    async def ready(self, tx: AsyncStoreTransaction) -> bool:
+        return True
 
     def _keep(self, tx: AsyncStoreTransaction, name: str) -> None:
         """Put row `name` back as it is now if `tx` rolls back: the rows change with the log."""
@@ -405,15 +412,18 @@ class AsyncSQLCheckpoints(AsyncCheckpoints):
         self.postgres = dialect.postgres
         self._ready = False  # the table was found with all its columns
 
+    async def ready(self, tx: AsyncStoreTransaction) -> bool:
+        if not self._ready:
+            query, params = self._dialect.columns()
+            wanted = [column for column, _ in tables.ADDED_COLUMNS]
+            present = {str(row[0]) for row in await execute(tx, query, params)}
+            self._ready = present.issuperset(wanted)
+        return self._ready
+
     async def ensure(self, tx: AsyncStoreTransaction) -> None:
-        if self._ready:
+        if await self.ready(tx):
             return
         query, params = self._dialect.columns()
-        wanted = [column for column, _ in tables.ADDED_COLUMNS]
-        present = {str(row[0]) for row in await execute(tx, query, params)}
-        if present.issuperset(wanted):
-            self._ready = True
-            return
         if self._dialect.postgres:
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL.
             await execute(

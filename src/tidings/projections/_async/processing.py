@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import anyio  # sync:
+
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Event
@@ -32,6 +34,7 @@ from tidings.projections.projection import (
     letter_handler,
 )
 from tidings.projections.tables import ProjectionRow
+from tidings.projections.turns import WriteTurns
 from tidings.store._async.base import AsyncStoreTransaction
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions._async.subscription import AsyncSubscription
@@ -97,12 +100,13 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
     ) -> None:
         name = row.name
         handlers = dict(projection.handlers())
+        turns = WriteTurns(self.store, self.batch_size)
         subscription = AsyncSubscription(
             self.store,
             after=row.position,
             categories=projection.categories,
             types=projection.event_types(),
-            batch_size=self.batch_size,
+            batch_size=turns.size,
             poll_interval=min(self.poll_interval, self.lease / 3),
             signal=self._commits,
         )
@@ -140,7 +144,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             seen = self._commits.count
             batch = await subscription.read()
             caught_up = (
-                len(batch) < self.batch_size
+                len(batch) < subscription.batch_size
                 and (batch[-1].position if batch else row.position) >= until
             )
             if batch:
@@ -150,6 +154,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                     key = projection.partition_key
                     mine = [record for record in batch if part.holds(key(record))]
                 async with self._batch_slot():
+                    started = time.monotonic()
                     if mine:
                         with hooks.processing_batch(row.name, mine):
                             await self._process(projection, handlers, row, mine, caught_up, end)
@@ -157,6 +162,11 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                         async with self.store.transaction() as tx:
                             await self._save(tx, row, end, caught_up)
                         self._moved(row, end, caught_up)
+                    turns.took(len(batch), time.monotonic() - started)
+                subscription.batch_size = turns.size
+                if not caught_up and turns.pause:
+                    # Behind on a one-writer store: let other processes' writers in.
+                    await anyio.sleep(turns.pause)  # sync: time.sleep(turns.pause)
                 if progress is not None:
                     head = max(head, row.position)
                     progress(row.position, head)

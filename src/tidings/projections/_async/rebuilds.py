@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from tidings.projections._async.base import PROCESSING, Fenced, Progress, call
@@ -56,8 +57,9 @@ class AsyncRebuilds(AsyncProjectionProcessing):
             await call(projection.reset, tx)
         for key in keys:
             self._poke(key)
-        for key in keys:
-            await self._catch_up(key, projection, progress, until=reached)
+        with self._hearing_commits():
+            for key in keys:
+                await self._catch_up(key, projection, progress, until=reached)
 
     async def _reached_before(self, tx: AsyncStoreTransaction, name: str) -> int:
         """How far `name` has come, up to what committed; its row is locked until `tx` ends."""
@@ -95,15 +97,17 @@ class AsyncRebuilds(AsyncProjectionProcessing):
             await self._letters.forget(tx, beside, parked_only=False)
             await call(projection.setup, tx)
             await call(projection.reset, tx)
-        await self._catch_up(beside, projection, progress)
-        async with self.store.transaction() as tx:
+        with self._hearing_commits():
+            await self._catch_up(beside, projection, progress)
+        async with self._reading() as tx:
             before = await self.checkpoints.load(tx, name)
         # A projection paused by its operator stays paused, whether the swap succeeds or not.
         was_paused = before is not None and before.state == ProjectionState.PAUSED.value
         await self._set_state(name, ProjectionState.PAUSED)
         live = self.projections[name]
         try:
-            await self._catch_up(beside, projection, progress)
+            with self._hearing_commits():
+                await self._catch_up(beside, projection, progress)
             self.projections[name] = projection
             async with self.store.transaction() as tx:
                 row = await self.checkpoints.load(tx, beside)
@@ -127,11 +131,17 @@ class AsyncRebuilds(AsyncProjectionProcessing):
     ) -> None:
         """Wait while a worker catches `name` up, or do it here when none runs it.
 
-        Here, it is not caught up before position `until`.
+        Here, it is not caught up before position `until`. While a runner
+        elsewhere holds its lease, this only reads (on SQLite, without the
+        write lock), until that runner is done or its lease runs out.
         """
         report = progress if progress is not None else _ignore
         while True:
-            if name not in self._working and await self._claim(name):
+            if (
+                name not in self._working
+                and await self._claimable(name)
+                and await self._claim(name)
+            ):
                 try:
                     head = await self._head()
                     # Taken over half-done, it goes on from where the replay had got to.
@@ -158,9 +168,14 @@ class AsyncRebuilds(AsyncProjectionProcessing):
             await self._wait_changes(seen, 0.05)
 
     async def _head(self) -> int:
-        async with self.store.transaction() as tx:
+        async with self._reading() as tx:
             head = await self.checkpoints.head(tx)
         return head
+
+    async def _claimable(self, name: str) -> bool:
+        """Whether a claim of `name` could succeed now: no other runner's lease is running."""
+        row = await self._load(name)
+        return row.owner in (None, self.owner) or (row.lease_until or 0) < time.time()
 
 
 def _ignore(position: int, head: int) -> None:

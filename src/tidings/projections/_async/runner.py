@@ -30,7 +30,9 @@ class AsyncProjectionRunner(
     """Runs many projections over one store, each from its own checkpoint.
 
     While catching up, a projection handles up to `batch_size` events per
-    transaction; live, it wakes on each commit (see `AsyncSubscription`).
+    transaction (on SQLite, as many as fit a `write_turn` of the store's
+    write lock, with a pause after each: see `tidings.projections.turns`);
+    live, it wakes on each commit (see `AsyncSubscription`).
     Each projection is run by one runner at a time across processes: a
     runner takes a lease on it (renewed every `lease / 3` seconds) and every
     checkpoint write is fenced by owner and position, so a runner whose

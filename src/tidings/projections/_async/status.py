@@ -1,8 +1,17 @@
-"""How far projections have got: status with lag, and waiting for a position (read your writes)."""
+"""How far projections have got: status with lag, and waiting for a position (read your writes).
+
+Both only read: on SQLite in read transactions, which never wait for the
+write lock, so a writer of another process holding it for long delays
+neither. A wait wakes on every commit the store hears (on SQLite, other
+processes' too) and otherwise looks again every 50 ms.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
+from typing import Self
 
 from tidings.projections._async.base import AsyncRunnerBase
 from tidings.projections.projection import (
@@ -32,8 +41,7 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         passed over, quickly).
         """
         watermark = await self.store.watermark()
-        async with self.store.transaction() as tx:
-            await self.checkpoints.ensure(tx)
+        async with self._reading() as tx:
             rows = {row.name: row for row in await self.checkpoints.load_all(tx)}
             head = await self.checkpoints.head(tx)
             found: list[ProjectionStatus] = []
@@ -77,11 +85,20 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         """
         projection = self._get(name)
         deadline = time.monotonic() + timeout
-        for key in self._keys(name):
-            await self._wait_key(key, projection, position, deadline, limit=timeout)
+        # Commits are listened for from the first wait on (a look that finds the position
+        # reached, or `timeout=0`, starts no watch), until the last partition has it.
+        with _Listening(self._hearing_commits) as listening:
+            for key in self._keys(name):
+                await self._wait_key(key, projection, position, deadline, timeout, listening)
 
     async def _wait_key(
-        self, name: str, projection: Projection, position: int, deadline: float, limit: float
+        self,
+        name: str,
+        projection: Projection,
+        position: int,
+        deadline: float,
+        limit: float,
+        listening: _Listening,
     ) -> None:
         first = True
         while True:
@@ -94,6 +111,10 @@ class AsyncRunnerStatus(AsyncRunnerBase):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProjectionTimeout(name, position, reached, limit)
+            if not listening.started:
+                # Listening from now on: look once more, so no commit falls in between.
+                listening.start()
+                continue
             await self._wait_changes(seen, min(remaining, 0.05))
 
     async def _check_reachable(self, name: str, position: int, first: bool) -> None:
@@ -105,8 +126,7 @@ class AsyncRunnerStatus(AsyncRunnerBase):
             watermark = await self.store.watermark()
             if position > watermark.last_position:
                 raise PositionBeyondHead(position, watermark.last_position)
-        async with self.store.transaction() as tx:
-            await self.checkpoints.ensure(tx)
+        async with self._reading() as tx:
             row = await self.checkpoints.load(tx, name)
         if row is not None and row.state == ProjectionState.PARKED:
             raise ProjectionStopped(name, ProjectionState.PARKED, row.error)
@@ -115,8 +135,7 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         """How far `name` has processed: `position` itself once no event of it is left before."""
         current = self._positions.get(name, 0) if not self._stopped else 0
         if current < position:  # not here, or run by a runner elsewhere now
-            async with self.store.transaction() as tx:
-                await self.checkpoints.ensure(tx)
+            async with self._reading() as tx:
                 row = await self.checkpoints.load(tx, name)
             current = max(current, row.position if row is not None else 0)
         if current >= position:
@@ -135,6 +154,25 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         if not ahead or ahead[0].position > position:
             return position
         return current
+
+
+class _Listening:
+    """The commit listener of one `wait_for`: started at its first wait, stopped as it ends."""
+
+    def __init__(self, hearing: Callable[[], AbstractContextManager[None]]) -> None:
+        self._hearing = hearing
+        self._stack = ExitStack()
+        self.started = False
+
+    def start(self) -> None:
+        self._stack.enter_context(self._hearing())
+        self.started = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
 
 
 _INLINE = "inline"

@@ -55,6 +55,10 @@ class Checkpoints(ABC):
         """Create the table if missing, and the columns a table made by older versions lacks."""
 
     @abstractmethod
+    def ready(self, tx: StoreTransaction) -> bool:
+        """Whether the table is there with all its columns: `ensure` would write nothing."""
+
+    @abstractmethod
     def add(
         self, tx: StoreTransaction, name: str, *, inline: bool = False, partitions: int = 1
     ) -> None:
@@ -199,6 +203,9 @@ class MemoryCheckpoints(Checkpoints):
 
     def ensure(self, tx: StoreTransaction) -> None:
         """Nothing to create: the rows live in a dictionary."""
+
+    def ready(self, tx: StoreTransaction) -> bool:
+        return True
 
     def _keep(self, tx: StoreTransaction, name: str) -> None:
         """Put row `name` back as it is now if `tx` rolls back: the rows change with the log."""
@@ -401,15 +408,18 @@ class SQLCheckpoints(Checkpoints):
         self.postgres = dialect.postgres
         self._ready = False  # the table was found with all its columns
 
+    def ready(self, tx: StoreTransaction) -> bool:
+        if not self._ready:
+            query, params = self._dialect.columns()
+            wanted = [column for column, _ in tables.ADDED_COLUMNS]
+            present = {str(row[0]) for row in execute(tx, query, params)}
+            self._ready = present.issuperset(wanted)
+        return self._ready
+
     def ensure(self, tx: StoreTransaction) -> None:
-        if self._ready:
+        if self.ready(tx):
             return
         query, params = self._dialect.columns()
-        wanted = [column for column, _ in tables.ADDED_COLUMNS]
-        present = {str(row[0]) for row in execute(tx, query, params)}
-        if present.issuperset(wanted):
-            self._ready = True
-            return
         if self._dialect.postgres:
             # Concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL.
             execute(

@@ -34,6 +34,7 @@ from tidings.projections.projection import (
     letter_handler,
 )
 from tidings.projections.tables import ProjectionRow
+from tidings.projections.turns import WriteTurns
 from tidings.store._sync.base import StoreTransaction
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions._sync.subscription import Subscription
@@ -97,12 +98,13 @@ class ProjectionProcessing(RunnerBase):
     ) -> None:
         name = row.name
         handlers = dict(projection.handlers())
+        turns = WriteTurns(self.store, self.batch_size)
         subscription = Subscription(
             self.store,
             after=row.position,
             categories=projection.categories,
             types=projection.event_types(),
-            batch_size=self.batch_size,
+            batch_size=turns.size,
             poll_interval=min(self.poll_interval, self.lease / 3),
             signal=self._commits,
         )
@@ -140,7 +142,7 @@ class ProjectionProcessing(RunnerBase):
             seen = self._commits.count
             batch = subscription.read()
             caught_up = (
-                len(batch) < self.batch_size
+                len(batch) < subscription.batch_size
                 and (batch[-1].position if batch else row.position) >= until
             )
             if batch:
@@ -150,6 +152,7 @@ class ProjectionProcessing(RunnerBase):
                     key = projection.partition_key
                     mine = [record for record in batch if part.holds(key(record))]
                 with self._batch_slot():
+                    started = time.monotonic()
                     if mine:
                         with hooks.processing_batch(row.name, mine):
                             self._process(projection, handlers, row, mine, caught_up, end)
@@ -157,6 +160,11 @@ class ProjectionProcessing(RunnerBase):
                         with self.store.transaction() as tx:
                             self._save(tx, row, end, caught_up)
                         self._moved(row, end, caught_up)
+                    turns.took(len(batch), time.monotonic() - started)
+                subscription.batch_size = turns.size
+                if not caught_up and turns.pause:
+                    # Behind on a one-writer store: let other processes' writers in.
+                    time.sleep(turns.pause)
                 if progress is not None:
                     head = max(head, row.position)
                     progress(row.position, head)

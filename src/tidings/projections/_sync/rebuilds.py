@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from tidings.projections._sync.base import PROCESSING, Fenced, Progress, call
@@ -58,8 +59,9 @@ class Rebuilds(ProjectionProcessing):
             call(projection.reset, tx)
         for key in keys:
             self._poke(key)
-        for key in keys:
-            self._catch_up(key, projection, progress, until=reached)
+        with self._hearing_commits():
+            for key in keys:
+                self._catch_up(key, projection, progress, until=reached)
 
     def _reached_before(self, tx: StoreTransaction, name: str) -> int:
         """How far `name` has come, up to what committed; its row is locked until `tx` ends."""
@@ -97,15 +99,17 @@ class Rebuilds(ProjectionProcessing):
             self._letters.forget(tx, beside, parked_only=False)
             call(projection.setup, tx)
             call(projection.reset, tx)
-        self._catch_up(beside, projection, progress)
-        with self.store.transaction() as tx:
+        with self._hearing_commits():
+            self._catch_up(beside, projection, progress)
+        with self._reading() as tx:
             before = self.checkpoints.load(tx, name)
         # A projection paused by its operator stays paused, whether the swap succeeds or not.
         was_paused = before is not None and before.state == ProjectionState.PAUSED.value
         self._set_state(name, ProjectionState.PAUSED)
         live = self.projections[name]
         try:
-            self._catch_up(beside, projection, progress)
+            with self._hearing_commits():
+                self._catch_up(beside, projection, progress)
             self.projections[name] = projection
             with self.store.transaction() as tx:
                 row = self.checkpoints.load(tx, beside)
@@ -129,11 +133,13 @@ class Rebuilds(ProjectionProcessing):
     ) -> None:
         """Wait while a worker catches `name` up, or do it here when none runs it.
 
-        Here, it is not caught up before position `until`.
+        Here, it is not caught up before position `until`. While a runner
+        elsewhere holds its lease, this only reads (on SQLite, without the
+        write lock), until that runner is done or its lease runs out.
         """
         report = progress if progress is not None else _ignore
         while True:
-            if name not in self._working and self._claim(name):
+            if name not in self._working and self._claimable(name) and self._claim(name):
                 try:
                     head = self._head()
                     # Taken over half-done, it goes on from where the replay had got to.
@@ -160,9 +166,14 @@ class Rebuilds(ProjectionProcessing):
             self._wait_changes(seen, 0.05)
 
     def _head(self) -> int:
-        with self.store.transaction() as tx:
+        with self._reading() as tx:
             head = self.checkpoints.head(tx)
         return head
+
+    def _claimable(self, name: str) -> bool:
+        """Whether a claim of `name` could succeed now: no other runner's lease is running."""
+        row = self._load(name)
+        return row.owner in (None, self.owner) or (row.lease_until or 0) < time.time()
 
 
 def _ignore(position: int, head: int) -> None:

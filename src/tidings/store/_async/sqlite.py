@@ -7,6 +7,21 @@ from its first statement and never fails half-way for a writer in another
 process. Commits are thus serialised and positions become visible in order:
 a reader of `$all` at position P never misses a later commit below P.
 Readers use connections of their own and, in WAL mode, never wait for writers.
+A read transaction (`read_transaction`) is one of them: a snapshot of the
+file that takes no write lock, so looking at projections' checkpoints never
+queues behind, or holds up, a writer of any process.
+
+A writer finding the write lock held by another connection retries
+`BEGIN IMMEDIATE` itself, every few milliseconds, until `timeout` has passed
+since it asked (SQLite's own busy handler would sleep up to 100 ms between
+tries, and so miss the short gaps a busy writer leaves). A writer that
+catches up a backlog in many transactions (a projection runner) holds the
+lock for about `write_turn` seconds each and leaves it free between them,
+`write_gap` after a whole turn: long enough for those retries to get in.
+
+Commit listeners hear the commits of other processes too: a thread polls
+`PRAGMA data_version` every `watch_interval` seconds while any listener is
+registered (see `tidings.store.sqlite_watch`).
 
 The async store calls sqlite3 inline, on the event loop, without a thread
 hop. Measured on a 2-core machine with an ext4 disk: a statement takes a few
@@ -17,21 +32,23 @@ thread; ten per commit, 24,000 against 19,400. The price: the loop stalls
 for each commit's fsync (p99 about 2 ms there, under load) where a thread
 would let other tasks run; `durable=False` shortens that to tens of
 microseconds. Tasks of this process waiting to write wait on an anyio lock,
-never blocking the loop; only a write lock held by another process is
-waited for inline, up to `timeout`.
+never blocking the loop; a write lock held by another process is waited for
+by the retries of `BEGIN IMMEDIATE`, with anyio sleeps between them, so the
+loop runs on meanwhile too.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import NoReturn, Self, TypeVar
 from uuid import UUID
 
-import anyio  # sync: import threading
+import anyio  # sync:
 
 from tidings.errors import StoreUnavailable, TransactionClosed
 from tidings.store import sqlite_sql
@@ -55,6 +72,7 @@ from tidings.store.records import (
     StreamState,
     Watermark,
 )
+from tidings.store.sqlite_watch import DataVersionWatch
 
 __all__ = ["AsyncSQLiteJoinedWriter", "AsyncSQLiteStore", "AsyncSQLiteTransaction"]
 
@@ -62,6 +80,11 @@ T = TypeVar("T")
 
 # Connections kept open for reads between calls; more are opened while many read at once.
 _IDLE_READERS = 4
+
+# A writer kept out by another connection tries again after these pauses, doubling from the
+# first to the last: short, so that it gets in between two transactions of a busy writer.
+_BUSY_PAUSE_FIRST = 0.0005
+_BUSY_PAUSE_LAST = 0.002
 
 
 class AsyncSQLiteStore:
@@ -74,14 +97,35 @@ class AsyncSQLiteStore:
     stays consistent). A writer that cannot get the write lock within
     `timeout` seconds gets `StoreUnavailable`. The schema is created, or
     migrated, on first use.
+
+    `watch_interval` is how often commit listeners look for commits of other
+    processes (None: they hear this store's commits only).
     """
 
+    write_turn: float | None = 0.05
+    """How long a writer catching up a backlog holds the write lock per transaction, at most.
+
+    None: as long as its batches take (a process alone on its file loses nothing to turns).
+    """
+
+    write_gap = 0.003
+    """How long it leaves the write lock free after a whole turn (in proportion after a shorter
+    one): longer than the pause between a waiting writer's tries."""
+
     def __init__(
-        self, path: str | os.PathLike[str], *, durable: bool = True, timeout: float = 5.0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durable: bool = True,
+        timeout: float = 5.0,
+        watch_interval: float | None = 0.002,
     ) -> None:
         self.path = os.fspath(path)
         if self.path in ("", ":memory:"):
             raise ValueError("the SQLite store needs a file; MemoryStore keeps events in memory")
+        if watch_interval is not None and watch_interval <= 0:
+            raise ValueError(f"watch_interval must be positive or None, got {watch_interval}")
+        self.watch_interval = watch_interval
         self.durable = durable
         self._timeout = timeout
         self._write_lock = anyio.Lock()  # sync: self._write_lock = threading.Lock()
@@ -90,25 +134,44 @@ class AsyncSQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._commit_listeners: list[Callable[[int], None]] = []
+        self._watch: DataVersionWatch | None = None
+        self._watch_lock = threading.Lock()
 
     def add_commit_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
-        """Call `listener(last_position)` after each commit of this store that appended events.
+        """Call `listener(last_position)` after each commit that appended events.
 
         It runs on the committing thread, after the write lock is released, and
-        must be quick; subscriptions use it to wake at once. Commits made by
-        other processes or other store objects do not call it. Returns a
-        function that removes the listener.
+        must be quick; subscriptions use it to wake at once. A commit of another
+        process or store object to the file calls it too, with position 0, from
+        a watching thread within about `watch_interval` seconds (unless that is
+        None). Returns a function that removes the listener.
         """
-        self._commit_listeners.append(listener)
-        return lambda: self._commit_listeners.remove(listener)
+        with self._watch_lock:
+            self._commit_listeners.append(listener)
+            if self._watch is None and self.watch_interval is not None and not self._closed:
+                self._watch = DataVersionWatch(self.path, self.watch_interval, self._heard)
+                self._watch.start()
+        return lambda: self._remove_listener(listener)
+
+    def _remove_listener(self, listener: Callable[[int], None]) -> None:
+        with self._watch_lock:
+            self._commit_listeners.remove(listener)
+            watch = None
+            if not self._commit_listeners:
+                watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
+
+    def _heard(self) -> None:
+        """Some connection committed to the file: tell the listeners, position unknown."""
+        for listener in list(self._commit_listeners):
+            listener(0)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSQLiteTransaction]:
-        async with self._writing() as connection:
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                sqlite_sql.raise_unavailable(self.path, exc)
+        deadline = time.monotonic() + self._timeout
+        async with self._writing(deadline) as connection:
+            await self._begin(connection, deadline)
             tx = AsyncSQLiteTransaction(connection, self.path)
             try:
                 yield tx
@@ -120,6 +183,26 @@ class AsyncSQLiteStore:
         if tx.last_position:
             for listener in list(self._commit_listeners):
                 listener(tx.last_position)
+
+    @asynccontextmanager
+    async def read_transaction(self) -> AsyncIterator[AsyncSQLiteTransaction]:
+        """A read-only snapshot of the file, on a reading connection: no write lock, no wait.
+
+        Its statements see the database as of its first read, whoever commits
+        meanwhile, and may not write (SQLite refuses, as `query_only`). It
+        ends when the block does. Looking at side tables (a projection's
+        checkpoint) through it never waits for a writer of any process.
+        """
+        async with self._reader() as connection:
+            try:
+                connection.execute("BEGIN DEFERRED")
+            except sqlite3.Error as exc:
+                sqlite_sql.raise_unavailable(self.path, exc)
+            tx = AsyncSQLiteTransaction(connection, self.path)
+            try:
+                yield tx
+            finally:
+                await tx.rollback()  # nothing was written: ending it is all there is to do
 
     async def append(
         self,
@@ -217,7 +300,7 @@ class AsyncSQLiteStore:
         Returns the schema versions before and after this store first opened
         the database for writing (0: there was no schema).
         """
-        async with self._writing():
+        async with self._writing(time.monotonic() + self._timeout):
             return self._migration
 
     def joined(self, connection: sqlite3.Connection) -> AsyncSQLiteJoinedWriter:
@@ -246,6 +329,10 @@ class AsyncSQLiteStore:
     async def aclose(self) -> None:
         """Close the connections, once a transaction in progress has ended."""
         self._closed = True
+        with self._watch_lock:
+            watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
         async with self._write_lock:
             if self._writer is not None:
                 self._writer.close()
@@ -254,23 +341,49 @@ class AsyncSQLiteStore:
             self._readers.pop().close()
 
     @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[sqlite3.Connection]:
+    async def _writing(self, deadline: float) -> AsyncIterator[sqlite3.Connection]:
         """The writing connection, to this store's writers alone until the block ends."""
         self._check_open()
-        await self._lock_writer()
+        await self._lock_writer(deadline)
         try:
             yield await self._open_writer()
         finally:
             self._write_lock.release()
 
-    async def _lock_writer(self) -> None:
-        timeout = self._timeout
+    async def _lock_writer(self, deadline: float) -> None:
+        timeout = max(0.0, deadline - time.monotonic())
         with anyio.move_on_after(timeout):  # sync: if self._write_lock.acquire(timeout=timeout):
             await self._write_lock.acquire()  # sync: return
             return  # sync:
         raise StoreUnavailable(
-            f"SQLite database {self.path!r}: another writer held it for {timeout} s"
+            f"SQLite database {self.path!r}: another writer held it for {self._timeout} s"
         )
+
+    async def _begin(self, connection: sqlite3.Connection, deadline: float) -> None:
+        """`BEGIN IMMEDIATE`, tried again while another connection holds the write lock.
+
+        The pauses between tries are short (see `_BUSY_PAUSE_LAST`) and end at
+        `deadline`, the caller's `timeout` after it asked for the transaction;
+        then the database is unavailable.
+        """
+        pause = _BUSY_PAUSE_FIRST
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not sqlite_sql.is_busy(exc):
+                    sqlite_sql.raise_unavailable(self.path, exc)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StoreUnavailable(
+                        f"SQLite database {self.path!r}: {exc}: another connection held"
+                        f" the write lock for {self._timeout} s"
+                    ) from exc
+            except sqlite3.Error as exc:
+                sqlite_sql.raise_unavailable(self.path, exc)
+            await anyio.sleep(min(pause, remaining))  # sync: time.sleep(min(pause, remaining))
+            pause = min(pause * 2, _BUSY_PAUSE_LAST)
 
     async def _open_writer(self) -> sqlite3.Connection:
         """The writing connection; opening it switches the file to WAL and makes the schema.
@@ -303,22 +416,39 @@ class AsyncSQLiteStore:
             except BaseException:
                 connection.close()
                 raise
+            # `_begin` waits for the write lock itself; once held, nothing else waits for it.
+            connection.execute("PRAGMA busy_timeout = 0")
             self._writer = connection
         return self._writer
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._reader() as connection:
+            try:
+                return query(connection)
+            except sqlite3.Error as exc:
+                sqlite_sql.raise_unavailable(self.path, exc)
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[sqlite3.Connection]:
+        """A reading connection of the pool, to the block alone; the schema is made first.
+
+        Reading connections are `query_only`: SQLite refuses any write on them.
+        """
         self._check_open()
         if self._writer is None:
-            async with self._writing():
+            async with self._writing(time.monotonic() + self._timeout):
                 pass  # opening the writer has made the schema
         try:
             connection = self._readers.pop()
         except IndexError:
             connection = self._connect()
+            try:
+                connection.execute("PRAGMA query_only = 1")
+            except sqlite3.Error as exc:
+                connection.close()
+                sqlite_sql.raise_unavailable(self.path, exc)
         try:
-            return query(connection)
-        except sqlite3.Error as exc:
-            sqlite_sql.raise_unavailable(self.path, exc)
+            yield connection
         finally:
             if self._closed or len(self._readers) >= _IDLE_READERS:
                 connection.close()

@@ -9,6 +9,21 @@ from its first statement and never fails half-way for a writer in another
 process. Commits are thus serialised and positions become visible in order:
 a reader of `$all` at position P never misses a later commit below P.
 Readers use connections of their own and, in WAL mode, never wait for writers.
+A read transaction (`read_transaction`) is one of them: a snapshot of the
+file that takes no write lock, so looking at projections' checkpoints never
+queues behind, or holds up, a writer of any process.
+
+A writer finding the write lock held by another connection retries
+`BEGIN IMMEDIATE` itself, every few milliseconds, until `timeout` has passed
+since it asked (SQLite's own busy handler would sleep up to 100 ms between
+tries, and so miss the short gaps a busy writer leaves). A writer that
+catches up a backlog in many transactions (a projection runner) holds the
+lock for about `write_turn` seconds each and leaves it free between them,
+`write_gap` after a whole turn: long enough for those retries to get in.
+
+Commit listeners hear the commits of other processes too: a thread polls
+`PRAGMA data_version` every `watch_interval` seconds while any listener is
+registered (see `tidings.store.sqlite_watch`).
 
 The async store calls sqlite3 inline, on the event loop, without a thread
 hop. Measured on a 2-core machine with an ext4 disk: a statement takes a few
@@ -19,8 +34,9 @@ thread; ten per commit, 24,000 against 19,400. The price: the loop stalls
 for each commit's fsync (p99 about 2 ms there, under load) where a thread
 would let other tasks run; `durable=False` shortens that to tens of
 microseconds. Tasks of this process waiting to write wait on an anyio lock,
-never blocking the loop; only a write lock held by another process is
-waited for inline, up to `timeout`.
+never blocking the loop; a write lock held by another process is waited for
+by the retries of `BEGIN IMMEDIATE`, with anyio sleeps between them, so the
+loop runs on meanwhile too.
 """
 
 from __future__ import annotations
@@ -56,6 +72,7 @@ from tidings.store.records import (
     StreamState,
     Watermark,
 )
+from tidings.store.sqlite_watch import DataVersionWatch
 
 __all__ = ["SQLiteJoinedWriter", "SQLiteStore", "SQLiteTransaction"]
 
@@ -63,6 +80,11 @@ T = TypeVar("T")
 
 # Connections kept open for reads between calls; more are opened while many read at once.
 _IDLE_READERS = 4
+
+# A writer kept out by another connection tries again after these pauses, doubling from the
+# first to the last: short, so that it gets in between two transactions of a busy writer.
+_BUSY_PAUSE_FIRST = 0.0005
+_BUSY_PAUSE_LAST = 0.002
 
 
 class SQLiteStore:
@@ -75,14 +97,35 @@ class SQLiteStore:
     stays consistent). A writer that cannot get the write lock within
     `timeout` seconds gets `StoreUnavailable`. The schema is created, or
     migrated, on first use.
+
+    `watch_interval` is how often commit listeners look for commits of other
+    processes (None: they hear this store's commits only).
     """
 
+    write_turn: float | None = 0.05
+    """How long a writer catching up a backlog holds the write lock per transaction, at most.
+
+    None: as long as its batches take (a process alone on its file loses nothing to turns).
+    """
+
+    write_gap = 0.003
+    """How long it leaves the write lock free after a whole turn (in proportion after a shorter
+    one): longer than the pause between a waiting writer's tries."""
+
     def __init__(
-        self, path: str | os.PathLike[str], *, durable: bool = True, timeout: float = 5.0
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durable: bool = True,
+        timeout: float = 5.0,
+        watch_interval: float | None = 0.002,
     ) -> None:
         self.path = os.fspath(path)
         if self.path in ("", ":memory:"):
             raise ValueError("the SQLite store needs a file; MemoryStore keeps events in memory")
+        if watch_interval is not None and watch_interval <= 0:
+            raise ValueError(f"watch_interval must be positive or None, got {watch_interval}")
+        self.watch_interval = watch_interval
         self.durable = durable
         self._timeout = timeout
         self._write_lock = threading.Lock()
@@ -91,25 +134,44 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._commit_listeners: list[Callable[[int], None]] = []
+        self._watch: DataVersionWatch | None = None
+        self._watch_lock = threading.Lock()
 
     def add_commit_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
-        """Call `listener(last_position)` after each commit of this store that appended events.
+        """Call `listener(last_position)` after each commit that appended events.
 
         It runs on the committing thread, after the write lock is released, and
-        must be quick; subscriptions use it to wake at once. Commits made by
-        other processes or other store objects do not call it. Returns a
-        function that removes the listener.
+        must be quick; subscriptions use it to wake at once. A commit of another
+        process or store object to the file calls it too, with position 0, from
+        a watching thread within about `watch_interval` seconds (unless that is
+        None). Returns a function that removes the listener.
         """
-        self._commit_listeners.append(listener)
-        return lambda: self._commit_listeners.remove(listener)
+        with self._watch_lock:
+            self._commit_listeners.append(listener)
+            if self._watch is None and self.watch_interval is not None and not self._closed:
+                self._watch = DataVersionWatch(self.path, self.watch_interval, self._heard)
+                self._watch.start()
+        return lambda: self._remove_listener(listener)
+
+    def _remove_listener(self, listener: Callable[[int], None]) -> None:
+        with self._watch_lock:
+            self._commit_listeners.remove(listener)
+            watch = None
+            if not self._commit_listeners:
+                watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
+
+    def _heard(self) -> None:
+        """Some connection committed to the file: tell the listeners, position unknown."""
+        for listener in list(self._commit_listeners):
+            listener(0)
 
     @contextmanager
     def transaction(self) -> Iterator[SQLiteTransaction]:
-        with self._writing() as connection:
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                sqlite_sql.raise_unavailable(self.path, exc)
+        deadline = time.monotonic() + self._timeout
+        with self._writing(deadline) as connection:
+            self._begin(connection, deadline)
             tx = SQLiteTransaction(connection, self.path)
             try:
                 yield tx
@@ -121,6 +183,26 @@ class SQLiteStore:
         if tx.last_position:
             for listener in list(self._commit_listeners):
                 listener(tx.last_position)
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[SQLiteTransaction]:
+        """A read-only snapshot of the file, on a reading connection: no write lock, no wait.
+
+        Its statements see the database as of its first read, whoever commits
+        meanwhile, and may not write (SQLite refuses, as `query_only`). It
+        ends when the block does. Looking at side tables (a projection's
+        checkpoint) through it never waits for a writer of any process.
+        """
+        with self._reader() as connection:
+            try:
+                connection.execute("BEGIN DEFERRED")
+            except sqlite3.Error as exc:
+                sqlite_sql.raise_unavailable(self.path, exc)
+            tx = SQLiteTransaction(connection, self.path)
+            try:
+                yield tx
+            finally:
+                tx.rollback()  # nothing was written: ending it is all there is to do
 
     def append(
         self,
@@ -218,7 +300,7 @@ class SQLiteStore:
         Returns the schema versions before and after this store first opened
         the database for writing (0: there was no schema).
         """
-        with self._writing():
+        with self._writing(time.monotonic() + self._timeout):
             return self._migration
 
     def joined(self, connection: sqlite3.Connection) -> SQLiteJoinedWriter:
@@ -247,6 +329,10 @@ class SQLiteStore:
     def close(self) -> None:
         """Close the connections, once a transaction in progress has ended."""
         self._closed = True
+        with self._watch_lock:
+            watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
         with self._write_lock:
             if self._writer is not None:
                 self._writer.close()
@@ -255,22 +341,48 @@ class SQLiteStore:
             self._readers.pop().close()
 
     @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
+    def _writing(self, deadline: float) -> Iterator[sqlite3.Connection]:
         """The writing connection, to this store's writers alone until the block ends."""
         self._check_open()
-        self._lock_writer()
+        self._lock_writer(deadline)
         try:
             yield self._open_writer()
         finally:
             self._write_lock.release()
 
-    def _lock_writer(self) -> None:
-        timeout = self._timeout
+    def _lock_writer(self, deadline: float) -> None:
+        timeout = max(0.0, deadline - time.monotonic())
         if self._write_lock.acquire(timeout=timeout):
             return
         raise StoreUnavailable(
-            f"SQLite database {self.path!r}: another writer held it for {timeout} s"
+            f"SQLite database {self.path!r}: another writer held it for {self._timeout} s"
         )
+
+    def _begin(self, connection: sqlite3.Connection, deadline: float) -> None:
+        """`BEGIN IMMEDIATE`, tried again while another connection holds the write lock.
+
+        The pauses between tries are short (see `_BUSY_PAUSE_LAST`) and end at
+        `deadline`, the caller's `timeout` after it asked for the transaction;
+        then the database is unavailable.
+        """
+        pause = _BUSY_PAUSE_FIRST
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not sqlite_sql.is_busy(exc):
+                    sqlite_sql.raise_unavailable(self.path, exc)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StoreUnavailable(
+                        f"SQLite database {self.path!r}: {exc}: another connection held"
+                        f" the write lock for {self._timeout} s"
+                    ) from exc
+            except sqlite3.Error as exc:
+                sqlite_sql.raise_unavailable(self.path, exc)
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, _BUSY_PAUSE_LAST)
 
     def _open_writer(self) -> sqlite3.Connection:
         """The writing connection; opening it switches the file to WAL and makes the schema.
@@ -303,22 +415,39 @@ class SQLiteStore:
             except BaseException:
                 connection.close()
                 raise
+            # `_begin` waits for the write lock itself; once held, nothing else waits for it.
+            connection.execute("PRAGMA busy_timeout = 0")
             self._writer = connection
         return self._writer
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        with self._reader() as connection:
+            try:
+                return query(connection)
+            except sqlite3.Error as exc:
+                sqlite_sql.raise_unavailable(self.path, exc)
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A reading connection of the pool, to the block alone; the schema is made first.
+
+        Reading connections are `query_only`: SQLite refuses any write on them.
+        """
         self._check_open()
         if self._writer is None:
-            with self._writing():
+            with self._writing(time.monotonic() + self._timeout):
                 pass  # opening the writer has made the schema
         try:
             connection = self._readers.pop()
         except IndexError:
             connection = self._connect()
+            try:
+                connection.execute("PRAGMA query_only = 1")
+            except sqlite3.Error as exc:
+                connection.close()
+                sqlite_sql.raise_unavailable(self.path, exc)
         try:
-            return query(connection)
-        except sqlite3.Error as exc:
-            sqlite_sql.raise_unavailable(self.path, exc)
+            yield connection
         finally:
             if self._closed or len(self._readers) >= _IDLE_READERS:
                 connection.close()
