@@ -22,7 +22,7 @@ lint: install
 	$(UV) run python tools/unasync.py --check
 	$(UV) run ruff check src tests examples benchmarks tools
 	$(UV) run ruff format --check src tests examples benchmarks tools
-	$(UV) run mypy --strict src
+	$(UV) run mypy --strict src tests examples benchmarks tools
 
 test: lint
 	$(UV) run pytest

@@ -169,8 +169,11 @@ def main() -> None:
                 cases: list[tuple[str, Callable[[int], float]]] = [
                     ("floor: 6 bare appends", functools.partial(floor_sync, store)),
                     ("SagaRunner", functools.partial(saga_sync, store)),
-                    ("AsyncSagaRunner", lambda n, o=opener: saga_async(o, n, 1)),
-                    ("AsyncSagaRunner, 16 at once", lambda n, o=opener: saga_async(o, n, 16)),
+                    ("AsyncSagaRunner", functools.partial(saga_async, opener, at_once=1)),
+                    (
+                        "AsyncSagaRunner, 16 at once",
+                        functools.partial(saga_async, opener, at_once=16),
+                    ),
                 ]
                 print(f"\n{backend.name}: sagas (4 steps, 6 appends) per second")
                 sizes = [calibrate(run, args.seconds) for _, run in cases]

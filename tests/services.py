@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import pytest
 
 POSTGRES_DSN = os.environ.get("TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def unavailable(service: str, reason: str) -> None:
+def unavailable(service: str, reason: str) -> NoReturn:
     """Skip the test, or fail it under CI, where every service must be up."""
     message = f"{service} not reachable: {reason}"
     if os.environ.get("CI", "").lower() == "true":

@@ -18,6 +18,7 @@ from tidings import (
     CascadeLimitExceeded,
     Command,
     ConcurrencyError,
+    DeadLetters,
     DomainError,
     Envelope,
     Event,
@@ -26,6 +27,7 @@ from tidings import (
     MemoryStore,
     Message,
     MessageBus,
+    Middleware,
     NoHandler,
     PerCall,
     Query,
@@ -666,6 +668,31 @@ def test_middleware_wraps_every_message_outermost_first(store: MemoryStore) -> N
     ]
 
 
+def test_middleware_added_later_wraps_what_was_given_and_a_bus_without_any(
+    store: MemoryStore,
+) -> None:
+    trail: list[str] = []
+
+    def named(name: str) -> Middleware:
+        def layer(
+            envelope: Envelope[Message], call_next: Callable[[Envelope[Message]], Any]
+        ) -> Any:
+            trail.append(f"{name} {type(envelope.message).__name__}")
+            return call_next(envelope)
+
+        return layer
+
+    bus = make_bus(store, [], middleware=[named("given")])
+    bus.add_middleware(named("added"))
+    assert bus.handle(Open("a1")) == "a1"
+    assert trail == ["added Open", "given Open", "added Opened", "given Opened"]
+    trail.clear()
+    bare = make_bus(store, [])
+    bare.add_middleware(named("only"))
+    assert bare.handle(Open("a2")) == "a2"
+    assert trail == ["only Open", "only Opened"]
+
+
 def test_an_async_handler_runs_on_the_blocking_bus() -> None:
     router = Router()
 
@@ -790,6 +817,7 @@ def test_async_bus_dispatches_commands_and_events_in_order() -> None:
         "async handler saw 13",
         "async handler saw 13",
     ]
+    assert isinstance(bus.dead_letters, DeadLetters)  # the memory store, when none is given
     (letter,) = bus.dead_letters.list()
     assert letter.error == "ValueError: unlucky"
 

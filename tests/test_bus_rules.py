@@ -84,7 +84,7 @@ def test_a_failing_event_handler_does_not_stop_the_others() -> None:
     )
     bus.handle(Allocate("o1", "LAMP", 10))
     assert stock_reports == ["LAMP"]
-    assert len(bus.dead_letters) == 1
+    assert len(bus.dead_letters.list()) == 1
 
 
 def test_events_are_handled_after_the_command_returns_its_result() -> None:
@@ -138,7 +138,7 @@ def test_the_out_of_stock_notification_goes_through_the_injected_send_mail() -> 
 # Two tests as the book gives them.
 
 
-def test__allocate__happy_path():
+def test__allocate__happy_path() -> None:
     """Test using bootstrap with fakes."""
     uow = ProductsUnitOfWork(MemoryStore())
     uow.products.add(Product("LAMP", [Batch("b1", "LAMP", 100)]))
@@ -147,10 +147,11 @@ def test__allocate__happy_path():
 
     bus.handle(Allocate("o1", "LAMP", 10))
 
-    assert uow.products.get("LAMP").batches[0].available_quantity == 90
+    # The book's line: `get` answers None only for an sku never added.
+    assert uow.products.get("LAMP").batches[0].available_quantity == 90  # type: ignore[union-attr]
 
 
-def test__out_of_stock__sends_notification():
+def test__out_of_stock__sends_notification() -> None:
     """Test event handler is triggered."""
     uow = ProductsUnitOfWork(MemoryStore())
     uow.products.add(Product("LAMP", [Batch("b1", "LAMP", 5)]))

@@ -78,15 +78,20 @@ from tidings.scheduling import (
 )
 from tidings.store import (
     AppendResult,
+    AsyncEventReader,
     AsyncEventStore,
     AsyncMemoryStore,
+    AsyncReadModelStore,
     AsyncSQLiteJoinedWriter,
     AsyncSQLiteStore,
     AsyncStoreTransaction,
     AsyncStoreWriter,
+    AsyncTransactional,
+    EventReader,
     EventStore,
     MemoryStore,
     NewEvent,
+    ReadModelStore,
     RecordedEvent,
     SQLiteJoinedWriter,
     SQLiteStore,
@@ -94,6 +99,7 @@ from tidings.store import (
     StoreWriter,
     StreamInfo,
     StreamState,
+    Transactional,
 )
 from tidings.store.records import Snapshot
 from tidings.store.urls import default_store_url, open_async_store, open_store
@@ -169,6 +175,12 @@ __all__ = [
     "AsyncStoreWriter",
     "StoreTransaction",
     "StoreWriter",
+    "AsyncEventReader",
+    "AsyncReadModelStore",
+    "AsyncTransactional",
+    "EventReader",
+    "ReadModelStore",
+    "Transactional",
     "Snapshot",
     "UndecodedEvent",
     "SQLDeadLetters",

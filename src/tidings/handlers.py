@@ -272,7 +272,7 @@ def _bind(
     return BoundHandler(spec, kwargs, factories, envelope_param, retry)
 
 
-def _twin(annotation: Any, dependencies: Mapping[str | type, Any]) -> type | None:
+def _twin(annotation: object, dependencies: Mapping[str | type, object]) -> type | None:
     """The provided type that is `annotation`'s sync or async twin, such as `AsyncSend` for `Send`.
 
     A handler written for the other kind of bus asks for a type this bus does
@@ -327,7 +327,7 @@ def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
         raise ConfigurationError(f"{_name(fn)}: cannot resolve its annotations: {exc}") from exc
 
 
-def _is_envelope(annotation: Any) -> bool:
+def _is_envelope(annotation: object) -> bool:
     return annotation is Envelope or typing.get_origin(annotation) is Envelope
 
 

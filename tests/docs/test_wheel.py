@@ -24,7 +24,7 @@ pytestmark = pytest.mark.wheel
 
 # What the samples import beside tidings: the extras they use, httpx for the FastAPI
 # guide's tests, sybil for the page runner.
-EXTRAS = "web,postgres,sqlalchemy,nats,rabbitmq,redis"
+EXTRAS = "web,postgres,sqlalchemy,nats,rabbitmq,redis,otel,console"
 TOOLS = ["httpx", "sybil"]
 
 

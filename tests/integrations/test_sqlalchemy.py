@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,9 @@ class CountersUnitOfWork(SqlAlchemyUnitOfWork):
         store: Any,
         writers: Any = None,
         inline: Sequence[Projection] = (),
+        **options: Any,
     ) -> None:
-        super().__init__(sessions, store, writers=writers, inline=inline)
+        super().__init__(sessions, store, writers=writers, inline=inline, **options)
         self.counters = SqlAlchemyRepository(self, Counter)
 
 
@@ -117,9 +119,10 @@ class Totals(Projection):
             return {counter: int(total) for counter, total in rows}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    with target_for(request.param, tmp_path) as target:
+@contextmanager
+def mapped(backend: str, tmp_path: Path) -> Iterator[Target]:
+    """A database with the counters table, `Counter` mapped to it."""
+    with target_for(backend, tmp_path) as target:
         metadata.create_all(target.engine)
         mappers.map_imperatively(
             Counter,
@@ -134,9 +137,21 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
             mappers.dispose()
 
 
-def new_uow(target: Target, writers: Any = None) -> CountersUnitOfWork:
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    with mapped(request.param, tmp_path) as target:
+        yield target
+
+
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[Target]:
+    with mapped("postgres", tmp_path) as target:
+        yield target
+
+
+def new_uow(target: Target, writers: Any = None, **options: Any) -> CountersUnitOfWork:
     sessions = sessionmaker(target.engine, expire_on_commit=False)
-    return CountersUnitOfWork(sessions, target.store, writers)
+    return CountersUnitOfWork(sessions, target.store, writers, **options)
 
 
 def stored_values(target: Target) -> dict[str, int]:
@@ -153,9 +168,9 @@ def test_rows_and_events_commit_together(target: Target) -> None:
         uow.counters.add(counter)
         uow.commit()
     with uow:
-        counter = uow.counters.get("a")
-        assert counter is not None
-        counter.increment(3)
+        loaded = uow.counters.get("a")
+        assert loaded is not None
+        loaded.increment(3)
         uow.commit()
     assert stored_values(target) == {"a": 5}
     records = target.store.read_stream("Counter-a")
@@ -240,6 +255,49 @@ def test_a_row_changed_since_it_was_read_is_a_concurrency_error(target: Target) 
     assert stored_values(target) == {"a": 1}
     wait_readable(target.store)
     assert [r.type for r in target.store.read_all()] == ["tests.Incremented"]
+
+
+def test_with_lock_on_load_a_row_is_read_for_update_and_the_next_writer_waits(
+    postgres: Target,
+) -> None:
+    setup = new_uow(postgres)
+    with setup:
+        setup.counters.add(Counter("a"))
+        setup.commit()
+    loaded, release = threading.Event(), threading.Event()
+    seen_by_follower: list[int] = []
+    errors: list[BaseException] = []
+
+    def change(by: int, first: bool) -> None:
+        # No turns: the two blocks meet only in the database, as two processes' would.
+        uow = new_uow(postgres, lock_on_load=True, wait_for_aggregate=None)
+        try:
+            with uow:
+                counter = uow.counters.get("a")
+                assert counter is not None
+                if first:
+                    loaded.set()
+                    assert release.wait(30)
+                else:
+                    seen_by_follower.append(counter.value)
+                counter.increment(by)
+                uow.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    holder = threading.Thread(target=change, args=(1, True))
+    holder.start()
+    assert loaded.wait(30)
+    follower = threading.Thread(target=change, args=(10, False))
+    follower.start()
+    follower.join(0.5)
+    assert follower.is_alive(), "the row was read while another block held it for update"
+    release.set()
+    holder.join(30)
+    follower.join(30)
+    assert errors == []
+    assert seen_by_follower == [1]
+    assert stored_values(postgres) == {"a": 11}
 
 
 def test_a_bus_retries_the_conflicting_command_with_a_fresh_unit_of_work(target: Target) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.projections.ledger import Backend, Deposited, Ledger, Noted, backend, deposit, note
+from tests.runner_options import RunnerOptions
 from tidings import Codec, Envelope, Event, Router
 from tidings.dead_letters import AsyncSQLDeadLetters, DeadLetter, SQLDeadLetters, UndecodedEvent
 from tidings.projections import (
@@ -23,7 +24,7 @@ from tidings.projections import (
 )
 from tidings.retry import Retry
 
-FAST = {"poll_interval": 0.05, "lease": 2.0, "retry_waits": False}
+FAST: RunnerOptions = {"poll_interval": 0.05, "lease": 2.0, "retry_waits": False}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

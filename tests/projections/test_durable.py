@@ -10,12 +10,13 @@ from uuid import UUID
 import pytest
 
 from tests.projections.ledger import Backend, Deposited, Noted, backend, deposit, note
+from tests.runner_options import RunnerOptions
 from tidings import Command, Envelope, Event, Retry, Router
 from tidings.context import current_dispatch
 from tidings.projections import AsyncProjectionRunner, ProjectionRunner
 from tidings.projections.durable import durable_handlers
 
-FAST = {"poll_interval": 0.05, "lease": 2.0, "retry_waits": False}
+FAST: RunnerOptions = {"poll_interval": 0.05, "lease": 2.0, "retry_waits": False}
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

@@ -20,6 +20,7 @@ from tests.projections.ledger import (
     deposit,
     note,
 )
+from tests.runner_options import RunnerOptions
 from tests.store.readable import readable, wait_readable
 from tidings import Envelope
 from tidings.projections import (
@@ -35,7 +36,7 @@ from tidings.projections import (
 )
 from tidings.retry import Retry
 
-FAST = {"poll_interval": 0.05, "lease": 2.0, "retry_waits": False}
+FAST: RunnerOptions = {"poll_interval": 0.05, "lease": 2.0, "retry_waits": False}
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -394,7 +395,7 @@ def test_a_paused_projection_stays_paused_after_a_swap_and_after_a_failed_one(
 
 def test_two_runners_of_one_projection_take_turns_never_both(sql_env: Backend) -> None:
     store = sql_env.open(False)
-    quick = {**FAST, "lease": 0.3}
+    quick: RunnerOptions = {**FAST, "lease": 0.3}
     first = ProjectionRunner(store, [sql_env.ledger()], batch_size=5, **quick)
     second = ProjectionRunner(store, [sql_env.ledger()], batch_size=5, **quick)
     last = 0

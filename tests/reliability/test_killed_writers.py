@@ -156,5 +156,5 @@ def test_writers_killed_at_random_keep_every_acknowledged_append_once(
     assert not partial, f"batches stored in part: {partial[:5]}"
     assert history.count("ok") == WRITERS * OPERATIONS
     assert figures.kills == KILLS, f"the writers finished after {figures.kills} kills"
-    for index, found in versions.items():
-        assert found == list(range(1, len(found) + 1)), index
+    for index, numbers in versions.items():
+        assert numbers == list(range(1, len(numbers) + 1)), index

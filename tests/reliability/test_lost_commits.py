@@ -28,12 +28,14 @@ from tests.reliability.figures import Figures
 from tests.reliability.history import History
 from tests.services import postgres_dsn
 from tests.store.netcut import Relay, relayed
+from tests.store.rows import one
 from tidings.errors import CommitOutcomeUnknown, StoreUnavailable
 from tidings.store import NewEvent
 from tidings.store.postgres import PostgresStore
 
-psycopg = pytest.importorskip("psycopg")
-from psycopg import sql  # noqa: E402
+pytest.importorskip("psycopg")
+import psycopg
+from psycopg import sql
 
 pytestmark = pytest.mark.postgres
 
@@ -76,11 +78,14 @@ class Chaos(threading.Thread):
                 if self._rng.random() < 0.5:
                     self.cuts += self._relay.cut()
                     continue
-                (ended,) = admin.execute(
-                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
-                    " FROM pg_stat_activity WHERE application_name LIKE %s AND state = 'active'",
-                    (f"{self._tag}-%",),
-                ).fetchone()
+                (ended,) = one(
+                    admin.execute(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                        " FROM pg_stat_activity WHERE application_name LIKE %s"
+                        " AND state = 'active'",
+                        (f"{self._tag}-%",),
+                    )
+                )
                 self.terminated += int(ended)
 
 
@@ -100,12 +105,14 @@ def test_writers_retrying_as_told_through_lost_commits_lose_and_double_nothing(
         PostgresStore(dsn, schema=schema).migrate()
 
         def stored(events: list[NewEvent]) -> int:
-            (count,) = admin.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE event_id = ANY (%s)").format(
-                    sql.Identifier(schema, "events")
-                ),
-                ([event.event_id for event in events],),
-            ).fetchone()
+            (count,) = one(
+                admin.execute(
+                    sql.SQL("SELECT count(*) FROM {} WHERE event_id = ANY (%s)").format(
+                        sql.Identifier(schema, "events")
+                    ),
+                    ([event.event_id for event in events],),
+                )
+            )
             return int(count)
 
         def write(index: int) -> None:
@@ -181,8 +188,8 @@ def test_writers_retrying_as_told_through_lost_commits_lose_and_double_nothing(
     assert figures.kills > 0 and sum(retries.values()) > 0, "the chaos never hit a write"
 
 
-def mark_of(data: object) -> tuple[str, str]:
-    found = json.loads(bytes(data))  # type: ignore[arg-type]
+def mark_of(data: bytes | memoryview) -> tuple[str, str]:
+    found = json.loads(bytes(data))
     return str(found["operation"]), str(found["batch"])
 
 
@@ -190,11 +197,13 @@ def wait_idle(admin: psycopg.Connection[tuple[object, ...]], tag: str) -> None:
     """Until no session named `tag` runs a statement or holds a transaction open."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        (busy,) = admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-            " AND (state = 'active' OR backend_xid IS NOT NULL)",
-            (tag,),
-        ).fetchone()
+        (busy,) = one(
+            admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                " AND (state = 'active' OR backend_xid IS NOT NULL)",
+                (tag,),
+            )
+        )
         if not busy:
             return
         time.sleep(0.005)

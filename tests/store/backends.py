@@ -114,7 +114,12 @@ class Settling:
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._target, name)
         if name in self.READS:
-            return lambda *args, **kwargs: (self._settle(), attribute(*args, **kwargs))[1]
+
+            def settled(*args: Any, **kwargs: Any) -> Any:
+                self._settle()
+                return attribute(*args, **kwargs)
+
+            return settled
         return attribute
 
     def append(self, *args: Any, **kwargs: Any) -> Any:

@@ -793,6 +793,31 @@ def test_expected_versions_inside_a_transaction_count_its_own_appends(store: Eve
     assert store.read_all() == []
 
 
+def test_a_transaction_locks_a_stream_then_reads_and_appends_to_it(store: EventStore) -> None:
+    store.append("Order-1", new_events(1))
+    with store.transaction() as tx:
+        tx.lock_stream("Order-1")
+        tx.lock_stream("Order-1")  # a transaction never waits for its own lock
+        tx.lock_stream("Order-2")  # a stream that does not exist yet
+        assert versions(tx.read_stream("Order-1")) == [1]
+        tx.append("Order-1", new_events(1), 1)
+        tx.append("Order-2", new_events(1), NO_STREAM)
+
+    assert versions(store.read_stream("Order-1")) == [1, 2]
+    assert versions(store.read_stream("Order-2")) == [1]
+
+
+def test_locking_a_stream_checks_its_name_and_the_transaction(store: EventStore) -> None:
+    with store.transaction() as tx:
+        with pytest.raises(InvalidValue, match="NUL"):
+            tx.lock_stream("Order\x00-1")
+        tx.append("Order-1", new_events(1), NO_STREAM)  # the refusal ended nothing
+        tx.commit()
+        with pytest.raises(TransactionClosed, match="open a new one"):
+            tx.lock_stream("Order-1")
+    assert versions(store.read_stream("Order-1")) == [1]
+
+
 # Listing and soft delete
 
 

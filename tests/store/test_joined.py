@@ -90,7 +90,9 @@ class Harness:
         return Owner(connection, self.joined(connection), self._call)
 
     def joined(self, connection: Any) -> StoreWriter:
-        return _blocking(self._store.joined(connection), self._portal)
+        # The store's own writer, or a `Blocking` proxy that answers as the blocking one does.
+        writer: StoreWriter = _blocking(self._store.joined(connection), self._portal)
+        return writer
 
     def app_rows(self) -> list[str]:
         """The names in the application's table, as committed."""
@@ -282,6 +284,35 @@ def test_a_rival_transaction_conflicts_once_the_first_commits(harness: Harness) 
     assert len(outcome) == 1
     assert isinstance(outcome[0], WrongExpectedVersion)
     assert versions(harness.store.read_stream("Order-1")) == [1]
+
+
+def test_a_rival_locking_the_stream_waits_then_reads_the_first_commit(harness: Harness) -> None:
+    harness.store.append("Order-1", new_events(1))
+    first, second = harness.owner(), harness.owner()
+    first.writer.lock_stream("Order-1")
+    first.writer.append("Order-1", new_events(1), 1)
+    seen: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def rival() -> None:
+        try:
+            second.writer.lock_stream("Order-1")
+            seen.append(versions(second.writer.read_stream("Order-1")))
+            second.commit()
+        except BaseException as exc:
+            errors.append(exc)
+            second.rollback()
+
+    thread = threading.Thread(target=rival, daemon=True)
+    thread.start()
+    thread.join(0.3)
+    assert thread.is_alive(), "the rival took a lock the first transaction holds"
+    first.commit()
+    thread.join(10)
+
+    assert not thread.is_alive()
+    assert errors == []
+    assert seen == [[1, 2]]
 
 
 def test_reads_see_the_transactions_own_appends(harness: Harness) -> None:

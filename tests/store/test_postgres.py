@@ -23,6 +23,7 @@ from anyio.from_thread import start_blocking_portal
 from tests.services import postgres_dsn
 from tests.store.backends import Blocking
 from tests.store.readable import readable, wait_readable
+from tests.store.rows import one
 from tidings.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -31,10 +32,11 @@ from tidings.errors import (
 )
 from tidings.store import NewEvent, RecordedEvent, Snapshot, StreamState
 
-psycopg = pytest.importorskip("psycopg")
-from psycopg import sql  # noqa: E402
+pytest.importorskip("psycopg")
+import psycopg
+from psycopg import sql
 
-from tidings.store.postgres import (  # noqa: E402
+from tidings.store.postgres import (
     EVENTS_PER_TRANSACTION,
     SCHEMA_VERSION,
     AsyncPostgresStore,
@@ -237,7 +239,7 @@ def test_positions_are_made_of_the_transaction_id(store: PostgresStore) -> None:
     with store.transaction() as tx:
         first = tx.append("Order-1", new_events(2))
         second = tx.append("Order-2", new_events(1))
-        (xid,) = tx.connection.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+        (xid,) = one(tx.connection.execute("SELECT pg_current_xact_id()::text::bigint"))
 
     assert [*first.positions, *second.positions] == [
         xid * EVENTS_PER_TRANSACTION + n for n in range(3)
@@ -486,7 +488,7 @@ def test_a_joined_connection_lost_is_unavailable_and_keeps_nothing(
 
 def terminate(dsn: str, pid: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as admin:
-        (done,) = admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone()
+        (done,) = one(admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)))
     assert done
 
 

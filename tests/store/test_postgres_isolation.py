@@ -24,12 +24,14 @@ from typing import Any
 import pytest
 
 from tests.services import postgres_dsn
+from tests.store.rows import one
 from tidings.errors import ConcurrencyError, WrongExpectedVersion
 from tidings.store import AppendResult, ExpectedVersion, NewEvent, StreamState
 from tidings.store.postgres import PostgresStore
 
-psycopg = pytest.importorskip("psycopg")
-from psycopg import IsolationLevel, sql  # noqa: E402
+pytest.importorskip("psycopg")
+import psycopg
+from psycopg import IsolationLevel, sql
 
 pytestmark = pytest.mark.postgres
 
@@ -54,7 +56,7 @@ class Setup:
     level: str
 
 
-def _admin(dsn: str, statement: sql.Composable) -> None:
+def _admin(dsn: str, statement: sql.Composed) -> None:
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(statement)
 
@@ -129,11 +131,13 @@ def wait_until_blocked(dsn: str, tag: str) -> None:
     deadline = time.monotonic() + PATIENCE
     with psycopg.connect(postgres_dsn(), autocommit=True) as watcher:
         while time.monotonic() < deadline:
-            (waiting,) = watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE application_name = %s AND wait_event_type = 'Lock'",
-                (tag,),
-            ).fetchone()
+            (waiting,) = one(
+                watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND wait_event_type = 'Lock'",
+                    (tag,),
+                )
+            )
             if waiting:
                 return
             time.sleep(0.005)

@@ -28,12 +28,14 @@ import pytest
 
 from tests.services import postgres_dsn
 from tests.store.netcut import Relay, relayed
+from tests.store.rows import one
 from tidings.errors import CommitOutcomeUnknown, StoreUnavailable
 from tidings.store import NewEvent
 from tidings.store.postgres import AsyncPostgresStore, PostgresStore
 
-psycopg = pytest.importorskip("psycopg")
-from psycopg import sql  # noqa: E402
+pytest.importorskip("psycopg")
+import psycopg
+from psycopg import sql
 
 pytestmark = pytest.mark.postgres
 
@@ -118,20 +120,24 @@ class Loser(threading.Thread):
 def kept(setup: Setup, stream: str, events: list[NewEvent], row: str | None) -> int:
     """How many times the attempt's events are stored (its row, if any, must match)."""
     ids = [event.event_id for event in events]
-    (stored,) = setup.admin.execute(
-        sql.SQL("SELECT count(*) FROM {} WHERE event_id = ANY (%s)").format(
-            sql.Identifier(setup.schema, "events")
-        ),
-        (ids,),
-    ).fetchone()
+    (stored,) = one(
+        setup.admin.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE event_id = ANY (%s)").format(
+                sql.Identifier(setup.schema, "events")
+            ),
+            (ids,),
+        )
+    )
     times = int(stored) // len(ids) if int(stored) % len(ids) == 0 else -1
     if row is not None:
-        (rows,) = setup.admin.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE name = %s").format(
-                sql.Identifier(setup.schema, "rows")
-            ),
-            (row,),
-        ).fetchone()
+        (rows,) = one(
+            setup.admin.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE name = %s").format(
+                    sql.Identifier(setup.schema, "rows")
+                ),
+                (row,),
+            )
+        )
         if rows != times:
             return -1  # events and rows of one transaction disagree
     return times
@@ -151,8 +157,13 @@ def attempt(
     pid: list[int] = []
     loser = Loser(setup, loss, rng.uniform(0, COMMIT_DELAY * 1.5), lambda: pid[0] if pid else None)
     reported: Reported = "ok"
+
+    def started(backend_pid: int) -> None:
+        pid.append(backend_pid)
+        loser.start()
+
     try:
-        write(events, lambda started: (pid.append(started), loser.start()))
+        write(events, started)
     # The application's own statement on a lost connection fails as the driver reports it.
     except (StoreUnavailable, psycopg.OperationalError):
         reported = "unavailable"
@@ -175,11 +186,13 @@ def wait_for_sessions_to_end(setup: Setup) -> None:
     """
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        (busy,) = setup.admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
-            " AND (state <> 'idle' OR backend_xid IS NOT NULL)",
-            (setup.schema,),
-        ).fetchone()
+        (busy,) = one(
+            setup.admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                " AND (state <> 'idle' OR backend_xid IS NOT NULL)",
+                (setup.schema,),
+            )
+        )
         if not busy:
             return
         time.sleep(0.005)
@@ -309,7 +322,7 @@ def test_a_joined_writers_owner_learns_whether_its_lost_commit_happened(
     try:
         owner = psycopg.connect(setup.url)
         store.joined(owner).append("Owned-1", events)
-        (transaction_id,) = owner.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+        (transaction_id,) = one(owner.execute("SELECT pg_current_xact_id()::text::bigint"))
         pid = owner.info.backend_pid
         if loss == "during-commit":
             threading.Timer(COMMIT_DELAY / 2, setup.relay.cut).start()

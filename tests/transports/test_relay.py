@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.runner_options import RunnerOptions
 from tests.transports.app import CODEC, OpenStore, placed, sent
 from tests.transports.brokers import Connect, unique_namespace
 from tidings.projections import AsyncProjectionRunner
@@ -15,6 +16,8 @@ from tidings.transports.envelopes import decoded
 from tidings.transports.relay import OutboxRelay
 
 pytestmark = pytest.mark.brokers
+
+FAST: RunnerOptions = {"poll_interval": 0.05, "lease": 2.0}
 
 
 async def received(receiver: AsyncReceiver, expected: int) -> list[tuple[str, int | None]]:
@@ -32,7 +35,7 @@ async def received(receiver: AsyncReceiver, expected: int) -> list[tuple[str, in
 
 
 async def relay_until_caught_up(store: AsyncEventStore, relay: OutboxRelay) -> None:
-    runner = AsyncProjectionRunner(store, [relay], codec=CODEC, poll_interval=0.05, lease=2.0)
+    runner = AsyncProjectionRunner(store, [relay], codec=CODEC, **FAST)
     async with runner.running():
         # Everything committed, whether or not another session's open transaction holds it back yet.
         last = (await store.watermark()).last_position

@@ -23,6 +23,8 @@ from tidings.handlers import (
     require_async,  # sync:
 )
 from tidings.messages import Command, Envelope, Event, Message
+from tidings.observability import hooks
+from tidings.observability.logs import envelope_fields
 from tidings.retry import Retry
 
 # sync: from tidings.runner import run_coroutine
@@ -88,6 +90,10 @@ class AsyncMessageBus:
             for layer in reversed(middleware):
                 chain = _wrap(layer, chain)
             self._middleware = chain
+
+    def add_middleware(self, layer: AsyncMiddleware) -> None:
+        """Wrap `layer` around the middleware given so far: it runs first, outermost."""
+        self._middleware = _wrap(layer, self._middleware or self._dispatch_envelope)
 
     async def handle(
         self,
@@ -247,7 +253,9 @@ class AsyncMessageBus:
                         envelope.correlation_id,
                         attempt,
                         exc_info=error,
+                        extra=envelope_fields(envelope, handler.name),
                     )
+                    hooks.dead_lettered(handler.name, error)
                     return DeadLetter.of(envelope, handler.name, error, attempt)
                 self._log_retry(handler, dispatch.envelope, attempt, error)
                 await self._wait(handler.retry, attempt)
@@ -277,6 +285,7 @@ class AsyncMessageBus:
                 type(letter.envelope.message).__name__,
                 letter.envelope.message_id,
                 letter.correlation_id,
+                extra=envelope_fields(letter.envelope, letter.handler),
             )
 
     def _log_retry(
@@ -290,7 +299,9 @@ class AsyncMessageBus:
             attempt,
             handler.retry.attempts,
             error,
+            extra=envelope_fields(envelope, handler.name),
         )
+        hooks.retried(handler.name, attempt, error)
 
     async def _wait(self, policy: Retry, failed_attempt: int) -> None:
         if self.retry_waits:

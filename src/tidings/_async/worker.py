@@ -22,7 +22,6 @@ lets each finish its batch and gives the leases back.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import anyio  # sync: from tidings.projections.threads import TaskThreads
 
@@ -31,6 +30,7 @@ from tidings.projections._async.runner import AsyncProjectionRunner
 from tidings.projections.projection import Projection
 from tidings.sagas._async.processes import AsyncProcesses
 from tidings.scheduling._async.scheduler import AsyncScheduler
+from tidings.store._async.base import AsyncReadModelStore
 
 __all__ = ["AsyncWorker"]
 
@@ -45,7 +45,7 @@ class AsyncWorker:
 
     def __init__(
         self,
-        store: Any,
+        store: AsyncReadModelStore,
         *,
         projections: Iterable[Projection] = (),
         processes: Iterable[AsyncProcesses] = (),

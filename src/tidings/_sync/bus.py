@@ -22,6 +22,8 @@ from tidings.handlers import (
     bind_handlers,
 )
 from tidings.messages import Command, Envelope, Event, Message
+from tidings.observability import hooks
+from tidings.observability.logs import envelope_fields
 from tidings.retry import Retry
 from tidings.runner import run_coroutine
 
@@ -84,6 +86,10 @@ class MessageBus:
             for layer in reversed(middleware):
                 chain = _wrap(layer, chain)
             self._middleware = chain
+
+    def add_middleware(self, layer: Middleware) -> None:
+        """Wrap `layer` around the middleware given so far: it runs first, outermost."""
+        self._middleware = _wrap(layer, self._middleware or self._dispatch_envelope)
 
     def handle(
         self,
@@ -243,7 +249,9 @@ class MessageBus:
                         envelope.correlation_id,
                         attempt,
                         exc_info=error,
+                        extra=envelope_fields(envelope, handler.name),
                     )
+                    hooks.dead_lettered(handler.name, error)
                     return DeadLetter.of(envelope, handler.name, error, attempt)
                 self._log_retry(handler, dispatch.envelope, attempt, error)
                 self._wait(handler.retry, attempt)
@@ -273,6 +281,7 @@ class MessageBus:
                 type(letter.envelope.message).__name__,
                 letter.envelope.message_id,
                 letter.correlation_id,
+                extra=envelope_fields(letter.envelope, letter.handler),
             )
 
     def _log_retry(
@@ -286,7 +295,9 @@ class MessageBus:
             attempt,
             handler.retry.attempts,
             error,
+            extra=envelope_fields(envelope, handler.name),
         )
+        hooks.retried(handler.name, attempt, error)
 
     def _wait(self, policy: Retry, failed_attempt: int) -> None:
         if self.retry_waits:

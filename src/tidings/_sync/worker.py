@@ -24,7 +24,6 @@ lets each finish its batch and gives the leases back.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from tidings.codec import Codec
 from tidings.projections._sync.runner import ProjectionRunner
@@ -32,6 +31,7 @@ from tidings.projections.projection import Projection
 from tidings.projections.threads import TaskThreads
 from tidings.sagas._sync.processes import Processes
 from tidings.scheduling._sync.scheduler import Scheduler
+from tidings.store._sync.base import ReadModelStore
 
 __all__ = ["Worker"]
 
@@ -46,7 +46,7 @@ class Worker:
 
     def __init__(
         self,
-        store: Any,
+        store: ReadModelStore,
         *,
         projections: Iterable[Projection] = (),
         processes: Iterable[Processes] = (),

@@ -1,4 +1,4 @@
-"""The `tidings` CLI: read the log, trace requests, projections, dead letters, schema, serve.
+"""The `tidings` CLI: the log, request traces, projections, dead letters, schema, serve, console.
 
 Every command takes `--store URL` (default: `TIDINGS_STORE`, else the SQLite
 file `var/tidings.db`). Bad arguments exit with status 2 and an unreachable
@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from tidings.cli.console import console
 from tidings.cli.db import db_app
 from tidings.cli.dlq import dlq_app
 from tidings.cli.events import events
@@ -64,6 +65,7 @@ app.command()(serve)
 app.command()(relay)
 app.command()(consume)
 app.command()(worker)
+app.command()(console)
 app.add_typer(db_app)
 app.add_typer(dlq_app)
 app.add_typer(projections_app)

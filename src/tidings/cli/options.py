@@ -44,6 +44,7 @@ __all__ = [
     "TypeOption",
     "app_codec",
     "check_categories",
+    "check_store_url",
     "built_async_bus",
     "built_bus",
     "check_types",
@@ -62,7 +63,8 @@ CONNECT_TIMEOUT = 3
 """Seconds the commands wait for a PostgreSQL server to answer, unless the URL says otherwise."""
 
 
-def _check_store_url(url: str) -> str:
+def check_store_url(url: str) -> str:
+    """The store URL, once it parses; else exit 2 with why."""
     try:
         parse_store_url(url)
     except ValueError as exc:
@@ -77,7 +79,7 @@ StoreOption = Annotated[
         metavar="URL",
         envvar=STORE_URL_ENV,
         show_envvar=True,
-        callback=_check_store_url,
+        callback=check_store_url,
         help="Event store: sqlite:///path.db, a file path, postgresql://...?schema=name, memory:.",
     ),
 ]

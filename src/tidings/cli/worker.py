@@ -39,6 +39,15 @@ def worker(
         ),
     ],
     store: StoreOption = DEFAULT_STORE_URL,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (needs tidings[otel]).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run an application's projections, durable handlers, process managers and schedulers."""
     _log_to_stderr()
@@ -49,6 +58,8 @@ def worker(
                 found.prepare()
             except StoreUnavailable as exc:
                 _unreachable(str(exc))
+            if metrics_port is not None:
+                _serve_metrics(found, metrics_port)
             _run(found)
     except typer.Exit as exc:
         if exc.exit_code == 1:  # the store could not be opened: its reason is printed
@@ -83,6 +94,19 @@ def _run(found: Worker) -> None:
     logger.info("%s: running %s", found.owner, names)
     found.run()
     logger.info("%s: stopped, leases given back", found.owner)
+
+
+def _serve_metrics(found: Worker, port: int) -> None:
+    """Instrument this process and serve its metrics, with the worker's projections' lag."""
+    try:
+        from tidings.observability import cli
+    except ImportError:
+        _unreachable("--metrics-port needs OpenTelemetry: pip install 'tidings[otel]'")
+    try:
+        address = cli.serve_worker_metrics(found.runner, port)
+    except OSError as exc:
+        _unreachable(f"cannot serve metrics on 127.0.0.1:{port}: {exc.strerror or exc}")
+    logger.info("%s: metrics on %s", found.owner, address)
 
 
 def _unreachable(reason: str) -> None:

@@ -97,6 +97,8 @@ class JoinedLog(Protocol):
         limit: int | None = None,
     ) -> list[RecordedEvent]: ...
 
+    def lock_stream(self, stream: str) -> None: ...
+
     def committed(self) -> None:
         """Called after the owner's commit, to wake the store's subscribers."""
         ...
@@ -152,6 +154,9 @@ class SessionTransaction:
         return self._log.read_stream(
             stream, from_version=from_version, backwards=backwards, limit=limit
         )
+
+    def lock_stream(self, stream: str) -> None:
+        self._log.lock_stream(stream)
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> None:
         """Run an application statement on the session's connection, `?` for parameters."""
@@ -218,8 +223,11 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     `threading.Lock`, held from the flush to the end of the transaction, and
     they queue on it instead. Reads stay outside it, so conflicts are still
     detected by the version column. Blocks of the process that `get` one
-    aggregate take turns, as with `UnitOfWork`. Subclasses add repositories as attributes, as with
-    `UnitOfWork`; a `SqlAlchemyRepository` works through `session`.
+    aggregate take turns, as with `UnitOfWork`; with `lock_on_load`, a
+    `SqlAlchemyRepository` loads its row `FOR UPDATE` and an event-sourced
+    one locks its stream, so blocks of other processes wait too. Subclasses
+    add repositories as attributes, as with `UnitOfWork`; a
+    `SqlAlchemyRepository` works through `session`.
     `store` reads and writes the log outside any block, as usual.
     """
 
@@ -234,8 +242,15 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         writers: AbstractContextManager[Any] | None = None,
         inline: Iterable[Projection] = (),
         wait_for_aggregate: float | None = 5.0,
+        lock_on_load: bool = False,
     ) -> None:
-        super().__init__(store, codec=codec, inline=inline, wait_for_aggregate=wait_for_aggregate)
+        super().__init__(
+            store,
+            codec=codec,
+            inline=inline,
+            wait_for_aggregate=wait_for_aggregate,
+            lock_on_load=lock_on_load,
+        )
         self._session_factory = session_factory
         self._writers = writers
 
@@ -283,7 +298,9 @@ class SqlAlchemyRepository(Repository[A]):
         self.uow.session.add(aggregate)
 
     def _get(self, aggregate_id: Any) -> A | None:
-        return self.uow.session.get(self.mapped_class, aggregate_id)
+        # `SELECT ... FOR UPDATE` where the database has it (SQLite locks the whole file instead).
+        lock = True if self.uow.lock_on_load else None
+        return self.uow.session.get(self.mapped_class, aggregate_id, with_for_update=lock)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ once, so they should be idempotent by `envelope.message_id`)::
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -56,9 +55,9 @@ class HandlerProjection(Projection):
         self.retry = bound.retry  # type: ignore[misc]
         self.partitions = partitions  # type: ignore[misc]
         self._bound = bound
-        self._asynchronous = inspect.iscoroutinefunction(bound.spec.fn)
+        self._asynchronous = bound.is_async
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         """Nothing to empty: a rebuild runs the handler again over the whole log."""
 
     def handlers(self) -> Mapping[str, EventHandler]:
@@ -73,7 +72,7 @@ class HandlerProjection(Projection):
             return None
         return frozenset(self.handlers())
 
-    def _call(self, event: Event, envelope: Envelope[Event], tx: Any) -> Any:
+    def _call(self, event: Event, envelope: Envelope[Event], tx: object) -> object:
         # As on the bus: what the handler's unit of work commits is traced to this event.
         token = set_dispatch(Dispatch(envelope))
         try:
@@ -81,7 +80,7 @@ class HandlerProjection(Projection):
         finally:
             reset_dispatch(token)
 
-    async def _call_async(self, event: Event, envelope: Envelope[Event], tx: Any) -> None:
+    async def _call_async(self, event: Event, envelope: Envelope[Event], tx: object) -> None:
         token = set_dispatch(Dispatch(envelope))
         try:
             await self._bound.call(envelope)
@@ -91,7 +90,7 @@ class HandlerProjection(Projection):
 
 def _with_subclasses(cls: type[Message]) -> list[type[Event]]:
     found: list[type[Event]] = []
-    pending: list[type[Any]] = [cls]
+    pending: list[type] = [cls]
     while pending:
         current = pending.pop()
         if issubclass(current, Event) and current not in found:

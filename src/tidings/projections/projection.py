@@ -33,8 +33,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 LETTER_PREFIX = "projection:"
 
-EventHandler = Callable[[Event, Envelope[Event], Any], Any]
-"""Called with the event, its envelope and the store transaction; may return an awaitable."""
+EventHandler = Callable[[Event, Envelope[Event], Any], object]
+"""Called with the event, its envelope and the store transaction; may return an awaitable.
+
+The transaction is the runner's: a `StoreTransaction` under the blocking
+`ProjectionRunner`, an `AsyncStoreTransaction` under the async one (a
+backend's own, such as `SQLiteTransaction` with its `connection`), None for
+a projection that is not `transactional`. As one `Projection` class serves
+both runners, it is left to each handler to annotate the one it runs with;
+the runner refuses an `async def` handler it cannot await when it is registered.
+"""
 
 
 class ProjectionState(enum.StrEnum):
@@ -230,10 +238,11 @@ class Projection:
                 found[event_type] = attribute
         cls._handler_names = found
 
-    def setup(self, tx: Any) -> Any:
+    # `tx` is the runner's transaction, of the kind its handlers take (see `EventHandler`).
+    def setup(self, tx: Any) -> object:
         """Create the read model if it does not exist (called when a runner starts)."""
 
-    def reset(self, tx: Any) -> Any:
+    def reset(self, tx: Any) -> object:
         """Empty the read model, for a rebuild from the first event."""
         raise ConfigurationError(f"projection {self.name!r} does not say how to reset itself")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = ["SideDialect", "dialect_of", "find_dialect"]
 
@@ -45,7 +44,7 @@ class SideDialect:
         return "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 
-def find_dialect(store: Any) -> SideDialect | None:
+def find_dialect(store: object) -> SideDialect | None:
     """The dialect of a SQLite or PostgreSQL event store; None for a store without tables.
 
     Told apart by their attributes, so that PostgreSQL's driver, an optional
@@ -59,7 +58,7 @@ def find_dialect(store: Any) -> SideDialect | None:
     return None
 
 
-def dialect_of(store: Any) -> SideDialect:
+def dialect_of(store: object) -> SideDialect:
     """The dialect of a SQLite or PostgreSQL event store; other stores have no tables."""
     dialect = find_dialect(store)
     if dialect is None:

@@ -3,6 +3,7 @@
 from tidings.store._async.base import (
     AsyncEventReader,
     AsyncEventStore,
+    AsyncReadModelStore,
     AsyncStoreTransaction,
     AsyncStoreWriter,
     AsyncTransactional,
@@ -16,6 +17,7 @@ from tidings.store._async.sqlite import (
 from tidings.store._sync.base import (
     EventReader,
     EventStore,
+    ReadModelStore,
     StoreTransaction,
     StoreWriter,
     Transactional,
@@ -38,6 +40,7 @@ __all__ = [
     "AsyncEventReader",
     "AsyncEventStore",
     "AsyncMemoryStore",
+    "AsyncReadModelStore",
     "AsyncSQLiteJoinedWriter",
     "AsyncSQLiteStore",
     "AsyncSQLiteTransaction",
@@ -49,6 +52,7 @@ __all__ = [
     "ExpectedVersion",
     "MemoryStore",
     "NewEvent",
+    "ReadModelStore",
     "RecordedEvent",
     "SQLiteJoinedWriter",
     "SQLiteStore",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from tidings.subscriptions.signal import CommitSignal
 
@@ -14,7 +13,7 @@ __all__ = ["PostgresListener", "watch_commits"]
 logger = logging.getLogger("tidings.subscriptions")
 
 
-def watch_commits(store: Any, signal: CommitSignal) -> Callable[[], None]:
+def watch_commits(store: object, signal: CommitSignal) -> Callable[[], None]:
     """Announce the store's commits on `signal`; returns the function that stops watching.
 
     Memory and SQLite stores call back in process on each commit. A PostgreSQL

@@ -37,6 +37,8 @@ from tidings.codec import Codec
 from tidings.dead_letters import DeadLetter
 from tidings.errors import EventDecodeError, StoreUnavailable
 from tidings.messages import Envelope, Event, Message
+from tidings.observability import hooks
+from tidings.observability.logs import envelope_fields
 from tidings.transports.binding import AsyncDelivery, AsyncReceiver
 from tidings.transports.envelopes import MalformedMessage, decoded, undecoded
 from tidings.transports.inbox import AsyncInbox, Receiving, receiving
@@ -161,7 +163,9 @@ class AsyncBrokerConsumer:
             self.name,
             envelope.message_id,
             error,
+            extra=envelope_fields(envelope, letter_handler(self.name)),
         )
+        hooks.dead_lettered(letter_handler(self.name), error)
         letter = DeadLetter.of(envelope, letter_handler(self.name), error, 1)
         added = self.bus.dead_letters.add(letter)
         if inspect.isawaitable(added):

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 from tidings._async.uow import AsyncUnitOfWork
@@ -25,7 +24,7 @@ from tidings.messages import utc_now
 from tidings.sidetables import dialect_of
 from tidings.sidetables._async.made import AsyncSideTable
 from tidings.sidetables._async.statements import execute, execute_count
-from tidings.store._async.base import AsyncEventStore
+from tidings.store._async.base import AsyncEventStore, AsyncStoreWriter
 
 __all__ = ["AlreadyHandled", "AsyncInbox", "AsyncInboxUnitOfWork"]
 
@@ -74,7 +73,7 @@ class AsyncInbox:
         async with self._table.transaction():
             pass
 
-    async def record(self, message_id: UUID, *, tx: Any = None) -> bool:
+    async def record(self, message_id: UUID, *, tx: AsyncStoreWriter | None = None) -> bool:
         """Record `message_id` as handled (in `tx`, if given); False if it was already."""
         values = [self.consumer, str(message_id), utc_now().isoformat()]
         async with self._table.transaction(tx) as active:
@@ -113,7 +112,7 @@ class AsyncInbox:
             rows = await execute(tx, self._sql(_COUNT), [self.consumer])
         return int(rows[0][0])
 
-    async def _create(self, tx: Any) -> None:
+    async def _create(self, tx: AsyncStoreWriter) -> None:
         lock = self._dialect.creation_lock
         if lock is not None:
             await execute(tx, lock, ["tidings inbox"])

@@ -27,10 +27,8 @@ published again with it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
-from typing import Any
-
-import anyio
 
 from tidings.codec import Codec
 from tidings.messages import Envelope, Event
@@ -73,11 +71,11 @@ class OutboxRelay(Projection):
         self.max_in_flight = max_in_flight
         self._codec = Codec()
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         """Nothing to empty: a rebuild publishes the whole log again, to be deduplicated."""
 
     @handles
-    async def publish(self, event: Event, envelope: Envelope[Event], tx: Any) -> None:
+    async def publish(self, event: Event, envelope: Envelope[Event], tx: object) -> None:
         await self.binding.publish(encoded(envelope, self._codec))
 
     async def handle_batch(self, envelopes: list[Envelope[Event]]) -> tuple[int, Exception | None]:
@@ -98,17 +96,13 @@ class OutboxRelay(Projection):
         count = len(envelopes)
         confirmed = [False] * count
         errors: list[Exception | None] = [None] * count
-        finished = [anyio.Event() for _ in envelopes]
-        slots = anyio.Semaphore(self.max_in_flight)
+        slots = asyncio.Semaphore(self.max_in_flight)
         first_failure = count
 
-        async def one(index: int, previous: int | None) -> None:
+        async def stream(indexes: list[int]) -> None:
+            """One stream's events of the batch, each sent once the one before is confirmed."""
             nonlocal first_failure
-            try:
-                if previous is not None:  # the stream's event before: confirmed first
-                    await finished[previous].wait()
-                    if not confirmed[previous]:
-                        return
+            for index in indexes:
                 async with slots:
                     if index > first_failure:
                         return
@@ -120,14 +114,13 @@ class OutboxRelay(Projection):
                         first_failure = min(first_failure, index)
                         return
                     confirmed[index] = True
-            finally:
-                finished[index].set()
 
-        last_of_stream: dict[str | None, int] = {}
-        async with anyio.create_task_group() as tasks:
-            for index, envelope in enumerate(envelopes):
-                tasks.start_soon(one, index, last_of_stream.get(envelope.stream))
-                last_of_stream[envelope.stream] = index
+        streams: dict[str | None, list[int]] = {}
+        for index, envelope in enumerate(envelopes):
+            streams.setdefault(envelope.stream, []).append(index)
+        async with asyncio.TaskGroup() as tasks:
+            for indexes in streams.values():
+                tasks.create_task(stream(indexes))
         handled = confirmed.index(False) if False in confirmed else count
         if handled == count:
             return count, None

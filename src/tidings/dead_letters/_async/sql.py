@@ -17,6 +17,7 @@ from tidings.errors import DeadLetterNotFound
 from tidings.sidetables import dialect_of
 from tidings.sidetables._async.made import AsyncSideTable
 from tidings.sidetables._async.statements import execute
+from tidings.store._async.base import AsyncStoreWriter, AsyncTransactional
 
 __all__ = ["AsyncSQLDeadLetters"]
 
@@ -63,13 +64,13 @@ class AsyncSQLDeadLetters:
     back with it (a projection runner records a letter with its checkpoint).
     """
 
-    def __init__(self, store: Any, *, codec: Codec | None = None) -> None:
+    def __init__(self, store: AsyncTransactional, *, codec: Codec | None = None) -> None:
         self.store = store
         self.codec = codec if codec is not None else Codec()
         self._dialect = dialect_of(store)
         self._table = AsyncSideTable(store, self._create)
 
-    async def add(self, letter: DeadLetter, *, tx: Any = None) -> None:
+    async def add(self, letter: DeadLetter, *, tx: AsyncStoreWriter | None = None) -> None:
         values = letter_values(letter, self.codec)
         marks = ", ".join("?" for _ in values)
         statement = self._sql(f"INSERT INTO {{letters}} (id, {LETTER_COLUMNS}) VALUES ({marks})")
@@ -82,7 +83,7 @@ class AsyncSQLDeadLetters:
         handler: str | None = None,
         after: UUID | None = None,
         limit: int | None = None,
-        tx: Any = None,
+        tx: AsyncStoreWriter | None = None,
     ) -> list[DeadLetter]:
         """The dead letters (of `handler`, if given), oldest first, at most `limit`.
 
@@ -110,13 +111,13 @@ class AsyncSQLDeadLetters:
             rows = await execute(active, self._sql(text), params)
         return [letter_from_row(row, self.codec) for row in rows]
 
-    async def get(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
+    async def get(self, letter_id: UUID, *, tx: AsyncStoreWriter | None = None) -> DeadLetter:
         rows = await self._query(self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)], tx)
         if not rows:
             raise DeadLetterNotFound(letter_id)
         return letter_from_row(rows[0], self.codec)
 
-    async def remove(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
+    async def remove(self, letter_id: UUID, *, tx: AsyncStoreWriter | None = None) -> DeadLetter:
         async with self._table.transaction(tx) as active:
             rows = await execute(active, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
             if not rows:
@@ -140,19 +141,19 @@ class AsyncSQLDeadLetters:
         return {handler: int(count) for handler, count in await self._query(text, [], None)}
 
     @staticmethod
-    def _where(handler: str | None) -> tuple[builtins.list[str], builtins.list[Any]]:
+    def _where(handler: str | None) -> tuple[builtins.list[str], builtins.list[object]]:
         """The conditions and parameters that keep the letters of `handler` (all if None)."""
         if handler is None:
             return [], []
         return ["handler = ?"], [handler]
 
     async def _query(
-        self, text: str, params: builtins.list[Any], tx: Any
+        self, text: str, params: builtins.list[object], tx: AsyncStoreWriter | None
     ) -> builtins.list[tuple[Any, ...]]:
         async with self._table.transaction(tx) as active:
             return await execute(active, text, params)
 
-    async def _create(self, tx: Any) -> None:
+    async def _create(self, tx: AsyncStoreWriter) -> None:
         lock = self._dialect.creation_lock
         if lock is not None:
             await execute(tx, lock, ["tidings dead letters"])

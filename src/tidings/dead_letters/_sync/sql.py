@@ -19,6 +19,7 @@ from tidings.errors import DeadLetterNotFound
 from tidings.sidetables import dialect_of
 from tidings.sidetables._sync.made import SideTable
 from tidings.sidetables._sync.statements import execute
+from tidings.store._sync.base import StoreWriter, Transactional
 
 __all__ = ["SQLDeadLetters"]
 
@@ -65,13 +66,13 @@ class SQLDeadLetters:
     back with it (a projection runner records a letter with its checkpoint).
     """
 
-    def __init__(self, store: Any, *, codec: Codec | None = None) -> None:
+    def __init__(self, store: Transactional, *, codec: Codec | None = None) -> None:
         self.store = store
         self.codec = codec if codec is not None else Codec()
         self._dialect = dialect_of(store)
         self._table = SideTable(store, self._create)
 
-    def add(self, letter: DeadLetter, *, tx: Any = None) -> None:
+    def add(self, letter: DeadLetter, *, tx: StoreWriter | None = None) -> None:
         values = letter_values(letter, self.codec)
         marks = ", ".join("?" for _ in values)
         statement = self._sql(f"INSERT INTO {{letters}} (id, {LETTER_COLUMNS}) VALUES ({marks})")
@@ -84,7 +85,7 @@ class SQLDeadLetters:
         handler: str | None = None,
         after: UUID | None = None,
         limit: int | None = None,
-        tx: Any = None,
+        tx: StoreWriter | None = None,
     ) -> list[DeadLetter]:
         """The dead letters (of `handler`, if given), oldest first, at most `limit`.
 
@@ -112,13 +113,13 @@ class SQLDeadLetters:
             rows = execute(active, self._sql(text), params)
         return [letter_from_row(row, self.codec) for row in rows]
 
-    def get(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
+    def get(self, letter_id: UUID, *, tx: StoreWriter | None = None) -> DeadLetter:
         rows = self._query(self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)], tx)
         if not rows:
             raise DeadLetterNotFound(letter_id)
         return letter_from_row(rows[0], self.codec)
 
-    def remove(self, letter_id: UUID, *, tx: Any = None) -> DeadLetter:
+    def remove(self, letter_id: UUID, *, tx: StoreWriter | None = None) -> DeadLetter:
         with self._table.transaction(tx) as active:
             rows = execute(active, self._sql(_SELECT + " WHERE id = ?"), [str(letter_id)])
             if not rows:
@@ -142,19 +143,19 @@ class SQLDeadLetters:
         return {handler: int(count) for handler, count in self._query(text, [], None)}
 
     @staticmethod
-    def _where(handler: str | None) -> tuple[builtins.list[str], builtins.list[Any]]:
+    def _where(handler: str | None) -> tuple[builtins.list[str], builtins.list[object]]:
         """The conditions and parameters that keep the letters of `handler` (all if None)."""
         if handler is None:
             return [], []
         return ["handler = ?"], [handler]
 
     def _query(
-        self, text: str, params: builtins.list[Any], tx: Any
+        self, text: str, params: builtins.list[object], tx: StoreWriter | None
     ) -> builtins.list[tuple[Any, ...]]:
         with self._table.transaction(tx) as active:
             return execute(active, text, params)
 
-    def _create(self, tx: Any) -> None:
+    def _create(self, tx: StoreWriter) -> None:
         lock = self._dialect.creation_lock
         if lock is not None:
             execute(tx, lock, ["tidings dead letters"])

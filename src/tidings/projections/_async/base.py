@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio  # sync: import threading
 
-from tidings._async.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
+from tidings.projections import blocking
 from tidings.projections._async.checkpoints import checkpoints_of
 from tidings.projections._async.letters import AsyncProjectionLetters
 from tidings.projections.partitions import SEPARATOR, LeaseLost, Partition, partitions
 from tidings.projections.projection import EventHandler, Projection, ProjectionState
 from tidings.projections.tables import ProjectionRow
+from tidings.store._async.base import AsyncReadModelStore, AsyncStoreTransaction
 from tidings.subscriptions.signal import CommitSignal
 
-__all__ = ["PROCESSING", "AsyncRunnerBase", "Fenced", "GiveBack", "Progress", "call", "called"]
+__all__ = [
+    "BLOCKING",
+    "PROCESSING",
+    "AsyncRunnerBase",
+    "Fenced",
+    "GiveBack",
+    "Progress",
+    "awaited",
+    "call",
+    "called",
+]
 
 Progress = Callable[[int, int], None]
 """Called as `progress(position, head)` while a projection rebuilds."""
 
 PROCESSING = (ProjectionState.RUNNING, ProjectionState.REBUILDING)
+
+BLOCKING = False  # sync: BLOCKING = True
+"""Whether this runner calls handlers without awaiting: then it refuses async ones."""
+
+Slots = anyio.Semaphore  # sync: Slots = threading.Semaphore
 
 
 class Fenced(Exception):
@@ -44,7 +60,7 @@ class AsyncRunnerBase:
 
     def __init__(
         self,
-        store: Any,
+        store: AsyncReadModelStore,
         projections: Iterable[Projection],
         *,
         codec: Codec | None = None,
@@ -92,7 +108,8 @@ class AsyncRunnerBase:
         self._poked: set[str] = set()
         self._working: set[str] = set()  # projections this runner's workers run now
         self._shares: dict[str, int] = {}  # partitions each projection's runners hold at most
-        self._slots: Any = None  # while running, the semaphore of `concurrency` batches
+        # While running, the semaphore of `concurrency` batches.
+        self._slots: Slots | None = None
         self._stopped = True
 
     @asynccontextmanager
@@ -169,7 +186,7 @@ class AsyncRunnerBase:
             raise LookupError(f"projection {projection.name!r} has no partition {key!r}")
         return self.projections[found.projection], found
 
-    async def _refused(self, tx: Any, key: str, token: int) -> Exception:
+    async def _refused(self, tx: AsyncStoreTransaction, key: str, token: int) -> Exception:
         """Why a fenced write of row `key` was refused: its lease was lost, or it moved."""
         row = await self.checkpoints.load(tx, key)
         if row is None or row.owner != self.owner or row.token != token:
@@ -189,12 +206,21 @@ class AsyncRunnerBase:
             raise ConfigurationError(
                 f"projection {name!r}: partitions must be a whole number of at least 1"
             )
+        if BLOCKING:
+            blocking.refuse_async(projection)
 
 
-async def called(handler: EventHandler, envelope: Envelope[Event], tx: Any) -> None:
-    what = getattr(handler, "__qualname__", "handler")
-    await resolved(handler(envelope.message, envelope, tx), what)
+async def called(
+    handler: EventHandler, envelope: Envelope[Event], tx: AsyncStoreTransaction | None
+) -> None:
+    await awaited(handler(envelope.message, envelope, tx), handler)
 
 
-async def call(fn: Callable[[Any], Any], tx: Any) -> None:
-    await resolved(fn(tx), getattr(fn, "__qualname__", "setup"))
+async def call(fn: Callable[[AsyncStoreTransaction], object], tx: AsyncStoreTransaction) -> None:
+    await awaited(fn(tx), fn)
+
+
+async def awaited(result: object, fn: object) -> None:
+    """Await what `fn` returned, if it is awaitable; a blocking runner refuses it instead."""
+    if inspect.isawaitable(result):
+        await result  # sync: raise blocking.refused(result, fn)

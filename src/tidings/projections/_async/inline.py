@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
@@ -31,12 +30,13 @@ from tidings.projections.projection import (
     ProjectionState,
     ProjectionStopped,
 )
+from tidings.store._async.base import AsyncReadModelStore, AsyncStoreTransaction
 from tidings.store.records import category_of
 
 __all__ = ["AsyncInlineProjections"]
 
 # The projections set up per store, so that a unit of work made per call sets up once.
-_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_prepared: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
 
 
 class AsyncInlineProjections:
@@ -46,7 +46,7 @@ class AsyncInlineProjections:
     with the events, in the store's database.
     """
 
-    def __init__(self, store: Any, projections: Iterable[Projection]) -> None:
+    def __init__(self, store: AsyncReadModelStore, projections: Iterable[Projection]) -> None:
         self.store = store
         self.projections: dict[str, Projection] = {}
         for projection in projections:
@@ -81,7 +81,7 @@ class AsyncInlineProjections:
                 await call(projection.setup, tx)
         done.update(projection.name for projection in missing)
 
-    async def apply(self, tx: Any, envelopes: Sequence[Envelope[Event]]) -> None:
+    async def apply(self, tx: AsyncStoreTransaction, envelopes: Sequence[Envelope[Event]]) -> None:
         """Apply the stored `envelopes` to every projection that handles them, in `tx`.
 
         Raises `ProjectionStopped` for a projection that is not running, and

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any
 from uuid import UUID
 
 from tidings.codec import Codec
 from tidings.dead_letters import AsyncSQLDeadLetters, DeadLetter, DeadLetters
 from tidings.projections.projection import letter_handler
+from tidings.store._async.base import AsyncStoreTransaction, AsyncTransactional
 
 __all__ = ["AsyncProjectionLetters"]
 
@@ -21,20 +21,20 @@ class AsyncProjectionLetters:
     them in memory beside it, where there is no transaction to join.
     """
 
-    def __init__(self, store: Any, codec: Codec) -> None:
+    def __init__(self, store: AsyncTransactional, codec: Codec) -> None:
         self.store: DeadLetters | AsyncSQLDeadLetters
         try:
             self.store = AsyncSQLDeadLetters(store, codec=codec)
         except TypeError:
             self.store = _memory_letters.setdefault(store, DeadLetters())
 
-    async def add(self, tx: Any, letter: DeadLetter) -> None:
+    async def add(self, tx: AsyncStoreTransaction, letter: DeadLetter) -> None:
         if isinstance(self.store, DeadLetters):
             self.store.add(letter)
         else:
             await self.store.add(letter, tx=tx)
 
-    async def remove(self, tx: Any, letter_id: UUID) -> None:
+    async def remove(self, tx: AsyncStoreTransaction, letter_id: UUID) -> None:
         if isinstance(self.store, DeadLetters):
             self.store.remove(letter_id)
         else:
@@ -45,13 +45,15 @@ class AsyncProjectionLetters:
             return self.store.get(letter_id)
         return await self.store.get(letter_id)
 
-    async def of(self, tx: Any, name: str) -> list[DeadLetter]:
+    async def of(self, tx: AsyncStoreTransaction, name: str) -> list[DeadLetter]:
         """The letters of projection `name`, oldest first."""
         if isinstance(self.store, DeadLetters):
             return self.store.list(handler=letter_handler(name))
         return await self.store.list(handler=letter_handler(name), tx=tx)
 
-    async def forget(self, tx: Any, name: str, *, parked_only: bool) -> list[DeadLetter]:
+    async def forget(
+        self, tx: AsyncStoreTransaction, name: str, *, parked_only: bool
+    ) -> list[DeadLetter]:
         """Drop `name`'s parked letter (its parking ended), or all its letters (a replay)."""
         dropped = [letter for letter in await self.of(tx, name) if letter.parked or not parked_only]
         for letter in dropped:
@@ -59,4 +61,4 @@ class AsyncProjectionLetters:
         return dropped
 
 
-_memory_letters: weakref.WeakKeyDictionary[Any, DeadLetters] = weakref.WeakKeyDictionary()
+_memory_letters: weakref.WeakKeyDictionary[object, DeadLetters] = weakref.WeakKeyDictionary()

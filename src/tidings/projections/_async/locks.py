@@ -8,9 +8,9 @@ projection over without waiting for a lease to run out.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow
 
 __all__ = ["AsyncAdvisoryLock"]
 
@@ -21,7 +21,7 @@ class AsyncAdvisoryLock:
     def __init__(self, conninfo: str, schema: str, name: str) -> None:
         self._conninfo = conninfo
         self._keys = (_key(f"tidings projections {schema}"), _key(name))
-        self._connection: Any = None
+        self._connection: psycopg.AsyncConnection[TupleRow] | None = None
 
     async def acquire(self) -> bool:
         """Take the lock if it is free; False when another session holds it."""

@@ -6,20 +6,23 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from tidings._async.awaiting import resolved
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Envelope, Event
+from tidings.observability import hooks
+from tidings.observability.logs import record_fields
 from tidings.projections._async.base import (
     PROCESSING,
     AsyncRunnerBase,
     Fenced,
     GiveBack,
     Progress,
+    awaited,
     called,
 )
+from tidings.projections.blocking import AwaitableRefused
 from tidings.projections.partitions import Lease, Partition, current
 from tidings.projections.projection import (
     EventHandler,
@@ -29,6 +32,7 @@ from tidings.projections.projection import (
     letter_handler,
 )
 from tidings.projections.tables import ProjectionRow
+from tidings.store._async.base import AsyncStoreTransaction
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions._async.subscription import AsyncSubscription
 
@@ -57,10 +61,6 @@ class _HandlesBatches(Protocol):
     async def handle_batch(self, envelopes: list[Envelope[Event]]) -> tuple[int, Exception | None]:
         """Handle `envelopes`; how many of the first were handled, and the next one's error."""
         ...
-
-
-def _name(handler: EventHandler) -> str:
-    return getattr(handler, "__qualname__", "handler")
 
 
 class AsyncProjectionProcessing(AsyncRunnerBase):
@@ -160,7 +160,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                     mine = [record for record in batch if part.holds(key(record))]
                 async with self._batch_slot():
                     if mine:
-                        await self._process(projection, handlers, row, mine, caught_up, end)
+                        with hooks.processing_batch(row.name, mine):
+                            await self._process(projection, handlers, row, mine, caught_up, end)
                     else:  # none of this partition's: only the checkpoint moves on
                         async with self.store.transaction() as tx:
                             await self._save(tx, row, end, caught_up)
@@ -198,7 +199,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         record, error = failure
         policy = projection.retry
         attempt = 1
-        while policy.retries(error, attempt):
+        # Async code under a blocking runner fails the same way every time: it parks at once.
+        while policy.retries(error, attempt) and not isinstance(error, AwaitableRefused):
             logger.warning(
                 "projection %s failed on %s at position %d, attempt %d of %d: %r",
                 row.name,
@@ -207,7 +209,9 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 attempt,
                 policy.attempts,
                 error,
+                extra=record_fields(record, row.name),
             )
+            hooks.retried(row.name, attempt, error)
             if self.retry_waits:
                 await self._sleep(policy.delay(attempt))
             attempt += 1
@@ -223,8 +227,10 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             record.position,
             attempt,
             exc_info=error,
+            extra=record_fields(record, row.name),
         )
-        parks = projection.on_failure is OnFailure.PARK
+        parks = projection.on_failure is OnFailure.PARK or isinstance(error, AwaitableRefused)
+        hooks.dead_lettered(row.name, error, parked=parks)
         # Moving past the last event read also ends a rebuild that has caught up.
         ends = caught_up and record.position == end
         letter = DeadLetter.of(
@@ -242,7 +248,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             ):
                 raise await self._refused(tx, row.name, row.token)
             await self._letters.add(tx, letter)
-        if projection.on_failure is OnFailure.DEAD_LETTER:
+        if not parks:
             self._moved(row, record.position, caught_up=ends)
         else:
             row.state, row.error, row.failed_position = "parked", reason, record.position
@@ -305,7 +311,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                                 message = envelope(record)
                                 result = handler(message.message, message, tx)
                                 if result is not None:  # a coroutine, or a value to ignore
-                                    await resolved(result, _name(handler))
+                                    await awaited(result, handler)
                             except Exception as exc:
                                 failed = (index, exc)
                                 raise _Rollback from exc
@@ -351,14 +357,16 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         handlers: Mapping[str, EventHandler],
         fallback: EventHandler | None,
         record: RecordedEvent,
-        tx: Any,
+        tx: AsyncStoreTransaction | None,
     ) -> None:
         handler = handlers.get(record.type, fallback)
         if handler is None:
             return
         await called(handler, self.codec.envelope(record), tx)
 
-    async def _save(self, tx: Any, row: ProjectionRow, position: int, caught_up: bool) -> None:
+    async def _save(
+        self, tx: AsyncStoreTransaction, row: ProjectionRow, position: int, caught_up: bool
+    ) -> None:
         if not await self.checkpoints.save(
             tx, row.name, self.owner, row.token, row.position, position, self.lease, caught_up
         ):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from tidings.projections._async.base import PROCESSING, Fenced, Progress, call
 from tidings.projections._async.processing import AsyncProjectionProcessing
 from tidings.projections.projection import Projection, ProjectionState, ProjectionStopped
+from tidings.store._async.base import AsyncStoreTransaction
 from tidings.store.records import Watermark
 
 __all__ = ["AsyncRebuilds"]
@@ -59,7 +59,7 @@ class AsyncRebuilds(AsyncProjectionProcessing):
         for key in keys:
             await self._catch_up(key, projection, progress, until=reached)
 
-    async def _reached_before(self, tx: Any, name: str) -> int:
+    async def _reached_before(self, tx: AsyncStoreTransaction, name: str) -> int:
         """How far `name` has come, up to what committed; its row is locked until `tx` ends."""
         before = await self.checkpoints.hold(tx, name)
         if not before:
@@ -71,7 +71,7 @@ class AsyncRebuilds(AsyncProjectionProcessing):
     async def replace(
         self,
         projection: Projection,
-        swap: Callable[[Any], Any],
+        swap: Callable[[AsyncStoreTransaction], object],
         progress: Progress | None = None,
     ) -> None:
         """Build a new version of a projection beside the live one, then swap it in.

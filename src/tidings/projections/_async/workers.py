@@ -11,7 +11,7 @@ died are claimed once its leases have run out.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tidings.projections._async.base import Fenced, GiveBack
 from tidings.projections._async.processing import AsyncProjectionProcessing
@@ -125,8 +125,10 @@ class AsyncProjectionWorkers(AsyncProjectionProcessing):
         if not self.checkpoints.postgres:
             return None
         from tidings.projections._async.locks import AsyncAdvisoryLock
+        from tidings.store._async.postgres import AsyncPostgresStore
 
-        return AsyncAdvisoryLock(self.store.conninfo, self.store.schema, name)
+        store = cast(AsyncPostgresStore, self.store)  # its checkpoints are PostgreSQL's
+        return AsyncAdvisoryLock(store.conninfo, store.schema, name)
 
     async def _take(self, name: str, lock: AsyncAdvisoryLock | None) -> bool:
         """Become the runner of `name`: by its advisory lock on PostgreSQL, else by lease."""

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import threading
@@ -11,25 +12,40 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
-from tidings._sync.awaiting import resolved
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
+from tidings.projections import blocking
 from tidings.projections._sync.checkpoints import checkpoints_of
 from tidings.projections._sync.letters import ProjectionLetters
 from tidings.projections.partitions import SEPARATOR, LeaseLost, Partition, partitions
 from tidings.projections.projection import EventHandler, Projection, ProjectionState
 from tidings.projections.tables import ProjectionRow
+from tidings.store._sync.base import ReadModelStore, StoreTransaction
 from tidings.subscriptions.signal import CommitSignal
 
-__all__ = ["PROCESSING", "RunnerBase", "Fenced", "GiveBack", "Progress", "call", "called"]
+__all__ = [
+    "BLOCKING",
+    "PROCESSING",
+    "RunnerBase",
+    "Fenced",
+    "GiveBack",
+    "Progress",
+    "awaited",
+    "call",
+    "called",
+]
 
 Progress = Callable[[int, int], None]
 """Called as `progress(position, head)` while a projection rebuilds."""
 
 PROCESSING = (ProjectionState.RUNNING, ProjectionState.REBUILDING)
+
+BLOCKING = True
+"""Whether this runner calls handlers without awaiting: then it refuses async ones."""
+
+Slots = threading.Semaphore
 
 
 class Fenced(Exception):
@@ -45,7 +61,7 @@ class RunnerBase:
 
     def __init__(
         self,
-        store: Any,
+        store: ReadModelStore,
         projections: Iterable[Projection],
         *,
         codec: Codec | None = None,
@@ -93,7 +109,8 @@ class RunnerBase:
         self._poked: set[str] = set()
         self._working: set[str] = set()  # projections this runner's workers run now
         self._shares: dict[str, int] = {}  # partitions each projection's runners hold at most
-        self._slots: Any = None  # while running, the semaphore of `concurrency` batches
+        # While running, the semaphore of `concurrency` batches.
+        self._slots: Slots | None = None
         self._stopped = True
 
     @contextmanager
@@ -170,7 +187,7 @@ class RunnerBase:
             raise LookupError(f"projection {projection.name!r} has no partition {key!r}")
         return self.projections[found.projection], found
 
-    def _refused(self, tx: Any, key: str, token: int) -> Exception:
+    def _refused(self, tx: StoreTransaction, key: str, token: int) -> Exception:
         """Why a fenced write of row `key` was refused: its lease was lost, or it moved."""
         row = self.checkpoints.load(tx, key)
         if row is None or row.owner != self.owner or row.token != token:
@@ -190,12 +207,19 @@ class RunnerBase:
             raise ConfigurationError(
                 f"projection {name!r}: partitions must be a whole number of at least 1"
             )
+        if BLOCKING:
+            blocking.refuse_async(projection)
 
 
-def called(handler: EventHandler, envelope: Envelope[Event], tx: Any) -> None:
-    what = getattr(handler, "__qualname__", "handler")
-    resolved(handler(envelope.message, envelope, tx), what)
+def called(handler: EventHandler, envelope: Envelope[Event], tx: StoreTransaction | None) -> None:
+    awaited(handler(envelope.message, envelope, tx), handler)
 
 
-def call(fn: Callable[[Any], Any], tx: Any) -> None:
-    resolved(fn(tx), getattr(fn, "__qualname__", "setup"))
+def call(fn: Callable[[StoreTransaction], object], tx: StoreTransaction) -> None:
+    awaited(fn(tx), fn)
+
+
+def awaited(result: object, fn: object) -> None:
+    """Await what `fn` returned, if it is awaitable; a blocking runner refuses it instead."""
+    if inspect.isawaitable(result):
+        raise blocking.refused(result, fn)

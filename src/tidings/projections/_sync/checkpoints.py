@@ -14,18 +14,22 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Collection
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tidings.projections import tables
 from tidings.projections.partitions import SEPARATOR
 from tidings.projections.tables import Dialect, ProjectionRow
 from tidings.sidetables import find_dialect
 from tidings.sidetables._sync.statements import execute, execute_count
+from tidings.store._sync.base import ReadModelStore, StoreTransaction
+
+if TYPE_CHECKING:
+    from tidings.store._sync.memory import MemoryTransaction
 
 __all__ = ["Checkpoints", "checkpoints_of"]
 
 
-def checkpoints_of(store: Any) -> Checkpoints:
+def checkpoints_of(store: ReadModelStore) -> Checkpoints:
     """The projections table of `store`: in its database, or in memory beside its log."""
     side = find_dialect(store)
     if side is None:
@@ -43,34 +47,42 @@ class Checkpoints(ABC):
 
     postgres = False
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: ReadModelStore) -> None:
         self.store = store
 
     @abstractmethod
-    def ensure(self, tx: Any) -> None:
+    def ensure(self, tx: StoreTransaction) -> None:
         """Create the table if missing, and the columns a table made by older versions lacks."""
 
     @abstractmethod
-    def add(self, tx: Any, name: str, *, inline: bool = False, partitions: int = 1) -> None:
+    def add(
+        self, tx: StoreTransaction, name: str, *, inline: bool = False, partitions: int = 1
+    ) -> None:
         """Make `name`'s row if missing; `inline` marks it applied by commits, not a runner."""
 
     @abstractmethod
-    def load(self, tx: Any, name: str) -> ProjectionRow | None: ...
+    def load(self, tx: StoreTransaction, name: str) -> ProjectionRow | None: ...
 
     @abstractmethod
-    def load_all(self, tx: Any) -> list[ProjectionRow]: ...
+    def load_all(self, tx: StoreTransaction) -> list[ProjectionRow]: ...
 
     @abstractmethod
-    def load_of(self, tx: Any, projection: str) -> list[ProjectionRow]:
+    def load_of(self, tx: StoreTransaction, projection: str) -> list[ProjectionRow]:
         """The rows of `projection`: its own, and its partitions'."""
 
     @abstractmethod
-    def delete_of(self, tx: Any, projection: str) -> None:
+    def delete_of(self, tx: StoreTransaction, projection: str) -> None:
         """Drop the rows of `projection` and its partitions (a rebuild that splits it anew)."""
 
     @abstractmethod
     def claim(
-        self, tx: Any, name: str, owner: str, lease: float, *, take_over: bool = False
+        self,
+        tx: StoreTransaction,
+        name: str,
+        owner: str,
+        lease: float,
+        *,
+        take_over: bool = False,
     ) -> bool:
         """Become the one runner of `name`, if no other holds an unexpired lease.
 
@@ -80,15 +92,17 @@ class Checkpoints(ABC):
         """
 
     @abstractmethod
-    def release(self, tx: Any, name: str, owner: str) -> None: ...
+    def release(self, tx: StoreTransaction, name: str, owner: str) -> None: ...
 
     @abstractmethod
-    def renew(self, tx: Any, name: str, owner: str, token: int, lease: float) -> bool: ...
+    def renew(
+        self, tx: StoreTransaction, name: str, owner: str, token: int, lease: float
+    ) -> bool: ...
 
     @abstractmethod
     def save(
         self,
-        tx: Any,
+        tx: StoreTransaction,
         name: str,
         owner: str,
         token: int,
@@ -106,27 +120,36 @@ class Checkpoints(ABC):
 
     @abstractmethod
     def park(
-        self, tx: Any, name: str, owner: str, token: int, position: int, error: str, failed: int
+        self,
+        tx: StoreTransaction,
+        name: str,
+        owner: str,
+        token: int,
+        position: int,
+        error: str,
+        failed: int,
     ) -> bool: ...
 
     @abstractmethod
-    def set_state(self, tx: Any, name: str, state: str) -> None:
+    def set_state(self, tx: StoreTransaction, name: str, state: str) -> None:
         """Set the state and clear the error (pause, resume)."""
 
     @abstractmethod
-    def restart(self, tx: Any, name: str) -> None:
+    def restart(self, tx: StoreTransaction, name: str) -> None:
         """Back to position 0, rebuilding."""
 
     @abstractmethod
-    def move(self, tx: Any, name: str, position: int) -> None:
+    def move(self, tx: StoreTransaction, name: str, position: int) -> None:
         """Set the position and run on from it (a read model swapped in)."""
 
     @abstractmethod
-    def hold(self, tx: Any, name: str) -> int:
+    def hold(self, tx: StoreTransaction, name: str) -> int:
         """Lock `name`'s row until `tx` ends; its position (0 when no row exists)."""
 
     @abstractmethod
-    def advance(self, tx: Any, name: str, position: int) -> tuple[str, str | None] | None:
+    def advance(
+        self, tx: StoreTransaction, name: str, position: int
+    ) -> tuple[str, str | None] | None:
         """Move a running projection's checkpoint up to `position`; its state and error.
 
         For inline projections, whose commits carry their events: the row is
@@ -135,20 +158,20 @@ class Checkpoints(ABC):
         """
 
     @abstractmethod
-    def delete(self, tx: Any, name: str) -> None: ...
+    def delete(self, tx: StoreTransaction, name: str) -> None: ...
 
     @abstractmethod
-    def skip(self, tx: Any, name: str, position: int) -> bool:
+    def skip(self, tx: StoreTransaction, name: str, position: int) -> bool:
         """Move a projection parked on the event at `position` past it, running again."""
 
     @abstractmethod
-    def head(self, tx: Any) -> int:
+    def head(self, tx: StoreTransaction) -> int:
         """The last readable position of the log."""
 
     @abstractmethod
     def pending(
         self,
-        tx: Any,
+        tx: StoreTransaction,
         position: int,
         categories: Collection[str] | None,
         types: Collection[str] | None,
@@ -156,28 +179,28 @@ class Checkpoints(ABC):
         """How many readable events of these categories and types lie after `position`."""
 
     @abstractmethod
-    def beat(self, tx: Any, projection: str, owner: str, lease: float) -> int:
+    def beat(self, tx: StoreTransaction, projection: str, owner: str, lease: float) -> int:
         """Say `owner` runs `projection`; how many runners have said so within `lease` seconds.
 
         Members silent for longer are forgotten.
         """
 
     @abstractmethod
-    def leave(self, tx: Any, projection: str, owner: str) -> None:
+    def leave(self, tx: StoreTransaction, projection: str, owner: str) -> None:
         """`owner` no longer runs `projection`."""
 
 
 class MemoryCheckpoints(Checkpoints):
     """The rows of a memory store, in process memory beside its log."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: ReadModelStore) -> None:
         super().__init__(store)
         self._rows, self._members = _memory_tables.setdefault(store, ({}, {}))
 
-    def ensure(self, tx: Any) -> None:
+    def ensure(self, tx: StoreTransaction) -> None:
         """Nothing to create: the rows live in a dictionary."""
 
-    def _keep(self, tx: Any, name: str) -> None:
+    def _keep(self, tx: StoreTransaction, name: str) -> None:
         """Put row `name` back as it is now if `tx` rolls back: the rows change with the log."""
         before = self._rows.get(name)
         kept = None if before is None else replace(before)
@@ -188,30 +211,38 @@ class MemoryCheckpoints(Checkpoints):
             else:
                 self._rows[name] = kept
 
-        tx.on_rollback(undo)
+        cast("MemoryTransaction", tx).on_rollback(undo)
 
-    def add(self, tx: Any, name: str, *, inline: bool = False, partitions: int = 1) -> None:
+    def add(
+        self, tx: StoreTransaction, name: str, *, inline: bool = False, partitions: int = 1
+    ) -> None:
         self._keep(tx, name)
         row = self._rows.setdefault(name, ProjectionRow.new(name, partitions))
         row.inline = row.inline or inline
 
-    def load(self, tx: Any, name: str) -> ProjectionRow | None:
+    def load(self, tx: StoreTransaction, name: str) -> ProjectionRow | None:
         found = self._rows.get(name)
         return None if found is None else replace(found)
 
-    def load_all(self, tx: Any) -> list[ProjectionRow]:
+    def load_all(self, tx: StoreTransaction) -> list[ProjectionRow]:
         return [replace(row) for _, row in sorted(self._rows.items())]
 
-    def load_of(self, tx: Any, projection: str) -> list[ProjectionRow]:
+    def load_of(self, tx: StoreTransaction, projection: str) -> list[ProjectionRow]:
         return [row for row in self.load_all(tx) if _of(row.name, projection)]
 
-    def delete_of(self, tx: Any, projection: str) -> None:
+    def delete_of(self, tx: StoreTransaction, projection: str) -> None:
         for name in [name for name in self._rows if _of(name, projection)]:
             self._keep(tx, name)
             del self._rows[name]
 
     def claim(
-        self, tx: Any, name: str, owner: str, lease: float, *, take_over: bool = False
+        self,
+        tx: StoreTransaction,
+        name: str,
+        owner: str,
+        lease: float,
+        *,
+        take_over: bool = False,
     ) -> bool:
         self._keep(tx, name)
         now = time.time()
@@ -225,13 +256,13 @@ class MemoryCheckpoints(Checkpoints):
             return True
         return False
 
-    def release(self, tx: Any, name: str, owner: str) -> None:
+    def release(self, tx: StoreTransaction, name: str, owner: str) -> None:
         self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None and row.owner == owner:
             row.owner = row.lease_until = None
 
-    def renew(self, tx: Any, name: str, owner: str, token: int, lease: float) -> bool:
+    def renew(self, tx: StoreTransaction, name: str, owner: str, token: int, lease: float) -> bool:
         self._keep(tx, name)
         row = self._rows.get(name)
         if row is None or row.owner != owner or row.token != token:
@@ -242,7 +273,7 @@ class MemoryCheckpoints(Checkpoints):
 
     def save(
         self,
-        tx: Any,
+        tx: StoreTransaction,
         name: str,
         owner: str,
         token: int,
@@ -268,7 +299,14 @@ class MemoryCheckpoints(Checkpoints):
         return True
 
     def park(
-        self, tx: Any, name: str, owner: str, token: int, position: int, error: str, failed: int
+        self,
+        tx: StoreTransaction,
+        name: str,
+        owner: str,
+        token: int,
+        position: int,
+        error: str,
+        failed: int,
     ) -> bool:
         self._keep(tx, name)
         row = self._rows.get(name)
@@ -277,19 +315,19 @@ class MemoryCheckpoints(Checkpoints):
         row.state, row.error, row.failed_position = "parked", error, failed
         return True
 
-    def set_state(self, tx: Any, name: str, state: str) -> None:
+    def set_state(self, tx: StoreTransaction, name: str, state: str) -> None:
         self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None:
             row.state, row.error, row.failed_position = state, None, None
 
-    def restart(self, tx: Any, name: str) -> None:
+    def restart(self, tx: StoreTransaction, name: str) -> None:
         self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None:
             row.position, row.state, row.error, row.failed_position = 0, "rebuilding", None, None
 
-    def move(self, tx: Any, name: str, position: int) -> None:
+    def move(self, tx: StoreTransaction, name: str, position: int) -> None:
         self._keep(tx, name)
         row = self._rows.get(name)
         if row is not None:
@@ -300,11 +338,13 @@ class MemoryCheckpoints(Checkpoints):
                 None,
             )
 
-    def hold(self, tx: Any, name: str) -> int:
+    def hold(self, tx: StoreTransaction, name: str) -> int:
         row = self._rows.get(name)
         return 0 if row is None else row.position
 
-    def advance(self, tx: Any, name: str, position: int) -> tuple[str, str | None] | None:
+    def advance(
+        self, tx: StoreTransaction, name: str, position: int
+    ) -> tuple[str, str | None] | None:
         self._keep(tx, name)
         row = self._rows.get(name)
         if row is None:
@@ -313,11 +353,11 @@ class MemoryCheckpoints(Checkpoints):
             row.position = max(row.position, position)
         return row.state, row.error
 
-    def delete(self, tx: Any, name: str) -> None:
+    def delete(self, tx: StoreTransaction, name: str) -> None:
         self._keep(tx, name)
         self._rows.pop(name, None)
 
-    def skip(self, tx: Any, name: str, position: int) -> bool:
+    def skip(self, tx: StoreTransaction, name: str, position: int) -> bool:
         self._keep(tx, name)
         row = self._rows.get(name)
         if row is None or row.state != "parked" or row.failed_position != position:
@@ -326,13 +366,13 @@ class MemoryCheckpoints(Checkpoints):
         row.error = row.failed_position = None
         return True
 
-    def head(self, tx: Any) -> int:
+    def head(self, tx: StoreTransaction) -> int:
         head: int = self.store.head_position()
         return head
 
     def pending(
         self,
-        tx: Any,
+        tx: StoreTransaction,
         position: int,
         categories: Collection[str] | None,
         types: Collection[str] | None,
@@ -340,7 +380,7 @@ class MemoryCheckpoints(Checkpoints):
         records = self.store.read_all(after=position, categories=categories, types=types)
         return len(records)
 
-    def beat(self, tx: Any, projection: str, owner: str, lease: float) -> int:
+    def beat(self, tx: StoreTransaction, projection: str, owner: str, lease: float) -> int:
         now = time.time()
         members = self._members.setdefault(projection, {})
         members[owner] = now
@@ -348,20 +388,20 @@ class MemoryCheckpoints(Checkpoints):
             del members[gone]
         return len(members)
 
-    def leave(self, tx: Any, projection: str, owner: str) -> None:
+    def leave(self, tx: StoreTransaction, projection: str, owner: str) -> None:
         self._members.get(projection, {}).pop(owner, None)
 
 
 class SQLCheckpoints(Checkpoints):
     """The rows in the store's SQLite or PostgreSQL database, through `tx.connection`."""
 
-    def __init__(self, store: Any, dialect: Dialect) -> None:
+    def __init__(self, store: ReadModelStore, dialect: Dialect) -> None:
         super().__init__(store)
         self._dialect = dialect
         self.postgres = dialect.postgres
         self._ready = False  # the table was found with all its columns
 
-    def ensure(self, tx: Any) -> None:
+    def ensure(self, tx: StoreTransaction) -> None:
         if self._ready:
             return
         query, params = self._dialect.columns()
@@ -382,45 +422,53 @@ class SQLCheckpoints(Checkpoints):
             if column not in present:
                 execute(tx, self._dialect.add_column(column, kind))
 
-    def add(self, tx: Any, name: str, *, inline: bool = False, partitions: int = 1) -> None:
+    def add(
+        self, tx: StoreTransaction, name: str, *, inline: bool = False, partitions: int = 1
+    ) -> None:
         self._run(tx, tables.INSERT, name, partitions)
         if inline:
             self._run(tx, tables.MARK_INLINE, name)
 
-    def load(self, tx: Any, name: str) -> ProjectionRow | None:
+    def load(self, tx: StoreTransaction, name: str) -> ProjectionRow | None:
         rows = self._run(tx, tables.SELECT, name)
         return ProjectionRow.of(rows[0]) if rows else None
 
-    def load_all(self, tx: Any) -> list[ProjectionRow]:
+    def load_all(self, tx: StoreTransaction) -> list[ProjectionRow]:
         return [ProjectionRow.of(row) for row in self._run(tx, tables.SELECT_ALL)]
 
-    def load_of(self, tx: Any, projection: str) -> list[ProjectionRow]:
+    def load_of(self, tx: StoreTransaction, projection: str) -> list[ProjectionRow]:
         prefix = projection + SEPARATOR
         rows = self._run(tx, tables.SELECT_OF, projection, len(prefix), prefix)
         return [ProjectionRow.of(row) for row in rows]
 
-    def delete_of(self, tx: Any, projection: str) -> None:
+    def delete_of(self, tx: StoreTransaction, projection: str) -> None:
         prefix = projection + SEPARATOR
         self._run(tx, tables.DELETE_OF, projection, len(prefix), prefix)
 
     def claim(
-        self, tx: Any, name: str, owner: str, lease: float, *, take_over: bool = False
+        self,
+        tx: StoreTransaction,
+        name: str,
+        owner: str,
+        lease: float,
+        *,
+        take_over: bool = False,
     ) -> bool:
         now = time.time()
         if take_over:
             return self._changed(tx, tables.TAKE, now, owner, owner, now + lease, name)
         return self._changed(tx, tables.CLAIM, now, owner, owner, now + lease, name, owner, now)
 
-    def release(self, tx: Any, name: str, owner: str) -> None:
+    def release(self, tx: StoreTransaction, name: str, owner: str) -> None:
         self._run(tx, tables.RELEASE, name, owner)
 
-    def renew(self, tx: Any, name: str, owner: str, token: int, lease: float) -> bool:
+    def renew(self, tx: StoreTransaction, name: str, owner: str, token: int, lease: float) -> bool:
         now = time.time()
         return self._changed(tx, tables.RENEW, now, now + lease, name, owner, token)
 
     def save(
         self,
-        tx: Any,
+        tx: StoreTransaction,
         name: str,
         owner: str,
         token: int,
@@ -435,24 +483,33 @@ class SQLCheckpoints(Checkpoints):
         )
 
     def park(
-        self, tx: Any, name: str, owner: str, token: int, position: int, error: str, failed: int
+        self,
+        tx: StoreTransaction,
+        name: str,
+        owner: str,
+        token: int,
+        position: int,
+        error: str,
+        failed: int,
     ) -> bool:
         return self._changed(tx, tables.PARK, error, failed, name, owner, token, position)
 
-    def set_state(self, tx: Any, name: str, state: str) -> None:
+    def set_state(self, tx: StoreTransaction, name: str, state: str) -> None:
         self._run(tx, tables.SET_STATE, state, name)
 
-    def restart(self, tx: Any, name: str) -> None:
+    def restart(self, tx: StoreTransaction, name: str) -> None:
         self._run(tx, tables.RESTART, name)
 
-    def move(self, tx: Any, name: str, position: int) -> None:
+    def move(self, tx: StoreTransaction, name: str, position: int) -> None:
         self._run(tx, tables.MOVE, position, name)
 
-    def hold(self, tx: Any, name: str) -> int:
+    def hold(self, tx: StoreTransaction, name: str) -> int:
         rows = self._run(tx, tables.HOLD, name)
         return int(rows[0][0]) if rows else 0
 
-    def advance(self, tx: Any, name: str, position: int) -> tuple[str, str | None] | None:
+    def advance(
+        self, tx: StoreTransaction, name: str, position: int
+    ) -> tuple[str, str | None] | None:
         if self.postgres:
             # The commit's own statement: a lost race on the row, under REPEATABLE READ
             # or SERIALIZABLE, is the ConcurrencyError a retry resolves.
@@ -464,19 +521,19 @@ class SQLCheckpoints(Checkpoints):
             rows = self._run(tx, tables.ADVANCE, position, position, name)
         return (str(rows[0][0]), rows[0][1]) if rows else None
 
-    def delete(self, tx: Any, name: str) -> None:
+    def delete(self, tx: StoreTransaction, name: str) -> None:
         self._run(tx, tables.DELETE, name)
 
-    def skip(self, tx: Any, name: str, position: int) -> bool:
+    def skip(self, tx: StoreTransaction, name: str, position: int) -> bool:
         return self._changed(tx, tables.SKIP, name, position)
 
-    def head(self, tx: Any) -> int:
+    def head(self, tx: StoreTransaction) -> int:
         rows = self._run(tx, tables.HEAD)
         return int(rows[0][0])
 
     def pending(
         self,
-        tx: Any,
+        tx: StoreTransaction,
         position: int,
         categories: Collection[str] | None,
         types: Collection[str] | None,
@@ -485,20 +542,20 @@ class SQLCheckpoints(Checkpoints):
         rows = execute(tx, text, [position, *params])
         return int(rows[0][0])
 
-    def beat(self, tx: Any, projection: str, owner: str, lease: float) -> int:
+    def beat(self, tx: StoreTransaction, projection: str, owner: str, lease: float) -> int:
         now = time.time()
         self._run(tx, tables.BEAT, projection, owner, now)
         self._run(tx, tables.FORGET_MEMBERS, projection, now - lease)
         rows = self._run(tx, tables.MEMBERS, projection, now - lease)
         return int(rows[0][0])
 
-    def leave(self, tx: Any, projection: str, owner: str) -> None:
+    def leave(self, tx: StoreTransaction, projection: str, owner: str) -> None:
         self._run(tx, tables.LEAVE, projection, owner)
 
-    def _run(self, tx: Any, text: str, *params: Any) -> list[tuple[Any, ...]]:
+    def _run(self, tx: StoreTransaction, text: str, *params: object) -> list[tuple[Any, ...]]:
         return execute(tx, self._dialect.statement(text), list(params))
 
-    def _changed(self, tx: Any, text: str, *params: Any) -> bool:
+    def _changed(self, tx: StoreTransaction, text: str, *params: object) -> bool:
         return execute_count(tx, self._dialect.statement(text), params) > 0
 
 
@@ -510,5 +567,5 @@ def _of(name: str, projection: str) -> bool:
 
 
 _memory_tables: weakref.WeakKeyDictionary[
-    Any, tuple[dict[str, ProjectionRow], dict[str, dict[str, float]]]
+    object, tuple[dict[str, ProjectionRow], dict[str, dict[str, float]]]
 ] = weakref.WeakKeyDictionary()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from tidings.errors import ConfigurationError
 from tidings.messages import Envelope, Event
@@ -33,12 +32,13 @@ from tidings.projections.projection import (
     ProjectionState,
     ProjectionStopped,
 )
+from tidings.store._sync.base import ReadModelStore, StoreTransaction
 from tidings.store.records import category_of
 
 __all__ = ["InlineProjections"]
 
 # The projections set up per store, so that a unit of work made per call sets up once.
-_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_prepared: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
 
 
 class InlineProjections:
@@ -48,7 +48,7 @@ class InlineProjections:
     with the events, in the store's database.
     """
 
-    def __init__(self, store: Any, projections: Iterable[Projection]) -> None:
+    def __init__(self, store: ReadModelStore, projections: Iterable[Projection]) -> None:
         self.store = store
         self.projections: dict[str, Projection] = {}
         for projection in projections:
@@ -83,7 +83,7 @@ class InlineProjections:
                 call(projection.setup, tx)
         done.update(projection.name for projection in missing)
 
-    def apply(self, tx: Any, envelopes: Sequence[Envelope[Event]]) -> None:
+    def apply(self, tx: StoreTransaction, envelopes: Sequence[Envelope[Event]]) -> None:
         """Apply the stored `envelopes` to every projection that handles them, in `tx`.
 
         Raises `ProjectionStopped` for a projection that is not running, and

@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any
 from uuid import UUID
 
 from tidings.codec import Codec
 from tidings.dead_letters import DeadLetter, DeadLetters, SQLDeadLetters
 from tidings.projections.projection import letter_handler
+from tidings.store._sync.base import StoreTransaction, Transactional
 
 __all__ = ["ProjectionLetters"]
 
@@ -23,20 +23,20 @@ class ProjectionLetters:
     them in memory beside it, where there is no transaction to join.
     """
 
-    def __init__(self, store: Any, codec: Codec) -> None:
+    def __init__(self, store: Transactional, codec: Codec) -> None:
         self.store: DeadLetters | SQLDeadLetters
         try:
             self.store = SQLDeadLetters(store, codec=codec)
         except TypeError:
             self.store = _memory_letters.setdefault(store, DeadLetters())
 
-    def add(self, tx: Any, letter: DeadLetter) -> None:
+    def add(self, tx: StoreTransaction, letter: DeadLetter) -> None:
         if isinstance(self.store, DeadLetters):
             self.store.add(letter)
         else:
             self.store.add(letter, tx=tx)
 
-    def remove(self, tx: Any, letter_id: UUID) -> None:
+    def remove(self, tx: StoreTransaction, letter_id: UUID) -> None:
         if isinstance(self.store, DeadLetters):
             self.store.remove(letter_id)
         else:
@@ -47,13 +47,13 @@ class ProjectionLetters:
             return self.store.get(letter_id)
         return self.store.get(letter_id)
 
-    def of(self, tx: Any, name: str) -> list[DeadLetter]:
+    def of(self, tx: StoreTransaction, name: str) -> list[DeadLetter]:
         """The letters of projection `name`, oldest first."""
         if isinstance(self.store, DeadLetters):
             return self.store.list(handler=letter_handler(name))
         return self.store.list(handler=letter_handler(name), tx=tx)
 
-    def forget(self, tx: Any, name: str, *, parked_only: bool) -> list[DeadLetter]:
+    def forget(self, tx: StoreTransaction, name: str, *, parked_only: bool) -> list[DeadLetter]:
         """Drop `name`'s parked letter (its parking ended), or all its letters (a replay)."""
         dropped = [letter for letter in self.of(tx, name) if letter.parked or not parked_only]
         for letter in dropped:
@@ -61,4 +61,4 @@ class ProjectionLetters:
         return dropped
 
 
-_memory_letters: weakref.WeakKeyDictionary[Any, DeadLetters] = weakref.WeakKeyDictionary()
+_memory_letters: weakref.WeakKeyDictionary[object, DeadLetters] = weakref.WeakKeyDictionary()

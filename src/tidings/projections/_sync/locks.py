@@ -10,9 +10,9 @@ projection over without waiting for a lease to run out.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow
 
 __all__ = ["AdvisoryLock"]
 
@@ -23,7 +23,7 @@ class AdvisoryLock:
     def __init__(self, conninfo: str, schema: str, name: str) -> None:
         self._conninfo = conninfo
         self._keys = (_key(f"tidings projections {schema}"), _key(name))
-        self._connection: Any = None
+        self._connection: psycopg.Connection[TupleRow] | None = None
 
     def acquire(self) -> bool:
         """Take the lock if it is free; False when another session holds it."""

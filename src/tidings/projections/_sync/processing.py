@@ -8,20 +8,23 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from tidings._sync.awaiting import resolved
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
 from tidings.messages import Envelope, Event
+from tidings.observability import hooks
+from tidings.observability.logs import record_fields
 from tidings.projections._sync.base import (
     PROCESSING,
     Fenced,
     GiveBack,
     Progress,
     RunnerBase,
+    awaited,
     called,
 )
+from tidings.projections.blocking import AwaitableRefused
 from tidings.projections.partitions import Lease, Partition, current
 from tidings.projections.projection import (
     EventHandler,
@@ -31,6 +34,7 @@ from tidings.projections.projection import (
     letter_handler,
 )
 from tidings.projections.tables import ProjectionRow
+from tidings.store._sync.base import StoreTransaction
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions._sync.subscription import Subscription
 
@@ -59,10 +63,6 @@ class _HandlesBatches(Protocol):
     def handle_batch(self, envelopes: list[Envelope[Event]]) -> tuple[int, Exception | None]:
         """Handle `envelopes`; how many of the first were handled, and the next one's error."""
         ...
-
-
-def _name(handler: EventHandler) -> str:
-    return getattr(handler, "__qualname__", "handler")
 
 
 class ProjectionProcessing(RunnerBase):
@@ -160,7 +160,8 @@ class ProjectionProcessing(RunnerBase):
                     mine = [record for record in batch if part.holds(key(record))]
                 with self._batch_slot():
                     if mine:
-                        self._process(projection, handlers, row, mine, caught_up, end)
+                        with hooks.processing_batch(row.name, mine):
+                            self._process(projection, handlers, row, mine, caught_up, end)
                     else:  # none of this partition's: only the checkpoint moves on
                         with self.store.transaction() as tx:
                             self._save(tx, row, end, caught_up)
@@ -198,7 +199,8 @@ class ProjectionProcessing(RunnerBase):
         record, error = failure
         policy = projection.retry
         attempt = 1
-        while policy.retries(error, attempt):
+        # Async code under a blocking runner fails the same way every time: it parks at once.
+        while policy.retries(error, attempt) and not isinstance(error, AwaitableRefused):
             logger.warning(
                 "projection %s failed on %s at position %d, attempt %d of %d: %r",
                 row.name,
@@ -207,7 +209,9 @@ class ProjectionProcessing(RunnerBase):
                 attempt,
                 policy.attempts,
                 error,
+                extra=record_fields(record, row.name),
             )
+            hooks.retried(row.name, attempt, error)
             if self.retry_waits:
                 self._sleep(policy.delay(attempt))
             attempt += 1
@@ -223,8 +227,10 @@ class ProjectionProcessing(RunnerBase):
             record.position,
             attempt,
             exc_info=error,
+            extra=record_fields(record, row.name),
         )
-        parks = projection.on_failure is OnFailure.PARK
+        parks = projection.on_failure is OnFailure.PARK or isinstance(error, AwaitableRefused)
+        hooks.dead_lettered(row.name, error, parked=parks)
         # Moving past the last event read also ends a rebuild that has caught up.
         ends = caught_up and record.position == end
         letter = DeadLetter.of(
@@ -242,7 +248,7 @@ class ProjectionProcessing(RunnerBase):
             ):
                 raise self._refused(tx, row.name, row.token)
             self._letters.add(tx, letter)
-        if projection.on_failure is OnFailure.DEAD_LETTER:
+        if not parks:
             self._moved(row, record.position, caught_up=ends)
         else:
             row.state, row.error, row.failed_position = "parked", reason, record.position
@@ -305,7 +311,7 @@ class ProjectionProcessing(RunnerBase):
                                 message = envelope(record)
                                 result = handler(message.message, message, tx)
                                 if result is not None:  # a coroutine, or a value to ignore
-                                    resolved(result, _name(handler))
+                                    awaited(result, handler)
                             except Exception as exc:
                                 failed = (index, exc)
                                 raise _Rollback from exc
@@ -351,14 +357,16 @@ class ProjectionProcessing(RunnerBase):
         handlers: Mapping[str, EventHandler],
         fallback: EventHandler | None,
         record: RecordedEvent,
-        tx: Any,
+        tx: StoreTransaction | None,
     ) -> None:
         handler = handlers.get(record.type, fallback)
         if handler is None:
             return
         called(handler, self.codec.envelope(record), tx)
 
-    def _save(self, tx: Any, row: ProjectionRow, position: int, caught_up: bool) -> None:
+    def _save(
+        self, tx: StoreTransaction, row: ProjectionRow, position: int, caught_up: bool
+    ) -> None:
         if not self.checkpoints.save(
             tx, row.name, self.owner, row.token, row.position, position, self.lease, caught_up
         ):

@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from tidings.projections._sync.base import PROCESSING, Fenced, Progress, call
 from tidings.projections._sync.processing import ProjectionProcessing
 from tidings.projections.projection import Projection, ProjectionState, ProjectionStopped
+from tidings.store._sync.base import StoreTransaction
 from tidings.store.records import Watermark
 
 __all__ = ["Rebuilds"]
@@ -61,7 +61,7 @@ class Rebuilds(ProjectionProcessing):
         for key in keys:
             self._catch_up(key, projection, progress, until=reached)
 
-    def _reached_before(self, tx: Any, name: str) -> int:
+    def _reached_before(self, tx: StoreTransaction, name: str) -> int:
         """How far `name` has come, up to what committed; its row is locked until `tx` ends."""
         before = self.checkpoints.hold(tx, name)
         if not before:
@@ -73,7 +73,7 @@ class Rebuilds(ProjectionProcessing):
     def replace(
         self,
         projection: Projection,
-        swap: Callable[[Any], Any],
+        swap: Callable[[StoreTransaction], object],
         progress: Progress | None = None,
     ) -> None:
         """Build a new version of a projection beside the live one, then swap it in.

@@ -13,7 +13,7 @@ died are claimed once its leases have run out.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tidings.projections._sync.base import Fenced, GiveBack
 from tidings.projections._sync.processing import ProjectionProcessing
@@ -125,8 +125,10 @@ class ProjectionWorkers(ProjectionProcessing):
         if not self.checkpoints.postgres:
             return None
         from tidings.projections._sync.locks import AdvisoryLock
+        from tidings.store._sync.postgres import PostgresStore
 
-        return AdvisoryLock(self.store.conninfo, self.store.schema, name)
+        store = cast(PostgresStore, self.store)  # its checkpoints are PostgreSQL's
+        return AdvisoryLock(store.conninfo, store.schema, name)
 
     def _take(self, name: str, lock: AdvisoryLock | None) -> bool:
         """Become the runner of `name`: by its advisory lock on PostgreSQL, else by lease."""

@@ -6,7 +6,7 @@ import copy
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tidings._async.awaiting import resolved
 from tidings.codec import Codec
@@ -15,6 +15,11 @@ from tidings.messages import Envelope, Event, Message, utc_now
 from tidings.projections.projection import EventHandler, Projection
 from tidings.sagas.events import ProcessReacted
 from tidings.sagas.process import Process, ProcessManager, ProcessState
+from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction
+
+if TYPE_CHECKING:
+    from tidings._async.bus import AsyncMessageBus
+    from tidings.scheduling._async.scheduler import AsyncScheduler
 
 __all__ = ["AsyncProcesses"]
 
@@ -49,11 +54,11 @@ class AsyncProcesses:
 
     def __init__(
         self,
-        store: Any,
-        bus: Any,
+        store: AsyncEventStore,
+        bus: AsyncMessageBus,
         managers: Iterable[ProcessManager],
         *,
-        scheduler: Any = None,
+        scheduler: AsyncScheduler | None = None,
         codec: Codec | None = None,
         conflict_attempts: int = 10,
     ) -> None:
@@ -145,6 +150,7 @@ class AsyncProcesses:
         async with self.store.transaction() as tx:
             await tx.append(stream, [self.codec.new_event(envelope)], state.version)
             for index, (message, due) in enumerate(process.scheduled):
+                assert self.scheduler is not None  # refused above
                 await self.scheduler.schedule(
                     message,
                     at=due,
@@ -172,8 +178,10 @@ class _ManagerProjection(Projection):
     def event_types(self) -> frozenset[str]:
         return frozenset(event_type.__event_type__ for event_type in self._manager.reactions)
 
-    async def _handle(self, event: Event, envelope: Envelope[Event], tx: Any) -> None:
+    async def _handle(
+        self, event: Event, envelope: Envelope[Event], tx: AsyncStoreTransaction | None
+    ) -> None:
         await self._processes.react(self._manager, envelope)
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         """Nothing to empty: the instances' state is in their streams, which a rebuild keeps."""

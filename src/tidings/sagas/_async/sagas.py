@@ -18,6 +18,8 @@ from tidings.context import Dispatch, current_cause, reset_dispatch, set_dispatc
 from tidings.dead_letters import AsyncSQLDeadLetters, DeadLetter, DeadLetters
 from tidings.errors import ConfigurationError, WrongExpectedVersion
 from tidings.messages import Envelope, Event, utc_now
+from tidings.observability import hooks
+from tidings.observability.logs import envelope_fields
 from tidings.sagas.events import (
     SagaCompensated,
     SagaCompleted,
@@ -45,6 +47,7 @@ from tidings.sagas.saga import (
     letter_handler,
     next_move,
 )
+from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction
 from tidings.store.records import ExpectedVersion, NewEvent, StreamState
 
 __all__ = ["AsyncSagaRunner"]
@@ -80,7 +83,7 @@ class AsyncSagaRunner:
 
     def __init__(
         self,
-        store: Any,
+        store: AsyncEventStore,
         sagas: Iterable[Saga],
         *,
         codec: Codec | None = None,
@@ -248,7 +251,8 @@ class AsyncSagaRunner:
             await self._record(saga, state, [StepStarted(step.name, deadline)], origin)
         context = self._context(saga, state, step.name, compensating=False)
         try:
-            result = await _call_before(deadline, step.action, context, origin)
+            with hooks.saga_step(saga.name, step.name, saga.stream(state.saga_id)):
+                result = await _call_before(deadline, step.action, context, origin)
         except StepTimedOut as exc:
             logger.warning("saga %s: %s", saga.stream(state.saga_id), exc)
             return [StepFailed(step.name, str(exc), timed_out=True)]
@@ -315,7 +319,9 @@ class AsyncSagaRunner:
             stuck.attempts,
             letter.id,
             exc_info=stuck.error,
+            extra=envelope_fields(letter.envelope, letter.handler),
         )
+        hooks.dead_lettered(letter.handler, stuck.error, parked=True)
 
     async def _record(
         self, saga: Saga, state: SagaState, events: list[Event], origin: Envelope[Event] | None
@@ -344,19 +350,19 @@ class AsyncSagaRunner:
         state = SagaState.replay(saga.name, saga_id, [e.message for e in envelopes])
         return state, envelopes[0] if envelopes else None
 
-    async def _parked_letters(self, saga: Saga, tx: Any) -> list[DeadLetter]:
+    async def _parked_letters(self, saga: Saga, tx: AsyncStoreTransaction) -> list[DeadLetter]:
         handler = letter_handler(saga.name)
         if isinstance(self.dead_letters, DeadLetters):
             return self.dead_letters.list(handler=handler)
         return await self.dead_letters.list(handler=handler, tx=tx)
 
-    async def _add_letter(self, tx: Any, letter: DeadLetter) -> None:
+    async def _add_letter(self, tx: AsyncStoreTransaction, letter: DeadLetter) -> None:
         if isinstance(self.dead_letters, DeadLetters):
             self.dead_letters.add(letter)
         else:
             await self.dead_letters.add(letter, tx=tx)
 
-    async def _remove_letter(self, tx: Any, letter: DeadLetter) -> None:
+    async def _remove_letter(self, tx: AsyncStoreTransaction, letter: DeadLetter) -> None:
         if isinstance(self.dead_letters, DeadLetters):
             self.dead_letters.remove(letter.id)
         else:
@@ -378,10 +384,10 @@ _FINAL = frozenset({SagaCompleted.__event_type__, SagaCompensated.__event_type__
 _PARKED = SagaParked.__event_type__
 
 # Where sagas of a store without a database of its own (the memory store) keep their letters.
-_memory_letters: weakref.WeakKeyDictionary[Any, DeadLetters] = weakref.WeakKeyDictionary()
+_memory_letters: weakref.WeakKeyDictionary[object, DeadLetters] = weakref.WeakKeyDictionary()
 
 
-def _letters_of(store: Any, codec: Codec) -> DeadLetters | AsyncSQLDeadLetters:
+def _letters_of(store: AsyncEventStore, codec: Codec) -> DeadLetters | AsyncSQLDeadLetters:
     """The store's dead letters: in its database, or in memory beside a memory store."""
     try:
         return AsyncSQLDeadLetters(store, codec=codec)

@@ -8,7 +8,7 @@ import copy
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tidings._sync.awaiting import resolved
 from tidings.codec import Codec
@@ -17,6 +17,11 @@ from tidings.messages import Envelope, Event, Message, utc_now
 from tidings.projections.projection import EventHandler, Projection
 from tidings.sagas.events import ProcessReacted
 from tidings.sagas.process import Process, ProcessManager, ProcessState
+from tidings.store._sync.base import EventStore, StoreTransaction
+
+if TYPE_CHECKING:
+    from tidings._sync.bus import MessageBus
+    from tidings.scheduling._sync.scheduler import Scheduler
 
 __all__ = ["Processes"]
 
@@ -51,11 +56,11 @@ class Processes:
 
     def __init__(
         self,
-        store: Any,
-        bus: Any,
+        store: EventStore,
+        bus: MessageBus,
         managers: Iterable[ProcessManager],
         *,
-        scheduler: Any = None,
+        scheduler: Scheduler | None = None,
         codec: Codec | None = None,
         conflict_attempts: int = 10,
     ) -> None:
@@ -146,6 +151,7 @@ class Processes:
         with self.store.transaction() as tx:
             tx.append(stream, [self.codec.new_event(envelope)], state.version)
             for index, (message, due) in enumerate(process.scheduled):
+                assert self.scheduler is not None  # refused above
                 self.scheduler.schedule(
                     message,
                     at=due,
@@ -173,8 +179,8 @@ class _ManagerProjection(Projection):
     def event_types(self) -> frozenset[str]:
         return frozenset(event_type.__event_type__ for event_type in self._manager.reactions)
 
-    def _handle(self, event: Event, envelope: Envelope[Event], tx: Any) -> None:
+    def _handle(self, event: Event, envelope: Envelope[Event], tx: StoreTransaction | None) -> None:
         self._processes.react(self._manager, envelope)
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         """Nothing to empty: the instances' state is in their streams, which a rebuild keeps."""

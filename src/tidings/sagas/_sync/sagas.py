@@ -19,6 +19,8 @@ from tidings.context import Dispatch, current_cause, reset_dispatch, set_dispatc
 from tidings.dead_letters import DeadLetter, DeadLetters, SQLDeadLetters
 from tidings.errors import ConfigurationError, WrongExpectedVersion
 from tidings.messages import Envelope, Event, utc_now
+from tidings.observability import hooks
+from tidings.observability.logs import envelope_fields
 from tidings.sagas.events import (
     SagaCompensated,
     SagaCompleted,
@@ -46,6 +48,7 @@ from tidings.sagas.saga import (
     letter_handler,
     next_move,
 )
+from tidings.store._sync.base import EventStore, StoreTransaction
 from tidings.store.records import ExpectedVersion, NewEvent, StreamState
 
 __all__ = ["SagaRunner"]
@@ -81,7 +84,7 @@ class SagaRunner:
 
     def __init__(
         self,
-        store: Any,
+        store: EventStore,
         sagas: Iterable[Saga],
         *,
         codec: Codec | None = None,
@@ -249,7 +252,8 @@ class SagaRunner:
             self._record(saga, state, [StepStarted(step.name, deadline)], origin)
         context = self._context(saga, state, step.name, compensating=False)
         try:
-            result = _call_before(deadline, step.action, context, origin)
+            with hooks.saga_step(saga.name, step.name, saga.stream(state.saga_id)):
+                result = _call_before(deadline, step.action, context, origin)
         except StepTimedOut as exc:
             logger.warning("saga %s: %s", saga.stream(state.saga_id), exc)
             return [StepFailed(step.name, str(exc), timed_out=True)]
@@ -316,7 +320,9 @@ class SagaRunner:
             stuck.attempts,
             letter.id,
             exc_info=stuck.error,
+            extra=envelope_fields(letter.envelope, letter.handler),
         )
+        hooks.dead_lettered(letter.handler, stuck.error, parked=True)
 
     def _record(
         self, saga: Saga, state: SagaState, events: list[Event], origin: Envelope[Event] | None
@@ -345,19 +351,19 @@ class SagaRunner:
         state = SagaState.replay(saga.name, saga_id, [e.message for e in envelopes])
         return state, envelopes[0] if envelopes else None
 
-    def _parked_letters(self, saga: Saga, tx: Any) -> list[DeadLetter]:
+    def _parked_letters(self, saga: Saga, tx: StoreTransaction) -> list[DeadLetter]:
         handler = letter_handler(saga.name)
         if isinstance(self.dead_letters, DeadLetters):
             return self.dead_letters.list(handler=handler)
         return self.dead_letters.list(handler=handler, tx=tx)
 
-    def _add_letter(self, tx: Any, letter: DeadLetter) -> None:
+    def _add_letter(self, tx: StoreTransaction, letter: DeadLetter) -> None:
         if isinstance(self.dead_letters, DeadLetters):
             self.dead_letters.add(letter)
         else:
             self.dead_letters.add(letter, tx=tx)
 
-    def _remove_letter(self, tx: Any, letter: DeadLetter) -> None:
+    def _remove_letter(self, tx: StoreTransaction, letter: DeadLetter) -> None:
         if isinstance(self.dead_letters, DeadLetters):
             self.dead_letters.remove(letter.id)
         else:
@@ -379,10 +385,10 @@ _FINAL = frozenset({SagaCompleted.__event_type__, SagaCompensated.__event_type__
 _PARKED = SagaParked.__event_type__
 
 # Where sagas of a store without a database of its own (the memory store) keep their letters.
-_memory_letters: weakref.WeakKeyDictionary[Any, DeadLetters] = weakref.WeakKeyDictionary()
+_memory_letters: weakref.WeakKeyDictionary[object, DeadLetters] = weakref.WeakKeyDictionary()
 
 
-def _letters_of(store: Any, codec: Codec) -> DeadLetters | SQLDeadLetters:
+def _letters_of(store: EventStore, codec: Codec) -> DeadLetters | SQLDeadLetters:
     """The store's dead letters: in its database, or in memory beside a memory store."""
     try:
         return SQLDeadLetters(store, codec=codec)

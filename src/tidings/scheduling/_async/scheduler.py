@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import anyio  # sync: import threading
@@ -21,7 +21,11 @@ from tidings.scheduling.scheduled import CommandTypes, MessageKind, ScheduledMes
 from tidings.sidetables import dialect_of
 from tidings.sidetables._async.made import AsyncSideTable
 from tidings.sidetables._async.statements import execute, execute_count
+from tidings.store._async.base import AsyncStoreWriter, AsyncTransactional
 from tidings.store.records import NewEvent, StreamState
+
+if TYPE_CHECKING:
+    from tidings._async.bus import AsyncMessageBus
 
 __all__ = ["AsyncScheduler"]
 
@@ -93,9 +97,9 @@ class AsyncScheduler:
 
     def __init__(
         self,
-        store: Any,
+        store: AsyncTransactional,
         *,
-        bus: Any = None,
+        bus: AsyncMessageBus | None = None,
         commands: Iterable[type[Command]] = (),
         codec: Codec | None = None,
         lease: float = 30.0,
@@ -128,7 +132,7 @@ class AsyncScheduler:
         schedule_id: UUID | None = None,
         correlation_id: UUID | None = None,
         causation_id: UUID | None = None,
-        tx: Any = None,
+        tx: AsyncStoreWriter | None = None,
     ) -> UUID:
         """Keep `message` until `at` (or `after` from now); its schedule id.
 
@@ -179,7 +183,7 @@ class AsyncScheduler:
         self._poke()
         return schedule_id
 
-    async def cancel(self, schedule_id: UUID, *, tx: Any = None) -> bool:
+    async def cancel(self, schedule_id: UUID, *, tx: AsyncStoreWriter | None = None) -> bool:
         """Forget a message not yet delivered; whether there was one."""
         statement = self._sql("DELETE FROM {scheduled} WHERE id = ?")
         async with self._table.transaction(tx) as active:
@@ -330,7 +334,7 @@ class AsyncScheduler:
             except Exception:
                 logger.exception("scheduled %s: cannot renew the lease; trying again", schedule_id)
 
-    async def _create(self, tx: Any) -> None:
+    async def _create(self, tx: AsyncStoreWriter) -> None:
         lock = self._dialect.creation_lock
         if lock is not None:
             await execute(tx, lock, ["tidings scheduled"])

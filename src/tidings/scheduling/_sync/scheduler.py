@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from tidings.codec import Codec
@@ -22,7 +22,11 @@ from tidings.scheduling.scheduled import CommandTypes, MessageKind, ScheduledMes
 from tidings.sidetables import dialect_of
 from tidings.sidetables._sync.made import SideTable
 from tidings.sidetables._sync.statements import execute, execute_count
+from tidings.store._sync.base import StoreWriter, Transactional
 from tidings.store.records import NewEvent, StreamState
+
+if TYPE_CHECKING:
+    from tidings._sync.bus import MessageBus
 
 __all__ = ["Scheduler"]
 
@@ -94,9 +98,9 @@ class Scheduler:
 
     def __init__(
         self,
-        store: Any,
+        store: Transactional,
         *,
-        bus: Any = None,
+        bus: MessageBus | None = None,
         commands: Iterable[type[Command]] = (),
         codec: Codec | None = None,
         lease: float = 30.0,
@@ -129,7 +133,7 @@ class Scheduler:
         schedule_id: UUID | None = None,
         correlation_id: UUID | None = None,
         causation_id: UUID | None = None,
-        tx: Any = None,
+        tx: StoreWriter | None = None,
     ) -> UUID:
         """Keep `message` until `at` (or `after` from now); its schedule id.
 
@@ -180,7 +184,7 @@ class Scheduler:
         self._poke()
         return schedule_id
 
-    def cancel(self, schedule_id: UUID, *, tx: Any = None) -> bool:
+    def cancel(self, schedule_id: UUID, *, tx: StoreWriter | None = None) -> bool:
         """Forget a message not yet delivered; whether there was one."""
         statement = self._sql("DELETE FROM {scheduled} WHERE id = ?")
         with self._table.transaction(tx) as active:
@@ -329,7 +333,7 @@ class Scheduler:
             except Exception:
                 logger.exception("scheduled %s: cannot renew the lease; trying again", schedule_id)
 
-    def _create(self, tx: Any) -> None:
+    def _create(self, tx: StoreWriter) -> None:
         lock = self._dialect.creation_lock
         if lock is not None:
             execute(tx, lock, ["tidings scheduled"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+
+from tidings.store._async.base import AsyncStoreWriter, AsyncTransactional
 
 __all__ = ["AsyncSideTable"]
 
@@ -20,13 +21,17 @@ class AsyncSideTable:
     (`CREATE ... IF NOT EXISTS`, cheap).
     """
 
-    def __init__(self, store: Any, create: Callable[[Any], Awaitable[None]]) -> None:
+    def __init__(
+        self, store: AsyncTransactional, create: Callable[[AsyncStoreWriter], Awaitable[None]]
+    ) -> None:
         self.store = store
         self._create = create
         self._made = False
 
     @asynccontextmanager
-    async def transaction(self, tx: Any = None) -> AsyncIterator[Any]:
+    async def transaction(
+        self, tx: AsyncStoreWriter | None = None
+    ) -> AsyncIterator[AsyncStoreWriter]:
         """`tx`, or a new store transaction, with the table made in it if need be."""
         if tx is not None:
             if not self._made:

@@ -6,12 +6,28 @@ import inspect  # sync:
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["execute", "execute_count"]
+from tidings.store._async.base import AsyncStoreWriter
+
+__all__ = ["connection_of", "execute", "execute_count"]
 
 
-async def execute(tx: Any, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+def connection_of(tx: AsyncStoreWriter) -> Any:
+    """The driver's connection (sqlite3 or psycopg) that a SQL store's transaction writes on.
+
+    Its type is the driver's, which the store protocols leave open: a memory
+    store's transaction has none, and side tables are only made beside SQL stores.
+    """
+    connection = getattr(tx, "connection", None)
+    if connection is None:
+        raise TypeError(f"{type(tx).__name__} has no connection: use a SQLite or PostgreSQL store")
+    return connection
+
+
+async def execute(
+    tx: AsyncStoreWriter, text: str, params: Sequence[object] = ()
+) -> list[tuple[Any, ...]]:
     """Run one statement in the transaction `tx`; the rows it returns, if any."""
-    cursor = tx.connection.execute(text, list(params))
+    cursor = connection_of(tx).execute(text, list(params))
     if inspect.isawaitable(cursor):  # sync:
         cursor = await cursor  # sync:
     if cursor.description is None:
@@ -22,9 +38,9 @@ async def execute(tx: Any, text: str, params: Sequence[Any] = ()) -> list[tuple[
     return [tuple(row) for row in rows]
 
 
-async def execute_count(tx: Any, text: str, params: Sequence[Any] = ()) -> int:
+async def execute_count(tx: AsyncStoreWriter, text: str, params: Sequence[object] = ()) -> int:
     """Run one statement in the transaction `tx`; how many rows it changed."""
-    cursor = tx.connection.execute(text, list(params))
+    cursor = connection_of(tx).execute(text, list(params))
     if inspect.isawaitable(cursor):  # sync:
         cursor = await cursor  # sync:
     return int(cursor.rowcount)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+
+from tidings.store._sync.base import StoreWriter, Transactional
 
 __all__ = ["SideTable"]
 
@@ -22,13 +23,13 @@ class SideTable:
     (`CREATE ... IF NOT EXISTS`, cheap).
     """
 
-    def __init__(self, store: Any, create: Callable[[Any], None]) -> None:
+    def __init__(self, store: Transactional, create: Callable[[StoreWriter], None]) -> None:
         self.store = store
         self._create = create
         self._made = False
 
     @contextmanager
-    def transaction(self, tx: Any = None) -> Iterator[Any]:
+    def transaction(self, tx: StoreWriter | None = None) -> Iterator[StoreWriter]:
         """`tx`, or a new store transaction, with the table made in it if need be."""
         if tx is not None:
             if not self._made:

@@ -7,19 +7,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["execute", "execute_count"]
+from tidings.store._sync.base import StoreWriter
+
+__all__ = ["connection_of", "execute", "execute_count"]
 
 
-def execute(tx: Any, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+def connection_of(tx: StoreWriter) -> Any:
+    """The driver's connection (sqlite3 or psycopg) that a SQL store's transaction writes on.
+
+    Its type is the driver's, which the store protocols leave open: a memory
+    store's transaction has none, and side tables are only made beside SQL stores.
+    """
+    connection = getattr(tx, "connection", None)
+    if connection is None:
+        raise TypeError(f"{type(tx).__name__} has no connection: use a SQLite or PostgreSQL store")
+    return connection
+
+
+def execute(tx: StoreWriter, text: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
     """Run one statement in the transaction `tx`; the rows it returns, if any."""
-    cursor = tx.connection.execute(text, list(params))
+    cursor = connection_of(tx).execute(text, list(params))
     if cursor.description is None:
         return []
     rows = cursor.fetchall()
     return [tuple(row) for row in rows]
 
 
-def execute_count(tx: Any, text: str, params: Sequence[Any] = ()) -> int:
+def execute_count(tx: StoreWriter, text: str, params: Sequence[object] = ()) -> int:
     """Run one statement in the transaction `tx`; how many rows it changed."""
-    cursor = tx.connection.execute(text, list(params))
+    cursor = connection_of(tx).execute(text, list(params))
     return int(cursor.rowcount)

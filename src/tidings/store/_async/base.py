@@ -21,6 +21,7 @@ from tidings.store.records import (
 __all__ = [
     "AsyncEventReader",
     "AsyncEventStore",
+    "AsyncReadModelStore",
     "AsyncStoreTransaction",
     "AsyncStoreWriter",
     "AsyncTransactional",
@@ -51,6 +52,19 @@ class AsyncStoreWriter(Protocol):
         limit: int | None = None,
     ) -> list[RecordedEvent]: ...
 
+    async def lock_stream(self, stream: str) -> None:
+        """Hold `stream` until this transaction ends: a pessimistic lock.
+
+        Another transaction that locks or appends to the same stream waits
+        until this one commits or rolls back, in any process, so what this
+        one reads of the stream after locking it is still current when it
+        appends. PostgreSQL takes the stream's transaction-scoped advisory
+        lock (the one appends take); a wait it finds to be a deadlock
+        raises `ConcurrencyError`. SQLite's transactions already hold the
+        database's write lock; memory stores serve one process.
+        """
+        ...
+
 
 class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
     """Appends that become visible together at `commit`, or not at all.
@@ -74,6 +88,8 @@ class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
         backwards: bool = False,
         limit: int | None = None,
     ) -> list[RecordedEvent]: ...
+
+    async def lock_stream(self, stream: str) -> None: ...
 
     async def commit(self) -> None: ...
 
@@ -199,6 +215,15 @@ class AsyncTransactional(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[AsyncStoreTransaction]:
         """A transaction; it commits when the block ends normally and rolls back on error."""
         ...
+
+
+class AsyncReadModelStore(AsyncEventReader, AsyncTransactional, Protocol):
+    """What keeping read models beside the log takes: reading it, and transactions on its database.
+
+    A projection runner, its dead letters and side tables need no more; every
+    event store is one. Sync and async stores are told apart by type, so
+    mypy refuses an async store given to a blocking component, and the reverse.
+    """
 
 
 class AsyncEventStore(AsyncEventReader, AsyncTransactional, Protocol):

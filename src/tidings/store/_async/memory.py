@@ -327,6 +327,11 @@ class AsyncMemoryTransaction:
         ]
         return _slice(records, from_version, backwards, limit)
 
+    async def lock_stream(self, stream: str) -> None:
+        """Nothing to hold: a memory store serves one process, whose blocks take turns."""
+        check_stream_name(stream)
+        self._check_active()
+
     async def commit(self) -> None:
         self._check_active()
         log = self._log

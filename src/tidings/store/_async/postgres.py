@@ -485,6 +485,12 @@ class AsyncPostgresTransaction:
                 self._connection, self._sql, stream, from_version, backwards, limit
             )
 
+    async def lock_stream(self, stream: str) -> None:
+        check_stream_name(stream)
+        self._check_active()
+        async with self._failing():
+            await self._connection.execute(self._sql.lock_stream, (stream,))
+
     @property
     def connection(self) -> _Connection:
         """The psycopg connection, to use only when no batched statement is in flight."""
@@ -695,6 +701,12 @@ class AsyncPostgresJoinedWriter:
             return await _read_stream(
                 self.connection, self._sql, stream, from_version, backwards, limit
             )
+
+    async def lock_stream(self, stream: str) -> None:
+        check_stream_name(stream)
+        await self._prepare()
+        with translated():
+            await self.connection.execute(self._sql.lock_stream, (stream,))
 
     async def _prepare(self) -> None:
         connection = self.connection

@@ -388,6 +388,11 @@ class AsyncSQLiteTransaction:
             )
         )
 
+    async def lock_stream(self, stream: str) -> None:
+        """Nothing more to take: `BEGIN IMMEDIATE` holds the database's write lock already."""
+        check_stream_name(stream)
+        self._check_active()
+
     async def commit(self) -> None:
         await self._run(lambda connection: connection.execute("COMMIT"))
         self.finished = True
@@ -506,6 +511,11 @@ class AsyncSQLiteJoinedWriter:
                 connection, stream, from_version, backwards, limit
             )
         )
+
+    async def lock_stream(self, stream: str) -> None:
+        """Take the database's write lock for the owner's transaction, as every call does."""
+        check_stream_name(stream)
+        self._run(lambda connection: None)
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:

@@ -328,6 +328,11 @@ class MemoryTransaction:
         ]
         return _slice(records, from_version, backwards, limit)
 
+    def lock_stream(self, stream: str) -> None:
+        """Nothing to hold: a memory store serves one process, whose blocks take turns."""
+        check_stream_name(stream)
+        self._check_active()
+
     def commit(self) -> None:
         self._check_active()
         log = self._log

@@ -479,6 +479,12 @@ class PostgresTransaction:
         with self._failing():
             return _read_stream(self._connection, self._sql, stream, from_version, backwards, limit)
 
+    def lock_stream(self, stream: str) -> None:
+        check_stream_name(stream)
+        self._check_active()
+        with self._failing():
+            self._connection.execute(self._sql.lock_stream, (stream,))
+
     @property
     def connection(self) -> _Connection:
         """The psycopg connection, to use only when no batched statement is in flight."""
@@ -685,6 +691,12 @@ class PostgresJoinedWriter:
         self._prepare()
         with translated():
             return _read_stream(self.connection, self._sql, stream, from_version, backwards, limit)
+
+    def lock_stream(self, stream: str) -> None:
+        check_stream_name(stream)
+        self._prepare()
+        with translated():
+            self.connection.execute(self._sql.lock_stream, (stream,))
 
     def _prepare(self) -> None:
         connection = self.connection

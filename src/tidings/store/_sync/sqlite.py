@@ -388,6 +388,11 @@ class SQLiteTransaction:
             )
         )
 
+    def lock_stream(self, stream: str) -> None:
+        """Nothing more to take: `BEGIN IMMEDIATE` holds the database's write lock already."""
+        check_stream_name(stream)
+        self._check_active()
+
     def commit(self) -> None:
         self._run(lambda connection: connection.execute("COMMIT"))
         self.finished = True
@@ -504,6 +509,11 @@ class SQLiteJoinedWriter:
                 connection, stream, from_version, backwards, limit
             )
         )
+
+    def lock_stream(self, stream: str) -> None:
+        """Take the database's write lock for the owner's transaction, as every call does."""
+        check_stream_name(stream)
+        self._run(lambda connection: None)
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:

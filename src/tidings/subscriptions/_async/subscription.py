@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection
-from typing import Any, Self
+from typing import Self
 
 import anyio  # sync: import time
 
+from tidings.store._async.base import AsyncEventReader
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions.listener import watch_commits
 from tidings.subscriptions.signal import CommitSignal
@@ -39,7 +40,7 @@ class AsyncSubscription:
 
     def __init__(
         self,
-        store: Any,
+        store: AsyncEventReader,
         *,
         after: int = 0,
         categories: Collection[str] | None = None,

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterator
-from typing import Any, Self
+from typing import Self
 
+from tidings.store._sync.base import EventReader
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions.listener import watch_commits
 from tidings.subscriptions.signal import CommitSignal
@@ -40,7 +41,7 @@ class Subscription:
 
     def __init__(
         self,
-        store: Any,
+        store: EventReader,
         *,
         after: int = 0,
         categories: Collection[str] | None = None,

@@ -1,0 +1,124 @@
+"""`console_app`: the console as a Starlette application, alone or mounted in another app."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from tidings._sync.bus import MessageBus
+from tidings.console.errors import ConsoleError
+from tidings.console.pages.events import event_routes
+from tidings.console.pages.letters import letter_routes
+from tidings.console.pages.projections import projection_routes
+from tidings.console.pages.tail import tail_routes
+from tidings.console.security import TokenGuard
+from tidings.console.state import Console, LetterStore
+from tidings.errors import StoreUnavailable
+from tidings.projections import Projection
+from tidings.store import EventStore
+
+__all__ = ["console_app"]
+
+_STATIC = Path(__file__).parent / "static"
+
+
+def console_app(
+    store: EventStore,
+    projections: Sequence[Projection] = (),
+    *,
+    bus: MessageBus | None = None,
+    dead_letters: LetterStore | None = None,
+    read_only: bool = False,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    page_size: int = 50,
+    tail_seconds: float = 30.0,
+    tail_interval: float = 0.2,
+    title: str = "tidings console",
+) -> Starlette:
+    """The web console of `store`, as an ASGI application.
+
+    `projections` are the application's (their status, pause, resume and
+    rebuild act on their rows in the store, seen by runners in any
+    process); `bus` retries bus handlers' dead letters; `dead_letters` are
+    those of the store by default (`SQLDeadLetters` on SQLite and
+    PostgreSQL, the projections' own beside a memory store). `read_only`
+    hides every action and refuses them (403). With `token`, each request
+    must show it (`?token=` once, then a cookie; or `Authorization: Bearer`).
+    With `allowed_hosts`, a request naming another host (`Host:`) is refused
+    (400): a page of another site cannot reach the console through a DNS
+    name pointed at 127.0.0.1. `tidings console` sets them on 127.0.0.1.
+    The live tail's streams end after `tail_seconds` (the browser resumes
+    them), polling the store every `tail_interval` seconds.
+
+    Mount it under a path of your own app (`Mount("/console", console_app(store))`):
+    its links follow the mount's path.
+    """
+    if page_size < 1:
+        raise ValueError(f"page_size must be at least 1, got {page_size}")
+    if tail_seconds <= 0 or tail_interval <= 0:
+        raise ValueError("tail_seconds and tail_interval must be positive")
+    console = Console(
+        store,
+        projections,
+        bus=bus,
+        dead_letters=dead_letters,
+        read_only=read_only,
+        page_size=page_size,
+        tail_seconds=tail_seconds,
+        tail_interval=tail_interval,
+        title=title,
+    )
+
+    async def refuse(request: Request, status: int, message: str) -> Response:
+        return console.page(request, "error.html", status, status=status, message=message)
+
+    async def console_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ConsoleError)
+        return await refuse(request, exc.status, exc.message)
+
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        return await refuse(request, 503, f"the event store cannot be reached now: {exc}")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = {404: "no such page", 405: "this page does not take that method"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        return await refuse(request, exc.status_code, message)
+
+    middleware = []
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    if token is not None:
+        if not token:
+            raise ValueError("an access token is not empty")
+        middleware.append(Middleware(BaseHTTPMiddleware, dispatch=TokenGuard(token, refuse)))
+    routes = [
+        *event_routes(console),
+        *projection_routes(console),
+        *letter_routes(console),
+        *tail_routes(console),
+        Mount("/static", StaticFiles(directory=_STATIC), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={
+            ConsoleError: console_error,
+            HTTPException: http_error,
+            StoreUnavailable: store_unavailable,
+        },
+    )
+    app.state.console = console
+    return app

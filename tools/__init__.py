@@ -1,0 +1,1 @@
+"""Development tools: the generator of the blocking modules from their asyncio sources."""
