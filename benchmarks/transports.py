@@ -1,38 +1,44 @@
 """Transports: the outbox relay, end-to-end latency and the inbox consumer, per broker, in one run.
 
-Per broker (NATS JetStream, RabbitMQ), side by side:
+Per broker (NATS JetStream, RabbitMQ, Redis Streams), side by side:
 
 - **relay throughput**: events/s of `OutboxRelay`, run by an
-  `AsyncProjectionRunner`, publishing a SQLite log of `--events` events
-  (reading it, encoding each event, awaiting the broker's confirmation,
-  committing its checkpoint), beside the same encoded messages published
-  with the same acknowledgement by
-  - the raw client, one confirmed publication after the other (nats-py
-    `js.publish` awaiting its PubAck; aio-pika on a publisher-confirm
-    channel awaiting each confirm);
-  - the raw client with up to 64 publications in flight, each confirmed
-    (what a client can do at the most with the same guarantee);
+  `AsyncProjectionRunner`, publishing a SQLite log of `--events` events over
+  `--streams` streams (reading it, encoding each event, awaiting the
+  broker's confirmation, committing its checkpoint), with up to 256
+  publications in flight (its default, one per stream at a time) and one at
+  a time, beside the same encoded messages published with the same
+  acknowledgement by
+  - the raw client (nats-py `js.publish` awaiting its PubAck; aio-pika on a
+    publisher-confirm channel awaiting each confirm; redis-py `XADD`
+    awaiting its reply, a connection per publication in flight), one after
+    the other and with up to 256 in flight (any order: more than the relay,
+    which keeps each stream's);
   - FastStream's broker `publish` (`NatsBroker` with `stream=`, awaiting
-    the PubAck; `RabbitBroker`, publisher confirms on, persistent).
+    the PubAck; `RabbitBroker`, publisher confirms on, persistent;
+    `RedisBroker` with `stream=`), the same two ways.
   Each case publishes into a namespace of its own (so JetStream's
   duplicate window does not drop one case's messages as another's
   repeats); on RabbitMQ a durable queue is bound to it, so every message is
   stored.
 - **end-to-end latency**: from an append's return (its commit) to the
-  consumer's handler, p50 and p99, one event per commit at `--rate`
+  consumer's handler, p50 and p99, one event per commit at each of `--rates`
   events/s for `--seconds`; the relay and the consumer (with its inbox in
-  a SQLite store of its own) run in the producer's process.
+  a SQLite store of its own) run in the producer's process, so one
+  process makes every durable commit: the producer's, the relay's
+  checkpoint's and the inbox's.
 - **consumer throughput**: events/s of `AsyncBrokerConsumer` with its inbox
-  (a check and a durable SQLite commit per message) beside a loop that
+  (one inbox query and one durable SQLite commit per batch of up to 100,
+  and with `batch_size=1` one of each per message) beside a loop that
   fetches, decodes, hands each message to the same bus and acks it, with
-  no inbox; both read the same `--events` messages, each through a group
-  of its own.
+  no inbox; each reads the same `--events` messages through a group of its
+  own.
 
 Throughputs are the median of `--repeats` runs, the cases of a figure
 interleaved run by run. SQLite files are on the local disk with durable
 commits (`synchronous=FULL`).
 
-Run: `uv run python -m benchmarks.transports [--broker nats|rabbitmq|both]`
+Run: `uv run python -m benchmarks.transports [--broker nats|rabbitmq|redis|all]`
 (FastStream is in the bench group: `uv sync --all-extras --group bench`).
 A broker that does not answer is skipped with a line saying so.
 """
@@ -484,7 +490,12 @@ async def consumer_figures(
 
 
 async def bench(
-    brokers: list[Broker], events: int, repeats: int, rate: int, seconds: float, streams: int
+    brokers: list[Broker],
+    events: int,
+    repeats: int,
+    rates: list[int],
+    seconds: float,
+    streams: int,
 ) -> None:
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
@@ -497,11 +508,12 @@ async def bench(
             ours = relayed[f"relay, {IN_FLIGHT} in flight"]
             for key, value in relayed.items():
                 print(f"  {key:<28} {value:>9,.0f} events/s   relay = {ours / value:.2f}x")
-            p50, p99, count = await latency(broker, directory, rate, seconds)
-            print(
-                f"{broker.name}: commit -> handler at {rate:,} events/s ({count} events):"
-                f" p50 {p50:.2f} ms, p99 {p99:.2f} ms"
-            )
+            for rate in rates:
+                p50, p99, count = await latency(broker, directory, rate, seconds)
+                print(
+                    f"{broker.name}: commit -> handler at {rate:,} events/s ({count} events):"
+                    f" p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+                )
             consumed = await consumer_figures(broker, directory, events, repeats)
             plain = consumed["without the inbox"]
             print(f"{broker.name}: consumer throughput, {events} events, median of {repeats} runs")
@@ -522,8 +534,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--streams", type=int, default=STREAMS, help="streams of the events")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rate", type=int, default=1000, help="events/s for the latency")
-    parser.add_argument("--seconds", type=float, default=5.0, help="how long the latency runs")
+    parser.add_argument(
+        "--rates", default="200,1000", help="events/s of each latency run, comma-separated"
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="how long the latency runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     brokers: list[Broker] = []
@@ -536,7 +550,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             brokers.append(broker)
         else:
             print(f"{broker.name} skipped: not reachable at {reason}")
-    asyncio.run(bench(brokers, args.events, args.repeats, args.rate, args.seconds, args.streams))
+    rates = [int(rate) for rate in args.rates.split(",")]
+    asyncio.run(bench(brokers, args.events, args.repeats, rates, args.seconds, args.streams))
 
 
 if __name__ == "__main__":
