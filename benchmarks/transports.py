@@ -1,38 +1,44 @@
 """Transports: the outbox relay, end-to-end latency and the inbox consumer, per broker, in one run.
 
-Per broker (NATS JetStream, RabbitMQ), side by side:
+Per broker (NATS JetStream, RabbitMQ, Redis Streams), side by side:
 
 - **relay throughput**: events/s of `OutboxRelay`, run by an
-  `AsyncProjectionRunner`, publishing a SQLite log of `--events` events
-  (reading it, encoding each event, awaiting the broker's confirmation,
-  committing its checkpoint), beside the same encoded messages published
-  with the same acknowledgement by
-  - the raw client, one confirmed publication after the other (nats-py
-    `js.publish` awaiting its PubAck; aio-pika on a publisher-confirm
-    channel awaiting each confirm);
-  - the raw client with up to 64 publications in flight, each confirmed
-    (what a client can do at the most with the same guarantee);
+  `AsyncProjectionRunner`, publishing a SQLite log of `--events` events over
+  `--streams` streams (reading it, encoding each event, awaiting the
+  broker's confirmation, committing its checkpoint), with up to 256
+  publications in flight (its default, one per stream at a time) and one at
+  a time, beside the same encoded messages published with the same
+  acknowledgement by
+  - the raw client (nats-py `js.publish` awaiting its PubAck; aio-pika on a
+    publisher-confirm channel awaiting each confirm; redis-py `XADD`
+    awaiting its reply, a connection per publication in flight), one after
+    the other and with up to 256 in flight (any order: more than the relay,
+    which keeps each stream's);
   - FastStream's broker `publish` (`NatsBroker` with `stream=`, awaiting
-    the PubAck; `RabbitBroker`, publisher confirms on, persistent).
+    the PubAck; `RabbitBroker`, publisher confirms on, persistent;
+    `RedisBroker` with `stream=`), the same two ways.
   Each case publishes into a namespace of its own (so JetStream's
   duplicate window does not drop one case's messages as another's
   repeats); on RabbitMQ a durable queue is bound to it, so every message is
   stored.
 - **end-to-end latency**: from an append's return (its commit) to the
-  consumer's handler, p50 and p99, one event per commit at `--rate`
+  consumer's handler, p50 and p99, one event per commit at each of `--rates`
   events/s for `--seconds`; the relay and the consumer (with its inbox in
-  a SQLite store of its own) run in the producer's process.
+  a SQLite store of its own) run in the producer's process, so one
+  process makes every durable commit: the producer's, the relay's
+  checkpoint's and the inbox's.
 - **consumer throughput**: events/s of `AsyncBrokerConsumer` with its inbox
-  (a check and a durable SQLite commit per message) beside a loop that
+  (one inbox query and one durable SQLite commit per batch of up to 100,
+  and with `batch_size=1` one of each per message) beside a loop that
   fetches, decodes, hands each message to the same bus and acks it, with
-  no inbox; both read the same `--events` messages, each through a group
-  of its own.
+  no inbox; each reads the same `--events` messages through a group of its
+  own.
 
 Throughputs are the median of `--repeats` runs, the cases of a figure
 interleaved run by run. SQLite files are on the local disk with durable
 commits (`synchronous=FULL`).
 
-Run: `uv run python -m benchmarks.transports [--broker nats|rabbitmq|both]`
+Run: `uv run python -m benchmarks.transports [--broker nats|rabbitmq|redis|all]`
 (FastStream is in the bench group: `uv sync --all-extras --group bench`).
 A broker that does not answer is skipped with a line saying so.
 """
@@ -49,7 +55,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -57,8 +63,10 @@ from urllib.parse import urlsplit
 try:
     import aio_pika
     import nats
+    import redis.asyncio as aioredis
     from faststream.nats import NatsBroker
     from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange
+    from faststream.redis import RedisBroker
     from nats.js.api import StorageType, StreamConfig
 except ImportError as exc:
     raise SystemExit(f"{exc}: install the peers with `uv sync --all-extras --group bench`") from exc
@@ -79,11 +87,13 @@ from tidings.transports import AsyncBinding, BrokerMessage
 from tidings.transports.envelopes import decoded, encoded
 from tidings.transports.nats import NatsBinding
 from tidings.transports.rabbitmq import RabbitMQBinding
+from tidings.transports.redis import BODY_FIELD, SUBJECT_FIELD, RedisStreamsBinding
 
 NATS_URL = os.environ.get("TIDINGS_TEST_NATS", "nats://127.0.0.1:4222")
 RABBITMQ_URL = os.environ.get("TIDINGS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
-IN_FLIGHT = 64
-KEYS = 16  # streams the events are spread over
+REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+IN_FLIGHT = 256  # the relay's default max_in_flight, and the peers' window
+STREAMS = 100  # streams the events are spread over, by default
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,10 @@ def fresh_namespace() -> str:
 # The brokers: a binding, the raw client, FastStream, on a fresh namespace each time.
 
 
+Publish = Callable[[BrokerMessage], Awaitable[None]]
+Field = bytes | bytearray | memoryview | str | int | float  # a Redis stream entry's key or value
+
+
 class Broker:
     name: str
 
@@ -135,20 +149,23 @@ class Broker:
             await binding.delete()
             await binding.aclose()
 
-    async def raw(self, namespace: str, messages: Sequence[BrokerMessage], window: int) -> float:
+    def raw(self, namespace: str) -> AbstractAsyncContextManager[Publish]:
+        """The raw client's confirmed publication into `namespace`."""
         raise NotImplementedError
 
-    async def faststream(self, namespace: str, messages: Sequence[BrokerMessage]) -> float:
+    def faststream(self, namespace: str) -> AbstractAsyncContextManager[Publish]:
+        """FastStream's broker `publish` into `namespace`, with the same acknowledgement."""
         raise NotImplementedError
 
 
 class Nats(Broker):
-    name = "NATS"
+    name = "NATS JetStream"
 
     async def binding(self, namespace: str) -> AsyncBinding:
         return await NatsBinding.connect(NATS_URL, namespace)
 
-    async def raw(self, namespace: str, messages: Sequence[BrokerMessage], window: int) -> float:
+    @asynccontextmanager
+    async def raw(self, namespace: str) -> AsyncIterator[Publish]:
         client = await nats.connect(NATS_URL)
         js = client.jetstream()
         stream = f"TIDINGS_{namespace}"
@@ -162,25 +179,27 @@ class Nats(Broker):
                 f"{namespace}.{message.subject}", message.body, headers=headers, stream=stream
             )
 
-        start = time.perf_counter()
-        await windowed(publish, messages, window)
-        elapsed = time.perf_counter() - start
-        await client.close()
-        return elapsed
+        try:
+            yield publish
+        finally:
+            await client.close()
 
-    async def faststream(self, namespace: str, messages: Sequence[BrokerMessage]) -> float:
+    @asynccontextmanager
+    async def faststream(self, namespace: str) -> AsyncIterator[Publish]:
         broker = NatsBroker(NATS_URL)
         await broker.connect()
         stream = f"TIDINGS_{namespace}"
-        start = time.perf_counter()
-        for message in messages:
+
+        async def publish(message: BrokerMessage) -> None:
             headers = {**message.headers, "Nats-Msg-Id": message.message_id}
             await broker.publish(
                 message.body, f"{namespace}.{message.subject}", headers=headers, stream=stream
             )
-        elapsed = time.perf_counter() - start
-        await broker.stop()
-        return elapsed
+
+        try:
+            yield publish
+        finally:
+            await broker.stop()
 
 
 class RabbitMQ(Broker):
@@ -189,7 +208,8 @@ class RabbitMQ(Broker):
     async def binding(self, namespace: str) -> AsyncBinding:
         return await RabbitMQBinding.connect(RABBITMQ_URL, namespace)
 
-    async def raw(self, namespace: str, messages: Sequence[BrokerMessage], window: int) -> float:
+    @asynccontextmanager
+    async def raw(self, namespace: str) -> AsyncIterator[Publish]:
         connection = await aio_pika.connect(RABBITMQ_URL)
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(
@@ -208,18 +228,18 @@ class RabbitMQ(Broker):
                 routing_key=message.subject,
             )
 
-        start = time.perf_counter()
-        await windowed(publish, messages, window)
-        elapsed = time.perf_counter() - start
-        await connection.close()
-        return elapsed
+        try:
+            yield publish
+        finally:
+            await connection.close()
 
-    async def faststream(self, namespace: str, messages: Sequence[BrokerMessage]) -> float:
+    @asynccontextmanager
+    async def faststream(self, namespace: str) -> AsyncIterator[Publish]:
         broker = RabbitBroker(RABBITMQ_URL)
         await broker.connect()
         exchange = RabbitExchange(f"tidings.{namespace}", type=ExchangeType.TOPIC, durable=True)
-        start = time.perf_counter()
-        for message in messages:
+
+        async def publish(message: BrokerMessage) -> None:
             await broker.publish(
                 message.body,
                 exchange=exchange,
@@ -228,16 +248,54 @@ class RabbitMQ(Broker):
                 persist=True,
                 message_id=message.message_id,
             )
-        elapsed = time.perf_counter() - start
-        await broker.stop()
-        return elapsed
+
+        try:
+            yield publish
+        finally:
+            await broker.stop()
 
 
-async def windowed(
-    publish: Callable[[BrokerMessage], Awaitable[None]],
-    messages: Sequence[BrokerMessage],
-    window: int,
-) -> None:
+class Redis(Broker):
+    name = "Redis Streams"
+
+    async def binding(self, namespace: str) -> AsyncBinding:
+        return await RedisStreamsBinding.connect(REDIS_URL, namespace)
+
+    @asynccontextmanager
+    async def raw(self, namespace: str) -> AsyncIterator[Publish]:
+        # A connection per publication in flight: one connection has one command at a time.
+        client = aioredis.Redis.from_url(REDIS_URL, max_connections=IN_FLIGHT)
+        stream = f"tidings:{namespace}"
+
+        async def publish(message: BrokerMessage) -> None:
+            fields: dict[Field, Field] = {
+                SUBJECT_FIELD: message.subject,
+                BODY_FIELD: message.body,
+            }
+            fields.update(message.headers)
+            await client.xadd(stream, fields)
+
+        try:
+            yield publish
+        finally:
+            await client.aclose()
+
+    @asynccontextmanager
+    async def faststream(self, namespace: str) -> AsyncIterator[Publish]:
+        broker = RedisBroker(REDIS_URL, max_connections=IN_FLIGHT)
+        await broker.connect()
+        stream = f"tidings:{namespace}"
+
+        async def publish(message: BrokerMessage) -> None:
+            await broker.publish(message.body, stream=stream, headers=dict(message.headers))
+
+        try:
+            yield publish
+        finally:
+            await broker.stop()
+
+
+async def windowed(publish: Publish, messages: Sequence[BrokerMessage], window: int) -> None:
     """Publish each message, with up to `window` publications awaiting their confirmation."""
     if window == 1:
         for message in messages:
@@ -260,21 +318,25 @@ async def windowed(
 # The log the relay publishes.
 
 
-async def filled_store(path: Path, events: int) -> AsyncSQLiteStore:
+async def filled_store(path: Path, events: int, streams: int) -> AsyncSQLiteStore:
     store = AsyncSQLiteStore(str(path))
     per_commit = 100
     for first in range(0, events, per_commit):
         async with store.transaction() as tx:
             for n in range(first, min(first + per_commit, events)):
                 envelope: Envelope[Event] = Envelope.new(tick(n))
-                await tx.append(f"Tick-{n % KEYS}", [CODEC.new_event(envelope)])
+                await tx.append(f"Tick-{n % streams}", [CODEC.new_event(envelope)])
     return store
 
 
-async def relay_once(broker: Broker, store: AsyncSQLiteStore, run: int) -> float:
+async def relay_once(
+    broker: Broker, store: AsyncSQLiteStore, run: int, max_in_flight: int
+) -> float:
     async with broker.namespace() as namespace:
         binding = await broker.binding(namespace)
-        relay = OutboxRelay(binding, name=f"relay-{run}")
+        relay = OutboxRelay(
+            binding, name=f"relay-{run}-{max_in_flight}", max_in_flight=max_in_flight
+        )
         runner = AsyncProjectionRunner(store, [relay], codec=CODEC, poll_interval=0.05)
         head = await store.head_position()
         start = time.perf_counter()
@@ -286,34 +348,38 @@ async def relay_once(broker: Broker, store: AsyncSQLiteStore, run: int) -> float
 
 
 async def relay_figures(
-    broker: Broker, directory: Path, events: int, repeats: int
+    broker: Broker, directory: Path, events: int, repeats: int, streams: int
 ) -> dict[str, float]:
-    store = await filled_store(directory / f"relay-{broker.name}.db", events)
+    store = await filled_store(directory / f"relay-{broker.name}.db", events, streams)
     messages = [encoded(CODEC.envelope(r), CODEC) for r in await store.read_all()]
-    cases: dict[str, Callable[[int], Awaitable[float]]] = {}
 
-    async def raw(run: int, window: int = 1) -> float:
-        async with broker.namespace() as namespace:
-            return await broker.raw(namespace, messages, window)
+    def peer(
+        client: Callable[[str], AbstractAsyncContextManager[Publish]], window: int
+    ) -> Callable[[int], Awaitable[float]]:
+        async def case(run: int) -> float:
+            async with broker.namespace() as namespace, client(namespace) as publish:
+                start = time.perf_counter()
+                await windowed(publish, messages, window)
+                return time.perf_counter() - start
 
-    async def windowed_raw(run: int) -> float:
-        return await raw(run, IN_FLIGHT)
+        return case
 
-    async def faststream(run: int) -> float:
-        async with broker.namespace() as namespace:
-            return await broker.faststream(namespace, messages)
+    def relay(max_in_flight: int) -> Callable[[int], Awaitable[float]]:
+        async def case(run: int) -> float:
+            return await relay_once(broker, store, run, max_in_flight)
 
-    async def relay(run: int) -> float:
-        return await relay_once(broker, store, run)
+        return case
 
     cases = {
-        "relay": relay,
-        "raw": raw,
-        f"raw, {IN_FLIGHT} in flight": windowed_raw,
-        "FastStream": faststream,
+        f"relay, {IN_FLIGHT} in flight": relay(IN_FLIGHT),
+        "relay, one at a time": relay(1),
+        f"raw, {IN_FLIGHT} in flight": peer(broker.raw, IN_FLIGHT),
+        "raw, one at a time": peer(broker.raw, 1),
+        f"FastStream, {IN_FLIGHT} in flight": peer(broker.faststream, IN_FLIGHT),
+        "FastStream, one at a time": peer(broker.faststream, 1),
     }
     rates: dict[str, list[float]] = {key: [] for key in cases}
-    await relay(-1)  # warm up: connections, the checkpoint table
+    await relay(IN_FLIGHT)(-1)  # warm up: connections, the checkpoint table
     for run in range(repeats):
         for key, case in cases.items():
             rates[key].append(events / await case(run))
@@ -362,7 +428,7 @@ async def latency(
                 if delay > 0:
                     await asyncio.sleep(delay)
                 envelope: Envelope[Event] = Envelope.new(tick(n))
-                await producer.append(f"Tick-{n % KEYS}", [CODEC.new_event(envelope)])
+                await producer.append(f"Tick-{n % STREAMS}", [CODEC.new_event(envelope)])
                 committed[n] = time.perf_counter()
             deadline = time.perf_counter() + 60
             while len(seen) < count and time.perf_counter() < deadline:  # noqa: ASYNC110
@@ -384,36 +450,39 @@ async def latency(
 async def consumer_figures(
     broker: Broker, directory: Path, events: int, repeats: int
 ) -> dict[str, float]:
-    rates: dict[str, list[float]] = {"with the inbox": [], "without": []}
+    """Events/s of the consumer with its inbox (in batches, one at a time) and of a bare loop."""
+    cases = {"with the inbox": 100, "with the inbox, one at a time": 1}
+    rates: dict[str, list[float]] = {key: [] for key in [*cases, "without the inbox"]}
     for run in range(repeats):
         namespace = fresh_namespace()
         binding = await broker.binding(namespace)
-        with_inbox = await binding.receiver("inbox")
-        without = await binding.receiver("plain")
+        groups = {key: await binding.receiver(f"g{n}") for n, key in enumerate(rates)}
         for n in range(events):
             envelope: Envelope[Event] = Envelope.new(tick(n))
-            await binding.publish(encoded(envelope.stored(f"Tick-{n % KEYS}", 1, n + 1), CODEC))
+            await binding.publish(encoded(envelope.stored(f"Tick-{n % STREAMS}", 1, n + 1), CODEC))
         store = AsyncSQLiteStore(str(directory / f"consumer-{broker.name}-{run}.db"))
-        inbox = AsyncInbox(store, "bench")
-        await inbox.prepare()
-        seen: dict[int, float] = {}
-        consumer = AsyncBrokerConsumer(
-            with_inbox, recording_bus(seen), inbox, codec=CODEC, batch_size=100, wait=1.0
-        )
-        start = time.perf_counter()
-        while len(seen) < events:
-            await consumer.run_once()
-        rates["with the inbox"].append(events / (time.perf_counter() - start))
+        for key, batch_size in cases.items():
+            inbox = AsyncInbox(store, f"bench-{batch_size}")
+            await inbox.prepare()
+            seen: dict[int, float] = {}
+            consumer = AsyncBrokerConsumer(
+                groups[key], recording_bus(seen), inbox, codec=CODEC, batch_size=batch_size
+            )
+            start = time.perf_counter()
+            while len(seen) < events:
+                await consumer.run_once()
+            rates[key].append(events / (time.perf_counter() - start))
         plain: dict[int, float] = {}
         bus = recording_bus(plain)
+        without = groups["without the inbox"]
         start = time.perf_counter()
         while len(plain) < events:
             for delivery in await without.fetch(100, 1.0):
                 await bus.handle(decoded(delivery.message, CODEC))
                 await delivery.ack()
-        rates["without"].append(events / (time.perf_counter() - start))
-        await with_inbox.delete()
-        await without.delete()
+        rates["without the inbox"].append(events / (time.perf_counter() - start))
+        for group in groups.values():
+            await group.delete()
         await binding.delete()
         await binding.aclose()
         await store.aclose()
@@ -421,49 +490,68 @@ async def consumer_figures(
 
 
 async def bench(
-    brokers: list[Broker], events: int, repeats: int, rate: int, seconds: float
+    brokers: list[Broker],
+    events: int,
+    repeats: int,
+    rates: list[int],
+    seconds: float,
+    streams: int,
 ) -> None:
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         for broker in brokers:
-            print(f"\n{broker.name}: relay throughput, {events} events, median of {repeats} runs")
-            relayed = await relay_figures(broker, directory, events, repeats)
+            print(
+                f"\n{broker.name}: relay throughput, {events} events over {streams} streams,"
+                f" median of {repeats} runs"
+            )
+            relayed = await relay_figures(broker, directory, events, repeats, streams)
+            ours = relayed[f"relay, {IN_FLIGHT} in flight"]
             for key, value in relayed.items():
-                ratio = relayed["relay"] / value
-                print(f"  {key:<22} {value:>9,.0f} events/s   relay = {ratio:.2f}x")
-            p50, p99, count = await latency(broker, directory, rate, seconds)
-            print(
-                f"{broker.name}: commit -> handler at {rate:,} events/s ({count} events):"
-                f" p50 {p50:.2f} ms, p99 {p99:.2f} ms"
-            )
+                print(f"  {key:<28} {value:>9,.0f} events/s   relay = {ours / value:.2f}x")
+            for rate in rates:
+                p50, p99, count = await latency(broker, directory, rate, seconds)
+                print(
+                    f"{broker.name}: commit -> handler at {rate:,} events/s ({count} events):"
+                    f" p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+                )
             consumed = await consumer_figures(broker, directory, events, repeats)
-            ratio = consumed["with the inbox"] / consumed["without"]
-            print(
-                f"{broker.name}: consumer, events/s: with the inbox"
-                f" {consumed['with the inbox']:,.0f}, without {consumed['without']:,.0f}"
-                f" (inbox = {ratio:.2f}x)"
-            )
+            plain = consumed["without the inbox"]
+            print(f"{broker.name}: consumer throughput, {events} events, median of {repeats} runs")
+            for key, value in consumed.items():
+                print(f"  {key:<28} {value:>9,.0f} events/s   = {value / plain:.2f}x without")
+
+
+BROKERS: dict[str, tuple[Callable[[], Broker], str]] = {
+    "nats": (Nats, NATS_URL),
+    "rabbitmq": (RabbitMQ, RABBITMQ_URL),
+    "redis": (Redis, REDIS_URL),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.transports")
-    parser.add_argument("--broker", choices=["nats", "rabbitmq", "both"], default="both")
+    parser.add_argument("--broker", choices=[*BROKERS, "all"], default="all")
     parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--streams", type=int, default=STREAMS, help="streams of the events")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rate", type=int, default=1000, help="events/s for the latency")
-    parser.add_argument("--seconds", type=float, default=5.0, help="how long the latency runs")
+    parser.add_argument(
+        "--rates", default="200,1000", help="events/s of each latency run, comma-separated"
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="how long the latency runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     brokers: list[Broker] = []
-    for key, broker, url in (("nats", Nats(), NATS_URL), ("rabbitmq", RabbitMQ(), RABBITMQ_URL)):
-        if args.broker not in (key, "both"):
+    for key, (make, url) in BROKERS.items():
+        if args.broker not in (key, "all"):
             continue
+        broker = make()
         reason = reachable(url)
         if reason is None:
             brokers.append(broker)
         else:
             print(f"{broker.name} skipped: not reachable at {reason}")
-    asyncio.run(bench(brokers, args.events, args.repeats, args.rate, args.seconds))
+    rates = [int(rate) for rate in args.rates.split(",")]
+    asyncio.run(bench(brokers, args.events, args.repeats, rates, args.seconds, args.streams))
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ def nats_connect() -> Connect:
     return connect
 
 
-def rabbitmq_connect() -> Connect:
-    """Skip (fail under CI) unless RabbitMQ answers at `RABBITMQ_URL`, its extra installed."""
+def rabbitmq_connect(*, quorum: bool = False) -> Connect:
+    """Skip (fail under CI) unless RabbitMQ answers at `RABBITMQ_URL`, its extra installed;
+    with `quorum`, the binding's groups are quorum queues."""
     try:
         from tidings.transports.rabbitmq import RabbitMQBinding
     except ModuleNotFoundError as exc:
@@ -63,7 +64,7 @@ def rabbitmq_connect() -> Connect:
 
     @asynccontextmanager
     async def connect(namespace: str) -> AsyncIterator[AsyncBinding]:
-        binding = await RabbitMQBinding.connect(RABBITMQ_URL, namespace)
+        binding = await RabbitMQBinding.connect(RABBITMQ_URL, namespace, quorum=quorum)
         try:
             yield binding
         finally:

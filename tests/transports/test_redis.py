@@ -125,3 +125,19 @@ def test_pubsub_hands_foreign_bytes_on_undecoded_and_refuses_unsafe_names() -> N
                 pass
 
     asyncio.run(scenario())
+
+
+def test_publications_awaited_at_once_are_each_kept_in_the_order_started() -> None:
+    connect = redis_connect()
+
+    async def scenario() -> None:
+        async with connect(unique_namespace()) as binding:
+            receiver = await binding.receiver("g1")
+            # More at once than a connection pool holds connections (100, redis-py's default).
+            await asyncio.gather(*(binding.publish(message(n)) for n in range(300)))
+            await binding.publish(message(1))  # a repeat, still dropped
+            got = await drain(receiver, 301, wait=1.0)
+            assert [m.headers["n"] for m in got] == [str(n) for n in range(300)]
+            await receiver.delete()
+
+    asyncio.run(scenario())

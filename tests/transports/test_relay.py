@@ -42,7 +42,7 @@ async def relay_until_caught_up(store: AsyncEventStore, relay: OutboxRelay) -> N
         await runner.wait_for(relay.name, last, timeout=20)
 
 
-def test_the_relay_publishes_what_committed_in_log_order(
+def test_the_relay_publishes_what_committed_each_stream_in_log_order(
     broker: Connect, open_store: OpenStore
 ) -> None:
     async def scenario() -> None:
@@ -57,9 +57,14 @@ def test_the_relay_publishes_what_committed_in_log_order(
             await store.append("Invoice-1", [sent("1")])
             await store.append("Order-3", [placed("3")])
             await relay_until_caught_up(store, OutboxRelay(binding))
-            log = [(str(r.event_id), r.position) for r in await store.read_all()]
+            records = await store.read_all()
+            log = [(str(r.event_id), r.position) for r in records]
             assert len(log) == 4
-            assert await received(receiver, len(log)) == log
+            got = await received(receiver, len(log))
+            # Streams may overtake one another (see test_relay_batching); Order-1's two keep order.
+            assert sorted(got) == sorted(log)
+            order_1 = [(str(r.event_id), r.position) for r in records if r.stream == "Order-1"]
+            assert [m for m in got if m in order_1] == order_1
             await receiver.delete()
         await store.aclose()
 

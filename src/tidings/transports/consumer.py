@@ -1,29 +1,34 @@
 """The consumer: messages received from a broker handed to a bus, each once, through an inbox.
 
-For each delivery, in the order received:
+Deliveries come in batches (`batch_size`: JetStream's pull fetch, up to
+RabbitMQ's prefetch, Redis's `XREADGROUP COUNT`). For each batch:
 
 1. A message that does not decode (not a tidings event, or a class not
    loaded here) becomes a dead letter of handler `consumer:<name>`, holding
-   its JSON as an `UndecodedEvent`, and is acked.
-2. One whose id the inbox holds was handled before: it is acked, unhandled.
-3. Otherwise the bus handles it, as `bus.handle(envelope)`: its handlers'
-   failures are retried and dead-lettered by the bus itself, never raised.
-   Handlers that commit through an `AsyncInboxUnitOfWork` record the id with
-   their effects; when none did, the consumer records it after the bus
-   returns. Then it acks.
+   its JSON as an `UndecodedEvent`.
+2. The inbox is asked, in one query, which of the batch's ids it holds:
+   those were handled before, and are not handled again; nor is a message
+   the batch holds twice, after its first.
+3. Each other one, in the order received, is handled by the bus, as
+   `bus.handle(envelope)`: its handlers' failures are retried and
+   dead-lettered by the bus itself, never raised. Handlers that commit
+   through an `AsyncInboxUnitOfWork` record the id with their effects.
+4. The ids no handler recorded are recorded together, in one transaction;
+   then every delivery of the batch is acked.
 
 A crash after a handler's commit and before the ack redelivers the message,
-and step 2 acks it: effects committed through the inbox unit of work
+and step 2 skips it: effects committed through the inbox unit of work
 happen exactly once. Effects made otherwise (outside the store's database,
 or through a plain unit of work) happen again when a crash comes before the
-consumer's own record: at least once. When the store cannot be reached the delivery is nacked and
-received again later; nothing is dead-lettered for it.
+batch's record: at least once. When the store cannot be reached the
+batch is nacked and received again later; nothing is dead-lettered for it.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+from uuid import UUID
 
 import anyio
 
@@ -96,40 +101,47 @@ class AsyncBrokerConsumer:
             await self.run_once()
 
     def stop(self) -> None:
-        """Finish the delivery in hand, then return from `run`."""
+        """Finish the batch in hand (handled, recorded, acked), then return from `run`."""
         self._stopped = True
 
     async def run_once(self) -> int:
         """Fetch one batch and hand it over; how many deliveries it held."""
         deliveries = await self.receiver.fetch(self.batch_size, self.wait)
-        for index, delivery in enumerate(deliveries):
-            try:
-                await self._deliver(delivery)
-            except StoreUnavailable:
-                logger.warning(
-                    "consumer %s cannot reach its store; the rest of the batch comes again",
-                    self.name,
-                    exc_info=True,
-                )
-                for left in deliveries[index:]:
-                    await left.nack()
-                await anyio.sleep(self.retry_after)
-                break
+        if not deliveries:
+            return 0
+        try:
+            await self._deliver(deliveries)
+        except StoreUnavailable:
+            logger.warning(
+                "consumer %s cannot reach its store; the batch comes again",
+                self.name,
+                exc_info=True,
+            )
+            for delivery in deliveries:
+                await delivery.nack()
+            await anyio.sleep(self.retry_after)
+            return len(deliveries)
+        for delivery in deliveries:
+            await delivery.ack()
         return len(deliveries)
 
-    async def _deliver(self, delivery: AsyncDelivery) -> None:
-        try:
-            envelope = decoded(delivery.message, self.codec)
-        except (MalformedMessage, EventDecodeError) as exc:
-            await self._dead_letter(undecoded(delivery.message, exc), exc)
-            await delivery.ack()
-            return
-        if await self.inbox.seen(envelope.message_id):
-            await delivery.ack()
-            return
-        if not await self._hand_over(envelope):
-            await self.inbox.record(envelope.message_id)
-        await delivery.ack()
+    async def _deliver(self, deliveries: list[AsyncDelivery]) -> None:
+        """Steps 1 to 4 of the module's, for one batch: everything but the acks."""
+        envelopes: list[Envelope[Event]] = []
+        for delivery in deliveries:
+            try:
+                envelopes.append(decoded(delivery.message, self.codec))
+            except (MalformedMessage, EventDecodeError) as exc:
+                await self._dead_letter(undecoded(delivery.message, exc), exc)
+        handled = await self.inbox.seen_among({e.message_id for e in envelopes})
+        unrecorded: list[UUID] = []
+        for envelope in envelopes:
+            if envelope.message_id in handled:
+                continue
+            handled.add(envelope.message_id)
+            if not await self._hand_over(envelope):
+                unrecorded.append(envelope.message_id)
+        await self.inbox.record_all(unrecorded)
 
     async def _hand_over(self, envelope: Envelope[Event]) -> bool:
         """Let the bus handle `envelope`; whether a handler's unit of work recorded it."""

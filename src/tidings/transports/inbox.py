@@ -11,6 +11,7 @@ however often it is delivered.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
 from uuid import UUID
@@ -39,6 +40,11 @@ _RECORD = (
     " ON CONFLICT (consumer, message_id) DO NOTHING"
 )
 _SEEN = "SELECT 1 FROM {inbox} WHERE consumer = ? AND message_id = ?"
+_SEEN_AMONG = "SELECT message_id FROM {inbox} WHERE consumer = ? AND message_id IN ({marks})"
+_RECORD_ALL = (
+    "INSERT INTO {inbox} (consumer, message_id, handled_at) VALUES {rows}"
+    " ON CONFLICT (consumer, message_id) DO NOTHING"
+)
 _COUNT = "SELECT count(*) FROM {inbox} WHERE consumer = ?"
 
 
@@ -78,6 +84,27 @@ class AsyncInbox:
         async with self._table.transaction() as tx:
             rows = await execute(tx, self._sql(_SEEN), [self.consumer, str(message_id)])
         return bool(rows)
+
+    async def record_all(self, message_ids: Collection[UUID]) -> int:
+        """Record every one of `message_ids` as handled, in one transaction; how many were new."""
+        if not message_ids:
+            return 0
+        now = utc_now().isoformat()
+        values = [v for message_id in message_ids for v in (self.consumer, str(message_id), now)]
+        rows = ", ".join(["(?, ?, ?)"] * len(message_ids))
+        sql = self._dialect.sql(_RECORD_ALL.replace("{rows}", rows), inbox="inbox")
+        async with self._table.transaction() as tx:
+            return await execute_count(tx, sql, values)
+
+    async def seen_among(self, message_ids: Collection[UUID]) -> set[UUID]:
+        """Which of `message_ids` are recorded as handled, in one query."""
+        if not message_ids:
+            return set()
+        marks = ", ".join(["?"] * len(message_ids))
+        sql = self._dialect.sql(_SEEN_AMONG.replace("{marks}", marks), inbox="inbox")
+        async with self._table.transaction() as tx:
+            rows = await execute(tx, sql, [self.consumer, *map(str, message_ids)])
+        return {UUID(row[0]) for row in rows}
 
     async def count(self) -> int:
         """How many messages this consumer has recorded as handled."""

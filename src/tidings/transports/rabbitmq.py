@@ -5,9 +5,9 @@ is the durable topic exchange `tidings.<namespace>`; an event is published
 persistent with the routing key `<category>.<type>`, on a channel in
 publisher-confirm mode, so `publish` returns once RabbitMQ has taken
 responsibility for it. A consumer group is the durable queue
-`tidings.<namespace>.<group>`, bound to `#` or to `<category>.#` for each
-of its categories; deliveries are acked by hand, and one left unacked when
-its connection closes is delivered again.
+`tidings.<namespace>.<group>` (a quorum queue with `quorum=True`), bound to
+`#` or to `<category>.#` for each of its categories; deliveries are acked by
+hand, and one left unacked when its connection closes is delivered again.
 
 RabbitMQ keeps a message only for the queues bound when it arrives: make
 the consumer groups (`receiver`) before publishing what they must get. A
@@ -39,15 +39,21 @@ from tidings.transports.binding import AsyncDelivery, BrokerMessage, category_to
 
 __all__ = ["RabbitMQBinding", "RabbitMQDelivery", "RabbitMQReceiver"]
 
+_BROKER_HEADERS = frozenset({"x-delivery-count", "x-death"})
+_BROKER_PREFIXES = ("x-first-death-", "x-last-death-")
+
 
 class RabbitMQDelivery:
     """A message taken from a queue; `ack` and `nack` answer RabbitMQ for it."""
 
     def __init__(self, incoming: AbstractIncomingMessage) -> None:
         self._incoming = incoming
+        # RabbitMQ's own headers (a quorum queue counts redeliveries) are not the message's.
         headers = {
             key: value.decode() if isinstance(value, bytes) else str(value)
             for key, value in (incoming.headers or {}).items()
+            if key not in _BROKER_HEADERS
+            and not key.startswith(("x-first-death-", "x-last-death-"))
         }
         self._message = BrokerMessage(incoming.routing_key or "", incoming.body, headers)
 
@@ -115,24 +121,33 @@ class RabbitMQBinding:
         namespace: str,
         *,
         prefetch: int,
+        quorum: bool = False,
     ) -> None:
         self.connection = connection
         self._channel = channel
         self._exchange = exchange
         self._namespace = namespace
         self.prefetch = prefetch
+        self.quorum = quorum
         self._queues: set[str] = set()  # declared by this binding's receivers
 
     @classmethod
-    async def connect(cls, url: str, namespace: str, *, prefetch: int = 100) -> RabbitMQBinding:
-        """Connect to `url` and declare the namespace's exchange."""
+    async def connect(
+        cls, url: str, namespace: str, *, prefetch: int = 100, quorum: bool = False
+    ) -> RabbitMQBinding:
+        """Connect to `url` and declare the namespace's exchange.
+
+        With `quorum`, the groups' queues are quorum queues (replicated by
+        Raft, each message fsynced by a majority before its confirm) rather
+        than classic ones; a queue keeps the type it was first declared with.
+        """
         check_name("namespace", namespace)
         connection = await aio_pika.connect_robust(url, timeout=5)
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(
             f"tidings.{namespace}", aio_pika.ExchangeType.TOPIC, durable=True
         )
-        return cls(connection, channel, exchange, namespace, prefetch=prefetch)
+        return cls(connection, channel, exchange, namespace, prefetch=prefetch, quorum=quorum)
 
     @property
     def namespace(self) -> str:
@@ -159,7 +174,10 @@ class RabbitMQBinding:
         check_name("group", group)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
-        queue = await channel.declare_queue(f"tidings.{self._namespace}.{group}", durable=True)
+        arguments = {"x-queue-type": "quorum"} if self.quorum else None
+        queue = await channel.declare_queue(
+            f"tidings.{self._namespace}.{group}", durable=True, arguments=arguments
+        )
         self._queues.add(queue.name)
         keys = [f"{category_token(c)}.#" for c in sorted(categories or ())] or ["#"]
         for key in keys:

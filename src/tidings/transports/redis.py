@@ -6,7 +6,8 @@ subject, body and envelope headers as the entry's fields, and `publish`
 returns once Redis has answered with the entry's id. The message id is
 checked in the same step (one Lua script) against the ids published within
 `dedupe_window` seconds, so an event the relay publishes again after a crash
-is dropped, as JetStream drops a repeated `Nats-Msg-Id`.
+is dropped, as JetStream drops a repeated `Nats-Msg-Id`. Publications
+awaited at once are sent together, pipelined on one connection.
 
 A consumer group is a Redis consumer group on the stream, made at its start
 (`0`) so it receives what was published before it; each receiver is a
@@ -24,6 +25,7 @@ and `appendfsync always`, an acked `XADD` survives a crash of the server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -270,6 +272,8 @@ class RedisStreamsBinding:
         self.dedupe_window = dedupe_window
         self.maxlen = maxlen
         self._script = client.register_script(_PUBLISH)
+        self._waiting: list[tuple[list[Any], asyncio.Future[None]]] = []
+        self._sending: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -299,16 +303,37 @@ class RedisStreamsBinding:
         for key, value in message.headers.items():
             fields += [key, value]
         now_ms = int(time.time() * 1000)
-        await self._script(
-            keys=[self.stream, self.seen],
-            args=[
-                message.message_id,
-                now_ms,
-                int(self.dedupe_window * 1000),
-                self.maxlen or 0,
-                *fields,
-            ],
-        )
+        args = [message.message_id, now_ms, int(self.dedupe_window * 1000), self.maxlen or 0]
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(([*args, *fields], answer))
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send())
+        await answer
+
+    async def _send(self) -> None:
+        """Send what `publish` queued, as pipelines on one connection, in the order queued.
+
+        Publications awaited at once (the relay's, in flight together) go
+        out in one round trip instead of one each, and over one connection,
+        however many there are.
+        """
+        await asyncio.sleep(0)  # let the publications started with this one queue too
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for args, _answer in batch:
+                        await self._script(keys=[self.stream, self.seen], args=args, client=pipe)
+                    results = await pipe.execute(raise_on_error=False)
+            except Exception as exc:  # the connection: every publication of the batch failed
+                results = [exc] * len(batch)
+            for (_args, answer), result in zip(batch, results, strict=True):
+                if answer.done():  # its publisher was cancelled
+                    continue
+                if isinstance(result, Exception):
+                    answer.set_exception(result)
+                else:
+                    answer.set_result(None)
 
     async def receiver(
         self, group: str, *, categories: Collection[str] | None = None

@@ -6,13 +6,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio  # sync:
 
 from tidings.dead_letters import DeadLetter
 from tidings.dead_letters.letter import letter_envelope
-from tidings.messages import Event
+from tidings.messages import Envelope, Event
 from tidings.observability import hooks
 from tidings.observability.logs import record_fields
 from tidings.projections._async.base import (
@@ -55,6 +55,15 @@ class _Rollback(Exception):
 async def _unbatched() -> AsyncIterator[None]:
     """Statements one at a time, each reporting its own failure."""
     yield
+
+
+@runtime_checkable
+class _HandlesBatches(Protocol):
+    """A non-transactional projection that takes a batch at once (the outbox relay)."""
+
+    async def handle_batch(self, envelopes: list[Envelope[Event]]) -> tuple[int, Exception | None]:
+        """Handle `envelopes`; how many of the first were handled, and the next one's error."""
+        ...
 
 
 class AsyncProjectionProcessing(AsyncRunnerBase):
@@ -278,13 +287,16 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         if not projection.transactional:
             done: RecordedEvent | None = None
             failure: tuple[RecordedEvent, Exception] | None = None
-            for record in records:
-                try:
-                    await self._handle(handlers, fallback, record, None)
-                except Exception as exc:
-                    failure = (record, exc)
-                    break
-                done = record
+            if isinstance(projection, _HandlesBatches):
+                done, failure = await self._handle_batch(projection, records)
+            else:
+                for record in records:
+                    try:
+                        await self._handle(handlers, fallback, record, None)
+                    except Exception as exc:
+                        failure = (record, exc)
+                        break
+                    done = record
             if done is not None:
                 reached = target if failure is None else done.position
                 async with self.store.transaction() as tx:
@@ -332,6 +344,23 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             return records[index], error
         self._moved(row, target, caught_up)
         return None
+
+    async def _handle_batch(
+        self, projection: _HandlesBatches, records: list[RecordedEvent]
+    ) -> tuple[RecordedEvent | None, tuple[RecordedEvent, Exception] | None]:
+        """`records` handed over at once: the last handled before the first failure, and it."""
+        envelopes: list[Envelope[Event]] = []
+        failure: tuple[RecordedEvent, Exception] | None = None
+        for record in records:
+            try:
+                envelopes.append(self.codec.envelope(record))
+            except Exception as exc:  # one that does not decode ends the batch before it
+                failure = (record, exc)
+                break
+        handled, error = await projection.handle_batch(envelopes) if envelopes else (0, None)
+        if error is not None:
+            failure = (records[handled], error)
+        return (records[handled - 1] if handled else None), failure
 
     async def _handle(
         self,
