@@ -1,7 +1,8 @@
 """Workers in processes of their own share a partitioned projection while appends go on.
 
-Two workers start, a third joins, one is SIGKILLed and a fourth joins, all
-while a writer appends to 1,000 streams. Once the writer stops and the
+Four workers start; then, every couple of seconds, one is SIGKILLed or
+stopped with SIGTERM and another joins, while two writers append to 10,000
+streams (a few hot ones get long histories). Once the writers stop and the
 workers catch up, the history the projection wrote in its read model's
 transactions must show every event handled exactly once, each stream's
 versions in order without a gap, each stream in one partition, and for each
@@ -29,7 +30,10 @@ from tidings.projections import ProjectionRunner, partition_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 8
-STREAMS = 1000
+STREAMS = 10_000
+HOT = 200  # streams that take half the appends
+WORKERS = 4
+STEP = 2.0  # seconds between two changes of the workers
 LEASE = 1.0
 
 
@@ -72,36 +76,48 @@ def test_workers_joining_and_killed_handle_every_event_once_in_order(env: Backen
     table = env.qualify("visit_history")
     stop = threading.Event()
     appended: list[int] = []
+    numbers = iter(range(1, 10**9))
+    lock = threading.Lock()
 
-    def write() -> None:
-        rng = random.Random(7)
-        n = 0
+    def write(seed: int) -> None:
+        rng = random.Random(seed)
         while not stop.is_set():
-            n += 1
-            result = store.append(f"Visit-{rng.randrange(STREAMS)}", [visit(n)])
-            appended.append(result.positions[-1])
-            time.sleep(0.002)
+            stream = rng.randrange(HOT) if rng.random() < 0.5 else rng.randrange(STREAMS)
+            with lock:
+                batch = [visit(next(numbers)) for _ in range(rng.randint(1, 3))]
+            result = store.append(f"Visit-{stream}", batch)
+            with lock:
+                appended.append(result.positions[-1])
+            time.sleep(0.001)
 
-    writer = threading.Thread(target=write)
-    workers = [start_worker(env, table), start_worker(env, table)]
-    writer.start()
+    writers = [threading.Thread(target=write, args=(seed,)) for seed in (7, 11)]
+    workers = [start_worker(env, table) for _ in range(WORKERS)]
+    killed = 0
+    for writer in writers:
+        writer.start()
     try:
-        time.sleep(2)
-        workers.append(start_worker(env, table))
-        time.sleep(2)
-        workers[0].send_signal(signal.SIGKILL)
-        workers[0].wait()
-        time.sleep(LEASE * 1.5)
-        workers.append(start_worker(env, table))
-        time.sleep(2)
+        # Kill, stop, kill, stop...: each time the oldest worker, and a new one joins.
+        for step in range(6):
+            time.sleep(STEP)
+            leaving = workers.pop(0)
+            if step % 2 == 0:
+                leaving.send_signal(signal.SIGKILL)
+                leaving.wait()
+                killed += 1
+            else:
+                leaving.send_signal(signal.SIGTERM)
+                assert leaving.wait(timeout=15) == 0
+            workers.append(start_worker(env, table))
+        time.sleep(STEP)
         stop.set()
-        writer.join()
+        for writer in writers:
+            writer.join()
         watcher = ProjectionRunner(store, [Visits(table, PARTITIONS)])
-        watcher.wait_for("visits", appended[-1], timeout=30)
-        for worker in workers[1:]:
+        watcher.wait_for("visits", max(appended), timeout=60)
+        for worker in workers:
             worker.send_signal(signal.SIGTERM)
         # A stopped worker finishes its batch, gives its leases back and exits.
-        assert [worker.wait(timeout=10) for worker in workers[1:]] == [0, 0, 0]
+        assert [worker.wait(timeout=15) for worker in workers] == [0] * WORKERS
     finally:
         stop.set()
         for worker in workers:
@@ -110,7 +126,10 @@ def test_workers_joining_and_killed_handle_every_event_once_in_order(env: Backen
                 worker.wait()
     rows = history(store, table)
     log = store.read_all()
+    assert killed == 3
     assert len(appended) > 1000
+    assert len({record.stream for record in log}) > 1000
+    assert max(record.version for record in log) > 10
     assert len(rows) == len(log)  # every event, none twice
     assert sorted((stream, version) for stream, version, *_ in rows) == sorted(
         (record.stream, record.version) for record in log
@@ -126,6 +145,6 @@ def test_workers_joining_and_killed_handle_every_event_once_in_order(env: Backen
         assert token >= tokens.get(part, 0)  # never an older lease after a newer one
         tokens[part] = token
         assert owners.setdefault((part, token), owner) == owner  # a token has one owner
-    assert len({owner for owner in owners.values()}) >= 3  # the joiners got partitions
+    assert len(set(owners.values())) >= WORKERS + 3  # the joiners got partitions
     assert any(token > 1 for token in tokens.values())  # and partitions changed hands
     store.close()

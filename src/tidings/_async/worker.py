@@ -15,7 +15,10 @@ Its projections, durable handlers and process managers run in one projection
 runner; a partitioned projection (`Projection.partitions`) is shared out
 among all the workers running it, in this process or on other machines, by
 fenced leases in the store (see `AsyncProjectionRunner`). Its schedulers
-deliver what is due. `stop` (on SIGTERM or SIGINT, under `tidings worker`)
+deliver what is due. Its services run beside them: anything with `run` and
+`stop` (see `tidings.background`), such as the outbox relays and broker
+consumers of AsyncRelayService and AsyncConsumerService.
+`stop` (on SIGTERM or SIGINT, under `tidings worker`)
 lets each finish its batch and gives the leases back.
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 
 import anyio  # sync: from tidings.projections.threads import TaskThreads
 
+from tidings import background
 from tidings.codec import Codec
 from tidings.projections._async.runner import AsyncProjectionRunner
 from tidings.projections.projection import Projection
@@ -36,7 +40,12 @@ __all__ = ["AsyncWorker"]
 
 
 class AsyncWorker:
-    """The projections, durable handlers, process managers and schedulers of one application.
+    """The projections, durable handlers, process managers, schedulers and services of one app.
+
+    A relay or consumer in `services` keeps its own connection and
+    checkpoint (AsyncRelayService runs its relay in a runner of its own, one
+    process at a time holding it), so every worker may declare it. The
+    blocking worker runs an async service on an event loop of its own thread.
 
     `concurrency` bounds the batches processed at once (None: one per
     partition held); `lease`, `batch_size` and `poll_interval` are the
@@ -50,6 +59,7 @@ class AsyncWorker:
         projections: Iterable[Projection] = (),
         processes: Iterable[AsyncProcesses] = (),
         schedulers: Iterable[AsyncScheduler] = (),
+        services: Iterable[background.AsyncService] = (),
         concurrency: int | None = None,
         lease: float = 10.0,
         batch_size: int = 500,
@@ -70,6 +80,7 @@ class AsyncWorker:
             concurrency=concurrency,
         )
         self.schedulers = list(schedulers)
+        self.services = list(services)  # sync: self.services = background.blocking(services)
         self.poll_interval = poll_interval
 
     @property
@@ -90,17 +101,23 @@ class AsyncWorker:
         async with anyio.create_task_group() as tasks:  # sync: with TaskThreads() as tasks:
             for scheduler in self.schedulers:
                 tasks.start_soon(self._schedule, scheduler)
+            for service in self.services:
+                tasks.start_soon(service.run)
             try:
                 await self.runner.run()
             finally:
-                for scheduler in self.schedulers:
-                    scheduler.stop()
+                self._stop_others()
 
     def stop(self) -> None:
         """Finish the batches under way, give the leases back, and return from `run`."""
         self.runner.stop()
+        self._stop_others()
+
+    def _stop_others(self) -> None:
         for scheduler in self.schedulers:
             scheduler.stop()
+        for service in self.services:
+            service.stop()
 
     async def _schedule(self, scheduler: AsyncScheduler) -> None:
         await scheduler.run(poll_interval=self.poll_interval)
