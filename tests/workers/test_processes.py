@@ -44,7 +44,11 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
 
 
 def start_worker(env: Backend, table: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
+    return ready(spawn_worker(env, table))
+
+
+def spawn_worker(env: Backend, table: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -58,6 +62,10 @@ def start_worker(env: Backend, table: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def ready(process: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """`process`, once it says it is running (its SIGTERM handler is installed)."""
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "running"
     return process
@@ -91,8 +99,9 @@ def test_workers_joining_and_killed_handle_every_event_once_in_order(env: Backen
             time.sleep(0.001)
 
     writers = [threading.Thread(target=write, args=(seed,)) for seed in (7, 11)]
-    workers = [start_worker(env, table) for _ in range(WORKERS)]
-    killed = 0
+    workers = [ready(worker) for worker in [spawn_worker(env, table) for _ in range(WORKERS)]]
+    gone: list[subprocess.Popen[str]] = []
+    joining: list[subprocess.Popen[str]] = []  # started, not yet seen running
     for writer in writers:
         writer.start()
     try:
@@ -100,14 +109,12 @@ def test_workers_joining_and_killed_handle_every_event_once_in_order(env: Backen
         for step in range(6):
             time.sleep(STEP)
             leaving = workers.pop(0)
-            if step % 2 == 0:
-                leaving.send_signal(signal.SIGKILL)
-                leaving.wait()
-                killed += 1
-            else:
-                leaving.send_signal(signal.SIGTERM)
-                assert leaving.wait(timeout=15) == 0
-            workers.append(start_worker(env, table))
+            if leaving in joining:  # not signalled before its handler is installed
+                joining.remove(ready(leaving))
+            leaving.send_signal(signal.SIGKILL if step % 2 == 0 else signal.SIGTERM)
+            gone.append(leaving)
+            workers.append(spawn_worker(env, table))
+            joining.append(workers[-1])
         time.sleep(STEP)
         stop.set()
         for writer in writers:
@@ -115,18 +122,20 @@ def test_workers_joining_and_killed_handle_every_event_once_in_order(env: Backen
         watcher = ProjectionRunner(store, [Visits(table, PARTITIONS)])
         watcher.wait_for("visits", max(appended), timeout=60)
         for worker in workers:
+            if worker in joining:
+                joining.remove(ready(worker))
             worker.send_signal(signal.SIGTERM)
         # A stopped worker finishes its batch, gives its leases back and exits.
         assert [worker.wait(timeout=15) for worker in workers] == [0] * WORKERS
+        assert [worker.wait(timeout=15) for worker in gone] == [-signal.SIGKILL, 0] * 3
     finally:
         stop.set()
-        for worker in workers:
+        for worker in workers + gone:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
     rows = history(store, table)
     log = store.read_all()
-    assert killed == 3
     assert len(appended) > 1000
     assert len({record.stream for record in log}) > 1000
     assert max(record.version for record in log) > 10

@@ -13,11 +13,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from tests.workers.visits import Visits, visit
+from tests.workers.visits import Visited, Visits, visit
 from tidings import (
     AsyncConsumerService,
     AsyncEventStore,
@@ -26,10 +27,13 @@ from tidings import (
     AsyncService,
     AsyncWorker,
     BrokerMessage,
+    Envelope,
+    MemoryStore,
     OutboxRelay,
     Service,
     Worker,
 )
+from tidings.projections import Projection, handles
 from tidings.store.urls import open_async_store, open_store
 
 
@@ -71,6 +75,21 @@ class Consumer:
 
     def stop(self) -> None:
         self.stopped.set()  # an anyio event: only on its own loop
+
+
+class Quiet(Projection):
+    """A partitioned projection in memory that ignores what it handles."""
+
+    name = "quiet"
+    transactional = False
+    partitions = 2
+
+    def reset(self, tx: Any) -> None:
+        pass
+
+    @handles
+    def visited(self, event: Visited, envelope: Envelope[Visited], tx: Any) -> None:
+        pass
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -118,6 +137,29 @@ def test_a_blocking_worker_runs_a_relay_and_a_consumer_beside_its_projections(
     assert consumer.stopped.is_set()
     store.close()
     anyio.run(relay_store.aclose)
+
+
+def test_a_worker_stopped_before_it_runs_returns_at_once() -> None:
+    """A SIGTERM between `prepare` and `run` is not lost: the stop holds."""
+    consumer = Consumer()
+
+    @asynccontextmanager
+    async def consuming(store: AsyncEventStore) -> AsyncIterator[Consumer]:
+        yield consumer
+
+    worker = Worker(
+        MemoryStore(),
+        projections=[Quiet()],
+        services=[AsyncConsumerService(AsyncMemoryStore(), consuming)],
+    )
+    worker.prepare()
+    worker.stop()
+    running = threading.Thread(target=worker.run)
+    running.start()
+    running.join(timeout=5)
+    assert not running.is_alive()
+    assert worker.held() == []
+    assert not consumer.running.is_set()
 
 
 @pytest.mark.anyio

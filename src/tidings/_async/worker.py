@@ -24,6 +24,7 @@ lets each finish its batch and gives the leases back.
 
 from __future__ import annotations
 
+# sync: import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -82,6 +83,8 @@ class AsyncWorker:
         self.schedulers = list(schedulers)
         self.services = list(services)  # sync: self.services = background.blocking(services)
         self.poll_interval = poll_interval
+        self._stopped = False
+        self._stopping: anyio.Event | None = None  # sync: self._stopping = threading.Event()
 
     @property
     def owner(self) -> str:
@@ -97,19 +100,31 @@ class AsyncWorker:
         await self.runner.prepare()
 
     async def run(self) -> None:
-        """Run everything until `stop` is called."""
+        """Run everything until `stop` is called; at once returns after `stop`, which is final.
+
+        So a stop that comes while the worker is starting (a SIGTERM right
+        after `prepare`) is not lost.
+        """
+        if self._stopped:
+            return
+        stopping = anyio.Event()  # sync: stopping = self._stopping
+        self._stopping = stopping  # sync:
         async with anyio.create_task_group() as tasks:  # sync: with TaskThreads() as tasks:
             for scheduler in self.schedulers:
                 tasks.start_soon(self._schedule, scheduler)
             for service in self.services:
                 tasks.start_soon(service.run)
             try:
-                await self.runner.run()
+                async with self.runner.running():
+                    await stopping.wait()
             finally:
                 self._stop_others()
 
     def stop(self) -> None:
         """Finish the batches under way, give the leases back, and return from `run`."""
+        self._stopped = True
+        if self._stopping is not None:
+            self._stopping.set()
         self.runner.stop()
         self._stop_others()
 

@@ -26,6 +26,7 @@ lets each finish its batch and gives the leases back.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -83,6 +84,8 @@ class Worker:
         self.schedulers = list(schedulers)
         self.services = background.blocking(services)
         self.poll_interval = poll_interval
+        self._stopped = False
+        self._stopping = threading.Event()
 
     @property
     def owner(self) -> str:
@@ -98,19 +101,30 @@ class Worker:
         self.runner.prepare()
 
     def run(self) -> None:
-        """Run everything until `stop` is called."""
+        """Run everything until `stop` is called; at once returns after `stop`, which is final.
+
+        So a stop that comes while the worker is starting (a SIGTERM right
+        after `prepare`) is not lost.
+        """
+        if self._stopped:
+            return
+        stopping = self._stopping
         with TaskThreads() as tasks:
             for scheduler in self.schedulers:
                 tasks.start_soon(self._schedule, scheduler)
             for service in self.services:
                 tasks.start_soon(service.run)
             try:
-                self.runner.run()
+                with self.runner.running():
+                    stopping.wait()
             finally:
                 self._stop_others()
 
     def stop(self) -> None:
         """Finish the batches under way, give the leases back, and return from `run`."""
+        self._stopped = True
+        if self._stopping is not None:
+            self._stopping.set()
         self.runner.stop()
         self._stop_others()
 
