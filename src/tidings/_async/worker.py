@@ -25,6 +25,7 @@ lets each finish its batch and gives the leases back.
 from __future__ import annotations
 
 # sync: import threading
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,13 +36,22 @@ from tidings.codec import Codec
 from tidings.projections._async.runner import AsyncProjectionRunner
 from tidings.projections.projection import Projection
 from tidings.sagas._async.processes import AsyncProcesses
+from tidings.sagas._async.sagas import AsyncSagaRunner
+from tidings.sagas.saga import SagaRecoveryFailed
 from tidings.scheduling._async.scheduler import AsyncScheduler
 
 __all__ = ["AsyncWorker"]
 
+logger = logging.getLogger("tidings.worker")
+
 
 class AsyncWorker:
     """The projections, durable handlers, process managers, schedulers and services of one app.
+
+    Each saga runner in `sagas` is recovered when the worker starts: the
+    orchestrated sagas a stopped or crashed process left unfinished run on
+    (`AsyncSagaRunner.recover`; two workers doing so at once is safe, their
+    steps share one idempotency key).
 
     A relay or consumer in `services` keeps its own connection and
     checkpoint (AsyncRelayService runs its relay in a runner of its own, one
@@ -61,6 +71,7 @@ class AsyncWorker:
         processes: Iterable[AsyncProcesses] = (),
         schedulers: Iterable[AsyncScheduler] = (),
         services: Iterable[background.AsyncService] = (),
+        sagas: Iterable[AsyncSagaRunner] = (),
         concurrency: int | None = None,
         lease: float = 10.0,
         batch_size: int = 500,
@@ -82,6 +93,7 @@ class AsyncWorker:
         )
         self.schedulers = list(schedulers)
         self.services = list(services)  # sync: self.services = background.blocking(services)
+        self.sagas = list(sagas)
         self.poll_interval = poll_interval
         self._stopped = False
         self._stopping: anyio.Event | None = None  # sync: self._stopping = threading.Event()
@@ -114,6 +126,8 @@ class AsyncWorker:
                 tasks.start_soon(self._schedule, scheduler)
             for service in self.services:
                 tasks.start_soon(service.run)
+            for sagas in self.sagas:
+                tasks.start_soon(self._recover, sagas)
             try:
                 async with self.runner.running():
                     await stopping.wait()
@@ -133,6 +147,18 @@ class AsyncWorker:
             scheduler.stop()
         for service in self.services:
             service.stop()
+
+    async def _recover(self, sagas: AsyncSagaRunner) -> None:
+        """Run on the sagas a stopped or crashed process left unfinished; log those that fail."""
+        try:
+            await sagas.recover()
+        except SagaRecoveryFailed as exc:
+            for failure in exc.failures:
+                logger.error(
+                    "saga %s-%s: recovery failed: %s", failure.saga, failure.saga_id, failure.error
+                )
+        except Exception:
+            logger.exception("sagas: recovery failed")
 
     async def _schedule(self, scheduler: AsyncScheduler) -> None:
         await scheduler.run(poll_interval=self.poll_interval)

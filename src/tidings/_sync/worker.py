@@ -26,6 +26,7 @@ lets each finish its batch and gives the leases back.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -36,13 +37,22 @@ from tidings.projections._sync.runner import ProjectionRunner
 from tidings.projections.projection import Projection
 from tidings.projections.threads import TaskThreads
 from tidings.sagas._sync.processes import Processes
+from tidings.sagas._sync.sagas import SagaRunner
+from tidings.sagas.saga import SagaRecoveryFailed
 from tidings.scheduling._sync.scheduler import Scheduler
 
 __all__ = ["Worker"]
 
+logger = logging.getLogger("tidings.worker")
+
 
 class Worker:
     """The projections, durable handlers, process managers, schedulers and services of one app.
+
+    Each saga runner in `sagas` is recovered when the worker starts: the
+    orchestrated sagas a stopped or crashed process left unfinished run on
+    (`SagaRunner.recover`; two workers doing so at once is safe, their
+    steps share one idempotency key).
 
     A relay or consumer in `services` keeps its own connection and
     checkpoint (AsyncRelayService runs its relay in a runner of its own, one
@@ -62,6 +72,7 @@ class Worker:
         processes: Iterable[Processes] = (),
         schedulers: Iterable[Scheduler] = (),
         services: Iterable[background.Service] = (),
+        sagas: Iterable[SagaRunner] = (),
         concurrency: int | None = None,
         lease: float = 10.0,
         batch_size: int = 500,
@@ -83,6 +94,7 @@ class Worker:
         )
         self.schedulers = list(schedulers)
         self.services = background.blocking(services)
+        self.sagas = list(sagas)
         self.poll_interval = poll_interval
         self._stopped = False
         self._stopping = threading.Event()
@@ -114,6 +126,8 @@ class Worker:
                 tasks.start_soon(self._schedule, scheduler)
             for service in self.services:
                 tasks.start_soon(service.run)
+            for sagas in self.sagas:
+                tasks.start_soon(self._recover, sagas)
             try:
                 with self.runner.running():
                     stopping.wait()
@@ -133,6 +147,18 @@ class Worker:
             scheduler.stop()
         for service in self.services:
             service.stop()
+
+    def _recover(self, sagas: SagaRunner) -> None:
+        """Run on the sagas a stopped or crashed process left unfinished; log those that fail."""
+        try:
+            sagas.recover()
+        except SagaRecoveryFailed as exc:
+            for failure in exc.failures:
+                logger.error(
+                    "saga %s-%s: recovery failed: %s", failure.saga, failure.saga_id, failure.error
+                )
+        except Exception:
+            logger.exception("sagas: recovery failed")
 
     def _schedule(self, scheduler: Scheduler) -> None:
         scheduler.run(poll_interval=self.poll_interval)
