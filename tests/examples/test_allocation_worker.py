@@ -14,8 +14,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+
+import pytest
 
 from examples.allocation.database import open_database
 from examples.allocation.messages import (
@@ -27,7 +30,7 @@ from examples.allocation.messages import (
 )
 from examples.allocation.stock import ALLOCATED_STOCK, AllocatedStockProjection, StockFigures
 from examples.allocation.stock import projections as stock_projections
-from tests.examples.service import running_service
+from tests.examples.service import new_database, running_service
 from tidings import Codec, RecordedEvent
 from tidings.projections import ProjectionRunner
 
@@ -51,8 +54,15 @@ def expected_figures(records: list[RecordedEvent], codec: Codec) -> dict[str, St
     return {sku: StockFigures(sku, lines[sku], units[sku]) for sku in lines}
 
 
-def test_two_workers_share_the_stock_figures_while_commands_go_on(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'allocation.db'}"
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
+    with new_database(request.param, tmp_path) as url:
+        yield url
+
+
+def test_two_workers_share_the_stock_figures_while_commands_go_on(store_url: str) -> None:
+    url = store_url
     database = open_database(url)
     bus = database.bus(retry_waits=False)
     for sku in SKUS:  # a backlog before the workers start
@@ -94,8 +104,9 @@ def test_two_workers_share_the_stock_figures_while_commands_go_on(tmp_path: Path
     expected = expected_figures(list(database.store.read_all()), Codec(Allocated, Deallocated))
     assert expected["SKU-7"] == StockFigures("SKU-7", 3, 9)
     assert expected["SKU-0"].units < 9  # the changed batches lost lines
-    with closing(sqlite3.connect(tmp_path / "allocation.db")) as connection:
-        assert {sku: projection.figures(connection, sku) for sku in SKUS} == expected
+    with database.engine.connect() as connection:  # sqlite3 or psycopg, under SQLAlchemy
+        raw = connection.connection.driver_connection
+        assert {sku: projection.figures(raw, sku) for sku in SKUS} == expected
     database.close()
 
 
