@@ -3,6 +3,7 @@
     python -m examples.allocation                 # the scripted scenario, in memory
     python -m examples.allocation serve           # the HTTP service (127.0.0.1:8000)
     python -m examples.allocation serve --redis redis://127.0.0.1:6379   # and its Redis channels
+    python -m examples.allocation serve --no-worker   # background work left to `tidings worker`
     python -m examples.allocation demo            # a scenario against the running service
 
 The scripted scenario creates batches, allocates order lines (warehouse stock first, then the
@@ -94,7 +95,9 @@ def scenario() -> None:
     run_scenario(bootstrap(send_mail=print_mail, store=store), store)
 
 
-def serve(host: str, port: int, store_url: str | None, redis_url: str | None) -> None:
+def serve(
+    host: str, port: int, store_url: str | None, redis_url: str | None, worker: bool = True
+) -> None:
     import uvicorn
 
     from examples.allocation.channels import (
@@ -102,6 +105,7 @@ def serve(host: str, port: int, store_url: str | None, redis_url: str | None) ->
         LINE_ALLOCATED,
         REDIS_URL_ENV,
     )
+    from examples.allocation.worker import NO_WORKER_ENV
     from tidings.store.urls import STORE_URL_ENV, default_store_url, parse_store_url
 
     if store_url:
@@ -129,6 +133,10 @@ def serve(host: str, port: int, store_url: str | None, redis_url: str | None) ->
     print("  uv run tidings tail -i examples.allocation.messages      # events as they commit")
     print("  uv run tidings trace <correlation_id> -i examples.allocation.messages")
     print("  uv run tidings projections status -p examples.allocation.views:projections")
+    print("  uv run tidings projections status -p examples.allocation.stock:projections")
+    if not worker:
+        print("Background work: run `uv run tidings worker examples.allocation.worker:worker`")
+        os.environ[NO_WORKER_ENV] = "1"
     # The app opens the database that TIDINGS_STORE names when it starts.
     uvicorn.run("examples.allocation.service:app", host=host, port=port)
 
@@ -151,11 +159,18 @@ def main(argv: list[str] | None = None) -> None:
         help="speak the Redis channels change_batch_quantity and line_allocated "
         "(default: $TIDINGS_REDIS_URL, else off)",
     )
+    serving.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="leave the background work (stock figures, Redis channels) to "
+        "`tidings worker examples.allocation.worker:worker`",
+    )
     demo = commands.add_parser("demo", help="drive a running service through a scenario")
     demo.add_argument("--url", default="http://127.0.0.1:8000")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.host, args.port, args.store, args.redis)
+        serve(args.host, args.port, args.store, args.redis, args.worker)
     elif args.command == "demo":
         from examples.allocation.demo import run_demo
 

@@ -28,6 +28,10 @@ with its body: 400 (the rules refuse: unknown SKU or batch), 404, 409 (a
 duplicate batch reference, or a conflict that outlived its retries), 422
 and 503.
 
+The stock figures (`stock`) are kept in the background by the service's
+worker (`worker`), which the service runs in its own process unless told
+not to (`serve --no-worker`, `create_app(worker=False)`).
+
 Run it with `python -m examples.allocation serve` (uvicorn, 127.0.0.1:8000)
 or `tidings serve examples.allocation.service:app`; `create_app` builds one
 for a given store URL. Endpoints that write are plain functions: FastAPI runs
@@ -41,6 +45,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
+from functools import partial
 from typing import Annotated, Any
 
 import anyio
@@ -50,6 +55,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.convertors import Convertor, register_url_convertor
 
 from examples.allocation import channels
+from examples.allocation import worker as allocation_worker
 from examples.allocation.database import Database, open_database
 from examples.allocation.domain import DuplicateBatch
 from examples.allocation.messages import (
@@ -61,11 +67,8 @@ from examples.allocation.messages import (
 from examples.allocation.orm import MAX_QUANTITY, MAX_TEXT, PRINTABLE
 from examples.allocation.views import ALLOCATIONS_VIEW, AllocationRow
 from tidings import (
-    AsyncConsumerService,
-    AsyncRelayService,
     Codec,
     MessageBus,
-    open_async_store,
 )
 from tidings.integrations.fastapi import (
     LogPosition,
@@ -196,11 +199,16 @@ class StoredEvent(BaseModel):
     causation_id: str | None
 
 
-def create_app(store_url: str | None = None, redis_url: str | None = None) -> FastAPI:
+def create_app(
+    store_url: str | None = None, redis_url: str | None = None, *, worker: bool | None = None
+) -> FastAPI:
     """The service on the database `store_url` names (default: `TIDINGS_STORE`, else SQLite).
 
-    With `redis_url` (default: `TIDINGS_REDIS_URL`, else none) it also
-    speaks the book's Redis channels while it runs (see `channels`).
+    While it runs, it runs its background work too (`worker.background`):
+    the stock figures and, with `redis_url` (default: `TIDINGS_REDIS_URL`,
+    else none), the book's Redis channels (see `channels`). With `worker`
+    false (default: unless `ALLOCATION_NO_WORKER` is set) it leaves them to
+    `tidings worker examples.allocation.worker:worker`.
     """
     positions = WrittenPositions()
 
@@ -217,11 +225,21 @@ def create_app(store_url: str | None = None, redis_url: str | None = None) -> Fa
             # The read model's table exists before the first read.
             await anyio.to_thread.run_sync(runner.prepare)
             redis = redis_url or channels.redis_url()
-            if redis is None:
+            if not (allocation_worker.runs_in_service() if worker is None else worker):
                 yield
-            else:
-                async with _on_redis(database, bus, redis):
+                return
+            # The background work (the stock figures, the Redis channels) in this process.
+            background = allocation_worker.background(
+                database.store,
+                redis=allocation_worker.RedisChannels(database.url, redis, bus) if redis else None,
+            )
+            await anyio.to_thread.run_sync(background.prepare)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(partial(anyio.to_thread.run_sync, background.run))
+                try:
                     yield
+                finally:
+                    background.stop()
         finally:
             database.close()
 
@@ -309,25 +327,6 @@ def create_app(store_url: str | None = None, redis_url: str | None = None) -> Fa
         return listed
 
     return app
-
-
-@asynccontextmanager
-async def _on_redis(database: Database, bus: MessageBus, url: str) -> AsyncIterator[None]:
-    """The relay to `line_allocated` and the consumer of `change_batch_quantity`, running."""
-    store = open_async_store(database.url)
-    relay = AsyncRelayService(store, channels.relaying(url), poll_interval=0.2)
-    consumer = AsyncConsumerService(store, channels.consuming(bus, url))
-    try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(relay.run)
-            tasks.start_soon(consumer.run)
-            try:
-                yield
-            finally:
-                relay.stop()
-                consumer.stop()
-    finally:
-        await store.aclose()
 
 
 # The store URL is read when the app starts:

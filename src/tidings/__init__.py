@@ -8,6 +8,7 @@ from tidings._sync.bus import MessageBus, Middleware, Send
 from tidings._sync.middleware import LogMessages
 from tidings._sync.uow import EventSourcedRepository, Repository, UnitOfWork
 from tidings._sync.worker import Worker
+from tidings.background import AsyncService, Service
 from tidings.codec import Codec
 from tidings.dead_letters import (
     AsyncDeadLetterStore,
@@ -200,6 +201,7 @@ __all__ = [
     "AsyncRepository",
     "AsyncSend",
     "AsyncUnitOfWork",
+    "AsyncService",
     "AsyncWorker",
     "CascadeLimitExceeded",
     "CommitOutcomeUnknown",
@@ -236,6 +238,7 @@ __all__ = [
     "Router",
     "SQLiteStore",
     "Send",
+    "Service",
     "StoreUnavailable",
     "StreamNotFound",
     "StreamInfo",

@@ -109,7 +109,7 @@ class Service:
 @contextmanager
 def running_service(backend: str, workdir: Path, options: Sequence[str] = ()) -> Iterator[Service]:
     """A started service on a new database of `backend`; its database is dropped afterwards."""
-    with _database(backend, workdir) as store_url:
+    with new_database(backend, workdir) as store_url:
         service = Service(store_url, workdir, options)
         service.start()
         try:
@@ -119,7 +119,8 @@ def running_service(backend: str, workdir: Path, options: Sequence[str] = ()) ->
 
 
 @contextmanager
-def _database(backend: str, workdir: Path) -> Iterator[str]:
+def new_database(backend: str, workdir: Path) -> Iterator[str]:
+    """The URL of a new store of `backend`: a SQLite file in `workdir`, or a fresh schema."""
     if backend == "sqlite":
         yield f"sqlite:///{workdir / 'allocation.db'}"
         return

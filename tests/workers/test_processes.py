@@ -1,7 +1,8 @@
 """Workers in processes of their own share a partitioned projection while appends go on.
 
-Two workers start, a third joins, one is SIGKILLed and a fourth joins, all
-while a writer appends to 1,000 streams. Once the writer stops and the
+Four workers start; then, every couple of seconds, one is SIGKILLed or
+stopped with SIGTERM and another joins, while two writers append to 10,000
+streams (a few hot ones get long histories). Once the writers stop and the
 workers catch up, the history the projection wrote in its read model's
 transactions must show every event handled exactly once, each stream's
 versions in order without a gap, each stream in one partition, and for each
@@ -29,7 +30,10 @@ from tidings.projections import ProjectionRunner, partition_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 8
-STREAMS = 1000
+STREAMS = 10_000
+HOT = 200  # streams with long histories: one in each transaction
+WORKERS = 4
+STEP = 2.0  # seconds between two changes of the workers
 LEASE = 1.0
 
 
@@ -40,7 +44,11 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
 
 
 def start_worker(env: Backend, table: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
+    return ready(spawn_worker(env, table))
+
+
+def spawn_worker(env: Backend, table: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -54,6 +62,10 @@ def start_worker(env: Backend, table: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def ready(process: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """`process`, once it says it is running (its SIGTERM handler is installed)."""
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "running"
     return process
@@ -72,45 +84,68 @@ def test_workers_joining_and_killed_handle_every_event_once_in_order(env: Backen
     table = env.qualify("visit_history")
     stop = threading.Event()
     appended: list[int] = []
+    numbers = iter(range(1, 10**9))
+    lock = threading.Lock()
 
-    def write() -> None:
-        rng = random.Random(7)
-        n = 0
+    cold = [f"Visit-{n}" for n in range(HOT, STREAMS)]
+    random.Random(3).shuffle(cold)
+    streams = iter(cold * 10)
+
+    def write(seed: int) -> None:
+        # Each transaction: a hot stream (long histories) and four of the others, in turn.
+        rng = random.Random(seed)
         while not stop.is_set():
-            n += 1
-            result = store.append(f"Visit-{rng.randrange(STREAMS)}", [visit(n)])
-            appended.append(result.positions[-1])
-            time.sleep(0.002)
+            with lock:
+                hot = f"Visit-{rng.randrange(HOT)}"
+                batches = [(hot, [visit(next(numbers)) for _ in range(rng.randint(1, 3))])]
+                batches += [(next(streams), [visit(next(numbers))]) for _ in range(4)]
+            with store.transaction() as tx:
+                last = max(tx.append(stream, batch).positions[-1] for stream, batch in batches)
+            with lock:
+                appended.append(last)
+            time.sleep(0.001)
 
-    writer = threading.Thread(target=write)
-    workers = [start_worker(env, table), start_worker(env, table)]
-    writer.start()
+    writers = [threading.Thread(target=write, args=(seed,)) for seed in (7, 11)]
+    workers = [ready(worker) for worker in [spawn_worker(env, table) for _ in range(WORKERS)]]
+    gone: list[subprocess.Popen[str]] = []
+    joining: list[subprocess.Popen[str]] = []  # started, not yet seen running
+    for writer in writers:
+        writer.start()
     try:
-        time.sleep(2)
-        workers.append(start_worker(env, table))
-        time.sleep(2)
-        workers[0].send_signal(signal.SIGKILL)
-        workers[0].wait()
-        time.sleep(LEASE * 1.5)
-        workers.append(start_worker(env, table))
-        time.sleep(2)
+        # Kill, stop, kill, stop...: each time the oldest worker, and a new one joins.
+        for step in range(6):
+            time.sleep(STEP)
+            leaving = workers.pop(0)
+            if leaving in joining:  # not signalled before its handler is installed
+                joining.remove(ready(leaving))
+            leaving.send_signal(signal.SIGKILL if step % 2 == 0 else signal.SIGTERM)
+            gone.append(leaving)
+            workers.append(spawn_worker(env, table))
+            joining.append(workers[-1])
+        time.sleep(STEP)
         stop.set()
-        writer.join()
+        for writer in writers:
+            writer.join()
         watcher = ProjectionRunner(store, [Visits(table, PARTITIONS)])
-        watcher.wait_for("visits", appended[-1], timeout=30)
-        for worker in workers[1:]:
+        watcher.wait_for("visits", max(appended), timeout=60)
+        for worker in workers:
+            if worker in joining:
+                joining.remove(ready(worker))
             worker.send_signal(signal.SIGTERM)
         # A stopped worker finishes its batch, gives its leases back and exits.
-        assert [worker.wait(timeout=10) for worker in workers[1:]] == [0, 0, 0]
+        assert [worker.wait(timeout=15) for worker in workers] == [0] * WORKERS
+        assert [worker.wait(timeout=15) for worker in gone] == [-signal.SIGKILL, 0] * 3
     finally:
         stop.set()
-        for worker in workers:
+        for worker in workers + gone:
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
     rows = history(store, table)
     log = store.read_all()
-    assert len(appended) > 1000
+    assert len(appended) > 300
+    assert len({record.stream for record in log}) > 1500
+    assert max(record.version for record in log) > 10
     assert len(rows) == len(log)  # every event, none twice
     assert sorted((stream, version) for stream, version, *_ in rows) == sorted(
         (record.stream, record.version) for record in log
@@ -126,6 +161,6 @@ def test_workers_joining_and_killed_handle_every_event_once_in_order(env: Backen
         assert token >= tokens.get(part, 0)  # never an older lease after a newer one
         tokens[part] = token
         assert owners.setdefault((part, token), owner) == owner  # a token has one owner
-    assert len({owner for owner in owners.values()}) >= 3  # the joiners got partitions
+    assert len(set(owners.values())) >= WORKERS + 3  # the joiners got partitions
     assert any(token > 1 for token in tokens.values())  # and partitions changed hands
     store.close()

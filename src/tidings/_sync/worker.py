@@ -17,27 +17,47 @@ Its projections, durable handlers and process managers run in one projection
 runner; a partitioned projection (`Projection.partitions`) is shared out
 among all the workers running it, in this process or on other machines, by
 fenced leases in the store (see `ProjectionRunner`). Its schedulers
-deliver what is due. `stop` (on SIGTERM or SIGINT, under `tidings worker`)
+deliver what is due. Its services run beside them: anything with `run` and
+`stop` (see `tidings.background`), such as the outbox relays and broker
+consumers of AsyncRelayService and AsyncConsumerService.
+`stop` (on SIGTERM or SIGINT, under `tidings worker`)
 lets each finish its batch and gives the leases back.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
 
+from tidings import background
 from tidings.codec import Codec
 from tidings.projections._sync.runner import ProjectionRunner
 from tidings.projections.projection import Projection
 from tidings.projections.threads import TaskThreads
 from tidings.sagas._sync.processes import Processes
+from tidings.sagas._sync.sagas import SagaRunner
+from tidings.sagas.saga import SagaRecoveryFailed
 from tidings.scheduling._sync.scheduler import Scheduler
 from tidings.store._sync.base import ReadModelStore
 
 __all__ = ["Worker"]
 
+logger = logging.getLogger("tidings.worker")
+
 
 class Worker:
-    """The projections, durable handlers, process managers and schedulers of one application.
+    """The projections, durable handlers, process managers, schedulers and services of one app.
+
+    Each saga runner in `sagas` is recovered when the worker starts: the
+    orchestrated sagas a stopped or crashed process left unfinished run on
+    (`SagaRunner.recover`; two workers doing so at once is safe, their
+    steps share one idempotency key).
+
+    A relay or consumer in `services` keeps its own connection and
+    checkpoint (AsyncRelayService runs its relay in a runner of its own, one
+    process at a time holding it), so every worker may declare it. The
+    blocking worker runs an async service on an event loop of its own thread.
 
     `concurrency` bounds the batches processed at once (None: one per
     partition held); `lease`, `batch_size` and `poll_interval` are the
@@ -51,6 +71,8 @@ class Worker:
         projections: Iterable[Projection] = (),
         processes: Iterable[Processes] = (),
         schedulers: Iterable[Scheduler] = (),
+        services: Iterable[background.Service] = (),
+        sagas: Iterable[SagaRunner] = (),
         concurrency: int | None = None,
         lease: float = 10.0,
         batch_size: int = 500,
@@ -71,7 +93,11 @@ class Worker:
             concurrency=concurrency,
         )
         self.schedulers = list(schedulers)
+        self.services = background.blocking(services)
+        self.sagas = list(sagas)
         self.poll_interval = poll_interval
+        self._stopped = False
+        self._stopping = threading.Event()
 
     @property
     def owner(self) -> str:
@@ -87,21 +113,52 @@ class Worker:
         self.runner.prepare()
 
     def run(self) -> None:
-        """Run everything until `stop` is called."""
+        """Run everything until `stop` is called; at once returns after `stop`, which is final.
+
+        So a stop that comes while the worker is starting (a SIGTERM right
+        after `prepare`) is not lost.
+        """
+        if self._stopped:
+            return
+        stopping = self._stopping
         with TaskThreads() as tasks:
             for scheduler in self.schedulers:
                 tasks.start_soon(self._schedule, scheduler)
+            for service in self.services:
+                tasks.start_soon(service.run)
+            for sagas in self.sagas:
+                tasks.start_soon(self._recover, sagas)
             try:
-                self.runner.run()
+                with self.runner.running():
+                    stopping.wait()
             finally:
-                for scheduler in self.schedulers:
-                    scheduler.stop()
+                self._stop_others()
 
     def stop(self) -> None:
         """Finish the batches under way, give the leases back, and return from `run`."""
+        self._stopped = True
+        if self._stopping is not None:
+            self._stopping.set()
         self.runner.stop()
+        self._stop_others()
+
+    def _stop_others(self) -> None:
         for scheduler in self.schedulers:
             scheduler.stop()
+        for service in self.services:
+            service.stop()
+
+    def _recover(self, sagas: SagaRunner) -> None:
+        """Run on the sagas a stopped or crashed process left unfinished; log those that fail."""
+        try:
+            sagas.recover()
+        except SagaRecoveryFailed as exc:
+            for failure in exc.failures:
+                logger.error(
+                    "saga %s-%s: recovery failed: %s", failure.saga, failure.saga_id, failure.error
+                )
+        except Exception:
+            logger.exception("sagas: recovery failed")
 
     def _schedule(self, scheduler: Scheduler) -> None:
         scheduler.run(poll_interval=self.poll_interval)
