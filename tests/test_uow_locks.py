@@ -10,35 +10,17 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import anyio
 import pytest
 
 from tests.services import postgres_dsn
-from tidings import AsyncUnitOfWork, Event, EventSourced, UnitOfWork, applies
+from tests.test_turns import Counter
+from tidings import AsyncUnitOfWork, UnitOfWork
 from tidings.store.postgres import AsyncPostgresStore, PostgresStore
 
 WRITERS = 4
 PATIENCE = 30.0  # seconds a case waits for its writers before it fails
-
-
-@dataclass(frozen=True)
-class Counted(Event, type_name="uow_locks.Counted"):
-    by: int
-
-
-class Counter(EventSourced):
-    def __init__(self, id: str) -> None:
-        super().__init__(id)
-        self.total = 0
-
-    def count(self, by: int) -> None:
-        self.record(Counted(by))
-
-    @applies
-    def _counted(self, event: Counted) -> None:
-        self.total += event.by
 
 
 @pytest.fixture
