@@ -119,22 +119,29 @@ def sqlite_store(tmp_path: Path) -> Iterator[OpenStore]:
         yield opener
 
 
+async def relayed(
+    broker: Connect, store: AsyncEventStore, max_in_flight: int
+) -> tuple[Watched, list[tuple[str, str, int]], list[tuple[str, str, int]]]:
+    """Relay an interleaved log through `broker`: the publisher, the log and what was received."""
+    async with broker(unique_namespace()) as binding:
+        receiver = await binding.receiver("everything")
+        log = await interleaved(store)
+        publisher = Watched(binding)
+        relay = OutboxRelay(publisher, max_in_flight=max_in_flight)
+        runner = runner_of(store, relay)
+        async with runner.running():
+            await runner.wait_for(relay.name, log[-1][2], timeout=30)
+        got = await drained(receiver)
+        await receiver.delete()
+    await store.aclose()
+    return publisher, log, got
+
+
 def test_a_batch_is_published_concurrently_each_stream_in_order(
     broker: Connect, open_store: OpenStore
 ) -> None:
     async def scenario() -> None:
-        store = open_store()
-        async with broker(unique_namespace()) as binding:
-            receiver = await binding.receiver("everything")
-            log = await interleaved(store)
-            publisher = Watched(binding)
-            relay = OutboxRelay(publisher, max_in_flight=6)
-            runner = runner_of(store, relay)
-            async with runner.running():
-                await runner.wait_for(relay.name, log[-1][2], timeout=30)
-            got = await drained(receiver)
-            await receiver.delete()
-        await store.aclose()
+        publisher, log, got = await relayed(broker, open_store(), max_in_flight=6)
         # Several at once, never more than allowed, never two of one stream.
         assert 1 < publisher.most <= 6
         assert publisher.most_of_a_stream == 1
@@ -148,18 +155,7 @@ def test_a_batch_is_published_concurrently_each_stream_in_order(
 
 def test_one_in_flight_publishes_in_log_order(broker: Connect, sqlite_store: OpenStore) -> None:
     async def scenario() -> None:
-        store = sqlite_store()
-        async with broker(unique_namespace()) as binding:
-            receiver = await binding.receiver("everything")
-            log = await interleaved(store)
-            publisher = Watched(binding)
-            relay = OutboxRelay(publisher, max_in_flight=1)
-            runner = runner_of(store, relay)
-            async with runner.running():
-                await runner.wait_for(relay.name, log[-1][2], timeout=30)
-            got = await drained(receiver)
-            await receiver.delete()
-        await store.aclose()
+        publisher, log, got = await relayed(broker, sqlite_store(), max_in_flight=1)
         assert publisher.most == 1
         assert got == log
 
