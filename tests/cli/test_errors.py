@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import ROOT, invoke
+from tests.services import postgres_dsn
 
 COMMANDS = ["events", "tail", "streams", "trace", "serve", "db"]
 
@@ -103,6 +104,34 @@ def test_a_missing_sqlite_file_is_not_created_by_reading(tmp_path: Path) -> None
         f"tidings: error: no event store at {str(path)!r} (`tidings db init` creates one)\n"
     )
     assert not path.exists()
+
+
+@pytest.mark.parametrize("command", [["events"], ["streams"], ["trace", str(uuid.uuid4())]])
+def test_a_postgres_schema_without_a_store_is_not_made_by_reading(command: list[str]) -> None:
+    import psycopg
+
+    dsn = postgres_dsn()
+    schema = f"cli_typo_{uuid.uuid4().hex[:12]}"
+    result = invoke(*command, "--store", f"{dsn}?schema={schema}")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"tidings: error: no event store in schema {schema!r} of ")
+    assert result.stderr.endswith(" (`tidings db init` creates one)\n")
+    assert result.stderr.count("\n") == 1
+    with psycopg.connect(dsn) as connection:
+        made = connection.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]
+        ).fetchone()
+    assert made is None, "reading made the schema"
+
+
+@pytest.mark.parametrize("command", [["events"], ["db", "init"]])
+def test_a_directory_is_no_sqlite_store(tmp_path: Path, command: list[str]) -> None:
+    result = invoke(*command, "--store", f"{tmp_path}/")
+    assert result.exit_code == 1, result.output
+    directory = f"{tmp_path}/"
+    assert result.stderr == (
+        f"tidings: error: {directory!r} is a directory, not an event store's database file\n"
+    )
 
 
 @pytest.mark.parametrize("command", [["events"], ["streams"], ["trace", str(uuid.uuid4())]])

@@ -287,12 +287,14 @@ def require_postgres_extra() -> None:
 def opened_store(url: str, *, must_exist: bool = True) -> Iterator[EventStore]:
     """The store at `url`, closed at the end of the block.
 
-    With `must_exist`, a SQLite file that is not there is an error rather
-    than an empty store made on the spot: reading a mistyped path should not
-    leave a new database behind. A PostgreSQL server is connected to once
-    first, within `CONNECT_TIMEOUT`: one that is down or does not answer
-    ends the command at once with the reason, where the store's pool would
-    wait its whole timeout, retrying and logging every attempt.
+    With `must_exist`, a SQLite file or a PostgreSQL schema without an
+    event store is an error rather than an empty store made on the spot:
+    reading a mistyped path or schema should not leave a new database
+    behind, nor answer "no events" for a store that is elsewhere. A
+    PostgreSQL server is connected to once first, within `CONNECT_TIMEOUT`:
+    one that is down or does not answer ends the command at once with the
+    reason, where the store's pool would wait its whole timeout, retrying
+    and logging every attempt.
     """
     store = open_store(_checked_url(url, must_exist))
     try:
@@ -319,8 +321,10 @@ def _checked_url(url: str, must_exist: bool) -> str:
     if isinstance(target, PostgresURL):
         require_postgres_extra()
         timed = _with_connect_timeout(target)
-        _check_reachable(target, timed.conninfo)
+        _check_reachable(target, timed.conninfo, must_exist)
         url = timed.url
+    if isinstance(target, SQLiteURL) and Path(target.path).is_dir():
+        fail(f"{target.path!r} is a directory, not an event store's database file")
     if must_exist and isinstance(target, SQLiteURL) and not Path(target.path).exists():
         fail(f"no event store at {target.path!r} (`tidings db init` creates one)")
     return url
@@ -342,12 +346,25 @@ def _with_connect_timeout(target: PostgresURL) -> PostgresURL:
     return timed
 
 
-def _check_reachable(target: PostgresURL, conninfo: str) -> None:
-    """Connect once to `conninfo`, the server of `target`; exit 1 with libpq's reason if not."""
+def _check_reachable(target: PostgresURL, conninfo: str, must_exist: bool) -> None:
+    """Connect once to `conninfo`, the server of `target`; exit 1 with libpq's reason if not.
+
+    With `must_exist`, exit 1 too when `target`'s schema holds no event store.
+    """
     import psycopg
 
     try:
-        psycopg.connect(conninfo).close()
+        with psycopg.connect(conninfo) as connection:
+            found = connection.execute(
+                "SELECT 1 FROM information_schema.tables"
+                " WHERE table_schema = %s AND table_name = 'events'",
+                [target.schema],
+            ).fetchone()
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         fail(f"cannot connect to the PostgreSQL store {target}: {reason}")
+    if must_exist and found is None:
+        fail(
+            f"no event store in schema {target.schema!r} of {target}"
+            " (`tidings db init` creates one)"
+        )
