@@ -55,6 +55,7 @@ blocking runner refuses an `async def` handler when it is registered.
 
 E = TypeVar("E", bound=Event)
 R = TypeVar("R")
+EitherSelf = TypeVar("EitherSelf", bound="Projection[object]")
 BlockingSelf = TypeVar("BlockingSelf", bound="Projection[ReadModelTransaction]")
 AsyncSelf = TypeVar("AsyncSelf", bound="Projection[AsyncReadModelTransaction]")
 # Every projection is a `Projection[Never]`: it takes at least no transaction.
@@ -186,6 +187,12 @@ def letter_handler(name: str) -> str:
 def projection_of(handler: str) -> str | None:
     """The projection a dead letter's handler names, or None for a bus handler."""
     return handler.removeprefix(LETTER_PREFIX) if handler.startswith(LETTER_PREFIX) else None
+
+
+@overload
+def handles(
+    fn: Callable[[EitherSelf, E, Envelope[E], object], R],
+) -> Callable[[EitherSelf, E, Envelope[E], object], R]: ...
 
 
 @overload
