@@ -371,7 +371,9 @@ class Slow(Ledger):
         self.entered = threading.Event()
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         if event.account == "slow" and not self.entered.is_set():
             self.entered.set()
             time.sleep(0.5)  # the other commit starts, and waits for the checkpoint row
