@@ -53,12 +53,14 @@ outside any transaction. The async runner awaits what a handler returns; the
 blocking runner refuses an `async def` handler when it is registered.
 """
 
+# `@handles` has an overload per kind of projection, told apart by the method's `self`:
+# mypy cannot tie a method's parameter to its class's type argument any other way.
 E = TypeVar("E", bound=Event)
 R = TypeVar("R")
 EitherSelf = TypeVar("EitherSelf", bound="Projection[object]")
 BlockingSelf = TypeVar("BlockingSelf", bound="Projection[ReadModelTransaction]")
 AsyncSelf = TypeVar("AsyncSelf", bound="Projection[AsyncReadModelTransaction]")
-# Every projection is a `Projection[Never]`: it takes at least no transaction.
+# Any projection at all: each is a `Projection[Never]`, `Tx` being contravariant.
 AnySelf = TypeVar("AnySelf", bound="Projection[Never]")
 
 
@@ -189,8 +191,9 @@ def projection_of(handler: str) -> str | None:
     return handler.removeprefix(LETTER_PREFIX) if handler.startswith(LETTER_PREFIX) else None
 
 
+# A projection of either kind matches the next two as well: this one, first, keeps `object`.
 @overload
-def handles(
+def handles(  # type: ignore[overload-overlap]
     fn: Callable[[EitherSelf, E, Envelope[E], object], R],
 ) -> Callable[[EitherSelf, E, Envelope[E], object], R]: ...
 
