@@ -50,7 +50,7 @@ try:
 except ImportError as exc:
     raise SystemExit(f"{exc}: install the peers with `uv sync --all-extras --group bench`") from exc
 
-from tidings import Codec, Envelope, Event
+from tidings import Codec, Envelope, Event, ReadModelTransaction
 from tidings.projections import Projection, ProjectionRunner, handles
 from tidings.subscriptions import Subscription
 
@@ -80,7 +80,7 @@ class Balances(Projection):
         )
         self.insert = f"INSERT INTO {self.deposits} (event_id, account, amount) VALUES (?, ?, ?)"
 
-    def setup(self, tx: Any) -> None:
+    def setup(self, tx: ReadModelTransaction) -> None:
         tx.execute(
             f"CREATE TABLE IF NOT EXISTS {self.balances}"
             " (account TEXT PRIMARY KEY, balance BIGINT NOT NULL)"
@@ -90,15 +90,17 @@ class Balances(Projection):
             " (event_id TEXT PRIMARY KEY, account TEXT NOT NULL, amount BIGINT NOT NULL)"
         )
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: ReadModelTransaction) -> None:
         tx.execute(f"DELETE FROM {self.balances}")
         tx.execute(f"DELETE FROM {self.deposits}")
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: ReadModelTransaction
+    ) -> None:
         self.write(tx, event.account, event.amount, str(envelope.message_id))
 
-    def write(self, tx: Any, account: str, amount: int, key: str) -> None:
+    def write(self, tx: ReadModelTransaction, account: str, amount: int, key: str) -> None:
         tx.execute(self.upsert, (account, amount))
         tx.execute(self.insert, (key, account, amount))
 

@@ -37,9 +37,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from tidings import Codec, Envelope, Event
+from tidings import Codec, Envelope, Event, ReadModelTransaction
 from tidings.projections import Projection, ProjectionRunner, handles
 from tidings.store import NewEvent, SQLiteStore
 
@@ -70,14 +70,14 @@ class Ticks(Projection):
         self.cost = cost
         self.handled = handled
 
-    def setup(self, tx: Any) -> None:
+    def setup(self, tx: ReadModelTransaction) -> None:
         tx.execute("CREATE TABLE IF NOT EXISTS ticks (position BIGINT PRIMARY KEY)")
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: ReadModelTransaction) -> None:
         tx.execute("DELETE FROM ticks")
 
     @handles
-    def ticked(self, event: Ticked, envelope: Envelope[Ticked], tx: Any) -> None:
+    def ticked(self, event: Ticked, envelope: Envelope[Ticked], tx: ReadModelTransaction) -> None:
         if self.cost:
             until = time.perf_counter() + self.cost
             while time.perf_counter() < until:

@@ -26,7 +26,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from tidings import Codec, Envelope, Event, Worker
 from tidings.projections import Projection, ProjectionRunner, handles
@@ -41,7 +40,7 @@ class Ticked(Event, type_name="bench.workers.Ticked"):
     n: int
 
 
-class Slow(Projection):
+class Slow(Projection[object]):
     """1 ms of waiting per event, as a call to another service would cost."""
 
     transactional = False
@@ -50,11 +49,11 @@ class Slow(Projection):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         pass
 
     @handles
-    def ticked(self, event: Ticked, envelope: Envelope[Ticked], tx: Any) -> None:
+    def ticked(self, event: Ticked, envelope: Envelope[Ticked], tx: None) -> None:
         time.sleep(0.001)
 
 

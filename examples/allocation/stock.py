@@ -18,6 +18,7 @@ from typing import Any
 from examples.allocation.messages import Allocated, Deallocated
 from tidings import Envelope
 from tidings.projections import Projection, handles
+from tidings.store import ReadModelTransaction
 
 __all__ = ["ALLOCATED_STOCK", "AllocatedStockProjection", "StockFigures", "projections"]
 
@@ -42,16 +43,18 @@ class AllocatedStockProjection(Projection):
 
     def __init__(self, table: str, placeholder: str) -> None:
         self.table = table
+        # Writes go through the store transaction, `?` on every backend; reads through the
+        # reader's own connection, with its driver's placeholder.
         p = placeholder
         self._create = (
             f"CREATE TABLE IF NOT EXISTS {table} (sku VARCHAR(255) PRIMARY KEY,"
             " lines INTEGER NOT NULL, units INTEGER NOT NULL)"
         )
         self._add = (
-            f"INSERT INTO {table} AS s (sku, lines, units) VALUES ({p}, 1, {p})"
+            f"INSERT INTO {table} AS s (sku, lines, units) VALUES (?, 1, ?)"
             " ON CONFLICT (sku) DO UPDATE SET lines = s.lines + 1, units = s.units + excluded.units"
         )
-        self._remove = f"UPDATE {table} SET lines = lines - 1, units = units - {p} WHERE sku = {p}"
+        self._remove = f"UPDATE {table} SET lines = lines - 1, units = units - ? WHERE sku = ?"
         self._select = f"SELECT sku, lines, units FROM {table} WHERE sku = {p}"
 
     @classmethod
@@ -66,19 +69,23 @@ class AllocatedStockProjection(Projection):
             return cls("allocated_stock", "?")
         raise ValueError("the allocated stock is a table beside the log: SQLite or PostgreSQL")
 
-    def setup(self, tx: Any) -> None:
-        tx.connection.execute(self._create)
+    def setup(self, tx: ReadModelTransaction) -> None:
+        tx.execute(self._create)
 
-    def reset(self, tx: Any) -> None:
-        tx.connection.execute(f"DELETE FROM {self.table}")
-
-    @handles
-    def allocated(self, event: Allocated, envelope: Envelope[Allocated], tx: Any) -> None:
-        tx.connection.execute(self._add, (event.sku, event.qty))
+    def reset(self, tx: ReadModelTransaction) -> None:
+        tx.execute(f"DELETE FROM {self.table}")
 
     @handles
-    def deallocated(self, event: Deallocated, envelope: Envelope[Deallocated], tx: Any) -> None:
-        tx.connection.execute(self._remove, (event.qty, event.sku))
+    def allocated(
+        self, event: Allocated, envelope: Envelope[Allocated], tx: ReadModelTransaction
+    ) -> None:
+        tx.execute(self._add, (event.sku, event.qty))
+
+    @handles
+    def deallocated(
+        self, event: Deallocated, envelope: Envelope[Deallocated], tx: ReadModelTransaction
+    ) -> None:
+        tx.execute(self._remove, (event.qty, event.sku))
 
     def figures(self, connection: Any, sku: str) -> StockFigures | None:
         """The figures of `sku` read on `connection` (sqlite3 or psycopg), None before any."""

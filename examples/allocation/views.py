@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypedDict
 from examples.allocation.messages import Allocated, Deallocated
 from tidings import Codec, Envelope, EventStore
 from tidings.projections import Projection, handles
+from tidings.store import ReadModelTransaction
 
 __all__ = [
     "ALLOCATIONS_VIEW",
@@ -52,7 +53,7 @@ class AllocationsView(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    """The projection's SQL for one database: its table's name and placeholder filled in."""
+    """The projection's SQL for one database: its table's name filled in."""
 
     create: str
     upsert: str
@@ -60,9 +61,9 @@ class _Statements:
     reset: str
 
     @staticmethod
-    def of(table: str, placeholder: str) -> _Statements:
+    def of(table: str) -> _Statements:
         def statement(template: str) -> str:
-            return template.format(table=table, p=placeholder)
+            return template.format(table=table)
 
         return _Statements(
             create=statement(
@@ -71,10 +72,10 @@ class _Statements:
                 " PRIMARY KEY (orderid, sku))"
             ),
             upsert=statement(
-                "INSERT INTO {table} (orderid, sku, batchref) VALUES ({p}, {p}, {p})"
+                "INSERT INTO {table} (orderid, sku, batchref) VALUES (?, ?, ?)"
                 " ON CONFLICT (orderid, sku) DO UPDATE SET batchref = excluded.batchref"
             ),
-            delete=statement("DELETE FROM {table} WHERE orderid = {p} AND sku = {p}"),
+            delete=statement("DELETE FROM {table} WHERE orderid = ? AND sku = ?"),
             reset=statement("DELETE FROM {table}"),
         )
 
@@ -83,8 +84,9 @@ class AllocationsProjection(Projection):
     """`allocations_view` in the store's database, written in the transaction of the events.
 
     The table goes beside the log: in the SQLite file, or in the store's
-    schema on PostgreSQL. `tx.connection` is a `sqlite3` connection (`?`
-    placeholders) or a psycopg one (`%s`); `for_store` picks the statements.
+    schema on PostgreSQL; `for_store` names it. Its statements go through
+    the transaction (`tx.execute`, `?` for parameters), whether a runner's or
+    a unit of work's, a SQLAlchemy one's included.
     """
 
     name = ALLOCATIONS_VIEW
@@ -100,26 +102,30 @@ class AllocationsProjection(Projection):
             from psycopg import sql
 
             table = sql.Identifier(schema, "allocations_view").as_string(None)
-            return cls(_Statements.of(table, "%s"))
+            return cls(_Statements.of(table))
         if isinstance(getattr(store, "path", None), str):
-            return cls(_Statements.of("allocations_view", "?"))
+            return cls(_Statements.of("allocations_view"))
         raise ValueError(
             "the allocations view is a table beside the log: it needs a SQLite or PostgreSQL store"
         )
 
-    def setup(self, tx: Any) -> None:
-        tx.connection.execute(self._sql.create)
+    def setup(self, tx: ReadModelTransaction) -> None:
+        tx.execute(self._sql.create)
 
-    def reset(self, tx: Any) -> None:
-        tx.connection.execute(self._sql.reset)
-
-    @handles
-    def allocated(self, event: Allocated, envelope: Envelope[Allocated], tx: Any) -> None:
-        tx.connection.execute(self._sql.upsert, (event.orderid, event.sku, event.batchref))
+    def reset(self, tx: ReadModelTransaction) -> None:
+        tx.execute(self._sql.reset)
 
     @handles
-    def deallocated(self, event: Deallocated, envelope: Envelope[Deallocated], tx: Any) -> None:
-        tx.connection.execute(self._sql.delete, (event.orderid, event.sku))
+    def allocated(
+        self, event: Allocated, envelope: Envelope[Allocated], tx: ReadModelTransaction
+    ) -> None:
+        tx.execute(self._sql.upsert, (event.orderid, event.sku, event.batchref))
+
+    @handles
+    def deallocated(
+        self, event: Deallocated, envelope: Envelope[Deallocated], tx: ReadModelTransaction
+    ) -> None:
+        tx.execute(self._sql.delete, (event.orderid, event.sku))
 
 
 def projections(store: Any) -> list[Projection]:

@@ -14,7 +14,6 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from examples.orders.domain import OrderStatus
 from examples.orders.messages import (
@@ -31,6 +30,7 @@ from examples.orders.messages import (
 from examples.orders.views import OrderSummary
 from tidings import Envelope
 from tidings.projections import Projection, handles
+from tidings.store import ReadModelTransaction
 
 __all__ = [
     "OrderListProjection",
@@ -55,23 +55,23 @@ class OrderListProjection(Projection):
     name = "orders.order_list"
     partitions = 4
 
-    def setup(self, tx: Any) -> None:
-        tx.connection.execute(
+    def setup(self, tx: ReadModelTransaction) -> None:
+        tx.execute(
             "CREATE TABLE IF NOT EXISTS order_list ("
             " order_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL,"
             " items_count INTEGER NOT NULL, total TEXT NOT NULL, currency TEXT NOT NULL,"
             " status TEXT NOT NULL, placed_at TEXT NOT NULL, tracking_number TEXT)"
         )
-        tx.connection.execute(
-            "CREATE INDEX IF NOT EXISTS order_list_customer ON order_list (customer_id)"
-        )
+        tx.execute("CREATE INDEX IF NOT EXISTS order_list_customer ON order_list (customer_id)")
 
-    def reset(self, tx: Any) -> None:
-        tx.connection.execute("DELETE FROM order_list")
+    def reset(self, tx: ReadModelTransaction) -> None:
+        tx.execute("DELETE FROM order_list")
 
     @handles
-    def placed(self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx: Any) -> None:
-        tx.connection.execute(
+    def placed(
+        self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx: ReadModelTransaction
+    ) -> None:
+        tx.execute(
             "INSERT INTO order_list (order_id, customer_id, items_count, total, currency,"
             " status, placed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -86,34 +86,42 @@ class OrderListProjection(Projection):
         )
 
     @handles
-    def confirmed(self, event: OrderConfirmed, envelope: Envelope[OrderConfirmed], tx: Any) -> None:
+    def confirmed(
+        self, event: OrderConfirmed, envelope: Envelope[OrderConfirmed], tx: ReadModelTransaction
+    ) -> None:
         _set_status(tx, event.order_id, OrderStatus.CONFIRMED)
 
     @handles
-    def paid(self, event: OrderPaid, envelope: Envelope[OrderPaid], tx: Any) -> None:
+    def paid(
+        self, event: OrderPaid, envelope: Envelope[OrderPaid], tx: ReadModelTransaction
+    ) -> None:
         _set_status(tx, event.order_id, OrderStatus.PAID)
 
     @handles
-    def shipped(self, event: OrderShipped, envelope: Envelope[OrderShipped], tx: Any) -> None:
+    def shipped(
+        self, event: OrderShipped, envelope: Envelope[OrderShipped], tx: ReadModelTransaction
+    ) -> None:
         _set_status(tx, event.order_id, OrderStatus.SHIPPED)
-        tx.connection.execute(
+        tx.execute(
             "UPDATE order_list SET tracking_number = ? WHERE order_id = ?",
             (event.tracking_number, event.order_id),
         )
 
     @handles
-    def delivered(self, event: OrderDelivered, envelope: Envelope[OrderDelivered], tx: Any) -> None:
+    def delivered(
+        self, event: OrderDelivered, envelope: Envelope[OrderDelivered], tx: ReadModelTransaction
+    ) -> None:
         _set_status(tx, event.order_id, OrderStatus.DELIVERED)
 
     @handles
-    def cancelled(self, event: OrderCancelled, envelope: Envelope[OrderCancelled], tx: Any) -> None:
+    def cancelled(
+        self, event: OrderCancelled, envelope: Envelope[OrderCancelled], tx: ReadModelTransaction
+    ) -> None:
         _set_status(tx, event.order_id, OrderStatus.CANCELLED)
 
 
-def _set_status(tx: Any, order_id: str, status: OrderStatus) -> None:
-    tx.connection.execute(
-        "UPDATE order_list SET status = ? WHERE order_id = ?", (status.value, order_id)
-    )
+def _set_status(tx: ReadModelTransaction, order_id: str, status: OrderStatus) -> None:
+    tx.execute("UPDATE order_list SET status = ? WHERE order_id = ?", (status.value, order_id))
 
 
 class OrderStatisticsProjection(Projection):
@@ -121,92 +129,97 @@ class OrderStatisticsProjection(Projection):
 
     name = "orders.statistics"
 
-    def setup(self, tx: Any) -> None:
-        tx.connection.execute(
+    def setup(self, tx: ReadModelTransaction) -> None:
+        tx.execute(
             "CREATE TABLE IF NOT EXISTS order_revenue (currency TEXT PRIMARY KEY,"
             " orders INTEGER NOT NULL, revenue TEXT NOT NULL)"
         )
-        tx.connection.execute(
+        tx.execute(
             "CREATE TABLE IF NOT EXISTS orders_by_status (status TEXT PRIMARY KEY,"
             " orders INTEGER NOT NULL)"
         )
-        tx.connection.execute(
+        tx.execute(
             "CREATE TABLE IF NOT EXISTS orders_by_day (day TEXT PRIMARY KEY,"
             " orders INTEGER NOT NULL)"
         )
         # Which status each order is counted under, to move it when the status changes.
-        tx.connection.execute(
+        tx.execute(
             "CREATE TABLE IF NOT EXISTS order_statuses (order_id TEXT PRIMARY KEY,"
             " status TEXT NOT NULL)"
         )
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: ReadModelTransaction) -> None:
         for table in ("order_revenue", "orders_by_status", "orders_by_day", "order_statuses"):
-            tx.connection.execute(f"DELETE FROM {table}")
+            tx.execute(f"DELETE FROM {table}")
 
     @handles
-    def placed(self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx: Any) -> None:
-        connection: sqlite3.Connection = tx.connection
-        row = connection.execute(
-            "SELECT revenue FROM order_revenue WHERE currency = ?", (event.currency,)
-        ).fetchone()
-        revenue = event.total + (Decimal(row[0]) if row else 0)
-        connection.execute(
+    def placed(
+        self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx: ReadModelTransaction
+    ) -> None:
+        rows = tx.query("SELECT revenue FROM order_revenue WHERE currency = ?", (event.currency,))
+        revenue = event.total + (Decimal(str(rows[0][0])) if rows else 0)
+        tx.execute(
             "INSERT INTO order_revenue (currency, orders, revenue) VALUES (?, 1, ?)"
             " ON CONFLICT (currency) DO UPDATE SET orders = orders + 1, revenue = excluded.revenue",
             (event.currency, str(revenue)),
         )
-        connection.execute(
+        tx.execute(
             "INSERT INTO orders_by_day (day, orders) VALUES (?, 1)"
             " ON CONFLICT (day) DO UPDATE SET orders = orders + 1",
             (envelope.occurred_at.date().isoformat(),),
         )
-        connection.execute(
+        tx.execute(
             "INSERT INTO order_statuses (order_id, status) VALUES (?, ?)",
             (event.order_id, OrderStatus.PENDING.value),
         )
-        _count(connection, OrderStatus.PENDING, 1)
+        _count(tx, OrderStatus.PENDING, 1)
 
     @handles
-    def confirmed(self, event: OrderConfirmed, envelope: Envelope[OrderConfirmed], tx: Any) -> None:
-        _move(tx.connection, event.order_id, OrderStatus.CONFIRMED)
+    def confirmed(
+        self, event: OrderConfirmed, envelope: Envelope[OrderConfirmed], tx: ReadModelTransaction
+    ) -> None:
+        _move(tx, event.order_id, OrderStatus.CONFIRMED)
 
     @handles
-    def paid(self, event: OrderPaid, envelope: Envelope[OrderPaid], tx: Any) -> None:
-        _move(tx.connection, event.order_id, OrderStatus.PAID)
+    def paid(
+        self, event: OrderPaid, envelope: Envelope[OrderPaid], tx: ReadModelTransaction
+    ) -> None:
+        _move(tx, event.order_id, OrderStatus.PAID)
 
     @handles
-    def shipped(self, event: OrderShipped, envelope: Envelope[OrderShipped], tx: Any) -> None:
-        _move(tx.connection, event.order_id, OrderStatus.SHIPPED)
+    def shipped(
+        self, event: OrderShipped, envelope: Envelope[OrderShipped], tx: ReadModelTransaction
+    ) -> None:
+        _move(tx, event.order_id, OrderStatus.SHIPPED)
 
     @handles
-    def delivered(self, event: OrderDelivered, envelope: Envelope[OrderDelivered], tx: Any) -> None:
-        _move(tx.connection, event.order_id, OrderStatus.DELIVERED)
+    def delivered(
+        self, event: OrderDelivered, envelope: Envelope[OrderDelivered], tx: ReadModelTransaction
+    ) -> None:
+        _move(tx, event.order_id, OrderStatus.DELIVERED)
 
     @handles
-    def cancelled(self, event: OrderCancelled, envelope: Envelope[OrderCancelled], tx: Any) -> None:
-        _move(tx.connection, event.order_id, OrderStatus.CANCELLED)
+    def cancelled(
+        self, event: OrderCancelled, envelope: Envelope[OrderCancelled], tx: ReadModelTransaction
+    ) -> None:
+        _move(tx, event.order_id, OrderStatus.CANCELLED)
 
 
-def _count(connection: sqlite3.Connection, status: OrderStatus, change: int) -> None:
-    connection.execute(
+def _count(tx: ReadModelTransaction, status: OrderStatus, change: int) -> None:
+    tx.execute(
         "INSERT INTO orders_by_status (status, orders) VALUES (?, ?)"
         " ON CONFLICT (status) DO UPDATE SET orders = orders + excluded.orders",
         (status.value, change),
     )
 
 
-def _move(connection: sqlite3.Connection, order_id: str, status: OrderStatus) -> None:
-    row = connection.execute(
-        "SELECT status FROM order_statuses WHERE order_id = ?", (order_id,)
-    ).fetchone()
-    if row is None:
+def _move(tx: ReadModelTransaction, order_id: str, status: OrderStatus) -> None:
+    rows = tx.query("SELECT status FROM order_statuses WHERE order_id = ?", (order_id,))
+    if not rows:
         return
-    _count(connection, OrderStatus(row[0]), -1)
-    _count(connection, status, 1)
-    connection.execute(
-        "UPDATE order_statuses SET status = ? WHERE order_id = ?", (status.value, order_id)
-    )
+    _count(tx, OrderStatus(str(rows[0][0])), -1)
+    _count(tx, status, 1)
+    tx.execute("UPDATE order_statuses SET status = ? WHERE order_id = ?", (status.value, order_id))
 
 
 class UserProjection(Projection):
@@ -214,20 +227,22 @@ class UserProjection(Projection):
 
     name = "orders.users"
 
-    def setup(self, tx: Any) -> None:
-        tx.connection.execute(
+    def setup(self, tx: ReadModelTransaction) -> None:
+        tx.execute(
             "CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
             " email TEXT NOT NULL, is_active INTEGER NOT NULL,"
             " created_at TEXT NOT NULL, updated_at TEXT NOT NULL)"
         )
 
-    def reset(self, tx: Any) -> None:
-        tx.connection.execute("DELETE FROM users")
+    def reset(self, tx: ReadModelTransaction) -> None:
+        tx.execute("DELETE FROM users")
 
     @handles
-    def created(self, event: UserCreated, envelope: Envelope[UserCreated], tx: Any) -> None:
+    def created(
+        self, event: UserCreated, envelope: Envelope[UserCreated], tx: ReadModelTransaction
+    ) -> None:
         at = envelope.occurred_at.isoformat()
-        tx.connection.execute(
+        tx.execute(
             "INSERT INTO users (user_id, name, email, is_active, created_at, updated_at)"
             " VALUES (?, ?, ?, 1, ?, ?)"
             " ON CONFLICT (user_id) DO UPDATE SET name = excluded.name, email = excluded.email,"
@@ -237,24 +252,27 @@ class UserProjection(Projection):
 
     @handles
     def email_changed(
-        self, event: UserEmailChanged, envelope: Envelope[UserEmailChanged], tx: Any
+        self,
+        event: UserEmailChanged,
+        envelope: Envelope[UserEmailChanged],
+        tx: ReadModelTransaction,
     ) -> None:
-        tx.connection.execute(
+        tx.execute(
             "UPDATE users SET email = ?, updated_at = ? WHERE user_id = ?",
             (event.new_email, envelope.occurred_at.isoformat(), event.user_id),
         )
 
     @handles
     def deactivated(
-        self, event: UserDeactivated, envelope: Envelope[UserDeactivated], tx: Any
+        self, event: UserDeactivated, envelope: Envelope[UserDeactivated], tx: ReadModelTransaction
     ) -> None:
-        tx.connection.execute(
+        tx.execute(
             "UPDATE users SET is_active = 0, updated_at = ? WHERE user_id = ?",
             (envelope.occurred_at.isoformat(), event.user_id),
         )
 
 
-def projections(store: Any = None) -> list[Projection]:
+def projections(store: object = None) -> list[Projection]:
     """The orders service's projections, also for the CLI.
 
     `tidings projections status -p examples.orders.projections:projections`

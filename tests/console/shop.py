@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from tests.store.readable import wait_readable
 from tidings import Command, Envelope, Event
@@ -30,7 +30,7 @@ class PaymentTaken(Event, type_name="console.PaymentTaken"):
     order_id: str
 
 
-class OrderCount(Projection):
+class OrderCount(Projection[object]):
     """Counts orders in memory: enough read model for status and rebuilds."""
 
     name = "order_count"
@@ -39,20 +39,20 @@ class OrderCount(Projection):
         self.orders: set[str] = set()
         self.lock = threading.Lock()
 
-    def setup(self, tx: Any) -> None:
+    def setup(self, tx: object) -> None:
         pass
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         with self.lock:
             self.orders.clear()
 
     @handles
-    def placed(self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx: Any) -> None:
+    def placed(self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx: object) -> None:
         with self.lock:
             self.orders.add(event.order_id)
 
 
-class Picky(Projection):
+class Picky(Projection[object]):
     """Fails on payments while `broken`, moving on: each failure is a dead letter to retry."""
 
     name = "picky"
@@ -60,14 +60,14 @@ class Picky(Projection):
     retry: ClassVar[Retry] = Retry(attempts=1)
     broken = True
 
-    def setup(self, tx: Any) -> None:
+    def setup(self, tx: object) -> None:
         pass
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         pass
 
     @handles
-    def paid(self, event: PaymentTaken, envelope: Envelope[PaymentTaken], tx: Any) -> None:
+    def paid(self, event: PaymentTaken, envelope: Envelope[PaymentTaken], tx: object) -> None:
         if Picky.broken:
             raise RuntimeError(f"payment {event.order_id} refused")
 
@@ -99,20 +99,20 @@ def seed(store: EventStore) -> Seeded:
     return Seeded(command, at_placed, at_paid, at_script)
 
 
-class Stubborn(Projection):
+class Stubborn(Projection[object]):
     """Parks on payments while `broken`: its letter is the event it stopped on."""
 
     name = "stubborn"
     retry: ClassVar[Retry] = Retry(attempts=1)
     broken = True
 
-    def setup(self, tx: Any) -> None:
+    def setup(self, tx: object) -> None:
         pass
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         pass
 
     @handles
-    def paid(self, event: PaymentTaken, envelope: Envelope[PaymentTaken], tx: Any) -> None:
+    def paid(self, event: PaymentTaken, envelope: Envelope[PaymentTaken], tx: object) -> None:
         if Stubborn.broken:
             raise RuntimeError(f"payment {event.order_id} not understood")

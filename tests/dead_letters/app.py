@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +46,9 @@ class Books(Ledger):
     on_failure = OnFailure.DEAD_LETTER
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         if event.account == "bad" and broken["books"]:
             raise RuntimeError("cannot book to bad")
         return super().deposited(event, envelope, tx)

@@ -31,6 +31,7 @@ from tidings.integrations.sqlalchemy import (
     StaleAggregate,
 )
 from tidings.projections import Projection, handles
+from tidings.store import ReadModelTransaction
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class CountersUnitOfWork(SqlAlchemyUnitOfWork):
         sessions: Callable[[], Any],
         store: Any,
         writers: Any = None,
-        inline: Sequence[Projection] = (),
+        inline: Sequence[Projection[ReadModelTransaction]] = (),
         **options: Any,
     ) -> None:
         super().__init__(sessions, store, writers=writers, inline=inline, **options)
@@ -93,22 +94,23 @@ class Totals(Projection):
     def __init__(self, store: Any) -> None:
         schema = getattr(store, "schema", None)
         self.table = f'"{schema}".totals' if schema else "totals"
-        self.mark = "%s" if schema else "?"
 
-    def setup(self, tx: Any) -> None:
-        tx.connection.execute(
+    def setup(self, tx: ReadModelTransaction) -> None:
+        tx.execute(
             f"CREATE TABLE IF NOT EXISTS {self.table} (counter TEXT PRIMARY KEY, total BIGINT)"
         )
 
-    def reset(self, tx: Any) -> None:
-        tx.connection.execute(f"DELETE FROM {self.table}")
+    def reset(self, tx: ReadModelTransaction) -> None:
+        tx.execute(f"DELETE FROM {self.table}")
 
     @handles
-    def incremented(self, event: Incremented, envelope: Envelope[Incremented], tx: Any) -> None:
+    def incremented(
+        self, event: Incremented, envelope: Envelope[Incremented], tx: ReadModelTransaction
+    ) -> None:
         if event.by < 0:
             raise ValueError("totals only grow")
-        tx.connection.execute(
-            f"INSERT INTO {self.table} (counter, total) VALUES ({self.mark}, {self.mark})"
+        tx.execute(
+            f"INSERT INTO {self.table} (counter, total) VALUES (?, ?)"
             f" ON CONFLICT (counter) DO UPDATE SET total = {self.table}.total + excluded.total",
             (event.counter, event.by),
         )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from tidings import (
     Command,
+    Envelope,
     Event,
     EventSourced,
     MessageBus,
@@ -65,7 +65,7 @@ def bank(store: EventStore, welcomed: list[str], fail_welcome: bool = False) -> 
     )
 
 
-class Accounts(Projection):
+class Accounts(Projection[object]):
     """Counts accounts; fails on any account named "bad" (parked after two attempts)."""
 
     name = "observability_accounts"
@@ -75,7 +75,7 @@ class Accounts(Projection):
         self.seen: list[str] = []
 
     @handles
-    def opened(self, event: Opened, envelope: Any, tx: Any) -> None:
+    def opened(self, event: Opened, envelope: Envelope[Opened], tx: object) -> None:
         if event.account_id == "bad":
             raise ValueError("bad account")
         self.seen.append(event.account_id)

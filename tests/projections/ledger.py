@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +42,13 @@ def note(text: str = "hello") -> NewEvent:
     return CODEC.new_event(Envelope.new(Noted(text)))
 
 
-def _run(tx: Any, *statements: tuple[str, tuple[Any, ...]]) -> Any:
-    """Run statements on the transaction's connection: sqlite3, psycopg, or psycopg async."""
-    connection = tx.connection
+def _run(tx: object, *statements: tuple[str, tuple[object, ...]]) -> Awaitable[None] | None:
+    """Run statements on the transaction's connection: sqlite3, psycopg, or psycopg async.
+
+    Which driver it is shows at run time, so the ledger takes either kind of transaction
+    (it is a `Projection[object]`), and the blocking and the async runner both take it.
+    """
+    connection: Any = getattr(tx, "connection", None)
     if isinstance(connection, sqlite3.Connection):
         for text, params in statements:
             connection.execute(text, params)
@@ -62,7 +66,7 @@ def _run(tx: Any, *statements: tuple[str, tuple[Any, ...]]) -> Any:
     return None
 
 
-class Ledger(Projection):
+class Ledger(Projection[object]):
     """Entries and balances in SQL tables named after `prefix`."""
 
     name = "ledger"
@@ -72,7 +76,7 @@ class Ledger(Projection):
         self.entries = f"{prefix}_entries"
         self.balances = f"{prefix}_balances"
 
-    def setup(self, tx: Any) -> Any:
+    def setup(self, tx: object) -> Awaitable[None] | None:
         return _run(
             tx,
             (
@@ -87,11 +91,13 @@ class Ledger(Projection):
             ),
         )
 
-    def reset(self, tx: Any) -> Any:
+    def reset(self, tx: object) -> Awaitable[None] | None:
         return _run(tx, (f"DELETE FROM {self.entries}", ()), (f"DELETE FROM {self.balances}", ()))
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         return _run(
             tx,
             (
@@ -109,7 +115,7 @@ class Ledger(Projection):
         )
 
 
-class MemoryLedger(Projection):
+class MemoryLedger(Projection[object]):
     """The ledger in process memory, idempotent by event id (at least once)."""
 
     name = "ledger"
@@ -119,11 +125,11 @@ class MemoryLedger(Projection):
         self.name = name
         self.seen: dict[uuid.UUID, tuple[str, int]] = {}
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         self.seen.clear()
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: object) -> None:
         self.seen[envelope.message_id] = (event.account, event.amount)
 
     def model(self) -> dict[str, tuple[int, int]]:
@@ -140,8 +146,8 @@ class Backend:
 
     name: str
     open: Callable[[bool], Any]
-    ledger: Callable[..., Projection]
-    read: Callable[[Projection], dict[str, tuple[int, int]]]
+    ledger: Callable[..., Projection[object]]
+    read: Callable[[Projection[object]], dict[str, tuple[int, int]]]
     url: str
     qualify: Callable[[str], str] = lambda table: table
     """The name of a read model table in this backend's database (schema-qualified)."""
@@ -164,7 +170,7 @@ def backend(name: str, tmp_path: Path) -> Iterator[Backend]:
 
         path = tmp_path / "events.db"
 
-        def read_sqlite(ledger: Projection) -> dict[str, tuple[int, int]]:
+        def read_sqlite(ledger: Projection[object]) -> dict[str, tuple[int, int]]:
             with sqlite3.connect(path) as connection:
                 return _balances(connection.execute, ledger)
 
@@ -189,7 +195,7 @@ def backend(name: str, tmp_path: Path) -> Iterator[Backend]:
             kind = AsyncPostgresStore if asynchronous else PostgresStore
             return kind(dsn, schema=schema)
 
-        def read_postgres(ledger: Projection) -> dict[str, tuple[int, int]]:
+        def read_postgres(ledger: Projection[object]) -> dict[str, tuple[int, int]]:
             with psycopg.connect(dsn, autocommit=True) as connection:
                 return _balances(connection.execute, ledger)
 
@@ -209,7 +215,9 @@ def backend(name: str, tmp_path: Path) -> Iterator[Backend]:
                 )
 
 
-def _balances(execute: Callable[..., Any], ledger: Projection) -> dict[str, tuple[int, int]]:
+def _balances(
+    execute: Callable[..., Any], ledger: Projection[object]
+) -> dict[str, tuple[int, int]]:
     assert isinstance(ledger, Ledger)
     rows = execute(f"SELECT account, balance, entries FROM {ledger.balances}").fetchall()
     entries = execute(f"SELECT count(*) FROM {ledger.entries}").fetchone()[0]

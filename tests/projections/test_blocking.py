@@ -43,7 +43,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
         yield found
 
 
-class AsyncHandled(Projection):
+class AsyncHandled(Projection[object]):
     """Counts deposits in an `async def` handler: for the async runner only."""
 
     name = "async_handled"
@@ -61,7 +61,7 @@ class AsyncHandled(Projection):
         self.accounts.append(event.account)
 
 
-class AsyncSetUp(Projection):
+class AsyncSetUp(Projection[object]):
     """A plain handler, but a read model made by an `async def setup`."""
 
     name = "async_set_up"
@@ -74,7 +74,7 @@ class AsyncSetUp(Projection):
         pass
 
 
-class PlainHandled(Projection):
+class PlainHandled(Projection[object]):
     """Counts deposits in a plain handler: fine on either runner."""
 
     name = "plain_handled"
@@ -91,7 +91,7 @@ class PlainHandled(Projection):
         self.accounts.append(event.account)
 
 
-class ReturnsAwaitable(Projection):
+class ReturnsAwaitable(Projection[object]):
     """A plain handler that returns a coroutine: it shows only when called."""
 
     name = "returns_awaitable"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ class MovesOn(Ledger):
         self.broken = True
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         if event.account == "bad" and self.broken:
             raise RuntimeError("cannot book to bad")
         return super().deposited(event, envelope, tx)

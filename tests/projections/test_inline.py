@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,9 @@ class Failing(Ledger):
     """The ledger, failing on deposits to the account `bad`."""
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         if event.account == "bad":
             raise RuntimeError("cannot book to bad")
         return super().deposited(event, envelope, tx)
@@ -87,13 +89,13 @@ class Failing(Ledger):
 
 class FailingBook(Book):
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: object) -> None:
         if event.account == "bad":
             raise RuntimeError("cannot book to bad")
         super().deposited(event, envelope, tx)
 
 
-def ledger_of(env: Backend, failing: bool = False) -> Projection:
+def ledger_of(env: Backend, failing: bool = False) -> Projection[object]:
     if env.name == "memory":
         return FailingBook() if failing else Book()
     if failing:
@@ -136,7 +138,7 @@ def last_position(store: Any) -> int:
     )
 
 
-def checkpoint(store: Any, ledger: Projection) -> tuple[ProjectionState, int]:
+def checkpoint(store: Any, ledger: Projection[object]) -> tuple[ProjectionState, int]:
     [status] = ProjectionRunner(store, [ledger]).status()
     return status.state, status.position
 
@@ -369,7 +371,9 @@ class Slow(Ledger):
         self.entered = threading.Event()
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         if event.account == "slow" and not self.entered.is_set():
             self.entered.set()
             time.sleep(0.5)  # the other commit starts, and waits for the checkpoint row

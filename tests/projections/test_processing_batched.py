@@ -27,6 +27,12 @@ from tidings.projections import (
     handles,
 )
 from tidings.retry import Retry
+from tidings.store import (
+    AsyncReadModelTransaction,
+    ReadModelTransaction,
+    SQLiteTransaction,
+)
+from tidings.store.postgres import PostgresTransaction
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -41,17 +47,19 @@ class Running(Projection):
     name = "running"
     retry = Retry(attempts=2, first_delay=0)
 
-    def setup(self, tx: Any) -> None:
+    def setup(self, tx: ReadModelTransaction) -> None:
         tx.execute(
             "CREATE TABLE IF NOT EXISTS running (position BIGINT PRIMARY KEY,"
             " account TEXT NOT NULL, balance BIGINT NOT NULL CHECK (balance >= 0))"
         )
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: ReadModelTransaction) -> None:
         tx.execute("DELETE FROM running")
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: ReadModelTransaction
+    ) -> None:
         [(last,)] = tx.query(
             "SELECT coalesce(max(balance), 0) FROM running WHERE account = ?"
             " AND position = (SELECT max(position) FROM running WHERE account = ?)",
@@ -124,18 +132,22 @@ class Mixed(Projection):
     def __init__(self, postgres: bool) -> None:
         self.mark = "%s" if postgres else "?"
 
-    def setup(self, tx: Any) -> None:
+    def setup(self, tx: ReadModelTransaction) -> None:
         tx.execute("CREATE TABLE IF NOT EXISTS mixed (account TEXT PRIMARY KEY, n BIGINT)")
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: ReadModelTransaction) -> None:
         tx.execute("DELETE FROM mixed")
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: ReadModelTransaction
+    ) -> None:
         tx.execute(
             "INSERT INTO mixed (account, n) VALUES (?, 0) ON CONFLICT (account) DO NOTHING",
             (event.account,),
         )
+        # The driver's connection is a backend's own: its transaction type says which.
+        assert isinstance(tx, SQLiteTransaction | PostgresTransaction)
         tx.connection.execute(
             f"UPDATE mixed SET n = n + {self.mark} WHERE account = {self.mark}",
             (event.amount, event.account),
@@ -167,22 +179,24 @@ def test_a_handler_using_the_connection_beside_execute_still_counts_each_event_o
         store.close()
 
 
-class AsyncRunning(Projection):
+class AsyncRunning(Projection[AsyncReadModelTransaction]):
     """`Running` for the async runner: the same SQL, awaited."""
 
     name = "running"
 
-    async def setup(self, tx: Any) -> None:
+    async def setup(self, tx: AsyncReadModelTransaction) -> None:
         await tx.execute(
             "CREATE TABLE IF NOT EXISTS running (position BIGINT PRIMARY KEY,"
             " account TEXT NOT NULL, balance BIGINT NOT NULL CHECK (balance >= 0))"
         )
 
-    async def reset(self, tx: Any) -> None:
+    async def reset(self, tx: AsyncReadModelTransaction) -> None:
         await tx.execute("DELETE FROM running")
 
     @handles
-    async def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+    async def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: AsyncReadModelTransaction
+    ) -> None:
         [(last,)] = await tx.query(
             "SELECT coalesce(max(balance), 0) FROM running WHERE account = ?"
             " AND position = (SELECT max(position) FROM running WHERE account = ?)",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,6 +34,7 @@ from tidings.projections import (
     handles,
 )
 from tidings.retry import Retry
+from tidings.store import ReadModelTransaction
 
 FAST: RunnerOptions = {"poll_interval": 0.05, "lease": 2.0, "retry_waits": False}
 
@@ -138,7 +138,9 @@ class Flaky(Ledger):
     broken = threading.Event()
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         if event.account == "bad" and self.broken.is_set():
             raise RuntimeError("cannot book to bad")
         return super().deposited(event, envelope, tx)
@@ -157,17 +159,19 @@ class NonNegative(Projection):
     def __init__(self, table: str) -> None:
         self.table = table
 
-    def setup(self, tx: Any) -> None:
+    def setup(self, tx: ReadModelTransaction) -> None:
         tx.execute(
             f"CREATE TABLE IF NOT EXISTS {self.table} (position BIGINT PRIMARY KEY,"
             " amount INTEGER NOT NULL CHECK (amount >= 0))"
         )
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: ReadModelTransaction) -> None:
         tx.execute(f"DELETE FROM {self.table}")
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: ReadModelTransaction
+    ) -> None:
         tx.execute(
             f"INSERT INTO {self.table} (position, amount) VALUES (?, ?)",
             (envelope.position, event.amount),
@@ -525,7 +529,9 @@ def test_a_projections_table_made_by_an_older_version_gets_its_new_columns(
 
 class SlowLedger(Ledger):
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         time.sleep(0.002)
         return super().deposited(event, envelope, tx)
 
@@ -564,7 +570,9 @@ class BadStatement(Ledger):
     """Its read model statement names a table that does not exist."""
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         return _run(tx, ("INSERT INTO no_such_table (x) VALUES (?)", (1,)))
 
 

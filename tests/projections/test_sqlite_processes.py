@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,9 @@ class SlowLedger(Ledger):
     """The ledger, taking 10 ms an event inside its write transaction."""
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         time.sleep(0.01)
         return super().deposited(event, envelope, tx)
 
@@ -137,7 +139,9 @@ class SteadyLedger(Ledger):
     """The ledger, taking 2 ms an event: a replay of a few hundred lasts about a second."""
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         time.sleep(0.002)
         return super().deposited(event, envelope, tx)
 

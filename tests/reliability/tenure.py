@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Awaitable
 
 from tests.projections.ledger import Deposited, _run
 from tidings import Envelope
@@ -20,13 +20,13 @@ from tidings.projections import Projection, ProjectionRunner, handles
 from tidings.store.urls import open_store
 
 
-class Tenure(Projection):
+class Tenure(Projection[object]):
     name = "tenure"
 
     def __init__(self, table: str) -> None:
         self.table = table
 
-    def setup(self, tx: Any) -> Any:
+    def setup(self, tx: object) -> Awaitable[None] | None:
         return _run(
             tx,
             (
@@ -36,11 +36,13 @@ class Tenure(Projection):
             ),
         )
 
-    def reset(self, tx: Any) -> Any:
+    def reset(self, tx: object) -> Awaitable[None] | None:
         return _run(tx, (f"DELETE FROM {self.table}", ()))
 
     @handles
-    def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> Any:
+    def deposited(
+        self, event: Deposited, envelope: Envelope[Deposited], tx: object
+    ) -> Awaitable[None] | None:
         return _run(
             tx,
             (

@@ -6,9 +6,8 @@ dead letters, workers) take the store protocols (`EventStore`,
 an async store given to a blocking component, or the reverse, is a type
 error before anything runs.
 
-A `Projection` is one class for both runners, so typing cannot tell an
-`async def` handler meant for the blocking runner: the runner refuses it when
-registered instead (see tests/projections/test_blocking.py).
+Projections are told apart the same way, by the transaction they take
+(see test_projection_kinds.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -46,7 +45,7 @@ def stream_in(partition: int, partitions: int) -> str:
     )
 
 
-class Handled(Projection):
+class Handled(Projection[object]):
     """Every event handled, with the lease it was handled under; `gate` holds handlers back."""
 
     name = "handled"
@@ -57,11 +56,11 @@ class Handled(Projection):
         self.gate = gate
         self.seen: list[tuple[str, int, int]] = []
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         self.seen.clear()
 
     @handles
-    def visited(self, event: Visited, envelope: Envelope[Visited], tx: Any) -> None:
+    def visited(self, event: Visited, envelope: Envelope[Visited], tx: None) -> None:
         lease = current_lease()
         assert lease is not None and envelope.position is not None
         self.seen.append((lease.owner, lease.token, envelope.position))

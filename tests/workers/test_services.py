@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -77,18 +76,18 @@ class Consumer:
         self.stopped.set()  # an anyio event: only on its own loop
 
 
-class Quiet(Projection):
+class Quiet(Projection[object]):
     """A partitioned projection in memory that ignores what it handles."""
 
     name = "quiet"
     transactional = False
     partitions = 2
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: object) -> None:
         pass
 
     @handles
-    def visited(self, event: Visited, envelope: Envelope[Visited], tx: Any) -> None:
+    def visited(self, event: Visited, envelope: Envelope[Visited], tx: None) -> None:
         pass
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import signal
 import sqlite3
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
 
 from tests.projections.ledger import _run
 from tidings import Codec, Envelope, Event, Worker
@@ -37,7 +37,7 @@ def visit(n: int) -> NewEvent:
     return CODEC.new_event(Envelope.new(Visited(n)))
 
 
-class Visits(Projection):
+class Visits(Projection[object]):
     """The history of handled events in `table`; fails on the event numbered `poison`."""
 
     name = "visits"
@@ -47,10 +47,10 @@ class Visits(Projection):
         self.partitions = partitions  # type: ignore[misc]
         self.poison = poison
 
-    def setup(self, tx: Any) -> Any:
+    def setup(self, tx: object) -> Awaitable[None] | None:
         key = (
             "id INTEGER PRIMARY KEY AUTOINCREMENT"
-            if isinstance(tx.connection, sqlite3.Connection)
+            if isinstance(getattr(tx, "connection", None), sqlite3.Connection)
             else "id BIGSERIAL PRIMARY KEY"
         )
         return _run(
@@ -63,11 +63,13 @@ class Visits(Projection):
             ),
         )
 
-    def reset(self, tx: Any) -> Any:
+    def reset(self, tx: object) -> Awaitable[None] | None:
         return _run(tx, (f"DELETE FROM {self.table}", ()))
 
     @handles
-    def visited(self, event: Visited, envelope: Envelope[Visited], tx: Any) -> Any:
+    def visited(
+        self, event: Visited, envelope: Envelope[Visited], tx: object
+    ) -> Awaitable[None] | None:
         if event.n == self.poison:
             raise ValueError(f"poison event {event.n}")
         lease = current_lease()

@@ -20,7 +20,11 @@ from tidings.observability.hooks import Publishing
 from tidings.projections._async.inline import AsyncInlineProjections
 from tidings.projections.projection import Projection
 from tidings.snapshots import SnapshotCodec, snapshot_codec
-from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction
+from tidings.store._async.base import (
+    AsyncEventStore,
+    AsyncReadModelTransaction,
+    AsyncStoreTransaction,
+)
 from tidings.store.records import ExpectedVersion, Snapshot, StreamState
 
 __all__ = ["AsyncEventSourcedRepository", "AsyncRepository", "AsyncUnitOfWork"]
@@ -189,7 +193,7 @@ class AsyncUnitOfWork:
         store: AsyncEventStore,
         *,
         codec: Codec | None = None,
-        inline: Iterable[Projection] = (),
+        inline: Iterable[Projection[AsyncReadModelTransaction]] = (),
         wait_for_aggregate: float | None = 5.0,
         lock_on_load: bool = False,
     ) -> None:

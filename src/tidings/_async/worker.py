@@ -38,7 +38,7 @@ from tidings.sagas._async.processes import AsyncProcesses
 from tidings.sagas._async.sagas import AsyncSagaRunner
 from tidings.sagas.saga import SagaRecoveryFailed
 from tidings.scheduling._async.scheduler import AsyncScheduler
-from tidings.store._async.base import AsyncReadModelStore
+from tidings.store._async.base import AsyncReadModelStore, AsyncReadModelTransaction
 
 __all__ = ["AsyncWorker"]
 
@@ -67,7 +67,7 @@ class AsyncWorker:
         self,
         store: AsyncReadModelStore,
         *,
-        projections: Iterable[Projection] = (),
+        projections: Iterable[Projection[AsyncReadModelTransaction]] = (),
         processes: Iterable[AsyncProcesses] = (),
         schedulers: Iterable[AsyncScheduler] = (),
         services: Iterable[background.AsyncService] = (),

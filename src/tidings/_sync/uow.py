@@ -22,7 +22,11 @@ from tidings.observability.hooks import Publishing
 from tidings.projections._sync.inline import InlineProjections
 from tidings.projections.projection import Projection
 from tidings.snapshots import SnapshotCodec, snapshot_codec
-from tidings.store._sync.base import EventStore, StoreTransaction
+from tidings.store._sync.base import (
+    EventStore,
+    ReadModelTransaction,
+    StoreTransaction,
+)
 from tidings.store.records import ExpectedVersion, Snapshot, StreamState
 
 __all__ = ["EventSourcedRepository", "Repository", "UnitOfWork"]
@@ -191,7 +195,7 @@ class UnitOfWork:
         store: EventStore,
         *,
         codec: Codec | None = None,
-        inline: Iterable[Projection] = (),
+        inline: Iterable[Projection[ReadModelTransaction]] = (),
         wait_for_aggregate: float | None = 5.0,
         lock_on_load: bool = False,
     ) -> None:

@@ -39,7 +39,7 @@ from tidings.sagas._sync.processes import Processes
 from tidings.sagas._sync.sagas import SagaRunner
 from tidings.sagas.saga import SagaRecoveryFailed
 from tidings.scheduling._sync.scheduler import Scheduler
-from tidings.store._sync.base import ReadModelStore
+from tidings.store._sync.base import ReadModelStore, ReadModelTransaction
 
 __all__ = ["Worker"]
 
@@ -68,7 +68,7 @@ class Worker:
         self,
         store: ReadModelStore,
         *,
-        projections: Iterable[Projection] = (),
+        projections: Iterable[Projection[ReadModelTransaction]] = (),
         processes: Iterable[Processes] = (),
         schedulers: Iterable[Scheduler] = (),
         services: Iterable[background.Service] = (),

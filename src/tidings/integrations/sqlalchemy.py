@@ -49,7 +49,7 @@ from tidings.codec import Codec
 from tidings.domain import Aggregate
 from tidings.errors import ConcurrencyError
 from tidings.projections.projection import Projection
-from tidings.store._sync.base import EventStore
+from tidings.store._sync.base import EventStore, ReadModelTransaction
 from tidings.store.placeholders import qmark_to_format
 from tidings.store.records import (
     AppendResult,
@@ -240,7 +240,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         *,
         codec: Codec | None = None,
         writers: AbstractContextManager[Any] | None = None,
-        inline: Iterable[Projection] = (),
+        inline: Iterable[Projection[ReadModelTransaction]] = (),
         wait_for_aggregate: float | None = 5.0,
         lock_on_load: bool = False,
     ) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable
+from typing import Never
 
 from tidings.errors import ConfigurationError
 from tidings.projections.projection import Projection
@@ -29,7 +30,7 @@ class AwaitableRefused(ConfigurationError, TypeError):
     """A blocking runner was given async code, which it cannot await."""
 
 
-def refuse_async(projection: Projection) -> None:
+def refuse_async(projection: Projection[Never]) -> None:
     """Raise `AwaitableRefused` if a handler, `setup` or `reset` of `projection` is async."""
     for event_type, handler in projection.handlers().items():
         if _is_async(handler):

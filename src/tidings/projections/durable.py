@@ -44,8 +44,13 @@ def durable_handlers(
     return [HandlerProjection(bound, partitions) for bound in table.events]
 
 
-class HandlerProjection(Projection):
-    """One bus event handler, run from the log (at least once)."""
+class HandlerProjection(Projection[object]):
+    """One bus event handler, run from the log (at least once).
+
+    It runs the handler, not SQL of its own, so it takes either kind of
+    transaction: both runners take it, and the blocking one refuses an
+    `async def` handler when it is registered.
+    """
 
     transactional = False
     on_failure = OnFailure.DEAD_LETTER
@@ -60,7 +65,7 @@ class HandlerProjection(Projection):
     def reset(self, tx: object) -> None:
         """Nothing to empty: a rebuild runs the handler again over the whole log."""
 
-    def handlers(self) -> Mapping[str, EventHandler]:
+    def handlers(self) -> Mapping[str, EventHandler[object]]:
         handler = self._call_async if self._asynchronous else self._call
         event_type = self._bound.spec.message_type
         if event_type is Event:

@@ -7,11 +7,15 @@ import inspect
 import typing
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, Never, TypeVar, overload
+
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from tidings.errors import ConfigurationError, TidingsError
 from tidings.messages import Envelope, Event
 from tidings.retry import Retry
+from tidings.store._async.base import AsyncReadModelTransaction
+from tidings.store._sync.base import ReadModelTransaction
 from tidings.store.records import RecordedEvent
 
 __all__ = [
@@ -29,20 +33,35 @@ __all__ = [
     "projection_of",
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 LETTER_PREFIX = "projection:"
 
-EventHandler = Callable[[Event, Envelope[Event], Any], object]
+Tx = DefaultTypeVar("Tx", contravariant=True, default=ReadModelTransaction)
+"""The transaction a projection's handlers, `setup` and `reset` take.
+
+`ReadModelTransaction` (the default) for the blocking runner and
+`UnitOfWork`, `AsyncReadModelTransaction` for the async ones; `object` for
+a projection that takes either (one that runs code of its own, not SQL).
+Contravariant: a projection that takes any transaction runs anywhere.
+"""
+
+EventHandler = Callable[[Event, Envelope[Event], Tx], object]
 """Called with the event, its envelope and the store transaction; may return an awaitable.
 
-The transaction is the runner's: a `StoreTransaction` under the blocking
-`ProjectionRunner`, an `AsyncStoreTransaction` under the async one (a
-backend's own, such as `SQLiteTransaction` with its `connection`), None for
-a projection that is not `transactional`. As one `Projection` class serves
-both runners, it is left to each handler to annotate the one it runs with;
-the runner refuses an `async def` handler it cannot await when it is registered.
+The transaction is the runner's, of the kind its projection takes (`Tx`);
+None for a projection that is not `transactional`, whose handlers run
+outside any transaction. The async runner awaits what a handler returns; the
+blocking runner refuses an `async def` handler when it is registered.
 """
+
+# `@handles` has an overload per kind of projection, told apart by the method's `self`:
+# mypy cannot tie a method's parameter to its class's type argument any other way.
+E = TypeVar("E", bound=Event)
+R = TypeVar("R")
+EitherSelf = TypeVar("EitherSelf", bound="Projection[object]")
+BlockingSelf = TypeVar("BlockingSelf", bound="Projection[ReadModelTransaction]")
+AsyncSelf = TypeVar("AsyncSelf", bound="Projection[AsyncReadModelTransaction]")
+# Any projection at all: each is a `Projection[Never]`, `Tx` being contravariant.
+AnySelf = TypeVar("AnySelf", bound="Projection[Never]")
 
 
 class ProjectionState(enum.StrEnum):
@@ -172,18 +191,46 @@ def projection_of(handler: str) -> str | None:
     return handler.removeprefix(LETTER_PREFIX) if handler.startswith(LETTER_PREFIX) else None
 
 
-def handles(fn: F) -> F:
+# A projection of either kind matches the next two as well: this one, first, keeps `object`.
+@overload
+def handles(  # type: ignore[overload-overlap]
+    fn: Callable[[EitherSelf, E, Envelope[E], object], R],
+) -> Callable[[EitherSelf, E, Envelope[E], object], R]: ...
+
+
+@overload
+def handles(
+    fn: Callable[[BlockingSelf, E, Envelope[E], ReadModelTransaction], R],
+) -> Callable[[BlockingSelf, E, Envelope[E], ReadModelTransaction], R]: ...
+
+
+@overload
+def handles(
+    fn: Callable[[AsyncSelf, E, Envelope[E], AsyncReadModelTransaction], R],
+) -> Callable[[AsyncSelf, E, Envelope[E], AsyncReadModelTransaction], R]: ...
+
+
+@overload
+def handles(
+    fn: Callable[[AnySelf, E, Envelope[E], None], R],
+) -> Callable[[AnySelf, E, Envelope[E], None], R]: ...
+
+
+def handles(fn: Callable[..., R]) -> Callable[..., R]:
     """Mark a method of a `Projection` as the handler of its first parameter's event type.
 
     The method is called as `method(event, envelope, tx)`: `tx` is the store
-    transaction the checkpoint commits in (`tx.connection` for SQL).
+    transaction the checkpoint commits in, of the kind the projection takes
+    (`ReadModelTransaction` in a blocking one, `AsyncReadModelTransaction` in
+    an async one: mypy refuses the other), or None in a projection that is
+    not `transactional`.
     """
     event_type = _first_parameter_type(fn)
     fn.__dict__["__projection_event__"] = event_type
     return fn
 
 
-class Projection:
+class Projection(Generic[Tx]):
     """A read model fed by events: subclass, name it, and mark handlers with `@handles`.
 
     ::
@@ -191,11 +238,23 @@ class Projection:
         class OrderCount(Projection):
             name = "order_count"
 
-            def setup(self, tx): tx.connection.execute("CREATE TABLE IF NOT EXISTS ...")
-            def reset(self, tx): tx.connection.execute("DELETE FROM ...")
+            def setup(self, tx: ReadModelTransaction) -> None:
+                tx.execute("CREATE TABLE IF NOT EXISTS ...")
+
+            def reset(self, tx: ReadModelTransaction) -> None:
+                tx.execute("DELETE FROM ...")
 
             @handles
-            def placed(self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx): ...
+            def placed(
+                self, event: OrderPlaced, envelope: Envelope[OrderPlaced], tx: ReadModelTransaction
+            ) -> None: ...
+
+    A plain `Projection` is a `Projection[ReadModelTransaction]`, for the
+    blocking `ProjectionRunner` and `UnitOfWork`; one for the async runner
+    and `AsyncUnitOfWork` is a `Projection[AsyncReadModelTransaction]`, its
+    `setup`, `reset` and handlers taking that (and awaiting `tx.execute`).
+    Each runner takes only projections of its kind, so mypy refuses the
+    other; a `Projection[object]`, whose code uses no transaction, runs in both.
 
     With `partitions` above 1 the projection is split by `partition_key`
     (the stream, by default): each partition has a checkpoint and a lease of
@@ -238,11 +297,10 @@ class Projection:
                 found[event_type] = attribute
         cls._handler_names = found
 
-    # `tx` is the runner's transaction, of the kind its handlers take (see `EventHandler`).
-    def setup(self, tx: Any) -> object:
+    def setup(self, tx: Tx) -> object:
         """Create the read model if it does not exist (called when a runner starts)."""
 
-    def reset(self, tx: Any) -> object:
+    def reset(self, tx: Tx) -> object:
         """Empty the read model, for a rebuild from the first event."""
         raise ConfigurationError(f"projection {self.name!r} does not say how to reset itself")
 
@@ -250,9 +308,9 @@ class Projection:
         """What decides an event's partition: its stream, so a stream's events stay in order."""
         return record.stream
 
-    def handlers(self) -> Mapping[str, EventHandler]:
+    def handlers(self) -> Mapping[str, EventHandler[Tx]]:
         """The handler of each stored event type name."""
-        table: dict[str, EventHandler] = {}
+        table: dict[str, EventHandler[Tx]] = {}
         for event_type, attribute in self._handler_names.items():
             table[event_type.__event_type__] = getattr(self, attribute)
         return table

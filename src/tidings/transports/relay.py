@@ -34,13 +34,14 @@ from tidings.codec import Codec
 from tidings.messages import Envelope, Event
 from tidings.projections import OnFailure, Projection, handles
 from tidings.retry import Retry
+from tidings.store import AsyncReadModelTransaction
 from tidings.transports.binding import AsyncPublisher
 from tidings.transports.envelopes import encoded
 
 __all__ = ["OutboxRelay"]
 
 
-class OutboxRelay(Projection):
+class OutboxRelay(Projection[AsyncReadModelTransaction]):
     """Publishes `$all` (of `categories`, if given) to `binding`, each event once confirmed.
 
     A publication that keeps failing (the broker is down) is retried by
@@ -75,7 +76,7 @@ class OutboxRelay(Projection):
         """Nothing to empty: a rebuild publishes the whole log again, to be deduplicated."""
 
     @handles
-    async def publish(self, event: Event, envelope: Envelope[Event], tx: object) -> None:
+    async def publish(self, event: Event, envelope: Envelope[Event], tx: None) -> None:
         await self.binding.publish(encoded(envelope, self._codec))
 
     async def handle_batch(self, envelopes: list[Envelope[Event]]) -> tuple[int, Exception | None]:

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, Never, TypeVar, cast
 
 import anyio  # sync: import threading
 
@@ -22,7 +22,11 @@ from tidings.projections._async.letters import AsyncProjectionLetters
 from tidings.projections.partitions import SEPARATOR, LeaseLost, Partition, partitions
 from tidings.projections.projection import EventHandler, Projection, ProjectionState
 from tidings.projections.tables import ProjectionRow
-from tidings.store._async.base import AsyncReadModelStore, AsyncStoreTransaction
+from tidings.store._async.base import (
+    AsyncReadModelStore,
+    AsyncReadModelTransaction,
+    AsyncStoreTransaction,
+)
 from tidings.subscriptions.signal import CommitSignal
 
 __all__ = [
@@ -36,6 +40,8 @@ __all__ = [
     "call",
     "called",
 ]
+
+T = TypeVar("T")
 
 Progress = Callable[[int, int], None]
 """Called as `progress(position, head)` while a projection rebuilds."""
@@ -62,7 +68,7 @@ class AsyncRunnerBase:
     def __init__(
         self,
         store: AsyncReadModelStore,
-        projections: Iterable[Projection],
+        projections: Iterable[Projection[AsyncReadModelTransaction]],
         *,
         codec: Codec | None = None,
         batch_size: int = 500,
@@ -73,7 +79,7 @@ class AsyncRunnerBase:
         concurrency: int | None = None,
     ) -> None:
         self.store = store
-        self.projections: dict[str, Projection] = {}
+        self.projections: dict[str, Projection[AsyncReadModelTransaction]] = {}
         for projection in projections:
             self._check(projection)
             if projection.name in self.projections:
@@ -204,7 +210,7 @@ class AsyncRunnerBase:
     async def _wait_changes(self, seen: int, seconds: float) -> None:
         await self._changes.wait_async(seen, seconds)  # sync: self._changes.wait(seen, seconds)
 
-    def _get(self, name: str) -> Projection:
+    def _get(self, name: str) -> Projection[AsyncReadModelTransaction]:
         try:
             return self.projections[name]
         except KeyError:
@@ -218,7 +224,7 @@ class AsyncRunnerBase:
         projection = self._get(name)
         return [part.key for part in partitions(name, projection.partitions)]
 
-    def _partition(self, key: str) -> tuple[Projection, Partition]:
+    def _partition(self, key: str) -> tuple[Projection[AsyncReadModelTransaction], Partition]:
         """The projection and partition of row `key` (a projection's name, or `<name>#<i>`)."""
         found = self._partitions.get(key)
         if found is None:
@@ -234,7 +240,7 @@ class AsyncRunnerBase:
         return Fenced()
 
     @staticmethod
-    def _check(projection: Projection) -> None:
+    def _check(projection: Projection[Never]) -> None:
         name = getattr(projection, "name", None)
         if not isinstance(name, str) or not name or "+" in name or SEPARATOR in name:
             raise ConfigurationError(
@@ -251,12 +257,21 @@ class AsyncRunnerBase:
 
 
 async def called(
-    handler: EventHandler, envelope: Envelope[Event], tx: AsyncStoreTransaction | None
+    handler: EventHandler[AsyncReadModelTransaction],
+    envelope: Envelope[Event],
+    tx: AsyncReadModelTransaction | None,
 ) -> None:
-    await awaited(handler(envelope.message, envelope, tx), handler)
+    """Call `handler` in `tx`; None for a projection that is not `transactional`.
+
+    The handlers of such a projection take `tx: None` (see `handles`): a
+    `Projection[AsyncReadModelTransaction]` does not say whether it is one,
+    so the None is given on its word.
+    """
+    takes_none = cast(EventHandler[AsyncReadModelTransaction | None], handler)
+    await awaited(takes_none(envelope.message, envelope, tx), handler)
 
 
-async def call(fn: Callable[[AsyncStoreTransaction], object], tx: AsyncStoreTransaction) -> None:
+async def call(fn: Callable[[T], object], tx: T) -> None:
     await awaited(fn(tx), fn)
 
 

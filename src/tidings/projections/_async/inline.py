@@ -30,7 +30,11 @@ from tidings.projections.projection import (
     ProjectionState,
     ProjectionStopped,
 )
-from tidings.store._async.base import AsyncReadModelStore, AsyncStoreTransaction
+from tidings.store._async.base import (
+    AsyncReadModelStore,
+    AsyncReadModelTransaction,
+    AsyncStoreTransaction,
+)
 from tidings.store.records import category_of
 
 __all__ = ["AsyncInlineProjections"]
@@ -46,9 +50,13 @@ class AsyncInlineProjections:
     with the events, in the store's database.
     """
 
-    def __init__(self, store: AsyncReadModelStore, projections: Iterable[Projection]) -> None:
+    def __init__(
+        self,
+        store: AsyncReadModelStore,
+        projections: Iterable[Projection[AsyncReadModelTransaction]],
+    ) -> None:
         self.store = store
-        self.projections: dict[str, Projection] = {}
+        self.projections: dict[str, Projection[AsyncReadModelTransaction]] = {}
         for projection in projections:
             AsyncRunnerBase._check(projection)
             if not projection.transactional:
@@ -118,8 +126,11 @@ class AsyncInlineProjections:
                     ) from exc
 
     def _handler(
-        self, name: str, projection: Projection, envelope: Envelope[Event]
-    ) -> EventHandler | None:
+        self,
+        name: str,
+        projection: Projection[AsyncReadModelTransaction],
+        envelope: Envelope[Event],
+    ) -> EventHandler[AsyncReadModelTransaction] | None:
         categories = projection.categories
         if categories is not None and category_of(envelope.stream or "") not in categories:
             return None

@@ -35,7 +35,7 @@ from tidings.projections.projection import (
 )
 from tidings.projections.tables import ProjectionRow
 from tidings.projections.turns import WriteTurns
-from tidings.store._async.base import AsyncStoreTransaction
+from tidings.store._async.base import AsyncReadModelTransaction, AsyncStoreTransaction
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions._async.subscription import AsyncSubscription
 
@@ -72,7 +72,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
     async def _follow(
         self,
         name: str,
-        projection: Projection,
+        projection: Projection[AsyncReadModelTransaction],
         progress: Progress | None = None,
         head: int = 0,
         lock: AsyncAdvisoryLock | None = None,
@@ -100,7 +100,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         self,
         row: ProjectionRow,
         part: Partition,
-        projection: Projection,
+        projection: Projection[AsyncReadModelTransaction],
         progress: Progress | None,
         head: int,
         lock: AsyncAdvisoryLock | None,
@@ -195,8 +195,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
 
     async def _process(
         self,
-        projection: Projection,
-        handlers: Mapping[str, EventHandler],
+        projection: Projection[AsyncReadModelTransaction],
+        handlers: Mapping[str, EventHandler[AsyncReadModelTransaction]],
         row: ProjectionRow,
         batch: list[RecordedEvent],
         caught_up: bool,
@@ -266,8 +266,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
 
     async def _apply(
         self,
-        projection: Projection,
-        handlers: Mapping[str, EventHandler],
+        projection: Projection[AsyncReadModelTransaction],
+        handlers: Mapping[str, EventHandler[AsyncReadModelTransaction]],
         row: ProjectionRow,
         records: list[RecordedEvent],
         caught_up: bool,
@@ -364,8 +364,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
 
     async def _handle(
         self,
-        handlers: Mapping[str, EventHandler],
-        fallback: EventHandler | None,
+        handlers: Mapping[str, EventHandler[AsyncReadModelTransaction]],
+        fallback: EventHandler[AsyncReadModelTransaction] | None,
         record: RecordedEvent,
         tx: AsyncStoreTransaction | None,
     ) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from tidings.projections._async.base import PROCESSING, Fenced, Progress, call
 from tidings.projections._async.processing import AsyncProjectionProcessing
 from tidings.projections.projection import Projection, ProjectionState, ProjectionStopped
-from tidings.store._async.base import AsyncStoreTransaction
+from tidings.store._async.base import AsyncReadModelTransaction, AsyncStoreTransaction
 from tidings.store.records import Watermark
 
 __all__ = ["AsyncRebuilds"]
@@ -72,7 +72,7 @@ class AsyncRebuilds(AsyncProjectionProcessing):
 
     async def replace(
         self,
-        projection: Projection,
+        projection: Projection[AsyncReadModelTransaction],
         swap: Callable[[AsyncStoreTransaction], object],
         progress: Progress | None = None,
     ) -> None:
@@ -127,7 +127,11 @@ class AsyncRebuilds(AsyncProjectionProcessing):
         self._poke(name)
 
     async def _catch_up(
-        self, name: str, projection: Projection, progress: Progress | None, until: int = 0
+        self,
+        name: str,
+        projection: Projection[AsyncReadModelTransaction],
+        progress: Progress | None,
+        until: int = 0,
     ) -> None:
         """Wait while a worker catches `name` up, or do it here when none runs it.
 

@@ -23,6 +23,7 @@ from tidings.projections.projection import (
     ProjectionTimeout,
 )
 from tidings.projections.tables import ProjectionRow
+from tidings.store._async.base import AsyncReadModelTransaction
 
 __all__ = ["AsyncRunnerStatus"]
 
@@ -94,7 +95,7 @@ class AsyncRunnerStatus(AsyncRunnerBase):
     async def _wait_key(
         self,
         name: str,
-        projection: Projection,
+        projection: Projection[AsyncReadModelTransaction],
         position: int,
         deadline: float,
         limit: float,
@@ -131,7 +132,9 @@ class AsyncRunnerStatus(AsyncRunnerBase):
         if row is not None and row.state == ProjectionState.PARKED:
             raise ProjectionStopped(name, ProjectionState.PARKED, row.error)
 
-    async def _reached(self, name: str, projection: Projection, position: int) -> int:
+    async def _reached(
+        self, name: str, projection: Projection[AsyncReadModelTransaction], position: int
+    ) -> int:
         """How far `name` has processed: `position` itself once no event of it is left before."""
         current = self._positions.get(name, 0) if not self._stopped else 0
         if current < position:  # not here, or run by a runner elsewhere now

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Never, TypeVar, cast
 
 from tidings.codec import Codec
 from tidings.errors import ConfigurationError
@@ -23,7 +23,11 @@ from tidings.projections._sync.letters import ProjectionLetters
 from tidings.projections.partitions import SEPARATOR, LeaseLost, Partition, partitions
 from tidings.projections.projection import EventHandler, Projection, ProjectionState
 from tidings.projections.tables import ProjectionRow
-from tidings.store._sync.base import ReadModelStore, StoreTransaction
+from tidings.store._sync.base import (
+    ReadModelStore,
+    ReadModelTransaction,
+    StoreTransaction,
+)
 from tidings.subscriptions.signal import CommitSignal
 
 __all__ = [
@@ -37,6 +41,8 @@ __all__ = [
     "call",
     "called",
 ]
+
+T = TypeVar("T")
 
 Progress = Callable[[int, int], None]
 """Called as `progress(position, head)` while a projection rebuilds."""
@@ -63,7 +69,7 @@ class RunnerBase:
     def __init__(
         self,
         store: ReadModelStore,
-        projections: Iterable[Projection],
+        projections: Iterable[Projection[ReadModelTransaction]],
         *,
         codec: Codec | None = None,
         batch_size: int = 500,
@@ -74,7 +80,7 @@ class RunnerBase:
         concurrency: int | None = None,
     ) -> None:
         self.store = store
-        self.projections: dict[str, Projection] = {}
+        self.projections: dict[str, Projection[ReadModelTransaction]] = {}
         for projection in projections:
             self._check(projection)
             if projection.name in self.projections:
@@ -205,7 +211,7 @@ class RunnerBase:
     def _wait_changes(self, seen: int, seconds: float) -> None:
         self._changes.wait(seen, seconds)
 
-    def _get(self, name: str) -> Projection:
+    def _get(self, name: str) -> Projection[ReadModelTransaction]:
         try:
             return self.projections[name]
         except KeyError:
@@ -219,7 +225,7 @@ class RunnerBase:
         projection = self._get(name)
         return [part.key for part in partitions(name, projection.partitions)]
 
-    def _partition(self, key: str) -> tuple[Projection, Partition]:
+    def _partition(self, key: str) -> tuple[Projection[ReadModelTransaction], Partition]:
         """The projection and partition of row `key` (a projection's name, or `<name>#<i>`)."""
         found = self._partitions.get(key)
         if found is None:
@@ -235,7 +241,7 @@ class RunnerBase:
         return Fenced()
 
     @staticmethod
-    def _check(projection: Projection) -> None:
+    def _check(projection: Projection[Never]) -> None:
         name = getattr(projection, "name", None)
         if not isinstance(name, str) or not name or "+" in name or SEPARATOR in name:
             raise ConfigurationError(
@@ -251,11 +257,22 @@ class RunnerBase:
             blocking.refuse_async(projection)
 
 
-def called(handler: EventHandler, envelope: Envelope[Event], tx: StoreTransaction | None) -> None:
-    awaited(handler(envelope.message, envelope, tx), handler)
+def called(
+    handler: EventHandler[ReadModelTransaction],
+    envelope: Envelope[Event],
+    tx: ReadModelTransaction | None,
+) -> None:
+    """Call `handler` in `tx`; None for a projection that is not `transactional`.
+
+    The handlers of such a projection take `tx: None` (see `handles`): a
+    `Projection[ReadModelTransaction]` does not say whether it is one,
+    so the None is given on its word.
+    """
+    takes_none = cast(EventHandler[ReadModelTransaction | None], handler)
+    awaited(takes_none(envelope.message, envelope, tx), handler)
 
 
-def call(fn: Callable[[StoreTransaction], object], tx: StoreTransaction) -> None:
+def call(fn: Callable[[T], object], tx: T) -> None:
     awaited(fn(tx), fn)
 
 

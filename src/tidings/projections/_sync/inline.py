@@ -32,7 +32,11 @@ from tidings.projections.projection import (
     ProjectionState,
     ProjectionStopped,
 )
-from tidings.store._sync.base import ReadModelStore, StoreTransaction
+from tidings.store._sync.base import (
+    ReadModelStore,
+    ReadModelTransaction,
+    StoreTransaction,
+)
 from tidings.store.records import category_of
 
 __all__ = ["InlineProjections"]
@@ -48,9 +52,13 @@ class InlineProjections:
     with the events, in the store's database.
     """
 
-    def __init__(self, store: ReadModelStore, projections: Iterable[Projection]) -> None:
+    def __init__(
+        self,
+        store: ReadModelStore,
+        projections: Iterable[Projection[ReadModelTransaction]],
+    ) -> None:
         self.store = store
-        self.projections: dict[str, Projection] = {}
+        self.projections: dict[str, Projection[ReadModelTransaction]] = {}
         for projection in projections:
             RunnerBase._check(projection)
             if not projection.transactional:
@@ -120,8 +128,11 @@ class InlineProjections:
                     ) from exc
 
     def _handler(
-        self, name: str, projection: Projection, envelope: Envelope[Event]
-    ) -> EventHandler | None:
+        self,
+        name: str,
+        projection: Projection[ReadModelTransaction],
+        envelope: Envelope[Event],
+    ) -> EventHandler[ReadModelTransaction] | None:
         categories = projection.categories
         if categories is not None and category_of(envelope.stream or "") not in categories:
             return None

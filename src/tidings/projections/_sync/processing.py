@@ -35,7 +35,7 @@ from tidings.projections.projection import (
 )
 from tidings.projections.tables import ProjectionRow
 from tidings.projections.turns import WriteTurns
-from tidings.store._sync.base import StoreTransaction
+from tidings.store._sync.base import ReadModelTransaction, StoreTransaction
 from tidings.store.records import RecordedEvent
 from tidings.subscriptions._sync.subscription import Subscription
 
@@ -72,7 +72,7 @@ class ProjectionProcessing(RunnerBase):
     def _follow(
         self,
         name: str,
-        projection: Projection,
+        projection: Projection[ReadModelTransaction],
         progress: Progress | None = None,
         head: int = 0,
         lock: AdvisoryLock | None = None,
@@ -98,7 +98,7 @@ class ProjectionProcessing(RunnerBase):
         self,
         row: ProjectionRow,
         part: Partition,
-        projection: Projection,
+        projection: Projection[ReadModelTransaction],
         progress: Progress | None,
         head: int,
         lock: AdvisoryLock | None,
@@ -193,8 +193,8 @@ class ProjectionProcessing(RunnerBase):
 
     def _process(
         self,
-        projection: Projection,
-        handlers: Mapping[str, EventHandler],
+        projection: Projection[ReadModelTransaction],
+        handlers: Mapping[str, EventHandler[ReadModelTransaction]],
         row: ProjectionRow,
         batch: list[RecordedEvent],
         caught_up: bool,
@@ -264,8 +264,8 @@ class ProjectionProcessing(RunnerBase):
 
     def _apply(
         self,
-        projection: Projection,
-        handlers: Mapping[str, EventHandler],
+        projection: Projection[ReadModelTransaction],
+        handlers: Mapping[str, EventHandler[ReadModelTransaction]],
         row: ProjectionRow,
         records: list[RecordedEvent],
         caught_up: bool,
@@ -362,8 +362,8 @@ class ProjectionProcessing(RunnerBase):
 
     def _handle(
         self,
-        handlers: Mapping[str, EventHandler],
-        fallback: EventHandler | None,
+        handlers: Mapping[str, EventHandler[ReadModelTransaction]],
+        fallback: EventHandler[ReadModelTransaction] | None,
         record: RecordedEvent,
         tx: StoreTransaction | None,
     ) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from tidings.projections._sync.base import PROCESSING, Fenced, Progress, call
 from tidings.projections._sync.processing import ProjectionProcessing
 from tidings.projections.projection import Projection, ProjectionState, ProjectionStopped
-from tidings.store._sync.base import StoreTransaction
+from tidings.store._sync.base import ReadModelTransaction, StoreTransaction
 from tidings.store.records import Watermark
 
 __all__ = ["Rebuilds"]
@@ -74,7 +74,7 @@ class Rebuilds(ProjectionProcessing):
 
     def replace(
         self,
-        projection: Projection,
+        projection: Projection[ReadModelTransaction],
         swap: Callable[[StoreTransaction], object],
         progress: Progress | None = None,
     ) -> None:
@@ -129,7 +129,11 @@ class Rebuilds(ProjectionProcessing):
         self._poke(name)
 
     def _catch_up(
-        self, name: str, projection: Projection, progress: Progress | None, until: int = 0
+        self,
+        name: str,
+        projection: Projection[ReadModelTransaction],
+        progress: Progress | None,
+        until: int = 0,
     ) -> None:
         """Wait while a worker catches `name` up, or do it here when none runs it.
 

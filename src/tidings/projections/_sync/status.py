@@ -25,6 +25,7 @@ from tidings.projections.projection import (
     ProjectionTimeout,
 )
 from tidings.projections.tables import ProjectionRow
+from tidings.store._sync.base import ReadModelTransaction
 
 __all__ = ["RunnerStatus"]
 
@@ -96,7 +97,7 @@ class RunnerStatus(RunnerBase):
     def _wait_key(
         self,
         name: str,
-        projection: Projection,
+        projection: Projection[ReadModelTransaction],
         position: int,
         deadline: float,
         limit: float,
@@ -133,7 +134,9 @@ class RunnerStatus(RunnerBase):
         if row is not None and row.state == ProjectionState.PARKED:
             raise ProjectionStopped(name, ProjectionState.PARKED, row.error)
 
-    def _reached(self, name: str, projection: Projection, position: int) -> int:
+    def _reached(
+        self, name: str, projection: Projection[ReadModelTransaction], position: int
+    ) -> int:
         """How far `name` has processed: `position` itself once no event of it is left before."""
         current = self._positions.get(name, 0) if not self._stopped else 0
         if current < position:  # not here, or run by a runner elsewhere now

@@ -15,7 +15,10 @@ from tidings.messages import Envelope, Event, Message, utc_now
 from tidings.projections.projection import EventHandler, Projection
 from tidings.sagas.events import ProcessReacted
 from tidings.sagas.process import Process, ProcessManager, ProcessState
-from tidings.store._async.base import AsyncEventStore, AsyncStoreTransaction
+from tidings.store._async.base import (
+    AsyncEventStore,
+    AsyncReadModelTransaction,
+)
 
 if TYPE_CHECKING:
     from tidings._async.bus import AsyncMessageBus
@@ -119,7 +122,7 @@ class AsyncProcesses:
             return None
         return ProcessState.replay(self.codec.envelope(record).message for record in records)
 
-    def projections(self) -> list[Projection]:
+    def projections(self) -> list[Projection[AsyncReadModelTransaction]]:
         """One projection per manager, named `process:<name>`, for a projection runner."""
         return [_ManagerProjection(self, manager) for manager in self.managers.values()]
 
@@ -162,7 +165,7 @@ class AsyncProcesses:
                 )
 
 
-class _ManagerProjection(Projection):
+class _ManagerProjection(Projection[AsyncReadModelTransaction]):
     """A manager's reactions as a projection: at least once, checkpoint after each batch."""
 
     transactional = False
@@ -172,14 +175,14 @@ class _ManagerProjection(Projection):
         self._processes = processes
         self._manager = manager
 
-    def handlers(self) -> Mapping[str, EventHandler]:
+    def handlers(self) -> Mapping[str, EventHandler[AsyncReadModelTransaction]]:
         return {event_type.__event_type__: self._handle for event_type in self._manager.reactions}
 
     def event_types(self) -> frozenset[str]:
         return frozenset(event_type.__event_type__ for event_type in self._manager.reactions)
 
     async def _handle(
-        self, event: Event, envelope: Envelope[Event], tx: AsyncStoreTransaction | None
+        self, event: Event, envelope: Envelope[Event], tx: AsyncReadModelTransaction | None
     ) -> None:
         await self._processes.react(self._manager, envelope)
 

@@ -17,7 +17,10 @@ from tidings.messages import Envelope, Event, Message, utc_now
 from tidings.projections.projection import EventHandler, Projection
 from tidings.sagas.events import ProcessReacted
 from tidings.sagas.process import Process, ProcessManager, ProcessState
-from tidings.store._sync.base import EventStore, StoreTransaction
+from tidings.store._sync.base import (
+    EventStore,
+    ReadModelTransaction,
+)
 
 if TYPE_CHECKING:
     from tidings._sync.bus import MessageBus
@@ -121,7 +124,7 @@ class Processes:
             return None
         return ProcessState.replay(self.codec.envelope(record).message for record in records)
 
-    def projections(self) -> list[Projection]:
+    def projections(self) -> list[Projection[ReadModelTransaction]]:
         """One projection per manager, named `process:<name>`, for a projection runner."""
         return [_ManagerProjection(self, manager) for manager in self.managers.values()]
 
@@ -163,7 +166,7 @@ class Processes:
                 )
 
 
-class _ManagerProjection(Projection):
+class _ManagerProjection(Projection[ReadModelTransaction]):
     """A manager's reactions as a projection: at least once, checkpoint after each batch."""
 
     transactional = False
@@ -173,13 +176,15 @@ class _ManagerProjection(Projection):
         self._processes = processes
         self._manager = manager
 
-    def handlers(self) -> Mapping[str, EventHandler]:
+    def handlers(self) -> Mapping[str, EventHandler[ReadModelTransaction]]:
         return {event_type.__event_type__: self._handle for event_type in self._manager.reactions}
 
     def event_types(self) -> frozenset[str]:
         return frozenset(event_type.__event_type__ for event_type in self._manager.reactions)
 
-    def _handle(self, event: Event, envelope: Envelope[Event], tx: StoreTransaction | None) -> None:
+    def _handle(
+        self, event: Event, envelope: Envelope[Event], tx: ReadModelTransaction | None
+    ) -> None:
         self._processes.react(self._manager, envelope)
 
     def reset(self, tx: object) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "AsyncEventReader",
     "AsyncEventStore",
     "AsyncReadModelStore",
+    "AsyncReadModelTransaction",
     "AsyncStoreTransaction",
     "AsyncStoreWriter",
     "AsyncTransactional",
@@ -66,7 +67,44 @@ class AsyncStoreWriter(Protocol):
         ...
 
 
-class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
+class AsyncReadModelTransaction(Protocol):
+    """What a read model does in a store transaction: its own SQL, nothing of the log.
+
+    A projection's handlers, `setup` and `reset` are given one (under the
+    async runner and `AsyncUnitOfWork`): every store transaction is one, on
+    every backend, so a projection that keeps to it runs unchanged on
+    memory, SQLite and PostgreSQL. It cannot commit or roll back: the
+    runner or the unit of work ends the transaction.
+    """
+
+    async def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        """Run an application statement (a read model's write) in this transaction.
+
+        One parameter style on every backend: `?`. Tables created without a
+        schema go beside the log: in the SQLite file, in the store's schema
+        on PostgreSQL (first on the search path), in an in-process SQLite
+        database for the memory store.
+        """
+        ...
+
+    async def query(
+        self, statement: str, params: Sequence[object] = ()
+    ) -> list[tuple[object, ...]]:
+        """The rows of an application query in this transaction, `?` for parameters."""
+        ...
+
+    def batched(self) -> AbstractAsyncContextManager[None]:
+        """A block whose statements on `connection` may be sent together.
+
+        A backend that talks to a server over the network sends them in one
+        round trip and reads their results at the end of the block (or when
+        one's rows are fetched), so a failing statement may raise there
+        rather than where it ran. Others run them as they come.
+        """
+        ...
+
+
+class AsyncStoreTransaction(AsyncStoreWriter, AsyncReadModelTransaction, Protocol):
     """Appends that become visible together at `commit`, or not at all.
 
     A conflicting expected version raises `WrongExpectedVersion` from `append`
@@ -94,32 +132,6 @@ class AsyncStoreTransaction(AsyncStoreWriter, Protocol):
     async def commit(self) -> None: ...
 
     async def rollback(self) -> None: ...
-
-    async def execute(self, statement: str, params: Sequence[object] = ()) -> None:
-        """Run an application statement (a read model's write) in this transaction.
-
-        One parameter style on every backend: `?`. Tables created without a
-        schema go beside the log: in the SQLite file, in the store's schema
-        on PostgreSQL (first on the search path), in an in-process SQLite
-        database for the memory store.
-        """
-        ...
-
-    async def query(
-        self, statement: str, params: Sequence[object] = ()
-    ) -> list[tuple[object, ...]]:
-        """The rows of an application query in this transaction, `?` for parameters."""
-        ...
-
-    def batched(self) -> AbstractAsyncContextManager[None]:
-        """A block whose statements on `connection` may be sent together.
-
-        A backend that talks to a server over the network sends them in one
-        round trip and reads their results at the end of the block (or when
-        one's rows are fetched), so a failing statement may raise there
-        rather than where it ran. Others run them as they come.
-        """
-        ...
 
 
 class AsyncEventReader(Protocol):

@@ -24,6 +24,7 @@ __all__ = [
     "EventReader",
     "EventStore",
     "ReadModelStore",
+    "ReadModelTransaction",
     "StoreTransaction",
     "StoreWriter",
     "Transactional",
@@ -68,7 +69,42 @@ class StoreWriter(Protocol):
         ...
 
 
-class StoreTransaction(StoreWriter, Protocol):
+class ReadModelTransaction(Protocol):
+    """What a read model does in a store transaction: its own SQL, nothing of the log.
+
+    A projection's handlers, `setup` and `reset` are given one (under the
+    async runner and `UnitOfWork`): every store transaction is one, on
+    every backend, so a projection that keeps to it runs unchanged on
+    memory, SQLite and PostgreSQL. It cannot commit or roll back: the
+    runner or the unit of work ends the transaction.
+    """
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
+        """Run an application statement (a read model's write) in this transaction.
+
+        One parameter style on every backend: `?`. Tables created without a
+        schema go beside the log: in the SQLite file, in the store's schema
+        on PostgreSQL (first on the search path), in an in-process SQLite
+        database for the memory store.
+        """
+        ...
+
+    def query(self, statement: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """The rows of an application query in this transaction, `?` for parameters."""
+        ...
+
+    def batched(self) -> AbstractContextManager[None]:
+        """A block whose statements on `connection` may be sent together.
+
+        A backend that talks to a server over the network sends them in one
+        round trip and reads their results at the end of the block (or when
+        one's rows are fetched), so a failing statement may raise there
+        rather than where it ran. Others run them as they come.
+        """
+        ...
+
+
+class StoreTransaction(StoreWriter, ReadModelTransaction, Protocol):
     """Appends that become visible together at `commit`, or not at all.
 
     A conflicting expected version raises `WrongExpectedVersion` from `append`
@@ -96,30 +132,6 @@ class StoreTransaction(StoreWriter, Protocol):
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
-
-    def execute(self, statement: str, params: Sequence[object] = ()) -> None:
-        """Run an application statement (a read model's write) in this transaction.
-
-        One parameter style on every backend: `?`. Tables created without a
-        schema go beside the log: in the SQLite file, in the store's schema
-        on PostgreSQL (first on the search path), in an in-process SQLite
-        database for the memory store.
-        """
-        ...
-
-    def query(self, statement: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        """The rows of an application query in this transaction, `?` for parameters."""
-        ...
-
-    def batched(self) -> AbstractContextManager[None]:
-        """A block whose statements on `connection` may be sent together.
-
-        A backend that talks to a server over the network sends them in one
-        round trip and reads their results at the end of the block (or when
-        one's rows are fetched), so a failing statement may raise there
-        rather than where it ran. Others run them as they come.
-        """
-        ...
 
 
 class EventReader(Protocol):
