@@ -111,24 +111,6 @@ class AsyncStoreTransaction(AsyncStoreWriter, AsyncReadModelTransaction, Protoco
     or, at the latest, from `commit`.
     """
 
-    async def append(
-        self,
-        stream: str,
-        events: Sequence[NewEvent],
-        expected_version: ExpectedVersion = StreamState.ANY,
-    ) -> AppendResult: ...
-
-    async def read_stream(
-        self,
-        stream: str,
-        *,
-        from_version: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]: ...
-
-    async def lock_stream(self, stream: str) -> None: ...
-
     async def commit(self) -> None: ...
 
     async def rollback(self) -> None: ...

@@ -111,24 +111,6 @@ class StoreTransaction(StoreWriter, ReadModelTransaction, Protocol):
     or, at the latest, from `commit`.
     """
 
-    def append(
-        self,
-        stream: str,
-        events: Sequence[NewEvent],
-        expected_version: ExpectedVersion = StreamState.ANY,
-    ) -> AppendResult: ...
-
-    def read_stream(
-        self,
-        stream: str,
-        *,
-        from_version: int | None = None,
-        backwards: bool = False,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]: ...
-
-    def lock_stream(self, stream: str) -> None: ...
-
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
