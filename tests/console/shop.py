@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from tests.store.readable import wait_readable
 from tidings import Command, Envelope, Event
 from tidings.codec import Codec
 from tidings.projections import OnFailure, Projection, handles
 from tidings.retry import Retry
-from tidings.store import EventStore
+from tidings.store import AppendResult, NewEvent, Watermark
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,15 @@ class Seeded:
 SCRIPT = "<script>window.pwned = true</script>"
 
 
-def seed(store: EventStore) -> Seeded:
+class Writer(Protocol):
+    """What seeding takes of a store: appends, and seeing them readable."""
+
+    def append(self, stream: str, events: Sequence[NewEvent]) -> AppendResult: ...
+
+    def watermark(self) -> Watermark: ...
+
+
+def seed(store: Writer) -> Seeded:
     """One order placed by a command, paid in another stream, and an event holding markup."""
     codec = Codec()
     command = Envelope.new(PlaceOrder("o-1"))

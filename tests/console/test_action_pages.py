@@ -11,6 +11,7 @@ from uuid import uuid4
 import pytest
 from starlette.testclient import TestClient
 
+from tests.console.conftest import Subject
 from tests.console.pages import csrf_of, message_of, notice_of
 from tests.console.shop import OrderCount, OrderPlaced, Picky, Stubborn, seed
 from tidings import Envelope
@@ -43,9 +44,9 @@ def _letter(store: EventStore) -> str:
     return str(letter.id)
 
 
-def test_projections_page_shows_each_with_position_lag_and_state(any_store: EventStore) -> None:
-    seed(any_store)
-    page = TestClient(console_app(any_store, [OrderCount(), Picky()])).get("/projections")
+def test_projections_page_shows_each_with_position_lag_and_state(subject: Subject) -> None:
+    subject.seed()
+    page = subject.client([OrderCount(), Picky()]).get("/projections")
     assert page.status_code == 200
     assert 'data-projection="order_count"' in page.text
     assert 'data-projection="picky"' in page.text
@@ -66,10 +67,10 @@ def test_pause_and_resume_change_the_stored_state(sqlite_store: EventStore) -> N
     assert _status(sqlite_store, "order_count") is not ProjectionState.PAUSED
 
 
-def test_rebuild_reports_its_progress_until_done(any_store: EventStore) -> None:
-    seed(any_store)
+def test_rebuild_reports_its_progress_until_done(subject: Subject) -> None:
+    subject.seed()
     counted = OrderCount()
-    client = TestClient(console_app(any_store, [counted]))
+    client = subject.client([counted])
     token = csrf_of(client.get("/projections"))
     started = client.post("/projections/order_count/rebuild", data={"csrf": token})
     assert notice_of(started) == "order_count: rebuilding"
@@ -117,10 +118,10 @@ def test_progress_of_a_rebuild_never_started_is_404(sqlite_store: EventStore) ->
     assert "no rebuild of &#39;order_count&#39; was started here" in message_of(page)
 
 
-def test_dead_letters_show_error_and_traceback(any_store: EventStore, broken: None) -> None:
-    seed(any_store)
-    ProjectionRunner(any_store, [Picky()], retry_waits=False).rebuild("picky")
-    client = TestClient(console_app(any_store, [Picky()]))
+def test_dead_letters_show_error_and_traceback(subject: Subject, broken: None) -> None:
+    subject.seed()
+    subject.rebuild(Picky())
+    client = subject.client([Picky()])
     listing = client.get("/dead-letters")
     assert "payment o-1 refused" in listing.text
     assert "projection:picky" in listing.text
@@ -217,9 +218,9 @@ def test_a_token_is_shown_once_then_carried_by_a_cookie(sqlite_store: EventStore
     assert bearer.status_code == 200
 
 
-def test_the_live_tail_streams_events_after_a_position(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store, tail_seconds=0.3, tail_interval=0.05))
+def test_the_live_tail_streams_events_after_a_position(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client(tail_seconds=0.3, tail_interval=0.05)
     assert client.get("/tail").status_code == 200
     sent = client.get("/tail/events", params={"after": seeded.placed}).text
     assert f"id: {seeded.paid}\nevent: tidings\n" in sent

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from tests.console.conftest import Subject
 from tests.console.pages import message_of
 from tests.console.shop import SCRIPT, seed
 from tidings.console import console_app
@@ -18,9 +19,9 @@ from tidings.errors import StoreUnavailable
 from tidings.store import EventStore, MemoryStore, RecordedEvent
 
 
-def test_all_lists_every_event_with_links_to_each(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    page = TestClient(console_app(any_store)).get("/")
+def test_all_lists_every_event_with_links_to_each(subject: Subject) -> None:
+    seeded = subject.seed()
+    page = subject.client().get("/")
     assert page.status_code == 200
     for position in (seeded.placed, seeded.paid, seeded.script):
         assert f'href="/events/{position}"' in page.text
@@ -28,9 +29,9 @@ def test_all_lists_every_event_with_links_to_each(any_store: EventStore) -> None
     assert 'href="/streams/Payment-1"' in page.text
 
 
-def test_all_filters_by_type_and_category(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store))
+def test_all_filters_by_type_and_category(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client()
     payments = client.get("/", params={"type": "console.PaymentTaken"})
     assert f'href="/events/{seeded.paid}"' in payments.text
     assert f'href="/events/{seeded.placed}"' not in payments.text
@@ -43,9 +44,9 @@ def test_all_filters_by_type_and_category(any_store: EventStore) -> None:
     assert f'href="/events/{seeded.paid}"' not in both.text
 
 
-def test_all_pages_on_by_position(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store, page_size=2))
+def test_all_pages_on_by_position(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client(page_size=2)
     first = client.get("/")
     assert f'href="/events/{seeded.script}"' not in first.text
     found = re.search(r'href="(\?[^"]*)" rel="next"', first.text)
@@ -56,9 +57,9 @@ def test_all_pages_on_by_position(any_store: EventStore) -> None:
     assert 'rel="next"' not in second.text
 
 
-def test_streams_and_a_stream(any_store: EventStore) -> None:
-    seed(any_store)
-    client = TestClient(console_app(any_store))
+def test_streams_and_a_stream(subject: Subject) -> None:
+    subject.seed()
+    client = subject.client()
     listing = client.get("/streams")
     assert 'href="/streams/Order-1"' in listing.text
     assert 'href="/streams/Payment-1"' in listing.text
@@ -70,9 +71,9 @@ def test_streams_and_a_stream(any_store: EventStore) -> None:
     assert "version 1" in stream.text
 
 
-def test_an_event_links_to_its_cause_and_what_it_caused(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store))
+def test_an_event_links_to_its_cause_and_what_it_caused(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client()
     paid = client.get(f"/events/{seeded.paid}")
     assert paid.status_code == 200
     assert f'class="cause" href="/events/{seeded.placed}"' in paid.text
@@ -83,9 +84,9 @@ def test_an_event_links_to_its_cause_and_what_it_caused(any_store: EventStore) -
     assert '"order_id": "o-1"' in html.unescape(placed.text)
 
 
-def test_an_event_holding_markup_shows_it_as_text(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store))
+def test_an_event_holding_markup_shows_it_as_text(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client()
     for page in (client.get("/"), client.get(f"/events/{seeded.script}")):
         assert SCRIPT not in page.text
         assert "&lt;script&gt;window.pwned = true&lt;/script&gt;" in page.text
