@@ -31,6 +31,22 @@ class PaymentTaken(Event, type_name="console.PaymentTaken"):
     order_id: str
 
 
+@dataclass(frozen=True)
+class ShipOrder(Command):
+    order_id: str
+
+
+@dataclass(frozen=True)
+class StockReserved(Event, type_name="console.StockReserved"):
+    order_id: str
+    sku: str
+
+
+@dataclass(frozen=True)
+class OrderShipped(Event, type_name="console.OrderShipped"):
+    order_id: str
+
+
 class OrderCount(Projection):
     """Counts orders in memory: enough read model for status and rebuilds."""
 
@@ -125,3 +141,31 @@ class Stubborn(Projection):
     def paid(self, event: PaymentTaken, envelope: Envelope[PaymentTaken], tx: Any) -> None:
         if Stubborn.broken:
             raise RuntimeError(f"payment {event.order_id} not understood")
+
+
+def seed_request(store: Writer) -> list[int]:
+    """One request that fans out: an order paid, its stock reserved, then shipped by a command.
+
+    The shipping command, sent by a handler of the payment, is not stored: its
+    event hangs under it, a second root of the request's graph. Returns the
+    positions, in order: placed, paid, two reservations, shipped.
+    """
+    codec = Codec()
+    command = Envelope.new(PlaceOrder("o-7"))
+    placed = command.caused(OrderPlaced("o-7", "a fan-out"))
+    paid = placed.caused(PaymentTaken("o-7"))
+    reserved = [placed.caused(StockReserved("o-7", sku)) for sku in ("sku-1", "sku-2")]
+    ship = paid.caused(ShipOrder("o-7"))
+    shipped = ship.caused(OrderShipped("o-7"))
+    positions = [
+        store.append(stream, [codec.new_event(envelope)]).positions[0]
+        for stream, envelope in [
+            ("Order-7", placed),
+            ("Payment-7", paid),
+            ("Stock-sku-1", reserved[0]),
+            ("Stock-sku-2", reserved[1]),
+            ("Shipment-7", shipped),
+        ]
+    ]
+    wait_readable(store, positions[-1])
+    return positions

@@ -18,7 +18,7 @@ from tests.console.browser import chromium
 from tests.console.conftest import store_url
 from tests.console.screenshots import take
 from tests.console.serving import bulk_append, serving
-from tests.console.shop import OrderCount, OrderPlaced, Picky, Seeded, seed
+from tests.console.shop import OrderCount, OrderPlaced, Picky, Seeded, seed, seed_request
 from tidings import Envelope
 from tidings.codec import Codec
 from tidings.console import console_app
@@ -33,8 +33,8 @@ BULK = 100_000
 
 
 class Shop:
-    def __init__(self, store: EventStore, seeded: Seeded, url: str) -> None:
-        self.store, self.seeded, self.url = store, seeded, url
+    def __init__(self, store: EventStore, seeded: Seeded, request: list[int], url: str) -> None:
+        self.store, self.seeded, self.request, self.url = store, seeded, request, url
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
             seeded = seed(store)
             Picky.broken = True
             ProjectionRunner(store, [Picky()], retry_waits=False).rebuild("picky")
+            request = seed_request(store)
             bulk_append(store, BULK)
             with serving(console_app(store, [OrderCount(), Picky()])) as base:
-                yield Shop(store, seeded, base)
+                yield Shop(store, seeded, request, base)
         Picky.broken = True
 
 
@@ -71,6 +72,20 @@ def test_follows_a_causation_link(shop: Shop, page: Page) -> None:
     page.wait_for_url(f"{shop.url}/events/{shop.seeded.placed}")
     assert page.inner_text("h1").startswith("console.OrderPlaced")
     assert page.locator("a.caused").inner_text() == f"console.PaymentTaken #{shop.seeded.paid}"
+
+
+def test_a_node_of_the_causation_graph_opens_its_event(shop: Shop, page: Page) -> None:
+    paid, second = shop.request[1], shop.request[3]
+    page.goto(f"{shop.url}/events/{paid}")
+    graph = page.locator("svg.causation-graph")
+    assert graph.is_visible()
+    assert graph.locator("a.node").count() == 5
+    assert graph.locator("a.node.current").get_attribute("data-position") == str(paid)
+    graph.locator(f'a.node[data-position="{second}"]').click()
+    page.wait_for_url(f"{shop.url}/events/{second}")
+    assert page.inner_text("h1").startswith("console.StockReserved")
+    current = page.locator("svg.causation-graph a.node.current")
+    assert current.get_attribute("data-position") == str(second)
 
 
 def test_markup_in_an_event_is_not_run(shop: Shop, page: Page) -> None:
@@ -129,6 +144,7 @@ def test_the_screenshot_helper_writes_each_page(browser: Browser, tmp_path: Path
         "console-event.png",
         "console-projections.png",
         "console-dead-letter.png",
+        "console-graph.png",
     ]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from tidings.console.causation import causation_tree
 from tidings.console.errors import ConsoleError
+from tidings.console.graph import GRAPH_LIMIT, causation_graph, count_nodes
 from tidings.console.inputs import Filters, limit_of, position_of, whole_number
 from tidings.console.state import Console
 from tidings.console.views import event_view
@@ -97,14 +98,19 @@ def event_routes(console: Console) -> list[Route]:
         by_id = {each.event_id: each for each in related}
         cause = None if record.causation_id is None else by_id.get(record.causation_id)
         caused = [each for each in related if each.causation_id == record.event_id]
+        tree = causation_tree(related)
         return console.page(
             request,
             "event.html",
             event=event_view(record),
             cause=None if cause is None else event_view(cause),
             caused=[event_view(each) for each in caused],
-            tree=causation_tree(related),
+            tree=tree,
             tree_cut=len(related) >= _TREE_LIMIT,
+            tree_limit=_TREE_LIMIT,
+            graph=causation_graph(tree, position),
+            graph_limit=GRAPH_LIMIT,
+            messages=count_nodes(tree),
         )
 
     return [
