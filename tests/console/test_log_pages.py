@@ -136,6 +136,26 @@ def test_bad_input_is_a_4xx_page_with_a_message(
     assert message in message_of(page)
 
 
+def test_a_name_holding_a_nul_is_a_400_on_every_store(subject: Subject) -> None:
+    # No store holds such a name; PostgreSQL refuses even to compare one.
+    subject.seed()
+    client = subject.client()
+    for path, what in [
+        ("/streams/a%00b", "a stream name &#39;a\\x00b&#39;"),
+        ("/streams?category=%00", "category"),
+        ("/streams?after=a%00", "after (a stream name)"),
+        ("/?type=a%00", "a filter&#39;s name"),
+        ("/?category=%00", "a filter&#39;s name"),
+        ("/tail?type=%00", "a filter&#39;s name"),
+        ("/tail/events?category=%00", "a filter&#39;s name"),
+        ("/dead-letters?handler=projection:%00", "handler"),
+    ]:
+        page = client.get(path)
+        assert page.status_code == 400, path
+        assert message_of(page).startswith(what), (path, message_of(page))
+        assert "holds a NUL character, which no name has" in message_of(page)
+
+
 class _DownStore(MemoryStore):
     """A store whose server has gone away: reads raise `StoreUnavailable`."""
 

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from tidings.console.causation import causation_tree
 from tidings.console.errors import ConsoleError
 from tidings.console.graph import GRAPH_LIMIT, causation_graph, count_nodes
-from tidings.console.inputs import Filters, limit_of, position_of, whole_number
+from tidings.console.inputs import Filters, limit_of, name_of, position_of, text_of, whole_number
 from tidings.console.state import Console
 from tidings.console.views import event_view
 
@@ -53,11 +53,11 @@ def event_routes(console: Console) -> list[Route]:
 
     async def streams(request: Request) -> Response:
         query = request.query_params
-        category = query.get("category") or None
+        category = text_of(query.get("category"), "category")
         if category is not None and "-" in category:
             raise ConsoleError(400, f"{category!r} is not a category: a category has no dash")
         limit = limit_of(query, console.page_size)
-        after = query.get("after") or None
+        after = text_of(query.get("after"), "after (a stream name)")
         found = await console.log.list_streams(category, after=after, limit=limit + 1)
         more, found = len(found) > limit, found[:limit]
         fields = [("category", category)] if category else []
@@ -67,7 +67,7 @@ def event_routes(console: Console) -> list[Route]:
         )
 
     async def stream(request: Request) -> Response:
-        name = request.path_params["name"]
+        name = name_of(request.path_params["name"], "a stream name")
         query = request.query_params
         start = whole_number(query.get("from"), "from (a version)", default=1, minimum=1)
         limit = limit_of(query, console.page_size)

@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from tidings.console.errors import ConsoleError
-from tidings.console.inputs import form_fields, letter_id, limit_of
+from tidings.console.inputs import form_fields, letter_id, limit_of, text_of
 from tidings.console.state import Console
 from tidings.console.views import letter_view
 from tidings.dead_letters import DeadLetter
@@ -39,7 +39,7 @@ def letter_routes(console: Console) -> list[Route]:
 
     async def listing(request: Request) -> Response:
         query = request.query_params
-        handler = query.get("handler") or None
+        handler = text_of(query.get("handler"), "handler")
         limit = limit_of(query, console.page_size)
         cursor = None if not query.get("after") else letter_id(query["after"])
 
