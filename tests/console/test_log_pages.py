@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Collection
+from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -14,9 +15,12 @@ from starlette.testclient import TestClient
 from tests.console.conftest import Subject
 from tests.console.pages import message_of
 from tests.console.shop import SCRIPT, seed
+from tidings import AsyncMessageBus, MessageBus, Router
 from tidings.console import console_app
+from tidings.dead_letters import AsyncSQLDeadLetters, SQLDeadLetters
 from tidings.errors import StoreUnavailable
 from tidings.store import EventStore, MemoryStore, RecordedEvent
+from tidings.store.urls import open_async_store, open_store
 
 
 def test_all_lists_every_event_with_links_to_each(subject: Subject) -> None:
@@ -174,3 +178,18 @@ def test_a_store_out_of_reach_is_a_503_page() -> None:
     page = TestClient(console_app(_DownStore())).get("/")
     assert page.status_code == 503
     assert message_of(page) == "the event store cannot be reached now: connection refused"
+
+
+def test_a_bus_or_letters_of_the_other_kind_than_the_store_are_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    with open_store(url) as blocking:
+        asynchronous = open_async_store(url)
+        with pytest.raises(TypeError, match="an async store's console takes an AsyncMessageBus"):
+            console_app(asynchronous, bus=MessageBus(Router()))  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="an async store's console takes"):
+            console_app(asynchronous, dead_letters=SQLDeadLetters(blocking))  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="a blocking store's console takes a MessageBus"):
+            console_app(blocking, bus=AsyncMessageBus(Router()))  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="a blocking store's console takes"):
+            letters = AsyncSQLDeadLetters(asynchronous)
+            console_app(blocking, dead_letters=letters)  # type: ignore[call-overload]
