@@ -1,14 +1,14 @@
-"""The console in a real browser: causation links, a rebuild, a retry, the live tail, a big log.
+"""The console in a real browser: causation, its graph, a rebuild, a retry, the tail, a big log.
 
-One store and one console serve every scenario: the log holds 100,000
-events besides the shop's few, so that its first page is read over a log
-of that size.
+One SQLite log serves every scenario, through a console over the blocking
+store and one over the async store: the log holds 100,000 events besides
+the shop's few, so that its first page is read over a log of that size.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from tidings.codec import Codec
 from tidings.console import console_app
 from tidings.projections import ProjectionRunner
 from tidings.store import EventStore
-from tidings.store.urls import open_store
+from tidings.store.urls import open_async_store, open_store
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -37,17 +37,27 @@ class Shop:
         self.store, self.seeded, self.request, self.url = store, seeded, request, url
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+@pytest.fixture(scope="module", params=["blocking", "async"])
+def shop(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Shop]:
+    """The shop's log on SQLite, written through a blocking store, served over either kind."""
     for url in store_url("sqlite", tmp_path_factory.mktemp("console")):
         with open_store(url) as store:
             seeded = seed(store)
             Picky.broken = True
             ProjectionRunner(store, [Picky()], retry_waits=False).rebuild("picky")
-            request = seed_request(store)
+            fanned = seed_request(store)
             bulk_append(store, BULK)
-            with serving(console_app(store, [OrderCount(), Picky()])) as base:
-                yield Shop(store, seeded, request, base)
+            projections = [OrderCount(), Picky()]
+            if request.param == "async":
+                shown = open_async_store(url)
+                app = console_app(shown, projections)
+                close: Callable[[], Awaitable[None]] | None = shown.aclose
+            else:
+                app, close = console_app(store, projections), None
+            with serving(app, close) as base:
+                yield Shop(store, seeded, fanned, base)
         Picky.broken = True
 
 
