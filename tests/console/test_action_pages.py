@@ -67,6 +67,20 @@ def test_pause_and_resume_change_the_stored_state(sqlite_store: EventStore) -> N
     assert _status(sqlite_store, "order_count") is not ProjectionState.PAUSED
 
 
+def test_pause_and_resume_show_on_the_page_on_every_store(subject: Subject) -> None:
+    subject.seed()
+    client = subject.client([OrderCount(), Picky()])
+    token = csrf_of(client.get("/projections"))
+    paused = client.post("/projections/order_count/pause", data={"csrf": token})
+    assert notice_of(paused) == "order_count: paused"
+    row = re.search(r'<tr data-projection="order_count">.*?</tr>', paused.text, re.S)
+    assert row is not None and 'class="state state-paused"' in row.group(0)
+    resumed = client.post("/projections/order_count/resume", data={"csrf": token})
+    assert notice_of(resumed) == "order_count: running"
+    row = re.search(r'<tr data-projection="order_count">.*?</tr>', resumed.text, re.S)
+    assert row is not None and "state-paused" not in row.group(0)
+
+
 def test_rebuild_reports_its_progress_until_done(subject: Subject) -> None:
     subject.seed()
     counted = OrderCount()
@@ -131,27 +145,35 @@ def test_dead_letters_show_error_and_traceback(subject: Subject, broken: None) -
     assert "RuntimeError: payment o-1 refused" in detail.text
 
 
+def _letters_listed(client: TestClient) -> list[str]:
+    """The ids of the letters the dead letters page lists."""
+    return re.findall(r'data-letter="([^"]+)"', client.get("/dead-letters").text)
+
+
 def test_retry_keeps_a_letter_that_fails_again_and_drops_one_delivered(
-    sqlite_store: EventStore, broken: None
+    subject: Subject, broken: None
 ) -> None:
-    seed(sqlite_store)
-    letter_id = _letter(sqlite_store)
-    client = TestClient(console_app(sqlite_store, [Picky()]))
+    subject.seed()
+    subject.rebuild(Picky())
+    client = subject.client([Picky()])
+    [letter_id] = _letters_listed(client)
     token = csrf_of(client.get(f"/dead-letters/{letter_id}"))
     again = client.post(f"/dead-letters/{letter_id}/retry", data={"csrf": token})
     assert notice_of(again) == f"{letter_id}: failed again, kept as a new dead letter"
-    [renewed] = SQLDeadLetters(sqlite_store).list()
+    [renewed] = _letters_listed(client)
+    assert renewed != letter_id
     Picky.broken = False
-    delivered = client.post(f"/dead-letters/{renewed.id}/retry", data={"csrf": token})
-    assert notice_of(delivered) == f"{renewed.id}: delivered, dropped from the dead letters"
-    assert SQLDeadLetters(sqlite_store).list() == []
+    delivered = client.post(f"/dead-letters/{renewed}/retry", data={"csrf": token})
+    assert notice_of(delivered) == f"{renewed}: delivered, dropped from the dead letters"
+    assert _letters_listed(client) == []
     assert "no dead letters" in delivered.text
 
 
-def test_an_action_on_a_letter_that_is_gone_says_so(sqlite_store: EventStore) -> None:
-    seed(sqlite_store)
-    letter_id = _letter(sqlite_store)
-    client = TestClient(console_app(sqlite_store, [Picky()]))
+def test_an_action_on_a_letter_that_is_gone_says_so(subject: Subject, broken: None) -> None:
+    subject.seed()
+    subject.rebuild(Picky())
+    client = subject.client([Picky()])
+    [letter_id] = _letters_listed(client)
     token = csrf_of(client.get(f"/dead-letters/{letter_id}"))
     dropped = client.post(f"/dead-letters/{letter_id}/drop", data={"csrf": token})
     assert notice_of(dropped) == f"{letter_id}: dropped"
