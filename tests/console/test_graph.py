@@ -16,7 +16,7 @@ from tidings.store import EventStore, NewEvent
 
 
 def _graph(text: str) -> str:
-    found = re.search(r'<svg class="causation-graph".*?</svg>', text, re.S)
+    found = re.search(r'<svg class="causation-graph".*</svg>', text, re.S)  # its boxes nest
     assert found is not None, "the page draws no causation graph"
     return found.group(0)
 

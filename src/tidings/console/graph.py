@@ -5,6 +5,8 @@ cause, so a tidy tree layout is enough: each leaf takes the next row, a cause
 sits level with the middle of its effects, and each generation is a column.
 Only coordinates and text are made here; the template writes the SVG, so
 every text in it is escaped by the same autoescaping as the rest of the page.
+Labels are cut to what fits a box, and each box is an SVG viewport of its own,
+which clips what still overflows it (wide characters).
 """
 
 from __future__ import annotations
