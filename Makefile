@@ -40,6 +40,7 @@ bench: $(UV)
 	$(UV) run python -m benchmarks.sagas
 	$(UV) run python -m benchmarks.transports
 	$(UV) run python -m benchmarks.workers
+	$(UV) run python -m benchmarks.console
 
 clean:
 	rm -rf .venv var site .pytest_cache .mypy_cache .ruff_cache

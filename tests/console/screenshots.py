@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.console.serving import serving
-from tests.console.shop import OrderCount, Picky, seed
+from tests.console.shop import OrderCount, Picky, seed, seed_request
 from tidings.cli import app
 from tidings.console import console_app
 from tidings.dead_letters import SQLDeadLetters
@@ -46,11 +46,13 @@ def take(browser: Browser, into: Path) -> list[Path]:
             root = f"{IMAGES.parents[1]}/"
             letter = replace(letter, traceback=letter.traceback.replace(root, ""))
             letters.add(letter)
+            request = seed_request(store)
             pages = {
                 "all": "/",
                 "event": f"/events/{seeded.paid}",
                 "projections": "/projections",
                 "dead-letter": f"/dead-letters/{letter.id}",
+                "graph": f"/events/{request[1]}",
             }
             written = []
             with serving(console_app(store, [OrderCount(), Picky()])) as base:
@@ -59,7 +61,10 @@ def take(browser: Browser, into: Path) -> list[Path]:
                 for name, path in pages.items():
                     page.goto(base + path)
                     target = into / f"console-{name}.png"
-                    page.screenshot(path=str(target), full_page=name == "event")
+                    if name == "graph":
+                        page.locator("figure.graph").screenshot(path=str(target))
+                    else:
+                        page.screenshot(path=str(target), full_page=name == "event")
                     written.append(target)
                 context.close()
     return written

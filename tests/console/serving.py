@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from anyio.from_thread import start_blocking_portal
 from starlette.types import ASGIApp
 
 from tidings.messages import utc_now
@@ -24,21 +24,27 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(app: ASGIApp) -> Iterator[str]:
-    """The base URL of `app`, served by uvicorn until the block ends."""
+def serving(app: ASGIApp, close: Callable[[], Awaitable[None]] | None = None) -> Iterator[str]:
+    """The base URL of `app`, served by uvicorn on an event loop of its own until the block ends.
+
+    `close` (an async store's `aclose`) is awaited on that loop once the
+    server has stopped: an async store's connections belong to it.
+    """
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the console did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with start_blocking_portal() as portal:
+        served = portal.start_task_soon(server.serve)
+        deadline = time.monotonic() + 15
+        while not server.started:
+            assert not served.done() and time.monotonic() < deadline, "the console did not start"
+            time.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            served.result(10)
+            if close is not None:
+                portal.call(close)
 
 
 def bulk_append(store: EventStore, count: int, batch: int = 20000) -> None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from tests.store.readable import wait_readable
 from tidings import Command, Envelope, Event
 from tidings.codec import Codec
 from tidings.projections import OnFailure, Projection, handles
 from tidings.retry import Retry
-from tidings.store import EventStore
+from tidings.store import AppendResult, NewEvent, Watermark
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,22 @@ class OrderPlaced(Event, type_name="console.OrderPlaced"):
 
 @dataclass(frozen=True)
 class PaymentTaken(Event, type_name="console.PaymentTaken"):
+    order_id: str
+
+
+@dataclass(frozen=True)
+class ShipOrder(Command):
+    order_id: str
+
+
+@dataclass(frozen=True)
+class StockReserved(Event, type_name="console.StockReserved"):
+    order_id: str
+    sku: str
+
+
+@dataclass(frozen=True)
+class OrderShipped(Event, type_name="console.OrderShipped"):
     order_id: str
 
 
@@ -85,7 +102,15 @@ class Seeded:
 SCRIPT = "<script>window.pwned = true</script>"
 
 
-def seed(store: EventStore) -> Seeded:
+class Writer(Protocol):
+    """What seeding takes of a store: appends, and seeing them readable."""
+
+    def append(self, stream: str, events: Sequence[NewEvent]) -> AppendResult: ...
+
+    def watermark(self) -> Watermark: ...
+
+
+def seed(store: Writer) -> Seeded:
     """One order placed by a command, paid in another stream, and an event holding markup."""
     codec = Codec()
     command = Envelope.new(PlaceOrder("o-1"))
@@ -116,3 +141,31 @@ class Stubborn(Projection[object]):
     def paid(self, event: PaymentTaken, envelope: Envelope[PaymentTaken], tx: object) -> None:
         if Stubborn.broken:
             raise RuntimeError(f"payment {event.order_id} not understood")
+
+
+def seed_request(store: Writer) -> list[int]:
+    """One request that fans out: an order paid, its stock reserved, then shipped by a command.
+
+    The shipping command, sent by a handler of the payment, is not stored: its
+    event hangs under it, a second root of the request's graph. Returns the
+    positions, in order: placed, paid, two reservations, shipped.
+    """
+    codec = Codec()
+    command = Envelope.new(PlaceOrder("o-7"))
+    placed = command.caused(OrderPlaced("o-7", "a fan-out"))
+    paid = placed.caused(PaymentTaken("o-7"))
+    reserved = [placed.caused(StockReserved("o-7", sku)) for sku in ("sku-1", "sku-2")]
+    ship = paid.caused(ShipOrder("o-7"))
+    shipped = ship.caused(OrderShipped("o-7"))
+    positions = [
+        store.append(stream, [codec.new_event(envelope)]).positions[0]
+        for stream, envelope in [
+            ("Order-7", placed),
+            ("Payment-7", paid),
+            ("Stock-sku-1", reserved[0]),
+            ("Stock-sku-2", reserved[1]),
+            ("Shipment-7", shipped),
+        ]
+    ]
+    wait_readable(store, positions[-1])
+    return positions

@@ -11,6 +11,7 @@ from uuid import uuid4
 import pytest
 from starlette.testclient import TestClient
 
+from tests.console.conftest import Subject
 from tests.console.pages import csrf_of, message_of, notice_of
 from tests.console.shop import OrderCount, OrderPlaced, Picky, Stubborn, seed
 from tidings import Envelope
@@ -43,9 +44,9 @@ def _letter(store: EventStore) -> str:
     return str(letter.id)
 
 
-def test_projections_page_shows_each_with_position_lag_and_state(any_store: EventStore) -> None:
-    seed(any_store)
-    page = TestClient(console_app(any_store, [OrderCount(), Picky()])).get("/projections")
+def test_projections_page_shows_each_with_position_lag_and_state(subject: Subject) -> None:
+    subject.seed()
+    page = subject.client([OrderCount(), Picky()]).get("/projections")
     assert page.status_code == 200
     assert 'data-projection="order_count"' in page.text
     assert 'data-projection="picky"' in page.text
@@ -66,10 +67,24 @@ def test_pause_and_resume_change_the_stored_state(sqlite_store: EventStore) -> N
     assert _status(sqlite_store, "order_count") is not ProjectionState.PAUSED
 
 
-def test_rebuild_reports_its_progress_until_done(any_store: EventStore) -> None:
-    seed(any_store)
+def test_pause_and_resume_show_on_the_page_on_every_store(subject: Subject) -> None:
+    subject.seed()
+    client = subject.client([OrderCount(), Picky()])
+    token = csrf_of(client.get("/projections"))
+    paused = client.post("/projections/order_count/pause", data={"csrf": token})
+    assert notice_of(paused) == "order_count: paused"
+    row = re.search(r'<tr data-projection="order_count">.*?</tr>', paused.text, re.S)
+    assert row is not None and 'class="state state-paused"' in row.group(0)
+    resumed = client.post("/projections/order_count/resume", data={"csrf": token})
+    assert notice_of(resumed) == "order_count: running"
+    row = re.search(r'<tr data-projection="order_count">.*?</tr>', resumed.text, re.S)
+    assert row is not None and "state-paused" not in row.group(0)
+
+
+def test_rebuild_reports_its_progress_until_done(subject: Subject) -> None:
+    subject.seed()
     counted = OrderCount()
-    client = TestClient(console_app(any_store, [counted]))
+    client = subject.client([counted])
     token = csrf_of(client.get("/projections"))
     started = client.post("/projections/order_count/rebuild", data={"csrf": token})
     assert notice_of(started) == "order_count: rebuilding"
@@ -117,10 +132,10 @@ def test_progress_of_a_rebuild_never_started_is_404(sqlite_store: EventStore) ->
     assert "no rebuild of &#39;order_count&#39; was started here" in message_of(page)
 
 
-def test_dead_letters_show_error_and_traceback(any_store: EventStore, broken: None) -> None:
-    seed(any_store)
-    ProjectionRunner(any_store, [Picky()], retry_waits=False).rebuild("picky")
-    client = TestClient(console_app(any_store, [Picky()]))
+def test_dead_letters_show_error_and_traceback(subject: Subject, broken: None) -> None:
+    subject.seed()
+    subject.rebuild(Picky())
+    client = subject.client([Picky()])
     listing = client.get("/dead-letters")
     assert "payment o-1 refused" in listing.text
     assert "projection:picky" in listing.text
@@ -130,27 +145,35 @@ def test_dead_letters_show_error_and_traceback(any_store: EventStore, broken: No
     assert "RuntimeError: payment o-1 refused" in detail.text
 
 
+def _letters_listed(client: TestClient) -> list[str]:
+    """The ids of the letters the dead letters page lists."""
+    return re.findall(r'data-letter="([^"]+)"', client.get("/dead-letters").text)
+
+
 def test_retry_keeps_a_letter_that_fails_again_and_drops_one_delivered(
-    sqlite_store: EventStore, broken: None
+    subject: Subject, broken: None
 ) -> None:
-    seed(sqlite_store)
-    letter_id = _letter(sqlite_store)
-    client = TestClient(console_app(sqlite_store, [Picky()]))
+    subject.seed()
+    subject.rebuild(Picky())
+    client = subject.client([Picky()])
+    [letter_id] = _letters_listed(client)
     token = csrf_of(client.get(f"/dead-letters/{letter_id}"))
     again = client.post(f"/dead-letters/{letter_id}/retry", data={"csrf": token})
     assert notice_of(again) == f"{letter_id}: failed again, kept as a new dead letter"
-    [renewed] = SQLDeadLetters(sqlite_store).list()
+    [renewed] = _letters_listed(client)
+    assert renewed != letter_id
     Picky.broken = False
-    delivered = client.post(f"/dead-letters/{renewed.id}/retry", data={"csrf": token})
-    assert notice_of(delivered) == f"{renewed.id}: delivered, dropped from the dead letters"
-    assert SQLDeadLetters(sqlite_store).list() == []
+    delivered = client.post(f"/dead-letters/{renewed}/retry", data={"csrf": token})
+    assert notice_of(delivered) == f"{renewed}: delivered, dropped from the dead letters"
+    assert _letters_listed(client) == []
     assert "no dead letters" in delivered.text
 
 
-def test_an_action_on_a_letter_that_is_gone_says_so(sqlite_store: EventStore) -> None:
-    seed(sqlite_store)
-    letter_id = _letter(sqlite_store)
-    client = TestClient(console_app(sqlite_store, [Picky()]))
+def test_an_action_on_a_letter_that_is_gone_says_so(subject: Subject, broken: None) -> None:
+    subject.seed()
+    subject.rebuild(Picky())
+    client = subject.client([Picky()])
+    [letter_id] = _letters_listed(client)
     token = csrf_of(client.get(f"/dead-letters/{letter_id}"))
     dropped = client.post(f"/dead-letters/{letter_id}/drop", data={"csrf": token})
     assert notice_of(dropped) == f"{letter_id}: dropped"
@@ -217,9 +240,9 @@ def test_a_token_is_shown_once_then_carried_by_a_cookie(sqlite_store: EventStore
     assert bearer.status_code == 200
 
 
-def test_the_live_tail_streams_events_after_a_position(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store, tail_seconds=0.3, tail_interval=0.05))
+def test_the_live_tail_streams_events_after_a_position(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client(tail_seconds=0.3, tail_interval=0.05)
     assert client.get("/tail").status_code == 200
     sent = client.get("/tail/events", params={"after": seeded.placed}).text
     assert f"id: {seeded.paid}\nevent: tidings\n" in sent

@@ -1,14 +1,14 @@
-"""The console in a real browser: causation links, a rebuild, a retry, the live tail, a big log.
+"""The console in a real browser: causation, its graph, a rebuild, a retry, the tail, a big log.
 
-One store and one console serve every scenario: the log holds 100,000
-events besides the shop's few, so that its first page is read over a log
-of that size.
+One SQLite log serves every scenario, through a console over the blocking
+store and one over the async store: the log holds 100,000 events besides
+the shop's few, so that its first page is read over a log of that size.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,13 +18,13 @@ from tests.console.browser import chromium
 from tests.console.conftest import store_url
 from tests.console.screenshots import take
 from tests.console.serving import bulk_append, serving
-from tests.console.shop import OrderCount, OrderPlaced, Picky, Seeded, seed
+from tests.console.shop import OrderCount, OrderPlaced, Picky, Seeded, seed, seed_request
 from tidings import Envelope
 from tidings.codec import Codec
 from tidings.console import console_app
 from tidings.projections import ProjectionRunner
 from tidings.store import EventStore
-from tidings.store.urls import open_store
+from tidings.store.urls import open_async_store, open_store
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -33,20 +33,31 @@ BULK = 100_000
 
 
 class Shop:
-    def __init__(self, store: EventStore, seeded: Seeded, url: str) -> None:
-        self.store, self.seeded, self.url = store, seeded, url
+    def __init__(self, store: EventStore, seeded: Seeded, request: list[int], url: str) -> None:
+        self.store, self.seeded, self.request, self.url = store, seeded, request, url
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+@pytest.fixture(scope="module", params=["blocking", "async"])
+def shop(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Shop]:
+    """The shop's log on SQLite, written through a blocking store, served over either kind."""
     for url in store_url("sqlite", tmp_path_factory.mktemp("console")):
         with open_store(url) as store:
             seeded = seed(store)
             Picky.broken = True
             ProjectionRunner(store, [Picky()], retry_waits=False).rebuild("picky")
+            fanned = seed_request(store)
             bulk_append(store, BULK)
-            with serving(console_app(store, [OrderCount(), Picky()])) as base:
-                yield Shop(store, seeded, base)
+            projections = [OrderCount(), Picky()]
+            if request.param == "async":
+                shown = open_async_store(url)
+                app = console_app(shown, projections)
+                close: Callable[[], Awaitable[None]] | None = shown.aclose
+            else:
+                app, close = console_app(store, projections), None
+            with serving(app, close) as base:
+                yield Shop(store, seeded, fanned, base)
         Picky.broken = True
 
 
@@ -71,6 +82,20 @@ def test_follows_a_causation_link(shop: Shop, page: Page) -> None:
     page.wait_for_url(f"{shop.url}/events/{shop.seeded.placed}")
     assert page.inner_text("h1").startswith("console.OrderPlaced")
     assert page.locator("a.caused").inner_text() == f"console.PaymentTaken #{shop.seeded.paid}"
+
+
+def test_a_node_of_the_causation_graph_opens_its_event(shop: Shop, page: Page) -> None:
+    paid, second = shop.request[1], shop.request[3]
+    page.goto(f"{shop.url}/events/{paid}")
+    graph = page.locator("svg.causation-graph")
+    assert graph.is_visible()
+    assert graph.locator("a.node").count() == 5
+    assert graph.locator("a.node.current").get_attribute("data-position") == str(paid)
+    graph.locator(f'a.node[data-position="{second}"]').click()
+    page.wait_for_url(f"{shop.url}/events/{second}")
+    assert page.inner_text("h1").startswith("console.StockReserved")
+    current = page.locator("svg.causation-graph a.node.current")
+    assert current.get_attribute("data-position") == str(second)
 
 
 def test_markup_in_an_event_is_not_run(shop: Shop, page: Page) -> None:
@@ -129,6 +154,7 @@ def test_the_screenshot_helper_writes_each_page(browser: Browser, tmp_path: Path
         "console-event.png",
         "console-projections.png",
         "console-dead-letter.png",
+        "console-graph.png",
     ]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,22 +5,27 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Collection
+from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from tests.console.conftest import Subject
 from tests.console.pages import message_of
 from tests.console.shop import SCRIPT, seed
+from tidings import AsyncMessageBus, MessageBus, Router
 from tidings.console import console_app
+from tidings.dead_letters import AsyncSQLDeadLetters, SQLDeadLetters
 from tidings.errors import StoreUnavailable
 from tidings.store import EventStore, MemoryStore, RecordedEvent
+from tidings.store.urls import open_async_store, open_store
 
 
-def test_all_lists_every_event_with_links_to_each(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    page = TestClient(console_app(any_store)).get("/")
+def test_all_lists_every_event_with_links_to_each(subject: Subject) -> None:
+    seeded = subject.seed()
+    page = subject.client().get("/")
     assert page.status_code == 200
     for position in (seeded.placed, seeded.paid, seeded.script):
         assert f'href="/events/{position}"' in page.text
@@ -28,9 +33,9 @@ def test_all_lists_every_event_with_links_to_each(any_store: EventStore) -> None
     assert 'href="/streams/Payment-1"' in page.text
 
 
-def test_all_filters_by_type_and_category(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store))
+def test_all_filters_by_type_and_category(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client()
     payments = client.get("/", params={"type": "console.PaymentTaken"})
     assert f'href="/events/{seeded.paid}"' in payments.text
     assert f'href="/events/{seeded.placed}"' not in payments.text
@@ -43,9 +48,9 @@ def test_all_filters_by_type_and_category(any_store: EventStore) -> None:
     assert f'href="/events/{seeded.paid}"' not in both.text
 
 
-def test_all_pages_on_by_position(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store, page_size=2))
+def test_all_pages_on_by_position(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client(page_size=2)
     first = client.get("/")
     assert f'href="/events/{seeded.script}"' not in first.text
     found = re.search(r'href="(\?[^"]*)" rel="next"', first.text)
@@ -56,9 +61,9 @@ def test_all_pages_on_by_position(any_store: EventStore) -> None:
     assert 'rel="next"' not in second.text
 
 
-def test_streams_and_a_stream(any_store: EventStore) -> None:
-    seed(any_store)
-    client = TestClient(console_app(any_store))
+def test_streams_and_a_stream(subject: Subject) -> None:
+    subject.seed()
+    client = subject.client()
     listing = client.get("/streams")
     assert 'href="/streams/Order-1"' in listing.text
     assert 'href="/streams/Payment-1"' in listing.text
@@ -70,9 +75,9 @@ def test_streams_and_a_stream(any_store: EventStore) -> None:
     assert "version 1" in stream.text
 
 
-def test_an_event_links_to_its_cause_and_what_it_caused(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store))
+def test_an_event_links_to_its_cause_and_what_it_caused(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client()
     paid = client.get(f"/events/{seeded.paid}")
     assert paid.status_code == 200
     assert f'class="cause" href="/events/{seeded.placed}"' in paid.text
@@ -83,9 +88,9 @@ def test_an_event_links_to_its_cause_and_what_it_caused(any_store: EventStore) -
     assert '"order_id": "o-1"' in html.unescape(placed.text)
 
 
-def test_an_event_holding_markup_shows_it_as_text(any_store: EventStore) -> None:
-    seeded = seed(any_store)
-    client = TestClient(console_app(any_store))
+def test_an_event_holding_markup_shows_it_as_text(subject: Subject) -> None:
+    seeded = subject.seed()
+    client = subject.client()
     for page in (client.get("/"), client.get(f"/events/{seeded.script}")):
         assert SCRIPT not in page.text
         assert "&lt;script&gt;window.pwned = true&lt;/script&gt;" in page.text
@@ -135,6 +140,26 @@ def test_bad_input_is_a_4xx_page_with_a_message(
     assert message in message_of(page)
 
 
+def test_a_name_holding_a_nul_is_a_400_on_every_store(subject: Subject) -> None:
+    # No store holds such a name; PostgreSQL refuses even to compare one.
+    subject.seed()
+    client = subject.client()
+    for path, what in [
+        ("/streams/a%00b", "a stream name &#39;a\\x00b&#39;"),
+        ("/streams?category=%00", "category"),
+        ("/streams?after=a%00", "after (a stream name)"),
+        ("/?type=a%00", "a filter&#39;s name"),
+        ("/?category=%00", "a filter&#39;s name"),
+        ("/tail?type=%00", "a filter&#39;s name"),
+        ("/tail/events?category=%00", "a filter&#39;s name"),
+        ("/dead-letters?handler=projection:%00", "handler"),
+    ]:
+        page = client.get(path)
+        assert page.status_code == 400, path
+        assert message_of(page).startswith(what), (path, message_of(page))
+        assert "holds a NUL character, which no name has" in message_of(page)
+
+
 class _DownStore(MemoryStore):
     """A store whose server has gone away: reads raise `StoreUnavailable`."""
 
@@ -153,3 +178,18 @@ def test_a_store_out_of_reach_is_a_503_page() -> None:
     page = TestClient(console_app(_DownStore())).get("/")
     assert page.status_code == 503
     assert message_of(page) == "the event store cannot be reached now: connection refused"
+
+
+def test_a_bus_or_letters_of_the_other_kind_than_the_store_are_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    with open_store(url) as blocking:
+        asynchronous = open_async_store(url)
+        with pytest.raises(TypeError, match="an async store's console takes an AsyncMessageBus"):
+            console_app(asynchronous, bus=MessageBus(Router()))  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="an async store's console takes"):
+            console_app(asynchronous, dead_letters=SQLDeadLetters(blocking))  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="a blocking store's console takes a MessageBus"):
+            console_app(blocking, bus=AsyncMessageBus(Router()))  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="a blocking store's console takes"):
+            letters = AsyncSQLDeadLetters(asynchronous)
+            console_app(blocking, dead_letters=letters)  # type: ignore[call-overload]

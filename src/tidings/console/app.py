@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeGuard, cast, overload
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,26 +17,45 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from tidings._async.bus import AsyncMessageBus
 from tidings._sync.bus import MessageBus
+from tidings.console.access import (
+    Access,
+    AsyncLetterStore,
+    LetterStore,
+    async_access,
+    blocking_access,
+)
 from tidings.console.errors import ConsoleError
 from tidings.console.pages.events import event_routes
 from tidings.console.pages.letters import letter_routes
 from tidings.console.pages.projections import projection_routes
 from tidings.console.pages.tail import tail_routes
 from tidings.console.security import TokenGuard
-from tidings.console.state import Console, LetterStore
+from tidings.console.state import Console
 from tidings.errors import StoreUnavailable
 from tidings.projections import Projection
-from tidings.store import EventStore
+from tidings.store import (
+    AsyncEventStore,
+    AsyncReadModelTransaction,
+    EventStore,
+    ReadModelTransaction,
+)
 
 __all__ = ["console_app"]
 
 _STATIC = Path(__file__).parent / "static"
 
+Projections = (
+    Sequence[Projection[ReadModelTransaction]] | Sequence[Projection[AsyncReadModelTransaction]]
+)
+"""A console's projections, of its store's kind (as `console_app`'s overloads say)."""
 
+
+@overload
 def console_app(
     store: EventStore,
-    projections: Sequence[Projection] = (),
+    projections: Sequence[Projection[ReadModelTransaction]] = (),
     *,
     bus: MessageBus | None = None,
     dead_letters: LetterStore | None = None,
@@ -45,9 +66,46 @@ def console_app(
     tail_seconds: float = 30.0,
     tail_interval: float = 0.2,
     title: str = "tidings console",
-) -> Starlette:
-    """The web console of `store`, as an ASGI application.
+) -> Starlette: ...
 
+
+@overload
+def console_app(
+    store: AsyncEventStore,
+    projections: Sequence[Projection[AsyncReadModelTransaction]] = (),
+    *,
+    bus: AsyncMessageBus | None = None,
+    dead_letters: AsyncLetterStore | None = None,
+    read_only: bool = False,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    page_size: int = 50,
+    tail_seconds: float = 30.0,
+    tail_interval: float = 0.2,
+    title: str = "tidings console",
+) -> Starlette: ...
+
+
+def console_app(
+    store: EventStore | AsyncEventStore,
+    projections: Projections = (),
+    *,
+    bus: MessageBus | AsyncMessageBus | None = None,
+    dead_letters: LetterStore | AsyncLetterStore | None = None,
+    read_only: bool = False,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    page_size: int = 50,
+    tail_seconds: float = 30.0,
+    tail_interval: float = 0.2,
+    title: str = "tidings console",
+) -> Starlette:
+    """The web console of `store`, blocking or async, as an ASGI application.
+
+    An async store (`AsyncSQLiteStore`, `AsyncPostgresStore`,
+    `AsyncMemoryStore`) takes an `AsyncMessageBus` and async dead letters,
+    and is read on the server's event loop; a blocking one takes their
+    blocking kinds, and is read in worker threads.
     `projections` are the application's (their status, pause, resume and
     rebuild act on their rows in the store, seen by runners in any
     process); `bus` retries bus handlers' dead letters; `dead_letters` are
@@ -69,10 +127,7 @@ def console_app(
     if tail_seconds <= 0 or tail_interval <= 0:
         raise ValueError("tail_seconds and tail_interval must be positive")
     console = Console(
-        store,
-        projections,
-        bus=bus,
-        dead_letters=dead_letters,
+        _access(store, projections, bus, dead_letters),
         read_only=read_only,
         page_size=page_size,
         tail_seconds=tail_seconds,
@@ -122,3 +177,45 @@ def console_app(
     )
     app.state.console = console
     return app
+
+
+def _access(
+    store: EventStore | AsyncEventStore,
+    projections: Projections,
+    bus: MessageBus | AsyncMessageBus | None,
+    dead_letters: LetterStore | AsyncLetterStore | None,
+) -> Access:
+    """The access of `store`'s kind, chosen once: a bus or letters of the other kind is refused."""
+    if _async_store(store):
+        if isinstance(bus, MessageBus) or not _async_letters(dead_letters):
+            raise TypeError("an async store's console takes an AsyncMessageBus and async letters")
+        # Of the store's kind, as the overloads ask; the runner refuses the other at registration.
+        mine = cast(Sequence[Projection[AsyncReadModelTransaction]], projections)
+        return async_access(store, mine, bus, dead_letters)
+    if not _blocking_store(store) or isinstance(bus, AsyncMessageBus):
+        raise TypeError("a blocking store's console takes a MessageBus and blocking letters")
+    if not _blocking_letters(dead_letters):
+        raise TypeError("a blocking store's console takes a MessageBus and blocking letters")
+    blocking = cast(Sequence[Projection[ReadModelTransaction]], projections)
+    return blocking_access(store, blocking, bus, dead_letters)
+
+
+# The kind of a store or letter box is told by its methods, as the protocols say no more.
+def _async_store(store: EventStore | AsyncEventStore) -> TypeGuard[AsyncEventStore]:
+    return inspect.iscoroutinefunction(store.read_all)
+
+
+def _blocking_store(store: EventStore | AsyncEventStore) -> TypeGuard[EventStore]:
+    return not inspect.iscoroutinefunction(store.read_all)
+
+
+def _async_letters(
+    letters: LetterStore | AsyncLetterStore | None,
+) -> TypeGuard[AsyncLetterStore | None]:
+    return letters is None or inspect.iscoroutinefunction(letters.list)
+
+
+def _blocking_letters(
+    letters: LetterStore | AsyncLetterStore | None,
+) -> TypeGuard[LetterStore | None]:
+    return letters is None or not inspect.iscoroutinefunction(letters.list)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from tidings.console.views import EventView, event_view
 from tidings.store import RecordedEvent
 
 __all__ = ["CauseNode", "causation_tree"]
@@ -13,10 +12,14 @@ __all__ = ["CauseNode", "causation_tree"]
 
 @dataclass(slots=True)
 class CauseNode:
-    """One message of the tree: a stored event (`event`), or a cause not stored (a command)."""
+    """One message of the tree: a stored event (`event`), or a cause not stored (a command).
+
+    The record itself, not its page view: a tree of a thousand events shows
+    their types and places, and need not format their data.
+    """
 
     message_id: str
-    event: EventView | None
+    event: RecordedEvent | None
     children: list[CauseNode] = field(default_factory=list)
 
 
@@ -37,7 +40,7 @@ def causation_tree(records: list[RecordedEvent]) -> list[CauseNode]:
         if found is not None:
             return found
         record = by_id.get(message_id)
-        node = CauseNode(str(message_id), None if record is None else event_view(record))
+        node = CauseNode(str(message_id), record)
         if record is None or record.causation_id is None:
             roots.append(node)
         else:

@@ -10,7 +10,16 @@ from starlette.datastructures import QueryParams
 
 from tidings.console.errors import ConsoleError
 
-__all__ = ["Filters", "form_fields", "letter_id", "limit_of", "position_of", "whole_number"]
+__all__ = [
+    "Filters",
+    "form_fields",
+    "letter_id",
+    "limit_of",
+    "name_of",
+    "position_of",
+    "text_of",
+    "whole_number",
+]
 
 MAX_LIMIT = 500
 LARGEST = 2**63 - 1
@@ -30,6 +39,22 @@ def whole_number(text: str | None, what: str, default: int = 0, minimum: int = 0
     if value > LARGEST:
         raise ConsoleError(400, f"{what} must be at most {LARGEST}, not {value}")
     return value
+
+
+def name_of(text: str, what: str) -> str:
+    """`text` as a name to look for; a NUL in it is a 400.
+
+    No store holds a name with a NUL (PostgreSQL cannot even compare one), so
+    asking for one is a mistake of the address, not a question with no answer.
+    """
+    if "\x00" in text:
+        raise ConsoleError(400, f"{what} {text!r} holds a NUL character, which no name has")
+    return text
+
+
+def text_of(text: str | None, what: str) -> str | None:
+    """`text` as a name to look for (see `name_of`), None when absent or empty."""
+    return name_of(text, what) if text else None
 
 
 def position_of(text: str) -> int:
@@ -88,7 +113,7 @@ def _names(values: list[str]) -> list[str]:
     names = [name.strip() for value in values for name in value.split(",")]
     if any(not name for name in names) and any(value.strip() for value in values):
         raise ConsoleError(400, "a filter lists names separated by commas, none of them empty")
-    return [name for name in names if name]
+    return [name for name in names if text_of(name, "a filter's name")]
 
 
 def form_fields(body: bytes) -> Mapping[str, str]:

@@ -1,11 +1,17 @@
-"""Rebuilds started from the console: each in a thread, its progress kept for the page to poll."""
+"""Rebuilds started from the console: each run after its request's response, its progress kept.
+
+A rebuild runs as the background task of the POST that started it (the page
+is answered first), so it needs no task group of the console's own, which a
+console mounted in another application would not get started.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 __all__ = ["RebuildProgress", "Rebuilds"]
 
@@ -40,7 +46,7 @@ class RebuildProgress:
         }
 
 
-Rebuild = Callable[[str, Callable[[int, int], None]], None]
+Rebuild = Callable[[str, Callable[[int, int], None]], Awaitable[None]]
 """Replays projection `name`, calling `progress(position, head)` as it goes (a runner's rebuild)."""
 
 
@@ -52,30 +58,27 @@ class Rebuilds:
         self._lock = threading.Lock()
         self._progress: dict[str, RebuildProgress] = {}
 
-    def start(self, name: str) -> bool:
-        """Start rebuilding `name` in a thread; False when a rebuild of it still runs."""
+    def start(self, name: str) -> Callable[[], Awaitable[None]] | None:
+        """The rebuild of `name` to run, its progress kept; None when a rebuild of it still runs."""
         with self._lock:
             running = self._progress.get(name)
             if running is not None and not running.done:
-                return False
+                return None
             progress = RebuildProgress(name, started=time.time())
             self._progress[name] = progress
-        threading.Thread(
-            target=self._run, args=(progress,), name=f"console-rebuild-{name}", daemon=True
-        ).start()
-        return True
+        return partial(self._run, progress)
 
     def progress(self, name: str) -> RebuildProgress | None:
         with self._lock:
             return self._progress.get(name)
 
-    def _run(self, progress: RebuildProgress) -> None:
+    async def _run(self, progress: RebuildProgress) -> None:
         def report(position: int, head: int) -> None:
             progress.position, progress.head = position, head
 
         try:
-            self._rebuild(progress.name, report)
-        except Exception as exc:  # shown on the page: the thread has no one else to tell
+            await self._rebuild(progress.name, report)
+        except Exception as exc:  # shown on the page: the task has no one else to tell
             progress.error = str(exc) or type(exc).__name__
         finally:
             progress.done = True

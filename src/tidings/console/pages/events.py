@@ -10,10 +10,10 @@ from starlette.routing import Route
 
 from tidings.console.causation import causation_tree
 from tidings.console.errors import ConsoleError
-from tidings.console.inputs import Filters, limit_of, position_of, whole_number
+from tidings.console.graph import GRAPH_LIMIT, causation_graph, count_nodes
+from tidings.console.inputs import Filters, limit_of, name_of, position_of, text_of, whole_number
 from tidings.console.state import Console
 from tidings.console.views import event_view
-from tidings.store import RecordedEvent
 
 __all__ = ["event_routes"]
 
@@ -26,16 +26,13 @@ def event_routes(console: Console) -> list[Route]:
         limit = limit_of(request.query_params, console.page_size)
         after = whole_number(request.query_params.get("after"), "after")
 
-        def read() -> tuple[list[RecordedEvent], int]:
-            records = console.store.read_all(
-                after=after,
-                limit=limit + 1,
-                categories=filters.categories or None,
-                types=filters.types or None,
-            )
-            return records, console.store.head_position()
-
-        records, head = await console.run(read)
+        records = await console.log.read_all(
+            after=after,
+            limit=limit + 1,
+            categories=filters.categories or None,
+            types=filters.types or None,
+        )
+        head = await console.log.head_position()
         more, records = len(records) > limit, records[:limit]
         fields = [*filters.query] + ([("limit", str(limit))] if limit != console.page_size else [])
         next_url = (
@@ -56,14 +53,12 @@ def event_routes(console: Console) -> list[Route]:
 
     async def streams(request: Request) -> Response:
         query = request.query_params
-        category = query.get("category") or None
+        category = text_of(query.get("category"), "category")
         if category is not None and "-" in category:
             raise ConsoleError(400, f"{category!r} is not a category: a category has no dash")
         limit = limit_of(query, console.page_size)
-        after = query.get("after") or None
-        found = await console.run(
-            lambda: console.store.list_streams(category, after=after, limit=limit + 1)
-        )
+        after = text_of(query.get("after"), "after (a stream name)")
+        found = await console.log.list_streams(category, after=after, limit=limit + 1)
         more, found = len(found) > limit, found[:limit]
         fields = [("category", category)] if category else []
         next_url = f"?{urlencode([*fields, ('after', found[-1].name)])}" if more else None
@@ -72,20 +67,15 @@ def event_routes(console: Console) -> list[Route]:
         )
 
     async def stream(request: Request) -> Response:
-        name = request.path_params["name"]
+        name = name_of(request.path_params["name"], "a stream name")
         query = request.query_params
         start = whole_number(query.get("from"), "from (a version)", default=1, minimum=1)
         limit = limit_of(query, console.page_size)
 
-        def read() -> tuple[int | None, list[RecordedEvent]]:
-            version = console.store.stream_version(name)
-            if version is None:
-                return None, []
-            return version, console.store.read_stream(name, from_version=start, limit=limit + 1)
-
-        version, records = await console.run(read)
+        version = await console.log.stream_version(name)
         if version is None:
             raise ConsoleError(404, f"no stream named {name!r}")
+        records = await console.log.read_stream(name, from_version=start, limit=limit + 1)
         more, records = len(records) > limit, records[:limit]
         next_url = f"?{urlencode({'from': records[-1].version + 1})}" if more else None
         return console.page(
@@ -100,28 +90,27 @@ def event_routes(console: Console) -> list[Route]:
     async def event(request: Request) -> Response:
         position = position_of(request.path_params["position"])
 
-        def read() -> tuple[RecordedEvent | None, list[RecordedEvent]]:
-            found = console.store.read_all(after=position - 1, limit=1)
-            if not found or found[0].position != position:
-                return None, []
-            record = found[0]
-            related = console.store.read_correlated(record.correlation_id, limit=_TREE_LIMIT)
-            return record, related
-
-        record, related = await console.run(read)
-        if record is None:
+        found = await console.log.read_all(after=position - 1, limit=1)
+        if not found or found[0].position != position:
             raise ConsoleError(404, f"no event at position {position}")
+        record = found[0]
+        related = await console.log.read_correlated(record.correlation_id, limit=_TREE_LIMIT)
         by_id = {each.event_id: each for each in related}
         cause = None if record.causation_id is None else by_id.get(record.causation_id)
         caused = [each for each in related if each.causation_id == record.event_id]
+        tree = causation_tree(related)
         return console.page(
             request,
             "event.html",
             event=event_view(record),
             cause=None if cause is None else event_view(cause),
             caused=[event_view(each) for each in caused],
-            tree=causation_tree(related),
+            tree=tree,
             tree_cut=len(related) >= _TREE_LIMIT,
+            tree_limit=_TREE_LIMIT,
+            graph=causation_graph(tree, position),
+            graph_limit=GRAPH_LIMIT,
+            messages=count_nodes(tree),
         )
 
     return [

@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from tidings.console.errors import ConsoleError
-from tidings.console.inputs import form_fields, letter_id, limit_of
+from tidings.console.inputs import form_fields, letter_id, limit_of, text_of
 from tidings.console.state import Console
 from tidings.console.views import letter_view
 from tidings.dead_letters import DeadLetter
@@ -31,28 +31,25 @@ def _gone(wanted: UUID) -> ConsoleError:
 
 
 def letter_routes(console: Console) -> list[Route]:
-    def get(wanted: UUID) -> DeadLetter:
+    async def get(wanted: UUID) -> DeadLetter:
         try:
-            return console.letters.get(wanted)
+            return await console.letters.get(wanted)
         except KeyError:
             raise _gone(wanted) from None
 
     async def listing(request: Request) -> Response:
         query = request.query_params
-        handler = query.get("handler") or None
+        handler = text_of(query.get("handler"), "handler")
         limit = limit_of(query, console.page_size)
         cursor = None if not query.get("after") else letter_id(query["after"])
 
-        def read() -> tuple[list[DeadLetter], int]:
-            try:
-                found = console.letters.list(handler=handler, after=cursor, limit=limit + 1)
-            except KeyError:
-                raise ConsoleError(
-                    404, f"no dead letter {cursor} to page after (retried or dropped since?)"
-                ) from None
-            return found, console.letters.count(handler=handler)
-
-        found, total = await console.run(read)
+        try:
+            found = await console.letters.list(handler=handler, after=cursor, limit=limit + 1)
+        except KeyError:
+            raise ConsoleError(
+                404, f"no dead letter {cursor} to page after (retried or dropped since?)"
+            ) from None
+        total = await console.letters.count(handler=handler)
         more, found = len(found) > limit, found[:limit]
         fields = [("handler", handler)] if handler else []
         next_url = f"?{urlencode([*fields, ('after', str(found[-1].id))])}" if more else None
@@ -67,11 +64,11 @@ def letter_routes(console: Console) -> list[Route]:
 
     async def detail(request: Request) -> Response:
         wanted = letter_id(request.path_params["id"])
-        letter = await console.run(get, wanted)
+        letter = await get(wanted)
         return console.page(request, "letter.html", letter=letter_view(letter))
 
-    def retry(wanted: UUID) -> str:
-        letter = get(wanted)
+    async def retry(wanted: UUID) -> str:
+        letter = await get(wanted)
         name = projection_of(letter.handler)
         if saga_of(letter.handler) is not None:
             raise ConsoleError(
@@ -87,7 +84,7 @@ def letter_routes(console: Console) -> list[Route]:
                     "application's bus (console_app(store, bus=...), or --app)",
                 )
             try:
-                delivered = console.bus.retry_dead_letter(wanted)
+                delivered = await console.bus.retry_dead_letter(wanted)
             except KeyError:
                 raise _gone(wanted) from None
             except LookupError as exc:
@@ -101,10 +98,10 @@ def letter_routes(console: Console) -> list[Route]:
                     "given: console_app(store, projections=[...]), or --projections",
                 )
             if letter.parked:
-                console.runner.resume(name)
+                await console.runner.resume(name)
                 return f"{wanted}: projection {name} resumed; its runner tries the event again"
             try:
-                delivered = console.runner.retry_dead_letter(wanted)
+                delivered = await console.runner.retry_dead_letter(wanted)
             except KeyError:
                 raise _gone(wanted) from None
             except (LookupError, ValueError) as exc:
@@ -113,8 +110,8 @@ def letter_routes(console: Console) -> list[Route]:
             return f"{wanted}: delivered, dropped from the dead letters"
         return f"{wanted}: failed again, kept as a new dead letter"
 
-    def drop(wanted: UUID) -> str:
-        letter = get(wanted)
+    async def drop(wanted: UUID) -> str:
+        letter = await get(wanted)
         if letter.parked and saga_of(letter.handler) is not None:
             raise ConsoleError(
                 409, f"{wanted} is a parked saga, which waits to be resumed: it cannot be dropped"
@@ -122,13 +119,13 @@ def letter_routes(console: Console) -> list[Route]:
         name = projection_of(letter.handler)
         if letter.parked and name is not None:
             try:
-                console.runner.skip(name)
+                await console.runner.skip(name)
             except ValueError:
                 pass  # no longer parked on it: the letter is stale, dropped below
             else:
                 return f"{wanted}: dropped; projection {name} runs on from the next event"
         try:
-            console.letters.remove(wanted)
+            await console.letters.remove(wanted)
         except KeyError:
             raise _gone(wanted) from None
         return f"{wanted}: dropped"
@@ -138,9 +135,9 @@ def letter_routes(console: Console) -> list[Route]:
         wanted = letter_id(request.path_params["id"])
         action = request.path_params["action"]
         if action == "retry":
-            notice = await console.run(retry, wanted)
+            notice = await retry(wanted)
         elif action == "drop":
-            notice = await console.run(drop, wanted)
+            notice = await drop(wanted)
         else:
             raise ConsoleError(404, f"no dead letter action {action!r}: retry or drop")
         base = console.base(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -27,7 +28,7 @@ def projection_routes(console: Console) -> list[Route]:
         return name
 
     async def listing(request: Request) -> Response:
-        found: list[ProjectionStatus] = await console.run(console.runner.status)
+        found: list[ProjectionStatus] = await console.runner.status()
         rows = []
         for status in found:
             projection = status.name.partition(SEPARATOR)[0]
@@ -40,26 +41,31 @@ def projection_routes(console: Console) -> list[Route]:
                 }
             )
         return console.page(
-            request, "projections.html", rows=rows, defined=bool(console.projections)
+            request, "projections.html", rows=rows, defined=bool(console.runner.projections)
         )
 
     async def act(request: Request) -> Response:
         console.check_action(dict(form_fields(await request.body())))
         name = known(request.path_params["name"])
         action = request.path_params["action"]
+        rebuild = None
         if action == "pause":
-            await console.run(console.runner.pause, name)
+            await console.runner.pause(name)
             notice = f"{name}: paused"
         elif action == "resume":
-            await console.run(console.runner.resume, name)
+            await console.runner.resume(name)
             notice = f"{name}: running"
         elif action == "rebuild":
-            started = console.rebuilds.start(name)
-            notice = f"{name}: rebuilding" if started else f"{name}: a rebuild already runs"
+            rebuild = console.rebuilds.start(name)
+            notice = f"{name}: rebuilding" if rebuild else f"{name}: a rebuild already runs"
         else:
             raise ConsoleError(404, f"no projection action {action!r}: pause, resume or rebuild")
         base = console.base(request)
-        return RedirectResponse(f"{base}/projections?notice={quote(notice)}", status_code=303)
+        return RedirectResponse(
+            f"{base}/projections?notice={quote(notice)}",
+            status_code=303,
+            background=None if rebuild is None else BackgroundTask(rebuild),
+        )
 
     async def progress(request: Request) -> Response:
         name = known(request.path_params["name"])

@@ -30,7 +30,7 @@ _BATCH = 200
 def tail_routes(console: Console) -> list[Route]:
     async def page(request: Request) -> Response:
         filters = Filters(request.query_params)
-        head = await console.run(console.store.head_position)
+        head = await console.log.head_position()
         return console.page(request, "tail.html", filters=filters, head=head)
 
     async def stream(request: Request) -> Response:
@@ -38,13 +38,13 @@ def tail_routes(console: Console) -> list[Route]:
         resumed = request.headers.get("last-event-id")
         after = whole_number(resumed or request.query_params.get("after"), "after", default=-1)
         if after < 0:
-            after = await console.run(console.store.head_position)
+            after = await console.log.head_position()
 
-        def read(position: int) -> tuple[list[RecordedEvent], int]:
+        async def read(position: int) -> tuple[list[RecordedEvent], int]:
             # Everything up to the head taken first is readable: a filtered tail that
             # found nothing there need not look at those positions again.
-            head = console.store.head_position()
-            records = console.store.read_all(
+            head = await console.log.head_position()
+            records = await console.log.read_all(
                 after=position,
                 limit=_BATCH,
                 categories=filters.categories or None,
@@ -57,7 +57,7 @@ def tail_routes(console: Console) -> list[Route]:
             deadline = time.monotonic() + console.tail_seconds
             yield "retry: 500\n\n"
             while time.monotonic() < deadline:
-                records, head = await console.run(read, position)
+                records, head = await read(position)
                 for record in records:
                     data = json.dumps(event_view(record).as_json(), ensure_ascii=False)
                     yield f"id: {record.position}\nevent: tidings\ndata: {data}\n\n"
