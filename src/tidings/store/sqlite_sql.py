@@ -256,7 +256,11 @@ def append(
     events: Sequence[NewEvent],
     expected: ExpectedVersion,
 ) -> AppendResult:
-    """Append in the connection's writing transaction; see `AsyncEventStore.append`."""
+    """Append in the connection's writing transaction; see `AsyncEventStore.append`.
+
+    Its typed errors (`WrongExpectedVersion`, `EventIdConflict`) are raised
+    before it writes anything: a group commit goes on without that append.
+    """
     repeated = repeated_append(stream, events, _stored(connection, events))
     if repeated is not None:
         return repeated
