@@ -150,10 +150,7 @@ _RAW_INSERT = (
     " schema_version, data, correlation_id, causation_id, occurred_at, headers)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_RAW_UPSERT = (
-    "INSERT INTO tidings_streams (name, category, version) VALUES (?, ?, ?)"
-    " ON CONFLICT (name) DO UPDATE SET version = excluded.version, deleted = 0"
-)
+_RAW_NEW_STREAM = "INSERT INTO tidings_streams (name, category) VALUES (?, ?)"
 _RAW_COLUMNS = (
     "position, stream, version, event_id, type, schema_version, data,"
     " correlation_id, causation_id, occurred_at, headers"
@@ -180,7 +177,9 @@ def raw_append(
         f"SELECT {_RAW_COLUMNS} FROM tidings_events WHERE event_id IN ({placeholders})", ids
     ).fetchall()
     row = connection.execute(
-        "SELECT version, deleted FROM tidings_streams WHERE name = ?", (stream,)
+        "SELECT (SELECT max(version) FROM tidings_events WHERE stream = name), deleted"
+        " FROM tidings_streams WHERE name = ?",
+        (stream,),
     ).fetchone()
     last = 0 if row is None else row[0]
     if last != expected:
@@ -207,7 +206,8 @@ def raw_append(
             for i, e in enumerate(events, start=1)
         ],
     )
-    connection.execute(_RAW_UPSERT, (stream, category, last + len(events)))
+    if row is None:
+        connection.execute(_RAW_NEW_STREAM, (stream, category))
     connection.execute("COMMIT")
 
 
