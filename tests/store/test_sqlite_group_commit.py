@@ -242,3 +242,29 @@ def test_a_sequential_writer_commits_each_append_at_once(path: Path) -> None:
         store.append("Order-1", new_events(1), version or StreamState.NO_STREAM)
         assert commits_in_wal(path) - before == version + 1  # durable when append returns
     store.close()
+
+
+def test_async_callers_cancelled_while_queued_write_nothing_and_hold_no_one_up(
+    path: Path,
+) -> None:
+    cancelled = {0, 3}  # the first leads the group, waiting for the write lock; 3 waits for it
+
+    async def main() -> None:
+        async with AsyncSQLiteStore(path) as store:
+            scopes = [anyio.CancelScope() for _ in range(6)]
+
+            async def append(i: int) -> None:
+                with scopes[i]:
+                    await store.append(f"Order-{i}", new_events(1))
+
+            async with anyio.create_task_group() as tasks, store.transaction():
+                for i in range(len(scopes)):
+                    tasks.start_soon(append, i)
+                await anyio.sleep(0.1)  # every task queues its append
+                for i in cancelled:
+                    scopes[i].cancel()
+                await anyio.sleep(0.1)
+            streams = {r.stream for r in await store.read_all()}
+            assert streams == {f"Order-{i}" for i in range(len(scopes)) if i not in cancelled}
+
+    anyio.run(main)
