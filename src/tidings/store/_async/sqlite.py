@@ -97,6 +97,8 @@ _IDLE_READERS = 4
 _BUSY_PAUSE_FIRST = 0.0005
 _BUSY_PAUSE_LAST = 0.002
 
+_Event = anyio.Event  # sync: _Event = threading.Event
+
 
 class AsyncSQLiteStore:
     """An event store in one SQLite file, in WAL mode, safe for many threads or tasks.
@@ -231,11 +233,13 @@ class AsyncSQLiteStore:
         queued = _QueuedAppend(stream, events, expected_version, time.monotonic() + self._timeout)
         with self._queue_lock:
             self._queued.append(queued)
-            queued.leads = not self._leading
-            self._leading = True
+            if self._leading:  # a follower: told when its group has committed, or to lead
+                settled = queued.settled = _Event()
+            else:
+                queued.leads = self._leading = True
         if not queued.leads:
             try:
-                await queued.settled.wait()
+                await settled.wait()
             except BaseException:  # cancelled while queued: out of the queue, and of the lead
                 with self._queue_lock:
                     if queued in self._queued:
@@ -276,7 +280,7 @@ class AsyncSQLiteStore:
                     )
                 if queued.result is not None and queued.result.positions:
                     last_position = max(last_position, queued.result.positions[-1])
-                if queued is not own:
+                if queued.settled is not None:  # every caller of the group but the leader
                     queued.settled.set()
         if last_position:
             for listener in list(self._commit_listeners):
@@ -285,8 +289,10 @@ class AsyncSQLiteStore:
     def _hand_over(self) -> None:
         """Make the oldest queued append's caller lead the next group (queue lock held)."""
         if self._queued:
-            self._queued[0].leads = True
-            self._queued[0].settled.set()
+            follower = self._queued[0]
+            follower.leads = True
+            assert follower.settled is not None  # every caller queued behind a leader has one
+            follower.settled.set()
         else:
             self._leading = False
 
@@ -574,7 +580,7 @@ class _QueuedAppend:
         self.leads = False  # set when the caller is to lead a group rather than wait for one
         self.result: AppendResult | None = None
         self.error: BaseException | None = None
-        self.settled = anyio.Event()  # sync: self.settled = threading.Event()
+        self.settled: _Event | None = None
 
 
 def _commit_group(connection: sqlite3.Connection, group: list[_QueuedAppend], path: str) -> None:
