@@ -600,12 +600,14 @@ def _commit_group(connection: sqlite3.Connection, group: list[_QueuedAppend], pa
             except TidingsError as exc:
                 outcomes.append(exc)
         connection.execute("COMMIT")
-    except sqlite3.Error as exc:
+    except BaseException as exc:
         try:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # SQLite has already rolled back what it could not keep
+        if not isinstance(exc, sqlite3.Error):
+            raise  # the leader's to raise; the others are told the group was interrupted
         try:
             sqlite_sql.raise_unavailable(path, exc)
         except Exception as typed:  # the store's error for it, for every caller of the group
