@@ -35,6 +35,7 @@ bench: $(UV)
 	$(UV) sync --locked --all-extras --group bench
 	$(UV) run python -m benchmarks.bus
 	$(UV) run python -m benchmarks.store
+	$(UV) run python -m benchmarks.store_writes
 	$(UV) run python -m benchmarks.http
 	$(UV) run python -m benchmarks.projections
 	$(UV) run python -m benchmarks.sagas

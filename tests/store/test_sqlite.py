@@ -34,6 +34,15 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "events.db"
 
 
+def keep_versions_on_stream_rows(raw: sqlite3.Connection) -> None:
+    """Put back the stream rows' versions, as every release before schema 4 kept them."""
+    raw.execute("ALTER TABLE tidings_streams ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+    raw.execute(
+        "UPDATE tidings_streams"
+        " SET version = (SELECT max(version) FROM tidings_events WHERE stream = name)"
+    )
+
+
 @pytest.mark.parametrize(("durable", "synchronous"), [(True, 2), (False, 1)])
 def test_the_file_is_in_wal_mode_and_durable_by_default(
     path: Path, durable: bool, synchronous: int
@@ -73,6 +82,7 @@ def test_a_file_at_schema_1_gains_the_snapshot_table_and_keeps_its_events(path: 
     store.append("Order-1", new_events(2))
     store.close()
     with sqlite3.connect(path) as raw:  # as the first release left it
+        keep_versions_on_stream_rows(raw)
         raw.execute("DROP TABLE tidings_snapshots")
         raw.execute("DROP INDEX tidings_events_correlation")
         raw.execute("DELETE FROM tidings_schema WHERE version > 1")
@@ -100,6 +110,7 @@ def test_a_file_at_schema_2_gains_the_correlation_index_and_keeps_its_events(
     store.append("Order-2", [replace(new_events(1)[0], correlation_id=request)])
     store.close()
     with sqlite3.connect(path) as raw:  # as the second release left it
+        keep_versions_on_stream_rows(raw)
         raw.execute("DROP INDEX tidings_events_correlation")
         raw.execute("DELETE FROM tidings_schema WHERE version > 2")
     raw.close()
@@ -120,6 +131,55 @@ def test_a_file_at_schema_2_gains_the_correlation_index_and_keeps_its_events(
     raw.close()
     assert recorded == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
     assert any("USING COVERING INDEX tidings_events_correlation" in row[-1] for row in plan), plan
+
+
+def test_a_file_at_schema_3_keeps_its_streams_versions_and_deletes(path: Path) -> None:
+    store = SQLiteStore(path)
+    store.append("Order-1", new_events(3))
+    store.append("Order-2", new_events(2))
+    store.delete_stream("Order-2")
+    store.close()
+    with sqlite3.connect(path) as raw:  # as the third release left it: versions on stream rows
+        keep_versions_on_stream_rows(raw)
+        raw.execute("DELETE FROM tidings_schema WHERE version > 3")
+    raw.close()
+
+    store = SQLiteStore(path)
+    try:
+        assert store.migrate() == (3, SCHEMA_VERSION)
+        assert store.stream_version("Order-1") == 3
+        assert store.stream_version("Order-2") is None
+        assert [
+            (s.name, s.version, s.deleted) for s in store.list_streams(include_deleted=True)
+        ] == [
+            ("Order-1", 3, False),
+            ("Order-2", 2, True),
+        ]
+        assert store.append("Order-1", new_events(1), 3).version == 4
+        revived = store.append("Order-2", new_events(1), StreamState.NO_STREAM)
+        assert revived.version == 3
+        assert [r.version for r in store.read_stream("Order-2")] == [3]
+    finally:
+        store.close()
+    with sqlite3.connect(path) as raw:
+        columns = [row[1] for row in raw.execute("PRAGMA table_info(tidings_streams)")]
+    raw.close()
+    assert "version" not in columns
+
+
+def test_an_append_to_an_existing_stream_leaves_its_row_alone(path: Path) -> None:
+    store = SQLiteStore(path)
+    store.append("Order-1", new_events(1))
+    with sqlite3.connect(path) as raw:
+        raw.execute(
+            "CREATE TRIGGER count_stream_writes AFTER UPDATE ON tidings_streams"
+            " BEGIN SELECT RAISE(ABORT, 'the stream row was written'); END"
+        )
+    raw.close()
+
+    assert store.append("Order-1", new_events(2), 1).version == 3
+    assert store.stream_version("Order-1") == 3
+    store.close()
 
 
 def test_events_survive_reopening_the_file(path: Path) -> None:

@@ -153,8 +153,8 @@ def insert_sqlite_rows(path: Path, stream: str) -> None:
                 ),
             )
         raw.execute(
-            "INSERT INTO tidings_streams (name, category, version) VALUES (?, ?, ?)",
-            (stream, stream.partition("-")[0], len(OLD_ROWS)),
+            "INSERT INTO tidings_streams (name, category) VALUES (?, ?)",
+            (stream, stream.partition("-")[0]),
         )
     raw.close()
 

@@ -35,6 +35,17 @@ microseconds. Tasks of this process waiting to write wait on an anyio lock,
 never blocking the loop; a write lock held by another process is waited for
 by the retries of `BEGIN IMMEDIATE`, with anyio sleeps between them, so the
 loop runs on meanwhile too.
+
+Appends outside an explicit transaction (`store.append`) commit in groups: a
+caller queues its append and, if no append is being committed, leads at once
+with whatever is queued (alone, for a sequential writer: it never waits for
+company). Appends that queue while a group commits wait for it to end; the
+first of them then leads the next group, with every append queued by then, in
+one transaction and one fsync. Each caller gets its own result and its own
+`WrongExpectedVersion` or `EventIdConflict` (the store checks those before
+writing anything, so the rest of the group goes on); an error of the database
+or of the commit reaches every caller of the group. A caller returns once the
+commit holding its events has returned, at the store's durability.
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from uuid import UUID
 
 import anyio  # sync:
 
-from tidings.errors import StoreUnavailable, TransactionClosed
+from tidings.errors import StoreUnavailable, TidingsError, TransactionClosed
 from tidings.store import sqlite_sql
 from tidings.store.checks import (
     check_list_streams,
@@ -85,6 +96,8 @@ _IDLE_READERS = 4
 # first to the last: short, so that it gets in between two transactions of a busy writer.
 _BUSY_PAUSE_FIRST = 0.0005
 _BUSY_PAUSE_LAST = 0.002
+
+_Event = anyio.Event  # sync: _Event = threading.Event
 
 
 class AsyncSQLiteStore:
@@ -136,6 +149,10 @@ class AsyncSQLiteStore:
         self._commit_listeners: list[Callable[[int], None]] = []
         self._watch: DataVersionWatch | None = None
         self._watch_lock = threading.Lock()
+        # Appends waiting for a group commit, and whether one of their callers leads it.
+        self._queued: list[_QueuedAppend] = []
+        self._leading = False
+        self._queue_lock = threading.Lock()  # held for list operations only, never across a wait
 
     def add_commit_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
         """Call `listener(last_position)` after each commit that appended events.
@@ -210,8 +227,74 @@ class AsyncSQLiteStore:
         events: Sequence[NewEvent],
         expected_version: ExpectedVersion = StreamState.ANY,
     ) -> AppendResult:
-        async with self.transaction() as tx:
-            return await tx.append(stream, events, expected_version)
+        """Append in a group commit with the appends of other callers queued meanwhile."""
+        check_new_events(stream, events, expected_version)
+        self._check_open()
+        queued = _QueuedAppend(stream, events, expected_version, time.monotonic() + self._timeout)
+        with self._queue_lock:
+            self._queued.append(queued)
+            if self._leading:  # a follower: told when its group has committed, or to lead
+                settled = queued.settled = _Event()
+            else:
+                queued.leads = self._leading = True
+        if not queued.leads:
+            try:
+                await settled.wait()
+            except BaseException:  # cancelled while queued: out of the queue, and of the lead
+                with self._queue_lock:
+                    if queued in self._queued:
+                        self._queued.remove(queued)
+                        if queued.leads:
+                            self._hand_over()
+                raise
+        if queued.leads:
+            await self._lead(queued)
+        if queued.error is not None:
+            raise queued.error
+        assert queued.result is not None
+        return queued.result
+
+    async def _lead(self, own: _QueuedAppend) -> None:
+        """Commit every append queued once the write lock and `BEGIN IMMEDIATE` are held.
+
+        Nothing awaits between taking the queue and settling it, so no caller
+        of the group is cancelled half-way (async) and none is left waiting.
+        """
+        group: list[_QueuedAppend] = []
+        try:
+            async with self._writing(own.deadline) as connection:
+                await self._begin(connection, own.deadline)
+                with self._queue_lock:
+                    group, self._queued = self._queued, []
+                _commit_group(connection, group, self.path)
+        finally:
+            with self._queue_lock:
+                if not group:  # failed before taking the queue: the others wait for the next lead
+                    self._queued.remove(own)
+                self._hand_over()
+            last_position = 0
+            for queued in group:
+                if queued.result is None and queued.error is None:  # interrupted mid-group
+                    queued.error = StoreUnavailable(
+                        f"SQLite database {self.path!r}: the group commit was interrupted"
+                    )
+                if queued.result is not None and queued.result.positions:
+                    last_position = max(last_position, queued.result.positions[-1])
+                if queued.settled is not None:  # every caller of the group but the leader
+                    queued.settled.set()
+        if last_position:
+            for listener in list(self._commit_listeners):
+                listener(last_position)
+
+    def _hand_over(self) -> None:
+        """Make the oldest queued append's caller lead the next group (queue lock held)."""
+        if self._queued:
+            follower = self._queued[0]
+            follower.leads = True
+            assert follower.settled is not None  # every caller queued behind a leader has one
+            follower.settled.set()
+        else:
+            self._leading = False
 
     async def read_stream(
         self,
@@ -471,6 +554,72 @@ class AsyncSQLiteStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreUnavailable(f"SQLite database {self.path!r}: the store is closed")
+
+
+class _QueuedAppend:
+    """One caller's append, waiting for the group commit that takes it, then its outcome."""
+
+    __slots__ = (
+        "deadline",
+        "error",
+        "events",
+        "expected",
+        "leads",
+        "result",
+        "settled",
+        "stream",
+    )
+
+    def __init__(
+        self, stream: str, events: Sequence[NewEvent], expected: ExpectedVersion, deadline: float
+    ) -> None:
+        self.stream = stream
+        self.events = events
+        self.expected = expected
+        self.deadline = deadline  # for the write lock, should this caller lead
+        self.leads = False  # set when the caller is to lead a group rather than wait for one
+        self.result: AppendResult | None = None
+        self.error: BaseException | None = None
+        self.settled: _Event | None = None
+
+
+def _commit_group(connection: sqlite3.Connection, group: list[_QueuedAppend], path: str) -> None:
+    """Append every queued append in the open transaction, commit, and settle their outcomes.
+
+    An append's own `WrongExpectedVersion` or `EventIdConflict` is raised
+    before it writes anything (`sqlite_sql.append`), so it is that caller's
+    alone; a database error, or a failed commit, rolls back the group and is
+    every caller's. Results are given only once the commit has returned.
+    """
+    outcomes: list[AppendResult | TidingsError] = []
+    try:
+        for queued in group:
+            try:
+                outcomes.append(
+                    sqlite_sql.append(connection, queued.stream, queued.events, queued.expected)
+                )
+            except TidingsError as exc:
+                outcomes.append(exc)
+        connection.execute("COMMIT")
+    except BaseException as exc:
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite has already rolled back what it could not keep
+        if not isinstance(exc, sqlite3.Error):
+            raise  # the leader's to raise; the others are told the group was interrupted
+        try:
+            sqlite_sql.raise_unavailable(path, exc)
+        except Exception as typed:  # the store's error for it, for every caller of the group
+            for queued in group:
+                queued.error = typed
+        return
+    for queued, outcome in zip(group, outcomes, strict=True):
+        if isinstance(outcome, AppendResult):
+            queued.result = outcome
+        else:
+            queued.error = outcome
 
 
 class AsyncSQLiteTransaction:
