@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.reliability.figures import Figures
 from tests.reliability.history import History
 from tests.reliability.replay_app import HANDLER, Ordered, prepare, replayed_table
@@ -27,6 +29,10 @@ from tidings.store.urls import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 LETTERS = 20_000
+
+# Two processes replaying 20,000 letters one commit each: about 40 s on an idle
+# machine, several times that on a loaded one; the second replayer has 300 s.
+pytestmark = pytest.mark.timeout(420)
 
 
 def replayer(url: str) -> subprocess.Popen[str]:
