@@ -210,3 +210,22 @@ def test_two_deliveries_handled_at_once_bill_once(broker: Connect, open_store: O
         await store.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_consumer_stopped_before_it_runs_returns_at_once(broker: Connect, tmp_path: Path) -> None:
+    """A stop that comes while the consumer is being made ready (a SIGTERM) is not lost."""
+
+    async def scenario() -> None:
+        with store_opener("sqlite", tmp_path) as open_store:
+            store: AsyncEventStore = open_store()
+            inbox = AsyncInbox(store, "billing")
+            async with broker(unique_namespace()) as binding:
+                receiver = await binding.receiver("billing")
+                consumer = AsyncBrokerConsumer(receiver, billing_bus(store, inbox), inbox, wait=0.1)
+                consumer.stop()
+                async with asyncio.timeout(5):
+                    await consumer.run()
+                await receiver.delete()
+            await store.aclose()
+
+    asyncio.run(scenario())

@@ -94,8 +94,11 @@ class AsyncBrokerConsumer:
         return self.inbox.consumer
 
     async def run(self) -> None:
-        """Receive and hand over until `stop` is called."""
-        self._stopped = False
+        """Receive and hand over until `stop`; returns at once after `stop`, which is final.
+
+        So a stop that comes before `run` begins (a SIGTERM while the
+        service is connecting) is not lost.
+        """
         await self.inbox.prepare()
         while not self._stopped:
             await self.run_once()
