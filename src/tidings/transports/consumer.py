@@ -14,7 +14,8 @@ RabbitMQ's prefetch, Redis's `XREADGROUP COUNT`). For each batch:
    dead-lettered by the bus itself, never raised. Handlers that commit
    through an `AsyncInboxUnitOfWork` record the id with their effects.
 4. The ids no handler recorded are recorded together, in one transaction;
-   then every delivery of the batch is acked.
+   then every delivery of the batch is acked, the acks awaited at once (a
+   binding may send them together: Redis Streams as one `XACK`).
 
 A crash after a handler's commit and before the ack redelivers the message,
 and step 2 skips it: effects committed through the inbox unit of work
@@ -124,8 +125,10 @@ class AsyncBrokerConsumer:
                 await delivery.nack()
             await anyio.sleep(self.retry_after)
             return len(deliveries)
-        for delivery in deliveries:
-            await delivery.ack()
+        # Awaited at once, so a binding may send them together (Redis: one XACK).
+        async with anyio.create_task_group() as tasks:
+            for delivery in deliveries:
+                tasks.start_soon(delivery.ack)
         return len(deliveries)
 
     async def _deliver(self, deliveries: list[AsyncDelivery]) -> None:
