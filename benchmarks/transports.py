@@ -23,10 +23,17 @@ Per broker (NATS JetStream, RabbitMQ, Redis Streams), side by side:
   stored.
 - **end-to-end latency**: from an append's return (its commit) to the
   consumer's handler, p50 and p99, one event per commit at each of `--rates`
-  events/s for `--seconds`; the relay and the consumer (with its inbox in
-  a SQLite store of its own) run in the producer's process, so one
-  process makes every durable commit: the producer's, the relay's
-  checkpoint's and the inbox's.
+  events/s for `--seconds`, on each of `--stores` (SQLite files on the local
+  disk, or PostgreSQL schemas at `TIDINGS_BENCH_POSTGRES`); the relay and
+  the consumer (with its inbox in a store of its own) run in the producer's
+  process, so one process makes every durable commit: the producer's, the
+  relay's checkpoint's and the inbox's, on SQLite each inline on its event
+  loop. Split into its parts: commit -> the relay's publication starts (its
+  wake-up, reading the log), the broker's confirmation, publication -> the
+  handler (delivery, the consumer's fetch and inbox query); with the
+  process's CPU time over the run's, and the load average, since a process
+  that gets less of a core than the pipeline needs falls behind whatever
+  the design.
 - **consumer throughput**: events/s of `AsyncBrokerConsumer` with its inbox
   (one inbox query and one durable SQLite commit per batch of up to 100,
   and with `batch_size=1` one of each per message) beside a loop that
@@ -40,7 +47,8 @@ Throughputs are the median of `--repeats` runs, the cases of a figure
 interleaved run by run. SQLite files are on the local disk with durable
 commits (`synchronous=FULL`).
 
-Run: `uv run python -m benchmarks.transports [--broker nats|rabbitmq|redis|all]`
+Run: `uv run python -m benchmarks.transports [--broker nats|rabbitmq|redis|all]
+[--parts relay,latency,consumer] [--stores sqlite,postgres]`
 (FastStream is in the bench group: `uv sync --all-extras --group bench`).
 A broker that does not answer is skipped with a line saying so.
 """
@@ -456,6 +464,8 @@ class Latency:
     count: int
     total: tuple[float, float]
     parts: dict[str, tuple[float, float]]
+    cpu: float
+    """The process's CPU time over the run's wall time: 1.0 is one core, all along."""
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -485,7 +495,7 @@ async def latency(broker: Broker, directory: Path, rate: int, seconds: float, ki
             async with runner.running(), asyncio.TaskGroup() as tasks:
                 consuming = tasks.create_task(consumer.run())
                 await asyncio.sleep(0.5)  # everyone connected and waiting
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 for n in range(count):
                     delay = start + n / rate - time.perf_counter()
                     if delay > 0:
@@ -497,6 +507,7 @@ async def latency(broker: Broker, directory: Path, rate: int, seconds: float, ki
                 deadline = time.perf_counter() + 60
                 while len(seen) < count and time.perf_counter() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
+                cpu = (time.process_time() - cpu_start) / (time.perf_counter() - start)
                 consumer.stop()
                 await consuming
                 runner.stop()
@@ -521,6 +532,7 @@ async def latency(broker: Broker, directory: Path, rate: int, seconds: float, ki
             ),
             "publish -> handler": percentiles([(seen[n] - sent[n]) * ms for n in range(count)]),
         },
+        cpu,
     )
 
 
@@ -644,7 +656,8 @@ async def bench(
                     p50, p99 = timed.total
                     print(
                         f"{broker.name}: commit -> handler at {rate:,} events/s"
-                        f" ({timed.count} events, {store}): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+                        f" ({timed.count} events, {store}): p50 {p50:.2f} ms, p99 {p99:.2f} ms,"
+                        f" process CPU {timed.cpu:.0%} of a core, load {os.getloadavg()[0]:.1f}"
                     )
                     for part, (p50, p99) in timed.parts.items():
                         print(f"  {part:<28} p50 {p50:>8.2f} ms, p99 {p99:>8.2f} ms")
