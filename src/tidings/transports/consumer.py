@@ -49,6 +49,20 @@ __all__ = ["AsyncBrokerConsumer", "letter_handler"]
 logger = logging.getLogger("tidings.transports")
 
 
+async def _ack_all(deliveries: list[AsyncDelivery]) -> None:
+    """Ack each delivery, the acks awaited at once so a binding may send them together.
+
+    The first failure is raised as it is, not in a group, as one ack's
+    would be: the service that runs the consumer logs it by its own name.
+    """
+    try:
+        async with anyio.create_task_group() as tasks:
+            for delivery in deliveries:
+                tasks.start_soon(delivery.ack)
+    except ExceptionGroup as group:
+        raise group.exceptions[0] from None
+
+
 def letter_handler(consumer: str) -> str:
     """The handler named in the dead letters of what consumer `consumer` could not hand over."""
     return f"consumer:{consumer}"
@@ -125,10 +139,7 @@ class AsyncBrokerConsumer:
                 await delivery.nack()
             await anyio.sleep(self.retry_after)
             return len(deliveries)
-        # Awaited at once, so a binding may send them together (Redis: one XACK).
-        async with anyio.create_task_group() as tasks:
-            for delivery in deliveries:
-                tasks.start_soon(delivery.ack)
+        await _ack_all(deliveries)
         return len(deliveries)
 
     async def _deliver(self, deliveries: list[AsyncDelivery]) -> None:
