@@ -23,22 +23,32 @@ Per broker (NATS JetStream, RabbitMQ, Redis Streams), side by side:
   stored.
 - **end-to-end latency**: from an append's return (its commit) to the
   consumer's handler, p50 and p99, one event per commit at each of `--rates`
-  events/s for `--seconds`; the relay and the consumer (with its inbox in
-  a SQLite store of its own) run in the producer's process, so one
-  process makes every durable commit: the producer's, the relay's
-  checkpoint's and the inbox's.
+  events/s for `--seconds`, on each of `--stores` (SQLite files on the local
+  disk, or PostgreSQL schemas at `TIDINGS_BENCH_POSTGRES`); the relay and
+  the consumer (with its inbox in a store of its own) run in the producer's
+  process, so one process makes every durable commit: the producer's, the
+  relay's checkpoint's and the inbox's, on SQLite each inline on its event
+  loop. Split into its parts: commit -> the relay's publication starts (its
+  wake-up, reading the log), the broker's confirmation, publication -> the
+  handler (delivery, the consumer's fetch and inbox query); with the
+  process's CPU time over the run's, and the load average, since a process
+  that gets less of a core than the pipeline needs falls behind whatever
+  the design.
 - **consumer throughput**: events/s of `AsyncBrokerConsumer` with its inbox
   (one inbox query and one durable SQLite commit per batch of up to 100,
   and with `batch_size=1` one of each per message) beside a loop that
   fetches, decodes, hands each message to the same bus and acks it, with
   no inbox; each reads the same `--events` messages through a group of its
-  own.
+  own. On Redis also with the batch's deliveries acked one `XACK` each,
+  awaited one after the other, as before the consumer awaited a batch's
+  acks at once (which the binding sends as one `XACK`).
 
 Throughputs are the median of `--repeats` runs, the cases of a figure
 interleaved run by run. SQLite files are on the local disk with durable
 commits (`synchronous=FULL`).
 
-Run: `uv run python -m benchmarks.transports [--broker nats|rabbitmq|redis|all]`
+Run: `uv run python -m benchmarks.transports [--broker nats|rabbitmq|redis|all]
+[--parts relay,latency,consumer] [--stores sqlite,postgres]`
 (FastStream is in the bench group: `uv sync --all-extras --group bench`).
 A broker that does not answer is skipped with a line saying so.
 """
@@ -83,15 +93,23 @@ from tidings import (
     OutboxRelay,
     Router,
 )
-from tidings.transports import AsyncBinding, BrokerMessage
+from tidings.store.urls import open_async_store
+from tidings.transports import AsyncBinding, AsyncDelivery, AsyncReceiver, BrokerMessage
 from tidings.transports.envelopes import decoded, encoded
 from tidings.transports.nats import NatsBinding
 from tidings.transports.rabbitmq import RabbitMQBinding
-from tidings.transports.redis import BODY_FIELD, SUBJECT_FIELD, RedisStreamsBinding
+from tidings.transports.redis import (
+    BODY_FIELD,
+    SUBJECT_FIELD,
+    RedisDelivery,
+    RedisReceiver,
+    RedisStreamsBinding,
+)
 
 NATS_URL = os.environ.get("TIDINGS_TEST_NATS", "nats://127.0.0.1:4222")
 RABBITMQ_URL = os.environ.get("TIDINGS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("TIDINGS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 IN_FLIGHT = 256  # the relay's default max_in_flight, and the peers' window
 STREAMS = 100  # streams the events are spread over, by default
 
@@ -400,69 +418,197 @@ def recording_bus(seen: dict[int, float]) -> AsyncMessageBus:
     return AsyncMessageBus(router, retry_waits=False)
 
 
-async def latency(
-    broker: Broker, directory: Path, rate: int, seconds: float
-) -> tuple[float, float, int]:
-    """p50 and p99 in ms from commit to handler, and how many events were sent."""
+class Timed:
+    """The relay's binding, noting when each event's publication starts and is confirmed."""
+
+    def __init__(self, binding: AsyncBinding, numbers: dict[str, int]) -> None:
+        self.binding = binding
+        self.numbers = numbers  # message id -> n
+        self.sent: dict[int, float] = {}
+        self.confirmed: dict[int, float] = {}
+
+    async def publish(self, message: BrokerMessage) -> None:
+        n = self.numbers[message.message_id]
+        self.sent.setdefault(n, time.perf_counter())
+        await self.binding.publish(message)
+        self.confirmed.setdefault(n, time.perf_counter())
+
+    async def aclose(self) -> None:
+        await self.binding.aclose()
+
+
+@asynccontextmanager
+async def latency_stores(kind: str, directory: Path, name: str) -> AsyncIterator[Sequence[str]]:
+    """The producer's and the consumer's store URLs: SQLite files, or PostgreSQL schemas."""
+    if kind == "sqlite":
+        yield [f"sqlite:///{directory / f'latency-{name}-{role}.db'}" for role in ("log", "inbox")]
+        return
+    import psycopg
+    from psycopg import sql
+
+    schemas = [f"bench_latency_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    try:
+        yield [f"{POSTGRES_URL}?schema={schema}" for schema in schemas]
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            for schema in schemas:
+                connection.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                )
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Commit -> handler, p50 and p99 in ms, and the same of each part of the way."""
+
+    count: int
+    total: tuple[float, float]
+    parts: dict[str, tuple[float, float]]
+    cpu: float
+    """The process's CPU time over the run's wall time: 1.0 is one core, all along."""
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+async def latency(broker: Broker, directory: Path, rate: int, seconds: float, kind: str) -> Latency:
+    """Commit -> handler at `rate` events/s for `seconds`, on `kind` stores, and its parts."""
     count = int(rate * seconds)
-    producer = AsyncSQLiteStore(str(directory / f"latency-{broker.name}.db"))
-    consumer_store = AsyncSQLiteStore(str(directory / f"latency-{broker.name}-consumer.db"))
     committed: dict[int, float] = {}
     seen: dict[int, float] = {}
-    async with broker.namespace() as namespace:
-        publishing = await broker.binding(namespace)
-        receiving = await broker.binding(namespace)
-        receiver = await receiving.receiver("latency")
-        inbox = AsyncInbox(consumer_store, "latency")
-        consumer = AsyncBrokerConsumer(
-            receiver, recording_bus(seen), inbox, codec=CODEC, batch_size=100, wait=0.05
-        )
-        relay = OutboxRelay(publishing, name="relay")
-        runner = AsyncProjectionRunner(producer, [relay], codec=CODEC, poll_interval=0.05)
-        async with runner.running(), asyncio.TaskGroup() as tasks:
-            consuming = tasks.create_task(consumer.run())
-            await asyncio.sleep(0.5)  # everyone connected and waiting
-            start = time.perf_counter()
-            for n in range(count):
-                delay = start + n / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                envelope: Envelope[Event] = Envelope.new(tick(n))
-                await producer.append(f"Tick-{n % STREAMS}", [CODEC.new_event(envelope)])
-                committed[n] = time.perf_counter()
-            deadline = time.perf_counter() + 60
-            while len(seen) < count and time.perf_counter() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-            consumer.stop()
-            await consuming
-            runner.stop()
-        await receiver.delete()
-        await publishing.aclose()
-        await receiving.aclose()
-    await producer.aclose()
-    await consumer_store.aclose()
+    numbers: dict[str, int] = {}
+    async with latency_stores(kind, directory, broker.name.split()[0]) as (log, inbox_url):
+        producer = open_async_store(log)
+        consumer_store = open_async_store(inbox_url)
+        async with broker.namespace() as namespace:
+            publishing = Timed(await broker.binding(namespace), numbers)
+            receiving = await broker.binding(namespace)
+            receiver = await receiving.receiver("latency")
+            inbox = AsyncInbox(consumer_store, "latency")
+            consumer = AsyncBrokerConsumer(
+                receiver, recording_bus(seen), inbox, codec=CODEC, batch_size=100, wait=0.05
+            )
+            relay = OutboxRelay(publishing, name="relay")
+            runner = AsyncProjectionRunner(producer, [relay], codec=CODEC, poll_interval=0.05)
+            async with runner.running(), asyncio.TaskGroup() as tasks:
+                consuming = tasks.create_task(consumer.run())
+                await asyncio.sleep(0.5)  # everyone connected and waiting
+                start, cpu_start = time.perf_counter(), time.process_time()
+                for n in range(count):
+                    delay = start + n / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    envelope: Envelope[Event] = Envelope.new(tick(n))
+                    numbers[str(envelope.message_id)] = n
+                    await producer.append(f"Tick-{n % STREAMS}", [CODEC.new_event(envelope)])
+                    committed[n] = time.perf_counter()
+                deadline = time.perf_counter() + 60
+                while len(seen) < count and time.perf_counter() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                cpu = (time.process_time() - cpu_start) / (time.perf_counter() - start)
+                consumer.stop()
+                await consuming
+                runner.stop()
+            await receiver.delete()
+            await publishing.aclose()
+            await receiving.aclose()
+        await producer.aclose()
+        await consumer_store.aclose()
     if len(seen) < count:
         raise SystemExit(f"{broker.name}: only {len(seen)} of {count} events arrived in time")
-    waits = sorted((seen[n] - committed[n]) * 1000 for n in range(count))
-    return waits[len(waits) // 2], waits[min(len(waits) - 1, int(len(waits) * 0.99))], count
+    ms = 1000.0
+    sent, confirmed = publishing.sent, publishing.confirmed
+    return Latency(
+        count,
+        percentiles([(seen[n] - committed[n]) * ms for n in range(count)]),
+        {
+            "commit -> relay publishes": percentiles(
+                [(sent[n] - committed[n]) * ms for n in range(count)]
+            ),
+            "publish -> broker confirms": percentiles(
+                [(confirmed[n] - sent[n]) * ms for n in range(count)]
+            ),
+            "publish -> handler": percentiles([(seen[n] - sent[n]) * ms for n in range(count)]),
+        },
+        cpu,
+    )
+
+
+class OneXackEach:
+    """A Redis receiver whose deliveries are acked one `XACK` after the other, each awaited.
+
+    How the consumer acked before it awaited a batch's acks at once (which
+    the binding sends as one `XACK`): the figure's "before".
+    """
+
+    def __init__(self, receiver: RedisReceiver) -> None:
+        self.receiver = receiver
+        self._turn = asyncio.Lock()
+
+    async def fetch(self, limit: int, wait: float) -> list[AsyncDelivery]:
+        return [OneXack(self, d) for d in await self.receiver.fetch(limit, wait)]
+
+    async def ack(self, delivery: RedisDelivery) -> None:
+        async with self._turn:
+            await self.receiver.acknowledge([delivery.entry_id])
+
+    async def delete(self) -> None:
+        await self.receiver.delete()
+
+    async def aclose(self) -> None:
+        await self.receiver.aclose()
+
+
+class OneXack:
+    def __init__(self, receiver: OneXackEach, delivery: AsyncDelivery) -> None:
+        assert isinstance(delivery, RedisDelivery)
+        self._receiver, self._delivery = receiver, delivery
+
+    @property
+    def message(self) -> BrokerMessage:
+        return self._delivery.message
+
+    @property
+    def redelivered(self) -> bool:
+        return self._delivery.redelivered
+
+    async def ack(self) -> None:
+        await self._receiver.ack(self._delivery)
+
+    async def nack(self) -> None:
+        await self._delivery.nack()
 
 
 async def consumer_figures(
     broker: Broker, directory: Path, events: int, repeats: int
 ) -> dict[str, float]:
-    """Events/s of the consumer with its inbox (in batches, one at a time) and of a bare loop."""
+    """Events/s of the consumer with its inbox (in batches, one at a time) and of a bare loop.
+
+    On Redis also with an `XACK` per message (`OneXackEach`), beside the
+    batch's one.
+    """
     cases = {"with the inbox": 100, "with the inbox, one at a time": 1}
+    if isinstance(broker, Redis):
+        cases["with the inbox, XACK each"] = 100
     rates: dict[str, list[float]] = {key: [] for key in [*cases, "without the inbox"]}
     for run in range(repeats):
         namespace = fresh_namespace()
         binding = await broker.binding(namespace)
-        groups = {key: await binding.receiver(f"g{n}") for n, key in enumerate(rates)}
+        groups: dict[str, AsyncReceiver] = {
+            key: await binding.receiver(f"g{n}") for n, key in enumerate(rates)
+        }
+        if "with the inbox, XACK each" in groups:
+            receiver = groups["with the inbox, XACK each"]
+            assert isinstance(receiver, RedisReceiver)
+            groups["with the inbox, XACK each"] = OneXackEach(receiver)
         for n in range(events):
             envelope: Envelope[Event] = Envelope.new(tick(n))
             await binding.publish(encoded(envelope.stored(f"Tick-{n % STREAMS}", 1, n + 1), CODEC))
         store = AsyncSQLiteStore(str(directory / f"consumer-{broker.name}-{run}.db"))
-        for key, batch_size in cases.items():
-            inbox = AsyncInbox(store, f"bench-{batch_size}")
+        for index, (key, batch_size) in enumerate(cases.items()):
+            inbox = AsyncInbox(store, f"bench-{index}")
             await inbox.prepare()
             seen: dict[int, float] = {}
             consumer = AsyncBrokerConsumer(
@@ -496,29 +642,48 @@ async def bench(
     rates: list[int],
     seconds: float,
     streams: int,
+    stores: list[str],
+    parts: set[str],
 ) -> None:
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         for broker in brokers:
-            print(
-                f"\n{broker.name}: relay throughput, {events} events over {streams} streams,"
-                f" median of {repeats} runs"
-            )
-            relayed = await relay_figures(broker, directory, events, repeats, streams)
-            ours = relayed[f"relay, {IN_FLIGHT} in flight"]
-            for key, value in relayed.items():
-                print(f"  {key:<28} {value:>9,.0f} events/s   relay = {ours / value:.2f}x")
-            for rate in rates:
-                p50, p99, count = await latency(broker, directory, rate, seconds)
-                print(
-                    f"{broker.name}: commit -> handler at {rate:,} events/s ({count} events):"
-                    f" p50 {p50:.2f} ms, p99 {p99:.2f} ms"
-                )
-            consumed = await consumer_figures(broker, directory, events, repeats)
-            plain = consumed["without the inbox"]
-            print(f"{broker.name}: consumer throughput, {events} events, median of {repeats} runs")
-            for key, value in consumed.items():
-                print(f"  {key:<28} {value:>9,.0f} events/s   = {value / plain:.2f}x without")
+            if "relay" in parts:
+                await relay_part(broker, directory, events, repeats, streams)
+            for rate in rates if "latency" in parts else []:
+                for store in stores:
+                    timed = await latency(broker, directory, rate, seconds, store)
+                    p50, p99 = timed.total
+                    print(
+                        f"{broker.name}: commit -> handler at {rate:,} events/s"
+                        f" ({timed.count} events, {store}): p50 {p50:.2f} ms, p99 {p99:.2f} ms,"
+                        f" process CPU {timed.cpu:.0%} of a core, load {os.getloadavg()[0]:.1f}"
+                    )
+                    for part, (p50, p99) in timed.parts.items():
+                        print(f"  {part:<28} p50 {p50:>8.2f} ms, p99 {p99:>8.2f} ms")
+            if "consumer" in parts:
+                await consumer_part(broker, directory, events, repeats)
+
+
+async def relay_part(
+    broker: Broker, directory: Path, events: int, repeats: int, streams: int
+) -> None:
+    print(
+        f"\n{broker.name}: relay throughput, {events} events over {streams} streams,"
+        f" median of {repeats} runs"
+    )
+    relayed = await relay_figures(broker, directory, events, repeats, streams)
+    ours = relayed[f"relay, {IN_FLIGHT} in flight"]
+    for key, value in relayed.items():
+        print(f"  {key:<28} {value:>9,.0f} events/s   relay = {ours / value:.2f}x")
+
+
+async def consumer_part(broker: Broker, directory: Path, events: int, repeats: int) -> None:
+    consumed = await consumer_figures(broker, directory, events, repeats)
+    plain = consumed["without the inbox"]
+    print(f"{broker.name}: consumer throughput, {events} events, median of {repeats} runs")
+    for key, value in consumed.items():
+        print(f"  {key:<28} {value:>9,.0f} events/s   = {value / plain:.2f}x without")
 
 
 BROKERS: dict[str, tuple[Callable[[], Broker], str]] = {
@@ -538,6 +703,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--rates", default="200,1000", help="events/s of each latency run, comma-separated"
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="how long the latency runs")
+    parser.add_argument(
+        "--stores", default="sqlite,postgres", help="the latency runs' stores, comma-separated"
+    )
+    parser.add_argument(
+        "--parts", default="relay,latency,consumer", help="which figures, comma-separated"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     brokers: list[Broker] = []
@@ -551,7 +722,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             print(f"{broker.name} skipped: not reachable at {reason}")
     rates = [int(rate) for rate in args.rates.split(",")]
-    asyncio.run(bench(brokers, args.events, args.repeats, rates, args.seconds, args.streams))
+    stores = args.stores.split(",")
+    if "postgres" in stores and (reason := reachable(POSTGRES_URL)) is not None:
+        print(f"PostgreSQL skipped: not reachable at {reason}")
+        stores.remove("postgres")
+    asyncio.run(
+        bench(
+            brokers,
+            args.events,
+            args.repeats,
+            rates,
+            args.seconds,
+            args.streams,
+            stores,
+            set(args.parts.split(",")),
+        )
+    )
 
 
 if __name__ == "__main__":

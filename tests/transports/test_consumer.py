@@ -210,3 +210,61 @@ def test_two_deliveries_handled_at_once_bill_once(broker: Connect, open_store: O
         await store.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_consumer_stopped_before_it_runs_returns_at_once(broker: Connect, tmp_path: Path) -> None:
+    """A stop that comes while the consumer is being made ready (a SIGTERM) is not lost."""
+
+    async def scenario() -> None:
+        with store_opener("sqlite", tmp_path) as open_store:
+            store: AsyncEventStore = open_store()
+            inbox = AsyncInbox(store, "billing")
+            async with broker(unique_namespace()) as binding:
+                receiver = await binding.receiver("billing")
+                consumer = AsyncBrokerConsumer(receiver, billing_bus(store, inbox), inbox, wait=0.1)
+                consumer.stop()
+                async with asyncio.timeout(5):
+                    await consumer.run()
+                await receiver.delete()
+            await store.aclose()
+
+    asyncio.run(scenario())
+
+
+class AcksFail(AcksLost):
+    """A receiver whose broker connection breaks when the batch is acked."""
+
+    async def fetch(self, limit: int, wait: float) -> list[AsyncDelivery]:
+        return [_AckFails(d) for d in await self.receiver.fetch(limit, wait)]
+
+
+class _AckFails(_AckLost):
+    async def ack(self) -> None:
+        raise ConnectionError("the connection broke")
+
+
+def test_an_ack_that_fails_raises_its_own_error_not_a_group(
+    broker: Connect, tmp_path: Path
+) -> None:
+    """The acks of a batch go out at once; the first failure comes out as it is, not grouped."""
+
+    async def scenario() -> None:
+        with store_opener("sqlite", tmp_path) as open_store:
+            store: AsyncEventStore = open_store()
+            await prepare(store)
+            inbox = AsyncInbox(store, "billing")
+            async with broker(unique_namespace()) as binding:
+                receiver = await binding.receiver("billing")
+                orders = [order(str(n), n) for n in range(3)]
+                for envelope in orders:
+                    await binding.publish(encoded(envelope, CODEC))
+                failing = AsyncBrokerConsumer(AcksFail(receiver), billing_bus(store, inbox), inbox)
+                with pytest.raises(ConnectionError, match="the connection broke"):
+                    async with asyncio.timeout(20):
+                        while True:
+                            await failing.run_once()
+                assert await billed(store)  # committed before the acks failed
+                await receiver.delete()
+            await store.aclose()
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
+import time
 
 import pytest
 
@@ -92,6 +93,27 @@ def test_a_group_receives_in_publication_order(broker: Connect) -> None:
                 await binding.publish(message(n))
             got = await drain(receiver, 200)
             assert [m.headers["n"] for m in got] == [str(n) for n in range(200)]
+            await receiver.delete()
+
+    asyncio.run(scenario())
+
+
+def test_a_fetch_returns_once_its_first_delivery_is_in_not_when_its_wait_ends(
+    broker: Connect,
+) -> None:
+    """A message arriving while a fetch waits is handed out at once: no waiting for a full batch."""
+
+    async def scenario() -> None:
+        async with broker(unique_namespace()) as binding:
+            receiver = await binding.receiver("g1")
+            assert await receiver.fetch(100, 0.2) == []  # drained
+            fetching = asyncio.create_task(receiver.fetch(100, 5.0))
+            await asyncio.sleep(0.3)  # the fetch is waiting
+            await binding.publish(message(1))
+            published = time.monotonic()
+            got = await fetching
+            assert time.monotonic() - published < 2.5
+            assert [d.message.headers["n"] for d in got] == ["1"]
             await receiver.delete()
 
     asyncio.run(scenario())

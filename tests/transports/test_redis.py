@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.transports.app import CODEC, OrderPlaced
 from tests.transports.brokers import REDIS_URL, Connect, redis_connect, unique_namespace
 from tests.transports.test_contract import drain, message
+from tidings import AsyncMessageBus, AsyncSQLiteStore, Envelope, Event, Router
 from tidings.errors import InvalidValue
+from tidings.transports import AsyncBrokerConsumer, AsyncInbox
 from tidings.transports.binding import AsyncBinding, BrokerMessage
+from tidings.transports.envelopes import encoded
 
 pytestmark = pytest.mark.brokers
 
@@ -139,5 +145,52 @@ def test_publications_awaited_at_once_are_each_kept_in_the_order_started() -> No
             got = await drain(receiver, 301, wait=1.0)
             assert [m.headers["n"] for m in got] == [str(n) for n in range(300)]
             await receiver.delete()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_is_acked_in_one_xack_once_its_inbox_record_has_committed(tmp_path: Path) -> None:
+    """Fifty deliveries handled in one batch: one XACK after the commit, none before it."""
+    redis_connect()
+    import redis.asyncio as aioredis
+
+    from tidings.transports.redis import RedisStreamsBinding
+
+    class Counting(aioredis.Redis):
+        """The client, counting the XACKs it sends and the inbox's records committed by then."""
+
+        xacks: list[int]
+        inbox: AsyncInbox
+
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            if args and args[0] == "XACK":
+                self.xacks.append(await self.inbox.count())
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+    async def scenario() -> None:
+        store = AsyncSQLiteStore(str(tmp_path / "inbox.db"))
+        inbox = AsyncInbox(store, "acks")
+        client = Counting(connection_pool=aioredis.ConnectionPool.from_url(REDIS_URL))
+        client.xacks, client.inbox = [], inbox
+        binding = RedisStreamsBinding(client, unique_namespace())
+        try:
+            receiver = await binding.receiver("acks")
+            for n in range(50):
+                envelope: Envelope[Event] = Envelope.new(OrderPlaced(str(n), n))
+                await binding.publish(encoded(envelope.stored(f"Order-{n}", 1, 1), CODEC))
+            consumer = AsyncBrokerConsumer(
+                receiver, AsyncMessageBus(Router()), inbox, codec=CODEC, batch_size=50
+            )
+            handled = 0
+            while handled < 50:
+                handled += await consumer.run_once()
+            assert client.xacks and len(client.xacks) <= 2  # one per batch fetched
+            assert client.xacks[-1] == 50  # each acked once its record had committed
+            pending: Any = await client.xpending(binding.stream, "acks")
+            assert pending["pending"] == 0
+        finally:
+            await binding.delete()
+            await binding.aclose()
+            await store.aclose()
 
     asyncio.run(scenario())

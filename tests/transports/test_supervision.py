@@ -16,7 +16,15 @@ from typing import Any
 import anyio
 import pytest
 
-from tidings import AsyncConsumerService, AsyncMemoryStore, AsyncRelayService, Backoff
+from tidings import (
+    AsyncConsumerService,
+    AsyncEventStore,
+    AsyncMemoryStore,
+    AsyncRelayService,
+    Backoff,
+    BrokerMessage,
+    OutboxRelay,
+)
 from tidings.errors import ConfigurationError
 
 
@@ -107,6 +115,42 @@ def test_stop_during_a_long_backoff_returns_at_once() -> None:
         return time.monotonic() - started
 
     assert anyio.run(main) < 1.0
+
+
+class Publisher:
+    """A broker the relay publishes into that keeps nothing."""
+
+    async def publish(self, message: BrokerMessage) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["relay", "consumer"])
+def test_a_service_stopped_before_it_runs_returns_at_once_without_connecting(kind: str) -> None:
+    """A stop that comes before `run` begins (the worker stopped while starting) is not lost."""
+    broker = Broker(failures=0)
+
+    @asynccontextmanager
+    async def relay(store: AsyncEventStore) -> AsyncIterator[OutboxRelay]:
+        broker.connects += 1
+        yield OutboxRelay(Publisher())
+
+    store = AsyncMemoryStore()
+    service: AsyncRelayService | AsyncConsumerService = (
+        AsyncRelayService(store, relay, poll_interval=0.05)
+        if kind == "relay"
+        else AsyncConsumerService(store, broker.connect)
+    )
+    service.stop()
+
+    async def main() -> None:
+        with anyio.fail_after(5):
+            await service.run()
+
+    anyio.run(main)
+    assert broker.connects == 0
 
 
 def test_a_connection_giving_no_relay_is_a_configuration_error_not_retried() -> None:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from tests.workers.visits import Visited, Visits, visit
@@ -33,6 +34,7 @@ from tidings import (
     Worker,
 )
 from tidings.projections import Projection, handles
+from tidings.scheduling import AsyncScheduler, Scheduler
 from tidings.store.urls import open_async_store, open_store
 
 
@@ -188,3 +190,46 @@ async def test_an_async_worker_runs_its_services_as_tasks_and_stops_them() -> No
             worker.stop()
     assert consumer.stopped.is_set()
     assert (broker.opened, broker.closed) == (1, 1)
+
+
+def test_schedulers_stopped_before_they_run_return_at_once(tmp_path: Path) -> None:
+    """A worker's scheduler, blocking or async: a stop before `run` begins holds."""
+    blocking_store = open_store(f"sqlite:///{tmp_path / 'blocking.db'}")
+    blocking = Scheduler(blocking_store)
+    blocking.stop()
+    running = threading.Thread(target=blocking.run, kwargs={"poll_interval": 0.05})
+    running.start()
+    running.join(timeout=5)
+    assert not running.is_alive()
+    blocking_store.close()
+
+    async def main() -> None:
+        store = open_async_store(f"sqlite:///{tmp_path / 'async.db'}")
+        scheduler = AsyncScheduler(store)
+        scheduler.stop()
+        with anyio.fail_after(5):
+            await scheduler.run(poll_interval=0.05)
+        await store.aclose()
+
+    anyio.run(main)
+
+
+@pytest.mark.anyio
+async def test_an_async_worker_stopped_as_it_starts_stops_services_not_yet_begun() -> None:
+    """The stop reaches the services before their `run` has begun: it holds all the same."""
+    store = AsyncMemoryStore()
+    broker = Broker()
+    relay = AsyncRelayService(store, broker.relay, poll_interval=0.05)
+    consumer = AsyncConsumerService(store, lambda store: nothing())
+    worker = AsyncWorker(store, services=[relay, consumer], poll_interval=0.05)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(worker.run)
+            await anyio.lowlevel.checkpoint()  # the worker has begun, its services not yet
+            worker.stop()
+    assert broker.opened == 0
+
+
+@asynccontextmanager
+async def nothing() -> AsyncIterator[Consumer]:
+    yield Consumer()

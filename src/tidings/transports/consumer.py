@@ -14,7 +14,8 @@ RabbitMQ's prefetch, Redis's `XREADGROUP COUNT`). For each batch:
    dead-lettered by the bus itself, never raised. Handlers that commit
    through an `AsyncInboxUnitOfWork` record the id with their effects.
 4. The ids no handler recorded are recorded together, in one transaction;
-   then every delivery of the batch is acked.
+   then every delivery of the batch is acked, the acks awaited at once (a
+   binding may send them together: Redis Streams as one `XACK`).
 
 A crash after a handler's commit and before the ack redelivers the message,
 and step 2 skips it: effects committed through the inbox unit of work
@@ -46,6 +47,20 @@ from tidings.transports.inbox import AsyncInbox, Receiving, receiving
 __all__ = ["AsyncBrokerConsumer", "letter_handler"]
 
 logger = logging.getLogger("tidings.transports")
+
+
+async def _ack_all(deliveries: list[AsyncDelivery]) -> None:
+    """Ack each delivery, the acks awaited at once so a binding may send them together.
+
+    The first failure is raised as it is, not in a group, as one ack's
+    would be: the service that runs the consumer logs it by its own name.
+    """
+    try:
+        async with anyio.create_task_group() as tasks:
+            for delivery in deliveries:
+                tasks.start_soon(delivery.ack)
+    except ExceptionGroup as group:
+        raise group.exceptions[0] from None
 
 
 def letter_handler(consumer: str) -> str:
@@ -94,8 +109,11 @@ class AsyncBrokerConsumer:
         return self.inbox.consumer
 
     async def run(self) -> None:
-        """Receive and hand over until `stop` is called."""
-        self._stopped = False
+        """Receive and hand over until `stop`; returns at once after `stop`, which is final.
+
+        So a stop that comes before `run` begins (a SIGTERM while the
+        service is connecting) is not lost.
+        """
         await self.inbox.prepare()
         while not self._stopped:
             await self.run_once()
@@ -121,8 +139,7 @@ class AsyncBrokerConsumer:
                 await delivery.nack()
             await anyio.sleep(self.retry_after)
             return len(deliveries)
-        for delivery in deliveries:
-            await delivery.ack()
+        await _ack_all(deliveries)
         return len(deliveries)
 
     async def _deliver(self, deliveries: list[AsyncDelivery]) -> None:

@@ -14,8 +14,10 @@ A consumer group is a Redis consumer group on the stream, made at its start
 consumer of its own in the group. A delivery is acked with `XACK`; one left
 unacked (its receiver crashed or closed) stays in the group's pending
 entries, and once it has been idle for `ack_wait` seconds another receiver of
-the group claims it (`XAUTOCLAIM`) and it is delivered again. A nack marks
-the entry as idle long enough to be claimed at once.
+the group claims it (`XAUTOCLAIM`) and it is delivered again. Acks awaited
+at once (the consumer's, for a batch whose handling has committed) go out
+as one `XACK` of all their entries. A nack marks the entry as idle long
+enough to be claimed at once.
 
 A group with categories reads the whole stream and acks at once what is not
 of its categories: the stream keeps publication order across categories.
@@ -109,7 +111,7 @@ class RedisDelivery:
         return self._redelivered
 
     async def ack(self) -> None:
-        await self._receiver.acknowledge([self.entry_id])
+        await self._receiver.acknowledge_soon(self.entry_id)
 
     async def nack(self) -> None:
         await self._receiver.give_back(self.entry_id)
@@ -130,6 +132,8 @@ class RedisReceiver:
         self._subjects = tuple(f"{category_token(c)}." for c in categories) if categories else None
         self._cursor = "0-0"
         self._next_claim = 0.0  # when to look for pending entries left idle next
+        self._acks: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._acking: asyncio.Task[None] | None = None
 
     async def fetch(self, limit: int, wait: float) -> list[AsyncDelivery]:
         deadline = time.monotonic() + wait
@@ -147,6 +151,31 @@ class RedisReceiver:
 
     async def acknowledge(self, entry_ids: Sequence[bytes]) -> None:
         await self._binding.client.xack(self._binding.stream, self.group, *entry_ids)
+
+    async def acknowledge_soon(self, entry_id: bytes) -> None:
+        """Ack `entry_id` in one `XACK` with the others awaited at once, once Redis answers."""
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks.append((entry_id, answer))
+        if self._acking is None or self._acking.done():
+            self._acking = asyncio.create_task(self._send_acks())
+        await answer
+
+    async def _send_acks(self) -> None:
+        await asyncio.sleep(0)  # let the acks started with this one queue too
+        while self._acks:
+            batch, self._acks = self._acks, []
+            error: Exception | None = None
+            try:
+                await self.acknowledge([entry_id for entry_id, _answer in batch])
+            except Exception as exc:  # the connection: none of the batch is acked
+                error = exc
+            for _entry_id, answer in batch:
+                if answer.done():  # its acker was cancelled
+                    continue
+                if error is not None:
+                    answer.set_exception(error)
+                else:
+                    answer.set_result(None)
 
     async def give_back(self, entry_id: bytes) -> None:
         """Leave the entry pending, idle long enough that the group's next claim takes it."""

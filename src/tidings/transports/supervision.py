@@ -112,9 +112,11 @@ class _Reconnecting(Generic[T]):
         raise NotImplementedError
 
     async def run(self) -> None:
-        """Connect and serve until `stop`, connecting again after each failure."""
-        self._stopped = False
-        self._wake = anyio.Event()
+        """Connect and serve until `stop`, connecting again after each failure.
+
+        Returns at once after `stop`, which is final: a stop that comes before
+        `run` begins (the worker stopped while starting) is not lost.
+        """
         failures = 0
         while not self._stopped:
             started = time.monotonic()

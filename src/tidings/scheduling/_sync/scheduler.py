@@ -204,8 +204,11 @@ class Scheduler:
         return fired
 
     def run(self, *, poll_interval: float = 0.5) -> None:
-        """Deliver due messages until `stop`, looking every `poll_interval` seconds at most."""
-        self._stopped = False
+        """Deliver due messages until `stop`, looking every `poll_interval` seconds at most.
+
+        Returns at once after `stop`, which is final: a stop that comes before
+        `run` begins (the worker stopped while starting) is not lost.
+        """
         while not self._stopped:
             wake = self._wake = threading.Event()
             try:
