@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.observability.bank import Account, Opened
 from tests.observability.conftest import Telemetry
 from tests.store.backends import BACKENDS
 from tests.store.readable import readable, wait_readable
-from tidings import AsyncUnitOfWork, UnitOfWork
+from tidings import AsyncUnitOfWork, MemoryStore, UnitOfWork, UnknownEventType, new_id
 from tidings.observability import instrument
+from tidings.store import NewEvent
 
 SYSTEMS = {"memory": "memory", "sqlite": "sqlite", "postgres": "postgresql"}
 
@@ -108,3 +110,19 @@ def test_reads_and_loads_are_database_spans(
         "db.collection.name": "$all",
         "db.response.returned_rows": 1,
     }
+
+
+def test_a_load_that_fails_has_the_error_on_its_span(telemetry: Telemetry) -> None:
+    store = MemoryStore()
+    unknown = new_id()
+    store.append(
+        "Account-acc-2",
+        [NewEvent(unknown, "nobody.Knows", 1, b"{}", unknown, None, datetime.now(UTC))],
+    )
+    instrument(tracer_provider=telemetry.tracer_provider)
+    with UnitOfWork(store) as uow, pytest.raises(UnknownEventType):
+        uow.repository(Account).get("acc-2")
+    [load] = [s for s in telemetry.spans.get_finished_spans() if s.name == "load Account-acc-2"]
+    assert load.status.status_code is StatusCode.ERROR
+    assert attributes(load)["error.type"] == "UnknownEventType"
+    assert [event.name for event in load.events] == ["exception"]

@@ -31,6 +31,7 @@ __all__ = [
     "dead_lettered",
     "install",
     "loading",
+    "observer",
     "processing_batch",
     "publishing",
     "reading",
@@ -130,19 +131,21 @@ class _Unread:
 _UNOBSERVED: AbstractContextManager[Publishing] = nullcontext(_Unobserved())
 _UNREAD: AbstractContextManager[_Unread] = nullcontext(_Unread())
 _NOTHING: AbstractContextManager[object] = nullcontext(None)
-_observer: Observer | None = None
+observer: Observer | None = None
+"""What observes tidings; None until `instrument`. A seam costs more than a read of the memory
+store, so that store checks this first and calls its seams only when something observes."""
 
 
-def install(observer: Observer | None) -> None:
-    """Observe tidings with `observer` from now on, process-wide; None stops observing."""
-    global _observer
-    _observer = observer
+def install(watcher: Observer | None) -> None:
+    """Observe tidings with `watcher` from now on, process-wide; None stops observing."""
+    global observer
+    observer = watcher
 
 
 def publishing() -> AbstractContextManager[Publishing]:
     """Around a unit of work's commit: what it appends, and the headers its events carry."""
-    observer = _observer
-    return _UNOBSERVED if observer is None else observer.publishing()
+    watcher = observer
+    return _UNOBSERVED if watcher is None else watcher.publishing()
 
 
 def reading(system: str, operation: str, collection: str) -> AbstractContextManager[Reading]:
@@ -151,14 +154,14 @@ def reading(system: str, operation: str, collection: str) -> AbstractContextMana
     `system` is the database (`memory`, `sqlite`, `postgresql`), `collection`
     the stream read, or `$all`.
     """
-    observer = _observer
-    return _UNREAD if observer is None else observer.reading(system, operation, collection)
+    watcher = observer
+    return _UNREAD if watcher is None else watcher.reading(system, operation, collection)
 
 
 def loading(aggregate: str, stream: str) -> AbstractContextManager[Loading]:
     """Around a repository's loading of an aggregate of type `aggregate` from `stream`."""
-    observer = _observer
-    return _UNREAD if observer is None else observer.loading(aggregate, stream)
+    watcher = observer
+    return _UNREAD if watcher is None else watcher.loading(aggregate, stream)
 
 
 def relaying(publisher: object, message: BrokerMessage) -> AbstractContextManager[BrokerMessage]:
@@ -167,41 +170,41 @@ def relaying(publisher: object, message: BrokerMessage) -> AbstractContextManage
     Observed, that is `message` with the trace context of its publication in
     its headers, for the consumer to continue; otherwise `message` itself.
     """
-    observer = _observer
-    return nullcontext(message) if observer is None else observer.relaying(publisher, message)
+    watcher = observer
+    return nullcontext(message) if watcher is None else watcher.relaying(publisher, message)
 
 
 def receiving(
     receiver: object, group: str, envelope: Envelope[Event]
 ) -> AbstractContextManager[object]:
     """Around a consumer's handing of `envelope`, from `receiver` for `group`, to its bus."""
-    observer = _observer
-    return _NOTHING if observer is None else observer.receiving(receiver, group, envelope)
+    watcher = observer
+    return _NOTHING if watcher is None else watcher.receiving(receiver, group, envelope)
 
 
 def processing_batch(
     projection: str, records: Sequence[RecordedEvent]
 ) -> AbstractContextManager[object]:
     """Around a projection's (or partition's) handling of one batch of recorded events."""
-    observer = _observer
-    return _NOTHING if observer is None else observer.processing_batch(projection, records)
+    watcher = observer
+    return _NOTHING if watcher is None else watcher.processing_batch(projection, records)
 
 
 def saga_step(saga: str, step: str, stream: str) -> AbstractContextManager[object]:
     """Around one run of a saga's step (`stream` is the saga's own)."""
-    observer = _observer
-    return _NOTHING if observer is None else observer.saga_step(saga, step, stream)
+    watcher = observer
+    return _NOTHING if watcher is None else watcher.saga_step(saga, step, stream)
 
 
 def retried(handler: str, attempt: int, error: BaseException) -> None:
     """A handler (a bus handler's or a projection's name) failed and is tried again."""
-    observer = _observer
-    if observer is not None:
-        observer.retried(handler, attempt, error)
+    watcher = observer
+    if watcher is not None:
+        watcher.retried(handler, attempt, error)
 
 
 def dead_lettered(handler: str, error: BaseException, parked: bool = False) -> None:
     """A handler gave up on a message: it is dead-lettered (and its projection `parked`)."""
-    observer = _observer
-    if observer is not None:
-        observer.dead_lettered(handler, error, parked)
+    watcher = observer
+    if watcher is not None:
+        watcher.dead_lettered(handler, error, parked)

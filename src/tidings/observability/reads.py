@@ -13,22 +13,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextvars import Token
+from types import TracebackType
 
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry import trace
+from opentelemetry.context import Context, attach, detach
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
 __all__ = ["loading", "reading"]
 
 
 class _Read:
-    """A store read under its span."""
+    """A read (or a load) under its span, current from enter to exit.
 
-    __slots__ = ("span",)
+    Not a generator-based context manager: a read of the memory store costs
+    less than entering one.
+    """
+
+    __slots__ = ("span", "token")
 
     def __init__(self, span: Span) -> None:
         self.span = span
+        self.token: Token[Context] | None = None
+
+    def __enter__(self) -> _Read:
+        self.token = attach(trace.set_span_in_context(self.span))
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self.token is not None, "exited before entered"
+        detach(self.token)
+        span = self.span
+        if error is not None and span.is_recording():
+            span.record_exception(error)
+            span.set_attribute("error.type", type(error).__name__)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end()
 
     def read(self, count: int) -> None:
         self.span.set_attribute("db.response.returned_rows", count)
@@ -39,26 +65,20 @@ class _Read:
         self.span.set_attribute("tidings.replayed", replayed)
 
 
-@contextmanager
-def reading(tracer: Tracer, system: str, operation: str, collection: str) -> Iterator[_Read]:
+def reading(tracer: Tracer, system: str, operation: str, collection: str) -> _Read:
     attributes: dict[str, AttributeValue] = {
         "db.system": system,
         "db.operation.name": operation,
         "db.collection.name": collection,
     }
-    with tracer.start_as_current_span(
-        f"{operation} {collection}", kind=SpanKind.CLIENT, attributes=attributes
-    ) as span:
-        yield _Read(span)
+    return _Read(
+        tracer.start_span(f"{operation} {collection}", kind=SpanKind.CLIENT, attributes=attributes)
+    )
 
 
-@contextmanager
-def loading(tracer: Tracer, aggregate: str, stream: str) -> Iterator[_Read]:
+def loading(tracer: Tracer, aggregate: str, stream: str) -> _Read:
     attributes: dict[str, AttributeValue] = {
         "tidings.aggregate": aggregate,
         "tidings.stream": stream,
     }
-    with tracer.start_as_current_span(
-        f"load {stream}", kind=SpanKind.INTERNAL, attributes=attributes
-    ) as span:
-        yield _Read(span)
+    return _Read(tracer.start_span(f"load {stream}", kind=SpanKind.INTERNAL, attributes=attributes))
