@@ -8,8 +8,9 @@
   (kind CONSUMER), a child of the span that published it; the bus's span of
   the message, and whatever its handlers do, are its children.
 
-Both have `messaging.system` (`nats`, `rabbitmq`, `redis`; another
-publisher's lowercased class name), `messaging.destination.name` (the
+Both have `messaging.system` (`nats`, `rabbitmq`, `redis`; what another
+publisher names in its `messaging_system` attribute, else its class's name
+in lower case), `messaging.destination.name` (the
 subject, `<category>.<type>`, relative to the binding's namespace),
 `messaging.message.id` (the event's id) and
 `messaging.message.conversation_id`; the consumer's adds
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 import msgspec
@@ -34,7 +36,7 @@ from tidings.store.records import category_of
 from tidings.transports.binding import BrokerMessage, subject_for
 from tidings.transports.envelopes import CORRELATION_ID, HEADERS
 
-__all__ = ["received", "receiving", "relaying"]
+__all__ = ["NamesItsSystem", "received", "receiving", "relaying"]
 
 # The brokers of tidings' own bindings, by the module that holds them.
 _SYSTEMS = {
@@ -51,10 +53,22 @@ _encode = msgspec.json.Encoder().encode
 _headers = msgspec.json.Decoder(dict[str, str]).decode
 
 
+@runtime_checkable
+class NamesItsSystem(Protocol):
+    """A publisher or receiver of an application's own that says which broker it speaks to."""
+
+    messaging_system: str
+
+
 def system_of(endpoint: object) -> str:
     """The `messaging.system` of a publisher or receiver."""
     cls = type(endpoint)
-    return _SYSTEMS.get(cls.__module__) or cls.__name__.lower()
+    known = _SYSTEMS.get(cls.__module__)
+    if known is not None:
+        return known
+    if isinstance(endpoint, NamesItsSystem):
+        return endpoint.messaging_system
+    return cls.__name__.lower()
 
 
 @contextmanager
