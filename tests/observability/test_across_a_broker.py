@@ -70,7 +70,7 @@ def child_of(span: ReadableSpan, parent: ReadableSpan) -> bool:
     return parent_id(span) == span_id(parent)
 
 
-@pytest.mark.parametrize("broker", ["nats", "redis"])
+@pytest.mark.parametrize("broker", ["nats", "rabbitmq", "redis"])
 def test_one_trace_runs_from_the_request_through_the_relay_to_the_consumers_handler(
     telemetry: Telemetry, tmp_path: Path, broker: str
 ) -> None:
