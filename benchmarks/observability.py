@@ -8,8 +8,11 @@ Measured side by side, in one run, as ratios to the uninstrumented bus:
 - each without `instrument`, with `instrument` and OpenTelemetry's default
   (no-op) providers, and with the SDK's providers recording every span (no
   exporter: the cost of making spans, not of shipping them);
-- the seams alone when nothing is instrumented (`hooks.publishing()` entered
-  and left), in nanoseconds per call.
+- reads of the log: a `MemoryStore` and a `SQLiteStore` reading a stream of
+  ten events, and a unit of work loading the aggregate of such a stream
+  (`repository(...).get`, which reads it), in reads per second;
+- the seams alone when nothing is instrumented (`hooks.publishing()` and
+  `hooks.reading()` entered and left), in nanoseconds per call.
 
 Run: `uv run python -m benchmarks.observability [--repeats 5] [--seconds 0.2]`.
 """
@@ -17,13 +20,16 @@ Run: `uv run python -m benchmarks.observability [--repeats 5] [--seconds 0.2]`.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import timeit
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from benchmarks.timing import Case, Timer, measure, sync_timer
+from benchmarks.timing import Case, Result, Timer, measure, sync_timer
 from tidings import (
     Command,
     Event,
@@ -32,6 +38,7 @@ from tidings import (
     MessageBus,
     PerCall,
     Router,
+    SQLiteStore,
     UnitOfWork,
     applies,
     new_id,
@@ -99,6 +106,51 @@ def install(providers: Providers | None) -> None:
         instrument(tracer_provider=providers[0], meter_provider=providers[1])
 
 
+EVENTS = 10  # in the stream each read case reads
+
+
+def filled(store: MemoryStore | SQLiteStore) -> str:
+    """Commit a `Pad` of `EVENTS` events to `store`; its id."""
+    pad = Pad(str(new_id()))
+    for n in range(EVENTS):
+        pad.record(Noted(n))
+    with UnitOfWork(store) as uow:
+        uow.repository(Pad).add(pad)
+        uow.commit()
+    return str(pad.id)
+
+
+def loader(store: MemoryStore) -> Callable[[str], object]:
+    def load(pad_id: str) -> object:
+        with UnitOfWork(store) as uow:
+            return uow.repository(Pad).get(pad_id)
+
+    return load
+
+
+def read_cases(workload: str, folder: Path) -> list[Case]:
+    found: list[Case] = []
+    for key, providers in SETUPS.items():
+        timer: Timer
+        if workload == "sqlite read":
+            sqlite = SQLiteStore(folder / f"{len(found)}.db")
+            timer = sync_timer(sqlite.read_stream, Pad.stream_for(filled(sqlite)))
+        else:
+            store = MemoryStore()
+            pad_id = filled(store)
+            if workload == "load":
+                timer = sync_timer(loader(store), pad_id)
+            else:
+                timer = sync_timer(store.read_stream, Pad.stream_for(pad_id))
+
+        def timed(n: int, timer: Timer = timer, providers: Providers | None = providers) -> float:
+            install(providers)
+            return timer(n)
+
+        found.append(Case(f"{workload}:{key}", f"{workload}, {key}", timed, "sync"))
+    return found
+
+
 def cases(workload: str) -> list[Case]:
     found: list[Case] = []
     for key, providers in SETUPS.items():
@@ -116,15 +168,30 @@ def cases(workload: str) -> list[Case]:
     return found
 
 
-def seam_ns() -> float:
+def seam_ns(enter: Callable[[], None]) -> float:
     uninstrument()
-
-    def enter() -> None:
-        with hooks.publishing() as publishing:
-            publishing.headers()
-
     number = 200_000
     return min(timeit.repeat(enter, number=number, repeat=5)) / number * 1e9
+
+
+def publishing() -> None:
+    with hooks.publishing() as publishing:
+        publishing.headers()
+
+
+def reading() -> None:
+    with hooks.reading("memory", "read_stream", "Pad-1") as reading:
+        reading.read(EVENTS)
+
+
+def report(workload: str, unit: str, results: list[Result]) -> None:
+    base = results[0].rate
+    print(f"{workload}: {unit}/s (ratio to uninstrumented)")
+    for result in results:
+        print(
+            f"  {result.case.name:<45} {result.rate:>12,.0f}  {result.rate / base:5.2f}x"
+            f"  (spread {result.spread:.0%})"
+        )
 
 
 def main() -> None:
@@ -133,15 +200,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.2)
     args = parser.parse_args()
     for workload in ("command", "commit"):
-        results = measure(cases(workload), repeats=args.repeats, seconds=args.seconds)
-        base = results[0].rate
-        print(f"{workload}: messages/s (ratio to uninstrumented)")
-        for result in results:
-            print(
-                f"  {result.case.name:<45} {result.rate:>12,.0f}  {result.rate / base:5.2f}x"
-                f"  (spread {result.spread:.0%})"
-            )
-    print(f"uninstrumented seam, hooks.publishing() entered and left: {seam_ns():.0f} ns")
+        report(
+            workload,
+            "messages",
+            measure(cases(workload), repeats=args.repeats, seconds=args.seconds),
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        for workload in ("read", "load", "sqlite read"):
+            found = read_cases(workload, Path(folder))
+            report(workload, "reads", measure(found, repeats=args.repeats, seconds=args.seconds))
+    print(f"uninstrumented seam, hooks.publishing() entered and left: {seam_ns(publishing):.0f} ns")
+    print(f"uninstrumented seam, hooks.reading() entered and left: {seam_ns(reading):.0f} ns")
     uninstrument()
 
 

@@ -16,7 +16,7 @@ from tidings.domain import Aggregate, EventSourced
 from tidings.errors import EventDecodeError, UnitOfWorkStateError
 from tidings.messages import Envelope, Event, new_id, utc_now
 from tidings.observability import hooks
-from tidings.observability.hooks import Publishing
+from tidings.observability.hooks import Loading, Publishing
 from tidings.projections._async.inline import AsyncInlineProjections
 from tidings.projections.projection import Projection
 from tidings.snapshots import SnapshotCodec, snapshot_codec
@@ -110,6 +110,10 @@ class AsyncEventSourcedRepository(AsyncRepository[ES]):
 
     async def _get(self, aggregate_id: Any) -> ES | None:
         stream = self._type.stream_for(aggregate_id)
+        with hooks.loading(self._type.__name__, stream) as loading:
+            return await self._load(stream, aggregate_id, loading)
+
+    async def _load(self, stream: str, aggregate_id: Any, loading: Loading) -> ES | None:
         if self._uow.lock_on_load:
             await self._uow.transaction.lock_stream(stream)
         aggregate = await self._from_snapshot(stream, aggregate_id)
@@ -118,6 +122,7 @@ class AsyncEventSourcedRepository(AsyncRepository[ES]):
         )
         if aggregate is None:
             if not records:
+                loading.loaded(None, 0)
                 return None
             aggregate = self._type(str(aggregate_id))
         codec = self._uow.codec
@@ -130,6 +135,7 @@ class AsyncEventSourcedRepository(AsyncRepository[ES]):
             aggregate._apply(event)
         if records:
             aggregate.version = records[-1].version
+        loading.loaded(aggregate.version, len(records))
         return aggregate
 
     async def _from_snapshot(self, stream: str, aggregate_id: Any) -> ES | None:

@@ -18,7 +18,7 @@ from tidings.domain import Aggregate, EventSourced
 from tidings.errors import EventDecodeError, UnitOfWorkStateError
 from tidings.messages import Envelope, Event, new_id, utc_now
 from tidings.observability import hooks
-from tidings.observability.hooks import Publishing
+from tidings.observability.hooks import Loading, Publishing
 from tidings.projections._sync.inline import InlineProjections
 from tidings.projections.projection import Projection
 from tidings.snapshots import SnapshotCodec, snapshot_codec
@@ -112,6 +112,10 @@ class EventSourcedRepository(Repository[ES]):
 
     def _get(self, aggregate_id: Any) -> ES | None:
         stream = self._type.stream_for(aggregate_id)
+        with hooks.loading(self._type.__name__, stream) as loading:
+            return self._load(stream, aggregate_id, loading)
+
+    def _load(self, stream: str, aggregate_id: Any, loading: Loading) -> ES | None:
         if self._uow.lock_on_load:
             self._uow.transaction.lock_stream(stream)
         aggregate = self._from_snapshot(stream, aggregate_id)
@@ -120,6 +124,7 @@ class EventSourcedRepository(Repository[ES]):
         )
         if aggregate is None:
             if not records:
+                loading.loaded(None, 0)
                 return None
             aggregate = self._type(str(aggregate_id))
         codec = self._uow.codec
@@ -132,6 +137,7 @@ class EventSourcedRepository(Repository[ES]):
             aggregate._apply(event)
         if records:
             aggregate.version = records[-1].version
+        loading.loaded(aggregate.version, len(records))
         return aggregate
 
     def _from_snapshot(self, stream: str, aggregate_id: Any) -> ES | None:

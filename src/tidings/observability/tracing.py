@@ -14,6 +14,9 @@
   relay) handles is a span `process <projection>` (kind CONSUMER), linked to
   the span that appended each of its events.
 - Each run of a saga's step is a span `step <saga>.<step>`.
+- Reads of the log and aggregates loaded: `tidings.observability.reads`;
+  messages relayed to a broker and received from one:
+  `tidings.observability.brokers`.
 
 Every span has `messaging.system` "tidings" and `messaging.operation.type`
 ("process", or "send" for appends); the message's spans add
@@ -26,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import Token
 from typing import Any
 
@@ -37,9 +40,11 @@ from opentelemetry.util.types import AttributeValue
 
 from tidings.errors import ConcurrencyError
 from tidings.messages import Command, Envelope, Event, Message
-from tidings.observability.hooks import Publishing
+from tidings.observability import brokers, reads
+from tidings.observability.hooks import Loading, Publishing, Reading
 from tidings.observability.metrics import Instruments
 from tidings.store.records import RecordedEvent, category_of
+from tidings.transports.binding import BrokerMessage
 
 __all__ = ["AsyncObserveMessages", "ObserveMessages", "Telemetry"]
 
@@ -65,7 +70,8 @@ class Telemetry:
         type_name = type(message).__name__
         headers = envelope.headers
         parent: Context | None = None
-        if headers and "traceparent" in headers:
+        # A message a consumer received is the child of the consumer's span, current now.
+        if headers and "traceparent" in headers and brokers.received.get() != envelope.message_id:
             parent = propagate.extract(headers)
         span = self.tracer.start_span(
             f"process {type_name}",
@@ -109,6 +115,24 @@ class Telemetry:
                 )
                 span.set_attribute("error.type", type(exc).__name__)
                 raise
+
+    def reading(
+        self, system: str, operation: str, collection: str
+    ) -> AbstractContextManager[Reading]:
+        return reads.reading(self.tracer, system, operation, collection)
+
+    def loading(self, aggregate: str, stream: str) -> AbstractContextManager[Loading]:
+        return reads.loading(self.tracer, aggregate, stream)
+
+    def relaying(
+        self, publisher: object, message: BrokerMessage
+    ) -> AbstractContextManager[BrokerMessage]:
+        return brokers.relaying(self.tracer, publisher, message)
+
+    def receiving(
+        self, receiver: object, group: str, envelope: Envelope[Event]
+    ) -> AbstractContextManager[object]:
+        return brokers.receiving(self.tracer, receiver, group, envelope)
 
     @contextmanager
     def processing_batch(self, projection: str, records: Sequence[RecordedEvent]) -> Iterator[Span]:

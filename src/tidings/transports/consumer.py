@@ -165,7 +165,8 @@ class AsyncBrokerConsumer:
         state = Receiving(self.inbox, envelope.message_id)
         token = receiving.set(state)
         try:
-            await self.bus.handle(envelope)
+            with hooks.receiving(self.receiver, self.name, envelope):
+                await self.bus.handle(envelope)
         except StoreUnavailable:
             raise
         except Exception as exc:  # the bus dead-letters handlers' failures; this is beyond them

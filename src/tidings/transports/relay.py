@@ -32,6 +32,7 @@ from collections.abc import Collection
 
 from tidings.codec import Codec
 from tidings.messages import Envelope, Event
+from tidings.observability import hooks
 from tidings.projections import OnFailure, Projection, handles
 from tidings.retry import Retry
 from tidings.store import AsyncReadModelTransaction
@@ -77,7 +78,8 @@ class OutboxRelay(Projection[AsyncReadModelTransaction]):
 
     @handles
     async def publish(self, event: Event, envelope: Envelope[Event], tx: None) -> None:
-        await self.binding.publish(encoded(envelope, self._codec))
+        with hooks.relaying(self.binding, encoded(envelope, self._codec)) as message:
+            await self.binding.publish(message)
 
     async def handle_batch(self, envelopes: list[Envelope[Event]]) -> tuple[int, Exception | None]:
         """Publish `envelopes`; how many from the first are confirmed, and the next one's error.

@@ -12,6 +12,8 @@ from uuid import UUID
 import anyio  # sync: import threading
 
 from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
+from tidings.observability import hooks
+from tidings.observability.hooks import ALL
 from tidings.store.checks import (
     check_expected_version,
     check_list_streams,
@@ -37,6 +39,8 @@ from tidings.store.records import (
 )
 
 __all__ = ["AsyncMemoryStore"]
+
+SYSTEM = "memory"  # the `db.system` of its read spans
 
 
 @dataclass
@@ -69,6 +73,26 @@ class _Log:
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     tables: sqlite3.Connection = field(default_factory=lambda: _tables())
     """An in-process SQLite database for applications' tables (read models)."""
+
+    def select(
+        self,
+        after: int,
+        limit: int | None,
+        categories: Collection[str] | None,
+        types: Collection[str] | None,
+    ) -> list[RecordedEvent]:
+        """The page of `$all` that `read_all` reads (its arguments checked)."""
+        # Positions are 1-based and dense, so position p sits at index p - 1.
+        selected: list[RecordedEvent] = []
+        for record in self.events[max(after, 0) :]:
+            if categories is not None and record.category not in categories:
+                continue
+            if types is not None and record.type not in types:
+                continue
+            selected.append(record)
+            if limit is not None and len(selected) >= limit:
+                break
+        return selected
 
 
 def _tables() -> sqlite3.Connection:
@@ -130,7 +154,12 @@ class AsyncMemoryStore:
         self._check_open()
         check_read_stream(stream, from_version, limit)
         found = self._log.streams.get(stream)
-        return _slice(found.visible() if found else [], from_version, backwards, limit)
+        if hooks.observer is None:  # the seam would cost half as much as the read: skip it
+            return _slice(found.visible() if found else [], from_version, backwards, limit)
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            records = _slice(found.visible() if found else [], from_version, backwards, limit)
+            reading.read(len(records))
+        return records
 
     async def read_all(
         self,
@@ -144,16 +173,11 @@ class AsyncMemoryStore:
         check_read_all(after, limit, categories, types)
         if limit == 0:
             return []
-        # Positions are 1-based and dense, so position p sits at index p - 1.
-        selected: list[RecordedEvent] = []
-        for record in self._log.events[max(after, 0) :]:
-            if categories is not None and record.category not in categories:
-                continue
-            if types is not None and record.type not in types:
-                continue
-            selected.append(record)
-            if limit is not None and len(selected) >= limit:
-                break
+        if hooks.observer is None:  # as in `read_stream`
+            return self._log.select(after, limit, categories, types)
+        with hooks.reading(SYSTEM, "read_all", ALL) as reading:
+            selected = self._log.select(after, limit, categories, types)
+            reading.read(len(selected))
         return selected
 
     async def read_correlated(
@@ -325,7 +349,12 @@ class AsyncMemoryTransaction:
         records = (found.visible() if found else []) + [
             record for record in self._staged if record.stream == stream
         ]
-        return _slice(records, from_version, backwards, limit)
+        if hooks.observer is None:  # as in the store's `read_stream`
+            return _slice(records, from_version, backwards, limit)
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            records = _slice(records, from_version, backwards, limit)
+            reading.read(len(records))
+        return records
 
     async def lock_stream(self, stream: str) -> None:
         """Nothing to hold: a memory store serves one process, whose blocks take turns."""

@@ -68,6 +68,8 @@ from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
+from tidings.observability import hooks
+from tidings.observability.hooks import ALL
 from tidings.store._async.postgres_announcer import AsyncCommitAnnouncer
 from tidings.store._async.postgres_outcomes import AsyncCommitOutcomes, lost
 from tidings.store.checks import (
@@ -110,6 +112,8 @@ from tidings.store.records import (
 )
 
 __all__ = ["AsyncPostgresJoinedWriter", "AsyncPostgresStore", "AsyncPostgresTransaction"]
+
+SYSTEM = "postgresql"  # the `db.system` of its read spans
 
 _Connection = AsyncConnection[TupleRow]
 
@@ -225,8 +229,13 @@ class AsyncPostgresStore:
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         check_read_stream(stream, from_version, limit)
-        async with self._connection() as connection:
-            return await _read_stream(connection, self._sql, stream, from_version, backwards, limit)
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            async with self._connection() as connection:
+                records = await _read_stream(
+                    connection, self._sql, stream, from_version, backwards, limit
+                )
+            reading.read(len(records))
+        return records
 
     async def read_all(
         self,
@@ -238,10 +247,13 @@ class AsyncPostgresStore:
     ) -> list[RecordedEvent]:
         check_read_all(after, limit, categories, types)
         variant, params = read_all_params(after, limit, categories, types)
-        async with self._connection() as connection:
-            cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
-            await cursor.execute(self._sql.read_all[variant], params)
-            return await cursor.fetchall()
+        with hooks.reading(SYSTEM, "read_all", ALL) as reading:
+            async with self._connection() as connection:
+                cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
+                await cursor.execute(self._sql.read_all[variant], params)
+                records = await cursor.fetchall()
+            reading.read(len(records))
+        return records
 
     async def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
@@ -481,10 +493,13 @@ class AsyncPostgresTransaction:
     ) -> list[RecordedEvent]:
         check_read_stream(stream, from_version, limit)
         self._check_active()
-        async with self._failing():
-            return await _read_stream(
-                self._connection, self._sql, stream, from_version, backwards, limit
-            )
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            async with self._failing():
+                records = await _read_stream(
+                    self._connection, self._sql, stream, from_version, backwards, limit
+                )
+            reading.read(len(records))
+        return records
 
     async def lock_stream(self, stream: str) -> None:
         check_stream_name(stream)
@@ -714,10 +729,12 @@ class AsyncPostgresJoinedWriter:
     ) -> list[RecordedEvent]:
         check_read_stream(stream, from_version, limit)
         await self._prepare()
-        with translated():
-            return await _read_stream(
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading, translated():
+            records = await _read_stream(
                 self.connection, self._sql, stream, from_version, backwards, limit
             )
+            reading.read(len(records))
+        return records
 
     async def lock_stream(self, stream: str) -> None:
         check_stream_name(stream)

@@ -62,6 +62,8 @@ from uuid import UUID
 import anyio  # sync:
 
 from tidings.errors import StoreUnavailable, TidingsError, TransactionClosed
+from tidings.observability import hooks
+from tidings.observability.hooks import ALL
 from tidings.store import sqlite_sql
 from tidings.store.checks import (
     check_list_streams,
@@ -86,6 +88,8 @@ from tidings.store.records import (
 from tidings.store.sqlite_watch import DataVersionWatch
 
 __all__ = ["AsyncSQLiteJoinedWriter", "AsyncSQLiteStore", "AsyncSQLiteTransaction"]
+
+SYSTEM = "sqlite"  # the `db.system` of its read spans
 
 T = TypeVar("T")
 
@@ -305,11 +309,14 @@ class AsyncSQLiteStore:
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         check_read_stream(stream, from_version, limit)
-        return await self._read(
-            lambda connection: sqlite_sql.read_stream(
-                connection, stream, from_version, backwards, limit
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            records = await self._read(
+                lambda connection: sqlite_sql.read_stream(
+                    connection, stream, from_version, backwards, limit
+                )
             )
-        )
+            reading.read(len(records))
+        return records
 
     async def read_all(
         self,
@@ -320,9 +327,12 @@ class AsyncSQLiteStore:
         types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
         check_read_all(after, limit, categories, types)
-        return await self._read(
-            lambda connection: sqlite_sql.read_all(connection, after, limit, categories, types)
-        )
+        with hooks.reading(SYSTEM, "read_all", ALL) as reading:
+            records = await self._read(
+                lambda connection: sqlite_sql.read_all(connection, after, limit, categories, types)
+            )
+            reading.read(len(records))
+        return records
 
     async def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
@@ -661,11 +671,14 @@ class AsyncSQLiteTransaction:
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         check_read_stream(stream, from_version, limit)
-        return await self._run(
-            lambda connection: sqlite_sql.read_stream(
-                connection, stream, from_version, backwards, limit
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            records = await self._run(
+                lambda connection: sqlite_sql.read_stream(
+                    connection, stream, from_version, backwards, limit
+                )
             )
-        )
+            reading.read(len(records))
+        return records
 
     async def lock_stream(self, stream: str) -> None:
         """Nothing more to take: `BEGIN IMMEDIATE` holds the database's write lock already."""
@@ -785,11 +798,14 @@ class AsyncSQLiteJoinedWriter:
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         check_read_stream(stream, from_version, limit)
-        return self._run(
-            lambda connection: sqlite_sql.read_stream(
-                connection, stream, from_version, backwards, limit
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            records = self._run(
+                lambda connection: sqlite_sql.read_stream(
+                    connection, stream, from_version, backwards, limit
+                )
             )
-        )
+            reading.read(len(records))
+        return records
 
     async def lock_stream(self, stream: str) -> None:
         """Take the database's write lock for the owner's transaction, as every call does."""

@@ -13,6 +13,8 @@ from typing import Self
 from uuid import UUID
 
 from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
+from tidings.observability import hooks
+from tidings.observability.hooks import ALL
 from tidings.store.checks import (
     check_expected_version,
     check_list_streams,
@@ -38,6 +40,8 @@ from tidings.store.records import (
 )
 
 __all__ = ["MemoryStore"]
+
+SYSTEM = "memory"  # the `db.system` of its read spans
 
 
 @dataclass
@@ -70,6 +74,26 @@ class _Log:
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     tables: sqlite3.Connection = field(default_factory=lambda: _tables())
     """An in-process SQLite database for applications' tables (read models)."""
+
+    def select(
+        self,
+        after: int,
+        limit: int | None,
+        categories: Collection[str] | None,
+        types: Collection[str] | None,
+    ) -> list[RecordedEvent]:
+        """The page of `$all` that `read_all` reads (its arguments checked)."""
+        # Positions are 1-based and dense, so position p sits at index p - 1.
+        selected: list[RecordedEvent] = []
+        for record in self.events[max(after, 0) :]:
+            if categories is not None and record.category not in categories:
+                continue
+            if types is not None and record.type not in types:
+                continue
+            selected.append(record)
+            if limit is not None and len(selected) >= limit:
+                break
+        return selected
 
 
 def _tables() -> sqlite3.Connection:
@@ -131,7 +155,12 @@ class MemoryStore:
         self._check_open()
         check_read_stream(stream, from_version, limit)
         found = self._log.streams.get(stream)
-        return _slice(found.visible() if found else [], from_version, backwards, limit)
+        if hooks.observer is None:  # the seam would cost half as much as the read: skip it
+            return _slice(found.visible() if found else [], from_version, backwards, limit)
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            records = _slice(found.visible() if found else [], from_version, backwards, limit)
+            reading.read(len(records))
+        return records
 
     def read_all(
         self,
@@ -145,16 +174,11 @@ class MemoryStore:
         check_read_all(after, limit, categories, types)
         if limit == 0:
             return []
-        # Positions are 1-based and dense, so position p sits at index p - 1.
-        selected: list[RecordedEvent] = []
-        for record in self._log.events[max(after, 0) :]:
-            if categories is not None and record.category not in categories:
-                continue
-            if types is not None and record.type not in types:
-                continue
-            selected.append(record)
-            if limit is not None and len(selected) >= limit:
-                break
+        if hooks.observer is None:  # as in `read_stream`
+            return self._log.select(after, limit, categories, types)
+        with hooks.reading(SYSTEM, "read_all", ALL) as reading:
+            selected = self._log.select(after, limit, categories, types)
+            reading.read(len(selected))
         return selected
 
     def read_correlated(
@@ -326,7 +350,12 @@ class MemoryTransaction:
         records = (found.visible() if found else []) + [
             record for record in self._staged if record.stream == stream
         ]
-        return _slice(records, from_version, backwards, limit)
+        if hooks.observer is None:  # as in the store's `read_stream`
+            return _slice(records, from_version, backwards, limit)
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            records = _slice(records, from_version, backwards, limit)
+            reading.read(len(records))
+        return records
 
     def lock_stream(self, stream: str) -> None:
         """Nothing to hold: a memory store serves one process, whose blocks take turns."""

@@ -70,6 +70,8 @@ from psycopg.rows import TupleRow, args_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
+from tidings.observability import hooks
+from tidings.observability.hooks import ALL
 from tidings.store._sync.postgres_announcer import CommitAnnouncer
 from tidings.store._sync.postgres_outcomes import CommitOutcomes, lost
 from tidings.store.checks import (
@@ -112,6 +114,8 @@ from tidings.store.records import (
 )
 
 __all__ = ["PostgresJoinedWriter", "PostgresStore", "PostgresTransaction"]
+
+SYSTEM = "postgresql"  # the `db.system` of its read spans
 
 _Connection = Connection[TupleRow]
 
@@ -223,8 +227,13 @@ class PostgresStore:
         limit: int | None = None,
     ) -> list[RecordedEvent]:
         check_read_stream(stream, from_version, limit)
-        with self._connection() as connection:
-            return _read_stream(connection, self._sql, stream, from_version, backwards, limit)
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            with self._connection() as connection:
+                records = _read_stream(
+                    connection, self._sql, stream, from_version, backwards, limit
+                )
+            reading.read(len(records))
+        return records
 
     def read_all(
         self,
@@ -236,10 +245,13 @@ class PostgresStore:
     ) -> list[RecordedEvent]:
         check_read_all(after, limit, categories, types)
         variant, params = read_all_params(after, limit, categories, types)
-        with self._connection() as connection:
-            cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
-            cursor.execute(self._sql.read_all[variant], params)
-            return cursor.fetchall()
+        with hooks.reading(SYSTEM, "read_all", ALL) as reading:
+            with self._connection() as connection:
+                cursor = connection.cursor(row_factory=args_row(RecordedEvent), binary=True)
+                cursor.execute(self._sql.read_all[variant], params)
+                records = cursor.fetchall()
+            reading.read(len(records))
+        return records
 
     def read_correlated(
         self, correlation_id: UUID, *, limit: int | None = None
@@ -477,8 +489,13 @@ class PostgresTransaction:
     ) -> list[RecordedEvent]:
         check_read_stream(stream, from_version, limit)
         self._check_active()
-        with self._failing():
-            return _read_stream(self._connection, self._sql, stream, from_version, backwards, limit)
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading:
+            with self._failing():
+                records = _read_stream(
+                    self._connection, self._sql, stream, from_version, backwards, limit
+                )
+            reading.read(len(records))
+        return records
 
     def lock_stream(self, stream: str) -> None:
         check_stream_name(stream)
@@ -706,8 +723,12 @@ class PostgresJoinedWriter:
     ) -> list[RecordedEvent]:
         check_read_stream(stream, from_version, limit)
         self._prepare()
-        with translated():
-            return _read_stream(self.connection, self._sql, stream, from_version, backwards, limit)
+        with hooks.reading(SYSTEM, "read_stream", stream) as reading, translated():
+            records = _read_stream(
+                self.connection, self._sql, stream, from_version, backwards, limit
+            )
+            reading.read(len(records))
+        return records
 
     def lock_stream(self, stream: str) -> None:
         check_stream_name(stream)
