@@ -33,8 +33,10 @@ def blocking_reads(store: Any, telemetry: Telemetry) -> None:
     with UnitOfWork(store) as uow:
         assert uow.repository(Account).get("acc-1") is not None
         assert uow.repository(Account).get("nobody") is None
-    assert len(store.read_stream("Account-acc-1")) == 1
-    assert len(store.read_all(limit=10)) == 1
+    assert len(store.read_all(limit=10)) == 1  # outside any trace: no span
+    with telemetry.tracer_provider.get_tracer("test").start_as_current_span("request"):
+        assert len(store.read_stream("Account-acc-1")) == 1
+        assert len(store.read_all(limit=10)) == 1
     store.close()
 
 
@@ -49,8 +51,10 @@ async def async_reads(store: Any, telemetry: Telemetry) -> None:
     async with AsyncUnitOfWork(store) as uow:
         assert await uow.repository(Account).get("acc-1") is not None
         assert await uow.repository(Account).get("nobody") is None
-    assert len(await store.read_stream("Account-acc-1")) == 1
-    assert len(await store.read_all(limit=10)) == 1
+    assert len(await store.read_all(limit=10)) == 1  # outside any trace: no span
+    with telemetry.tracer_provider.get_tracer("test").start_as_current_span("request"):
+        assert len(await store.read_stream("Account-acc-1")) == 1
+        assert len(await store.read_all(limit=10)) == 1
     await store.aclose()
 
 
@@ -83,7 +87,9 @@ def test_reads_and_loads_are_database_spans(
     [loaded_read, read] = [s for s in spans if s.name == "read_stream Account-acc-1"]
     assert load.context is not None and loaded_read.parent is not None
     assert loaded_read.parent.span_id == load.context.span_id
-    assert read.parent is None
+    [request] = [s for s in spans if s.name == "request"]
+    assert request.context is not None and read.parent is not None
+    assert read.parent.span_id == request.context.span_id
     for span in (loaded_read, read):
         assert span.kind is SpanKind.CLIENT
         assert attributes(span) == {
@@ -102,7 +108,8 @@ def test_reads_and_loads_are_database_spans(
     [missing_read] = [s for s in spans if s.name == "read_stream Account-nobody"]
     assert attributes(missing_read)["db.response.returned_rows"] == 0
 
-    [page] = [s for s in spans if s.name == "read_all $all"]
+    [page] = [s for s in spans if s.name == "read_all $all"]  # the one within the request
+    assert page.parent is not None and page.parent.span_id == request.context.span_id
     assert page.kind is SpanKind.CLIENT
     assert attributes(page) == {
         "db.system": system,

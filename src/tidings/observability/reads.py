@@ -1,10 +1,14 @@
 """Spans of reading the log, named and attributed by the database semantic conventions.
 
-- Each read of a store is a span `<operation> <collection>` (kind CLIENT):
+- Each read of a store within a trace is a span `<operation> <collection>`
+  (kind CLIENT):
   `read_stream Order-o-1`, or `read_all $all` for a page of the whole log,
   with `db.system` (`memory`, `sqlite`, `postgresql`), `db.operation.name`,
   `db.collection.name` (the stream, or `$all`) and
-  `db.response.returned_rows` (the number of events read).
+  `db.response.returned_rows` (the number of events read). A read outside
+  any trace starts none: a projection runner or a relay polls `$all` many
+  times a second, and each poll would be a trace of one span, nearly all of
+  them empty. Their batches have spans of their own.
 - Each aggregate a repository loads is a span `load <stream>` (INTERNAL)
   around its reads, with `tidings.aggregate`, `tidings.stream`,
   `tidings.version` (absent when there is no such aggregate) and
@@ -65,7 +69,32 @@ class _Read:
         self.span.set_attribute("tidings.replayed", replayed)
 
 
-def reading(tracer: Tracer, system: str, operation: str, collection: str) -> _Read:
+class _Untraced:
+    """A read outside any trace: nothing recorded."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _Untraced:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        pass
+
+    def read(self, count: int) -> None:
+        pass
+
+
+_UNTRACED = _Untraced()
+
+
+def reading(tracer: Tracer, system: str, operation: str, collection: str) -> _Read | _Untraced:
+    if not trace.get_current_span().get_span_context().is_valid:
+        return _UNTRACED
     attributes: dict[str, AttributeValue] = {
         "db.system": system,
         "db.operation.name": operation,
