@@ -85,9 +85,9 @@ class AsyncProjectionRunner(
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[AsyncProjectionRunner]:
-        """Run every projection in the background until the block ends."""
+        """Run every projection in the background until the block ends, or `stop` is called."""
         await self.prepare()
-        self._stopped = False
+        self._stopped = self._stop_asked  # a stop asked before, or during `prepare`, stands
         self._new_slots()
         await self._beat()  # the runners to share partitions with, before claiming any
         stop_watching = watch_commits(self.store, self._commits)
@@ -100,12 +100,14 @@ class AsyncProjectionRunner(
                 try:
                     yield self
                 finally:
-                    self.stop()
+                    self._halt()
         finally:
             stop_watching()
 
     async def run(self) -> None:
-        """Run every projection until `stop` is called."""
+        """Run every projection until `stop` is called; at once, if it was called before."""
+        if self._stop_asked:
+            return
         async with self.running():
             while not self._stopped:
                 await self._wait_changes(self._changes.count, 1.0)
@@ -115,7 +117,18 @@ class AsyncProjectionRunner(
         return sorted(self._working)
 
     def stop(self) -> None:
-        """Ask the workers to finish their batch and give their leases back."""
+        """Ask the workers to finish their batch, give their leases back, and `run` to return.
+
+        Final: a stop that comes before `run` begins, or while it prepares,
+        makes it return without processing anything, and a later `run` or
+        `running` block processes nothing either (make a new runner to run
+        again), so a shutdown signal that arrives early is never lost.
+        """
+        self._stop_asked = True
+        self._halt()
+
+    def _halt(self) -> None:
+        """Make the workers finish their batch and give their leases back."""
         self._stopped = True
         self._commits.announce()
         self._changes.announce()

@@ -118,7 +118,8 @@ class RunnerBase:
         self._shares: dict[str, int] = {}  # partitions each projection's runners hold at most
         # While running, the semaphore of `concurrency` batches.
         self._slots: Slots | None = None
-        self._stopped = True
+        self._stopped = True  # whether the workers are to stop, or are not running
+        self._stop_asked = False  # `stop` was called: final, whenever it came
 
     @contextmanager
     def _batch_slot(self) -> Iterator[None]:
