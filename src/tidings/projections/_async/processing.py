@@ -164,19 +164,13 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             )
             if batch:
                 end = batch[-1].position
-                async with self._batch_slot():
-                    started = time.monotonic()
-                    if len(batch) < size:
-                        await self._apply_page(projection, handlers, row, part, batch, caught_up)
-                    else:  # more to read, most likely: read it while this batch is applied
-                        await ahead.overlapped(
-                            self._apply_page, projection, handlers, row, part, batch, caught_up
-                        )
-                    turns.took(len(batch), time.monotonic() - started)
+                if len(batch) < size:
+                    await self._step(turns, projection, handlers, row, part, batch, caught_up)
+                else:  # more to read, most likely: read it while this batch is applied
+                    await ahead.overlapped(
+                        self._step, turns, projection, handlers, row, part, batch, caught_up
+                    )
                 subscription.batch_size = turns.size
-                if not caught_up and turns.pause:
-                    # Behind on a one-writer store: let other processes' writers in.
-                    await anyio.sleep(turns.pause)  # sync: time.sleep(turns.pause)
                 if progress is not None:
                     head = max(head, row.position)
                     progress(row.position, head)
@@ -194,8 +188,9 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             if not batch:
                 await subscription.wait(seen)
 
-    async def _apply_page(
+    async def _step(
         self,
+        turns: WriteTurns,
         projection: Projection,
         handlers: Mapping[str, EventHandler],
         row: ProjectionRow,
@@ -203,19 +198,29 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
         batch: list[RecordedEvent],
         caught_up: bool,
     ) -> None:
-        """Handle the events of `batch` that are `part`'s; move the checkpoint past all of it."""
+        """Handle the events of `batch` that are `part`'s; move the checkpoint past all of it.
+
+        Then, behind on a one-writer store, pause for the store's other
+        writers: a page read ahead is read meanwhile.
+        """
         end = batch[-1].position
         mine = batch
         if part.count > 1:
             key = projection.partition_key
             mine = [record for record in batch if part.holds(key(record))]
-        if mine:
-            with hooks.processing_batch(row.name, mine):
-                await self._process(projection, handlers, row, mine, caught_up, end)
-        else:  # none of this partition's: only the checkpoint moves on
-            async with self.store.transaction() as tx:
-                await self._save(tx, row, end, caught_up)
-            self._moved(row, end, caught_up)
+        async with self._batch_slot():
+            started = time.monotonic()
+            if mine:
+                with hooks.processing_batch(row.name, mine):
+                    await self._process(projection, handlers, row, mine, caught_up, end)
+            else:  # none of this partition's: only the checkpoint moves on
+                async with self.store.transaction() as tx:
+                    await self._save(tx, row, end, caught_up)
+                self._moved(row, end, caught_up)
+            turns.took(len(batch), time.monotonic() - started)
+        if not caught_up and turns.pause:
+            # Behind on a one-writer store: let other processes' writers in.
+            await anyio.sleep(turns.pause)  # sync: time.sleep(turns.pause)
 
     async def _process(
         self,

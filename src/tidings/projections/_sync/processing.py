@@ -162,19 +162,13 @@ class ProjectionProcessing(RunnerBase):
             )
             if batch:
                 end = batch[-1].position
-                with self._batch_slot():
-                    started = time.monotonic()
-                    if len(batch) < size:
-                        self._apply_page(projection, handlers, row, part, batch, caught_up)
-                    else:  # more to read, most likely: read it while this batch is applied
-                        ahead.overlapped(
-                            self._apply_page, projection, handlers, row, part, batch, caught_up
-                        )
-                    turns.took(len(batch), time.monotonic() - started)
+                if len(batch) < size:
+                    self._step(turns, projection, handlers, row, part, batch, caught_up)
+                else:  # more to read, most likely: read it while this batch is applied
+                    ahead.overlapped(
+                        self._step, turns, projection, handlers, row, part, batch, caught_up
+                    )
                 subscription.batch_size = turns.size
-                if not caught_up and turns.pause:
-                    # Behind on a one-writer store: let other processes' writers in.
-                    time.sleep(turns.pause)
                 if progress is not None:
                     head = max(head, row.position)
                     progress(row.position, head)
@@ -192,8 +186,9 @@ class ProjectionProcessing(RunnerBase):
             if not batch:
                 subscription.wait(seen)
 
-    def _apply_page(
+    def _step(
         self,
+        turns: WriteTurns,
         projection: Projection,
         handlers: Mapping[str, EventHandler],
         row: ProjectionRow,
@@ -201,19 +196,29 @@ class ProjectionProcessing(RunnerBase):
         batch: list[RecordedEvent],
         caught_up: bool,
     ) -> None:
-        """Handle the events of `batch` that are `part`'s; move the checkpoint past all of it."""
+        """Handle the events of `batch` that are `part`'s; move the checkpoint past all of it.
+
+        Then, behind on a one-writer store, pause for the store's other
+        writers: a page read ahead is read meanwhile.
+        """
         end = batch[-1].position
         mine = batch
         if part.count > 1:
             key = projection.partition_key
             mine = [record for record in batch if part.holds(key(record))]
-        if mine:
-            with hooks.processing_batch(row.name, mine):
-                self._process(projection, handlers, row, mine, caught_up, end)
-        else:  # none of this partition's: only the checkpoint moves on
-            with self.store.transaction() as tx:
-                self._save(tx, row, end, caught_up)
-            self._moved(row, end, caught_up)
+        with self._batch_slot():
+            started = time.monotonic()
+            if mine:
+                with hooks.processing_batch(row.name, mine):
+                    self._process(projection, handlers, row, mine, caught_up, end)
+            else:  # none of this partition's: only the checkpoint moves on
+                with self.store.transaction() as tx:
+                    self._save(tx, row, end, caught_up)
+                self._moved(row, end, caught_up)
+            turns.took(len(batch), time.monotonic() - started)
+        if not caught_up and turns.pause:
+            # Behind on a one-writer store: let other processes' writers in.
+            time.sleep(turns.pause)
 
     def _process(
         self,
