@@ -1,12 +1,12 @@
 """Catching up, the runner reads the next page while a batch is applied: a page it must not use.
 
-A full page is likely followed by another, so that one is read while the
-batch's statements run. It starts where the batch ends; a batch that stops
-part-way (an event retried alone, or dead-lettered) or is fenced leaves the
-checkpoint elsewhere, and the page read ahead must then be dropped: the
-events after the checkpoint are read again, none skipped, none applied twice
-(the ledger's entries have the event id as primary key, so a second booking
-would park the projection).
+A full page is likely followed by another, so on PostgreSQL (a store that
+says `read_ahead`) that one is read while the batch's statements run. It
+starts where the batch ends; a batch that stops part-way (an event retried
+alone, or dead-lettered) or is fenced leaves the checkpoint elsewhere, and
+the page read ahead must then be dropped: the events after the checkpoint
+are read again, none skipped, none applied twice (the ledger's entries have
+the event id as primary key, so a second booking would fail).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ EVENTS = 45
 FAILING = 4  # the fifth event: in the first batch, which is full, so the next was read ahead
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def sql_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with backend(request.param, tmp_path) as found:
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Backend]:
+    with backend("postgres", tmp_path) as found:
         yield found
 
 
@@ -95,20 +95,18 @@ def _expected(accounts: list[str], skipped: str | None) -> dict[str, tuple[int, 
 
 
 @pytest.mark.parametrize("outcome", ["retried", "dead-lettered"])
-def test_a_batch_stopping_part_way_drops_the_page_read_ahead(
-    sql_env: Backend, outcome: str
-) -> None:
-    store = sql_env.open(False)
+def test_a_batch_stopping_part_way_drops_the_page_read_ahead(env: Backend, outcome: str) -> None:
+    store = env.open(False)
     odd = "flaky" if outcome == "retried" else "poison"
     kind = FailsUntilRetried if outcome == "retried" else FailsAlways
-    projection = kind(sql_env.qualify(f"ahead_{uuid.uuid4().hex[:6]}"), "ahead")
+    projection = kind(env.qualify(f"ahead_{uuid.uuid4().hex[:6]}"), "ahead")
     accounts = _accounts(odd)
     appended = store.append("Account-1", [deposit(account) for account in accounts])
     wait_readable(store, appended.positions[-1])
     runner = ProjectionRunner(store, [projection], batch_size=BATCH, **FAST)
     with runner.running():
         runner.wait_for("ahead", appended.positions[-1], timeout=30)
-    assert sql_env.read(projection) == _expected(accounts, None if outcome == "retried" else odd)
+    assert env.read(projection) == _expected(accounts, None if outcome == "retried" else odd)
     letters = runner.letters_of("ahead")
     assert [letter.envelope.position for letter in letters] == (
         [] if outcome == "retried" else [appended.positions[FAILING]]
@@ -117,14 +115,14 @@ def test_a_batch_stopping_part_way_drops_the_page_read_ahead(
 
 
 @pytest.mark.parametrize("outcome", ["retried", "dead-lettered"])
-def test_the_async_runner_drops_the_page_read_ahead_too(sql_env: Backend, outcome: str) -> None:
+def test_the_async_runner_drops_the_page_read_ahead_too(env: Backend, outcome: str) -> None:
     odd = "flaky" if outcome == "retried" else "poison"
     kind = FailsUntilRetried if outcome == "retried" else FailsAlways
-    projection = kind(sql_env.qualify(f"ahead_{uuid.uuid4().hex[:6]}"), "ahead")
+    projection = kind(env.qualify(f"ahead_{uuid.uuid4().hex[:6]}"), "ahead")
     accounts = _accounts(odd)
 
     async def main() -> None:
-        store = sql_env.open(True)
+        store = env.open(True)
         appended = await store.append("Account-1", [deposit(account) for account in accounts])
         await readable(store, appended.positions[-1])
         runner = AsyncProjectionRunner(store, [projection], batch_size=BATCH, **FAST)
@@ -137,7 +135,7 @@ def test_the_async_runner_drops_the_page_read_ahead_too(sql_env: Backend, outcom
         await store.aclose()
 
     asyncio.run(main())
-    assert sql_env.read(projection) == _expected(accounts, None if outcome == "retried" else odd)
+    assert env.read(projection) == _expected(accounts, None if outcome == "retried" else odd)
 
 
 class PausesItself(Projection):
@@ -162,12 +160,6 @@ class PausesItself(Projection):
         if len(self.seen) == FAILING + 1 and self.other is not None:
             await self.other.pause("pauser")
             self.paused.set()
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with backend(request.param, tmp_path) as found:
-        yield found
 
 
 def test_a_batch_fenced_while_the_next_page_is_read_starts_over_from_its_checkpoint(

@@ -121,6 +121,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             signal=self._commits,
         )
         ahead = AsyncReadAhead(subscription, lambda: self._commits.count)
+        reads_ahead = getattr(self.store, "read_ahead", False) is True
         self._poked.discard(name)
         self._positions[name] = row.position
         checked = renewed = time.monotonic()
@@ -164,7 +165,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             )
             if batch:
                 end = batch[-1].position
-                if len(batch) < size:
+                if len(batch) < size or not reads_ahead:
                     await self._step(turns, projection, handlers, row, part, batch, caught_up)
                 else:  # more to read, most likely: read it while this batch is applied
                     await ahead.overlapped(

@@ -29,10 +29,12 @@ class Page:
 class AsyncReadAhead:
     """The page after the batch in hand, read from `subscription` while that batch is applied.
 
-    Catching up, a batch's statements and the next page's read wait on
-    different connections (on PostgreSQL, different server processes), so
-    reading the next page while the batch runs takes the read off the
-    catch-up's path. The page is only a guess that the batch ends where it
+    Catching up on a store that says `read_ahead` (PostgreSQL), a batch's
+    statements and the next page's read wait on different connections to
+    the server, so reading the next page while the batch runs takes the read
+    off the catch-up's path. Where reads run in this process (SQLite,
+    memory), the two would only take turns on it, and pay for the turns:
+    there the runner reads after each batch. The page is only a guess that the batch ends where it
     was read from: the caller `take`s it only once its checkpoint has moved
     to that end, and `discard`s it otherwise (a batch parked or dead-lettered
     part-way, or rolled back), which puts the subscription back at the

@@ -119,6 +119,7 @@ class ProjectionProcessing(RunnerBase):
             signal=self._commits,
         )
         ahead = ReadAhead(subscription, lambda: self._commits.count)
+        reads_ahead = getattr(self.store, "read_ahead", False) is True
         self._poked.discard(name)
         self._positions[name] = row.position
         checked = renewed = time.monotonic()
@@ -162,7 +163,7 @@ class ProjectionProcessing(RunnerBase):
             )
             if batch:
                 end = batch[-1].position
-                if len(batch) < size:
+                if len(batch) < size or not reads_ahead:
                     self._step(turns, projection, handlers, row, part, batch, caught_up)
                 else:  # more to read, most likely: read it while this batch is applied
                     ahead.overlapped(
