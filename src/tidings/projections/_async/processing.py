@@ -201,8 +201,7 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
     ) -> None:
         """Handle the events of `batch` that are `part`'s; move the checkpoint past all of it.
 
-        Then, behind on a one-writer store, pause for the store's other
-        writers: a page read ahead is read meanwhile.
+        Then, behind on a one-writer store, pause for the store's other writers.
         """
         end = batch[-1].position
         mine = batch
