@@ -378,26 +378,52 @@ def run_subscription(target: Target, events: int) -> float:
     return rate
 
 
-def run_statements(target: Target, events: int, batch_size: int) -> float:
+def server_cpu(pid: int) -> float | None:
+    """Seconds of CPU a server process on this machine has used; None if it runs elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_statements(target: Target, events: int, batch_size: int) -> tuple[float, float | None]:
     """Events per second of the read model's statements alone: no log read, nothing decoded.
 
     The same two statements per event, in transactions of `batch_size`
     events, each batch in `tx.batched()` as the runner sends it: the
-    database's own ceiling for this projection.
+    database's own ceiling for this projection. On PostgreSQL, also the
+    server's CPU time per statement (µs), read from its processes' `/proc`
+    entries when it runs on this machine (each batch asks its process id
+    first): a batch's statements run in one server process, on one core,
+    one after the other, so this bounds any runner of this projection.
     """
     store = target.tidings_store()
     projection = Balances("floor_")
     with store.transaction() as tx:
         projection.setup(tx)
     keys = [str(uuid.uuid4()) for _ in range(events)]
+    backends: dict[int, float | None] = {}  # server process: its CPU time before
     started = time.perf_counter()
     for first in range(0, events, batch_size):
-        with store.transaction() as tx, tx.batched():
-            for i in range(first, min(first + batch_size, events)):
-                projection.write(tx, f"a{i % 100}", 1, keys[i])
+        with store.transaction() as tx:
+            if target.backend == "postgres":
+                [(pid,)] = tx.query("SELECT pg_backend_pid()")
+                if pid not in backends:
+                    backends[pid] = server_cpu(pid)
+            with tx.batched():
+                for i in range(first, min(first + batch_size, events)):
+                    projection.write(tx, f"a{i % 100}", 1, keys[i])
     rate = events / (time.perf_counter() - started)
     store.close()
-    return rate
+    spent = 0.0
+    for pid, before in backends.items():
+        after = server_cpu(pid)
+        if before is None or after is None:
+            return rate, None
+        spent += after - before
+    return rate, (spent * 1e6 / (2 * events) if backends else None)
 
 
 def run_tidings(target: Target, events: int, samples: int) -> Figures:
@@ -499,7 +525,7 @@ def main() -> None:
     for backend in backends:
         with targets(backend) as target:
             read_rate = run_subscription(target, args.events)
-            floor = run_statements(target, args.events, BATCH)
+            floor, per_statement = run_statements(target, args.events, BATCH)
             ours = run_tidings(target, args.events, args.samples)
             # eventsourcing's SQLite recorder has no subscriptions, so no projection runner.
             theirs = (
@@ -508,7 +534,8 @@ def main() -> None:
                 else None
             )
         print(f"{backend:9} {'subscription':14} {read_rate:14,.0f}   (the log read, no read model)")
-        print(f"{backend:9} {'statements':14} {floor:14,.0f}   (the read model's SQL, no log)")
+        cpu = "" if per_statement is None else f"; server CPU {per_statement:.1f} µs a statement"
+        print(f"{backend:9} {'statements':14} {floor:14,.0f}   (the read model's SQL, no log{cpu})")
         for name, figures in (("tidings", ours), ("eventsourcing", theirs)):
             if figures is None:
                 print(f"{backend:9} {name:14} {'(its SQLite recorder has no subscriptions)':>40}")

@@ -24,6 +24,7 @@ from tidings.projections._async.base import (
     awaited,
     called,
 )
+from tidings.projections._async.readahead import AsyncReadAhead
 from tidings.projections.blocking import AwaitableRefused
 from tidings.projections.partitions import Lease, Partition, current
 from tidings.projections.projection import (
@@ -119,6 +120,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
             poll_interval=min(self.poll_interval, self.lease / 3),
             signal=self._commits,
         )
+        ahead = AsyncReadAhead(subscription, lambda: self._commits.count)
+        reads_ahead = getattr(self.store, "read_ahead", False) is True
         self._poked.discard(name)
         self._positions[name] = row.position
         checked = renewed = time.monotonic()
@@ -146,42 +149,35 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 if not await self._renew(name, row.token):
                     raise Fenced
             if row.state not in PROCESSING:
+                ahead.discard(row.position)
                 if until_caught_up:
                     return
                 await self._wait_changes(self._changes.count, subscription.poll_interval)
                 continue
-            seen = self._commits.count
-            batch = await subscription.read()
+            page = ahead.take()
+            if page is None:
+                seen, size = self._commits.count, subscription.batch_size
+                batch = await subscription.read()
+            else:
+                batch, size, seen = page.events, page.size, page.seen
             caught_up = (
-                len(batch) < subscription.batch_size
-                and (batch[-1].position if batch else row.position) >= until
+                len(batch) < size and (batch[-1].position if batch else row.position) >= until
             )
             if batch:
                 end = batch[-1].position
-                mine = batch
-                if part.count > 1:
-                    key = projection.partition_key
-                    mine = [record for record in batch if part.holds(key(record))]
-                async with self._batch_slot():
-                    started = time.monotonic()
-                    if mine:
-                        with hooks.processing_batch(row.name, mine):
-                            await self._process(projection, handlers, row, mine, caught_up, end)
-                    else:  # none of this partition's: only the checkpoint moves on
-                        async with self.store.transaction() as tx:
-                            await self._save(tx, row, end, caught_up)
-                        self._moved(row, end, caught_up)
-                    turns.took(len(batch), time.monotonic() - started)
+                if len(batch) < size or not reads_ahead:
+                    await self._step(turns, projection, handlers, row, part, batch, caught_up)
+                else:  # more to read, most likely: read it while this batch is applied
+                    await ahead.overlapped(
+                        self._step, turns, projection, handlers, row, part, batch, caught_up
+                    )
                 subscription.batch_size = turns.size
-                if not caught_up and turns.pause:
-                    # Behind on a one-writer store: let other processes' writers in.
-                    await anyio.sleep(turns.pause)  # sync: time.sleep(turns.pause)
                 if progress is not None:
                     head = max(head, row.position)
                     progress(row.position, head)
                 if row.position != end:  # parked, or a dead letter
                     # The rest of the batch is read again, so this is not caught up yet.
-                    subscription.position = row.position
+                    ahead.discard(row.position)
                     caught_up = False
             elif row.state == ProjectionState.REBUILDING and caught_up:
                 async with self.store.transaction() as tx:
@@ -192,6 +188,39 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
                 return
             if not batch:
                 await subscription.wait(seen)
+
+    async def _step(
+        self,
+        turns: WriteTurns,
+        projection: Projection,
+        handlers: Mapping[str, EventHandler],
+        row: ProjectionRow,
+        part: Partition,
+        batch: list[RecordedEvent],
+        caught_up: bool,
+    ) -> None:
+        """Handle the events of `batch` that are `part`'s; move the checkpoint past all of it.
+
+        Then, behind on a one-writer store, pause for the store's other writers.
+        """
+        end = batch[-1].position
+        mine = batch
+        if part.count > 1:
+            key = projection.partition_key
+            mine = [record for record in batch if part.holds(key(record))]
+        async with self._batch_slot():
+            started = time.monotonic()
+            if mine:
+                with hooks.processing_batch(row.name, mine):
+                    await self._process(projection, handlers, row, mine, caught_up, end)
+            else:  # none of this partition's: only the checkpoint moves on
+                async with self.store.transaction() as tx:
+                    await self._save(tx, row, end, caught_up)
+                self._moved(row, end, caught_up)
+            turns.took(len(batch), time.monotonic() - started)
+        if not caught_up and turns.pause:
+            # Behind on a one-writer store: let other processes' writers in.
+            await anyio.sleep(turns.pause)  # sync: time.sleep(turns.pause)
 
     async def _process(
         self,

@@ -32,8 +32,10 @@ class ProjectionRunner(
 
     While catching up, a projection handles up to `batch_size` events per
     transaction (on SQLite, as many as fit a `write_turn` of the store's
-    write lock, with a pause after each: see `tidings.projections.turns`);
-    live, it wakes on each commit (see `Subscription`).
+    write lock, with a pause after each: see `tidings.projections.turns`;
+    on PostgreSQL, reading the next batch while it handles one: see
+    `tidings.projections._sync.readahead`); live, it wakes on each commit
+    (see `Subscription`).
     Each projection is run by one runner at a time across processes: a
     runner takes a lease on it (renewed every `lease / 3` seconds) and every
     checkpoint write is fenced by owner and position, so a runner whose

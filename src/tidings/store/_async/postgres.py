@@ -127,6 +127,11 @@ class AsyncPostgresStore:
     stores, in one process or many, may share it.
     """
 
+    read_ahead = True
+    """A reader catching up reads its next page while it handles the last (see
+    `tidings.projections._async.readahead`): the read waits on the server, on a
+    connection of its own, while the handling's statements run on another."""
+
     def __init__(
         self,
         conninfo: str,
