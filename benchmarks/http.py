@@ -146,7 +146,16 @@ def process(
 def ours(name: str, store_url: str, workdir: Path) -> AbstractContextManager[Server]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TIDINGS_STORE": store_url}
-    command = [sys.executable, "-m", "examples.allocation", "serve", "--port", str(port)]
+    # Like gunicorn's default, which the book's app runs with: no access log.
+    command = [
+        sys.executable,
+        "-m",
+        "examples.allocation",
+        "serve",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
     return process(name, command, env, "/openapi.json", workdir, port)
 
 
