@@ -128,7 +128,7 @@ def process(
         child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts slowly
         while True:
             if child.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{name} did not start:\n{log_path.read_text()}")
