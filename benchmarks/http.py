@@ -23,10 +23,11 @@ response. Workloads:
 
 Every case runs on products of its own, seeded through `/add_batch` just
 before it, so no case inherits the order lines of another. Rounds interleave
-the contenders (round 1: each contender, each workload; then round 2...) and
-the figures are the medians over rounds, so the machine's load falls on all
-alike. Rates count the 2xx answers only; responses 409 and 5xx are counted apart
-(the client does not retry them).
+the contenders case by case (each workload, every contender in turn; each
+round starts with the next contender) and the figures are the medians over
+rounds, so the machine's load falls on all alike. Rates count the 2xx
+answers only; responses 409 and 5xx are counted apart (the client does not
+retry them).
 
 Both apps commit each allocation durably with its read-model row (ours in
 one transaction with its events; the book's in a second transaction of its
@@ -293,8 +294,11 @@ def measure(
 ) -> dict[tuple[str, str], Case]:
     cases = {(s.name, w): Case(s.name, w) for s in servers for w in WORKLOADS}
     for round_ in range(rounds):
-        for server in servers:
-            for workload in WORKLOADS:
+        # Contenders take turns case by case, each round starting with the next one, so a
+        # change in the machine's load during a round falls on all of them alike.
+        turn = servers[round_ % len(servers) :] + servers[: round_ % len(servers)]
+        for workload in WORKLOADS:
+            for server in turn:
                 run = uuid.uuid4().hex[:6]
                 seed(server, run)
                 send = sender(workload, run)
