@@ -4,6 +4,7 @@
     python -m examples.allocation serve           # the HTTP service (127.0.0.1:8000)
     python -m examples.allocation serve --redis redis://127.0.0.1:6379   # and its Redis channels
     python -m examples.allocation serve --no-worker   # background work left to `tidings worker`
+    python -m examples.allocation serve --no-access-log   # no line logged per request
     python -m examples.allocation demo            # a scenario against the running service
 
 The scripted scenario creates batches, allocates order lines (warehouse stock first, then the
@@ -96,7 +97,12 @@ def scenario() -> None:
 
 
 def serve(
-    host: str, port: int, store_url: str | None, redis_url: str | None, worker: bool = True
+    host: str,
+    port: int,
+    store_url: str | None,
+    redis_url: str | None,
+    worker: bool = True,
+    access_log: bool = True,
 ) -> None:
     import uvicorn
 
@@ -138,7 +144,7 @@ def serve(
         print("Background work: run `uv run tidings worker examples.allocation.worker:worker`")
         os.environ[NO_WORKER_ENV] = "1"
     # The app opens the database that TIDINGS_STORE names when it starts.
-    uvicorn.run("examples.allocation.service:app", host=host, port=port)
+    uvicorn.run("examples.allocation.service:app", host=host, port=port, access_log=access_log)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,11 +172,17 @@ def main(argv: list[str] | None = None) -> None:
         help="leave the background work (stock figures, Redis channels) to "
         "`tidings worker examples.allocation.worker:worker`",
     )
+    serving.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="log no line per request (a formatted line and a write to stdout each)",
+    )
     demo = commands.add_parser("demo", help="drive a running service through a scenario")
     demo.add_argument("--url", default="http://127.0.0.1:8000")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.host, args.port, args.store, args.redis, args.worker)
+        serve(args.host, args.port, args.store, args.redis, args.worker, args.access_log)
     elif args.command == "demo":
         from examples.allocation.demo import run_demo
 

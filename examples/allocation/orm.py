@@ -121,7 +121,7 @@ def start_mappers() -> None:
             "_purchased_quantity": batches.c.purchased_quantity,
             # Allocation order is kept, so the latest line is the first to give way.
             "_allocations": relationship(
-                OrderLine, secondary=allocations, order_by=allocations.c.id, lazy="selectin"
+                OrderLine, secondary=allocations, order_by=allocations.c.id, lazy="joined"
             ),
         },
     )
@@ -130,7 +130,7 @@ def start_mappers() -> None:
         products,
         properties={
             "id": products.c.sku,
-            "batches": relationship(Batch, order_by=batches.c.id, lazy="selectin"),
+            "batches": relationship(Batch, order_by=batches.c.id, lazy="joined"),
         },
         version_id_col=products.c.version_number,
         # The domain counts versions itself; the mapper checks and writes its count.

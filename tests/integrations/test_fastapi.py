@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio.to_thread
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
@@ -23,10 +26,12 @@ from tidings import (
     UnitOfWork,
 )
 from tidings.integrations.fastapi import (
+    ReadAfter,
     add_error_handlers,
     error_responses,
     get_bus,
     get_unit_of_work,
+    read_your_writes,
     use_tidings,
 )
 
@@ -192,3 +197,44 @@ def test_error_responses_declare_the_bodies_the_handlers_give() -> None:
         "msg": "Field required",
         "type": "missing",
     }
+
+
+def test_async_endpoints_get_the_bus_and_their_read_position_without_a_worker_thread() -> None:
+    """The dependencies resolve on the event loop: a request that needs no thread waits for none.
+
+    The pool is cut to one thread and a sync endpoint holds it; an async
+    endpoint taking `get_bus` and `read_your_writes` still answers at once.
+    """
+    entered, released = threading.Event(), threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        use_tidings(app, MessageBus(router))
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+        yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/hold")
+    def hold() -> None:
+        entered.set()
+        released.wait(5)
+
+    @app.get("/read")
+    async def read(
+        bus: Annotated[MessageBus, Depends(get_bus)],
+        after: Annotated[ReadAfter, Depends(read_your_writes("view"))],
+    ) -> dict[str, int]:
+        return {"after": after.position}
+
+    with TestClient(app) as client:
+        holder = threading.Thread(target=client.get, args=("/hold",))
+        holder.start()
+        try:
+            assert entered.wait(5)
+            started = time.monotonic()
+            assert client.get("/read").json() == {"after": 0}
+            assert time.monotonic() - started < 2, "the read waited for the held thread"
+        finally:
+            released.set()
+            holder.join()

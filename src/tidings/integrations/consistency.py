@@ -34,7 +34,7 @@ is parked, is a 503 with `Retry-After`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from functools import partial
 from typing import Annotated, Any
@@ -216,7 +216,7 @@ class ReadAfter:
         await wait_for_projection(self.runner, self.projection, self.position, self.timeout)
 
 
-def read_your_writes(projection: str, timeout: float = 5.0) -> Callable[..., ReadAfter]:
+def read_your_writes(projection: str, timeout: float = 5.0) -> Callable[..., Awaitable[ReadAfter]]:
     """A dependency: the position the client wrote, to wait for `projection` to reach.
 
     The position comes from the query (`?after=`) or, when the query has
@@ -228,7 +228,8 @@ def read_your_writes(projection: str, timeout: float = 5.0) -> Callable[..., Rea
             await after.wait()
     """
 
-    def written_position(
+    # A coroutine, so FastAPI resolves it on the event loop, not on a worker thread.
+    async def written_position(
         request: Request,
         after: Annotated[
             LogPosition,

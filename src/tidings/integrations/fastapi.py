@@ -125,8 +125,12 @@ def use_tidings(
     app.state.tidings_runner = runner
 
 
-def get_bus(request: Request) -> Any:
-    """Dependency: the app's message bus."""
+async def get_bus(request: Request) -> Any:
+    """Dependency: the app's message bus.
+
+    A coroutine, so FastAPI resolves it on the event loop: a plain function
+    dependency would take a worker thread of the pool for each request.
+    """
     try:
         return request.app.state.tidings_bus
     except AttributeError:
