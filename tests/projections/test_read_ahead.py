@@ -23,7 +23,7 @@ import pytest
 from tests.projections.ledger import Backend, Deposited, Ledger, backend, deposit
 from tests.runner_options import RunnerOptions
 from tests.store.readable import readable, wait_readable
-from tidings import Envelope
+from tidings import AsyncReadModelTransaction, Envelope
 from tidings.projections import (
     AsyncProjectionRunner,
     OnFailure,
@@ -138,7 +138,7 @@ def test_the_async_runner_drops_the_page_read_ahead_too(env: Backend, outcome: s
     assert env.read(projection) == _expected(accounts, None if outcome == "retried" else odd)
 
 
-class PausesItself(Projection):
+class PausesItself(Projection[AsyncReadModelTransaction]):
     """Remembers the events it sees; at the fifth, pauses itself through another runner.
 
     It is not transactional, so the pause commits before the batch's
@@ -155,7 +155,7 @@ class PausesItself(Projection):
         self.paused = asyncio.Event()
 
     @handles
-    async def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: Any) -> None:
+    async def deposited(self, event: Deposited, envelope: Envelope[Deposited], tx: None) -> None:
         self.seen.append(envelope.message_id)
         if len(self.seen) == FAILING + 1 and self.other is not None:
             await self.other.pause("pauser")

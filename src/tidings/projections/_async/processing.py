@@ -192,8 +192,8 @@ class AsyncProjectionProcessing(AsyncRunnerBase):
     async def _step(
         self,
         turns: WriteTurns,
-        projection: Projection,
-        handlers: Mapping[str, EventHandler],
+        projection: Projection[AsyncReadModelTransaction],
+        handlers: Mapping[str, EventHandler[AsyncReadModelTransaction]],
         row: ProjectionRow,
         part: Partition,
         batch: list[RecordedEvent],

@@ -190,8 +190,8 @@ class ProjectionProcessing(RunnerBase):
     def _step(
         self,
         turns: WriteTurns,
-        projection: Projection,
-        handlers: Mapping[str, EventHandler],
+        projection: Projection[ReadModelTransaction],
+        handlers: Mapping[str, EventHandler[ReadModelTransaction]],
         row: ProjectionRow,
         part: Partition,
         batch: list[RecordedEvent],
