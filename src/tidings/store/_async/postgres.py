@@ -70,7 +70,6 @@ from psycopg_pool import AsyncConnectionPool
 from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
 from tidings.observability import hooks
 from tidings.observability.hooks import ALL
-from tidings.store._async.postgres_announcer import AsyncCommitAnnouncer
 from tidings.store._async.postgres_outcomes import AsyncCommitOutcomes, lost
 from tidings.store.checks import (
     check_expected_version,
@@ -86,6 +85,7 @@ from tidings.store.checks import (
 )
 from tidings.store.placeholders import qmark_to_format
 from tidings.store.postgres_batch import BatchOvertaken, StatementPipeline
+from tidings.store.postgres_notifier import CommitNotifier
 from tidings.store.postgres_sql import (
     INDEX_BITS,
     SCHEMA_VERSION,
@@ -156,7 +156,7 @@ class AsyncPostgresStore:
             configure=self._configure,
         )
         self._outcomes = AsyncCommitOutcomes(conninfo, self._pool, self._sql, timeout)
-        self._announcer = AsyncCommitAnnouncer(self._sql)
+        self._notifier = CommitNotifier(conninfo, self._sql.notify)
         self._lock = anyio.Lock()  # sync: self._lock = threading.Lock()
         self._ready = False
         self._migration = (0, 0)  # the schema versions before and after the first use
@@ -179,7 +179,7 @@ class AsyncPostgresStore:
         try:
             with translated():
                 await connection.execute("BEGIN")
-            tx = AsyncPostgresTransaction(connection, self._sql, self._outcomes, self._announcer)
+            tx = AsyncPostgresTransaction(connection, self._sql, self._outcomes, self._notifier)
             try:
                 yield tx
             except BaseException:
@@ -210,7 +210,7 @@ class AsyncPostgresStore:
                     raise
             else:
                 if stored:
-                    await self._announcer.announce(connection, result.positions[-1])
+                    self._notifier.notify(result.positions[-1])
                 return result
 
         # The statement may have committed before its connection went, or its snapshot
@@ -220,7 +220,7 @@ class AsyncPostgresStore:
                 connection, self._sql, stream, events, expected_version, 0
             )
             if stored:
-                await self._announcer.announce(connection, result.positions[-1])
+                self._notifier.notify(result.positions[-1])
             return result
 
         return await self._outcomes.again(again, lost_once=lost_once)
@@ -403,6 +403,7 @@ class AsyncPostgresStore:
     async def aclose(self) -> None:
         """Close the pool; connections lent to open transactions close when they come back."""
         self._closed = True
+        await anyio.to_thread.run_sync(self._notifier.close)  # sync: self._notifier.close()
         await self._pool.close()
 
     @asynccontextmanager
@@ -456,7 +457,7 @@ class AsyncPostgresTransaction:
         connection: _Connection,
         statements: Statements,
         outcomes: AsyncCommitOutcomes,
-        announcer: AsyncCommitAnnouncer,
+        notifier: CommitNotifier,
     ) -> None:
         self._connection = connection
         self.finished = False
@@ -464,7 +465,7 @@ class AsyncPostgresTransaction:
         self._pipeline: StatementPipeline | None = None  # batched statements in flight
         self._sql = statements
         self._outcomes = outcomes
-        self._announcer = announcer
+        self._notifier = notifier
         self._backend_pid = connection.info.backend_pid  # unknown once the connection is lost
         self._appended = 0  # events appended so far: the next event's index in positions
         self._last_position = 0  # announced after commit, so subscribers wake at once
@@ -614,7 +615,7 @@ class AsyncPostgresTransaction:
             await self._resolve(transaction_id, exc)
             return  # committed, with no connection to announce it on: subscribers poll
         if self._last_position:
-            await self._announcer.announce(self._connection, self._last_position)
+            self._notifier.notify(self._last_position)
 
     async def _transaction_id(self) -> int | None:
         """The transaction's id, None while it has written nothing: read before `COMMIT`."""

@@ -72,7 +72,6 @@ from psycopg_pool import ConnectionPool
 from tidings.errors import StoreUnavailable, StreamNotFound, TransactionClosed
 from tidings.observability import hooks
 from tidings.observability.hooks import ALL
-from tidings.store._sync.postgres_announcer import CommitAnnouncer
 from tidings.store._sync.postgres_outcomes import CommitOutcomes, lost
 from tidings.store.checks import (
     check_expected_version,
@@ -88,6 +87,7 @@ from tidings.store.checks import (
 )
 from tidings.store.placeholders import qmark_to_format
 from tidings.store.postgres_batch import BatchOvertaken, StatementPipeline
+from tidings.store.postgres_notifier import CommitNotifier
 from tidings.store.postgres_sql import (
     INDEX_BITS,
     SCHEMA_VERSION,
@@ -158,7 +158,7 @@ class PostgresStore:
             configure=self._configure,
         )
         self._outcomes = CommitOutcomes(conninfo, self._pool, self._sql, timeout)
-        self._announcer = CommitAnnouncer(self._sql)
+        self._notifier = CommitNotifier(conninfo, self._sql.notify)
         self._lock = threading.Lock()
         self._ready = False
         self._migration = (0, 0)  # the schema versions before and after the first use
@@ -181,7 +181,7 @@ class PostgresStore:
         try:
             with translated():
                 connection.execute("BEGIN")
-            tx = PostgresTransaction(connection, self._sql, self._outcomes, self._announcer)
+            tx = PostgresTransaction(connection, self._sql, self._outcomes, self._notifier)
             try:
                 yield tx
             except BaseException:
@@ -210,7 +210,7 @@ class PostgresStore:
                     raise
             else:
                 if stored:
-                    self._announcer.announce(connection, result.positions[-1])
+                    self._notifier.notify(result.positions[-1])
                 return result
 
         # The statement may have committed before its connection went, or its snapshot
@@ -218,7 +218,7 @@ class PostgresStore:
         def again(connection: _Connection) -> AppendResult:
             result, stored = _append(connection, self._sql, stream, events, expected_version, 0)
             if stored:
-                self._announcer.announce(connection, result.positions[-1])
+                self._notifier.notify(result.positions[-1])
             return result
 
         return self._outcomes.again(again, lost_once=lost_once)
@@ -399,6 +399,7 @@ class PostgresStore:
     def close(self) -> None:
         """Close the pool; connections lent to open transactions close when they come back."""
         self._closed = True
+        self._notifier.close()
         self._pool.close()
 
     @contextmanager
@@ -452,7 +453,7 @@ class PostgresTransaction:
         connection: _Connection,
         statements: Statements,
         outcomes: CommitOutcomes,
-        announcer: CommitAnnouncer,
+        notifier: CommitNotifier,
     ) -> None:
         self._connection = connection
         self.finished = False
@@ -460,7 +461,7 @@ class PostgresTransaction:
         self._pipeline: StatementPipeline | None = None  # batched statements in flight
         self._sql = statements
         self._outcomes = outcomes
-        self._announcer = announcer
+        self._notifier = notifier
         self._backend_pid = connection.info.backend_pid  # unknown once the connection is lost
         self._appended = 0  # events appended so far: the next event's index in positions
         self._last_position = 0  # announced after commit, so subscribers wake at once
@@ -608,7 +609,7 @@ class PostgresTransaction:
             self._resolve(transaction_id, exc)
             return  # committed, with no connection to announce it on: subscribers poll
         if self._last_position:
-            self._announcer.announce(self._connection, self._last_position)
+            self._notifier.notify(self._last_position)
 
     def _transaction_id(self) -> int | None:
         """The transaction's id, None while it has written nothing: read before `COMMIT`."""
