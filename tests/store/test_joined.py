@@ -416,6 +416,39 @@ def test_an_sqlite_writer_wakes_the_stores_listeners_once_its_owner_committed(
 
 
 @pytest.mark.postgres
+def test_a_postgres_writer_announces_only_once_told_its_owner_committed() -> None:
+    """No `NOTIFY` in the owner's transaction: its commit would hold the cluster's lock."""
+    dsn = postgres_dsn()
+    import psycopg
+    from psycopg import sql
+
+    from tidings.store.postgres import PostgresStore
+
+    schema = f"joined_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(dsn, schema=schema)
+    store.stream_version("Warm-1")  # the schema exists before anyone listens
+    try:
+        with psycopg.connect(dsn, autocommit=True) as listener, psycopg.connect(dsn) as owner:
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(store.notify_channel)))
+            writer = store.joined(owner)
+            result = writer.append("Order-1", new_events(2))
+            owner.commit()
+            heard = [int(n.payload) for n in listener.notifies(timeout=0.3, stop_after=1)]
+            assert heard == [], "the owner's transaction sent a NOTIFY"
+            writer.committed()
+            heard = [int(n.payload) for n in listener.notifies(timeout=5, stop_after=1)]
+            assert heard == [result.positions[-1]]
+            writer.committed()  # nothing more appended: nothing more announced
+            assert [n for n in listener.notifies(timeout=0.3, stop_after=1)] == []
+    finally:
+        store.close()
+        with psycopg.connect(dsn, autocommit=True) as cleanup:
+            cleanup.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+
+
+@pytest.mark.postgres
 def test_a_postgres_connection_in_autocommit_without_a_transaction_is_refused() -> None:
     dsn = postgres_dsn()
     import psycopg

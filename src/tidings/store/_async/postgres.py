@@ -703,9 +703,20 @@ class AsyncPostgresJoinedWriter:
         self._store = store
         self._sql = store._sql
         self._schema_ready = False
+        self._last_position = 0  # of what this writer appended, announced once committed
 
     def committed(self) -> None:
-        """Nothing to do: the appends' `pg_notify` is delivered by the owner's commit itself."""
+        """Announce to subscribers what this writer appended, once the owner has committed.
+
+        Call it after the owner's commit (`SqlAlchemyUnitOfWork` does): the
+        store's notifier sends the `NOTIFY`, outside the owner's
+        transaction, whose commit would otherwise hold the cluster's
+        notification lock through its WAL flush. Uncalled, subscribers find
+        the events at their next poll.
+        """
+        position, self._last_position = self._last_position, 0
+        if position:
+            self._store._notifier.notify(position)
 
     async def append(
         self,
@@ -721,8 +732,7 @@ class AsyncPostgresJoinedWriter:
                 self.connection, self._sql, stream, events, expected_version, None
             )
             if stored:
-                # Delivered by PostgreSQL when the owner commits, and only then.
-                await self.connection.execute(self._sql.notify, (str(result.positions[-1]),))
+                self._last_position = max(self._last_position, result.positions[-1])
         return result
 
     async def read_stream(
