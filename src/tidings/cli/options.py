@@ -56,7 +56,9 @@ __all__ = [
     "opened_async_store",
     "opened_store",
     "parse_uuid",
+    "postgres_refusal",
     "require_postgres_extra",
+    "with_connect_timeout",
 ]
 
 CONNECT_TIMEOUT = 3
@@ -320,8 +322,10 @@ def _checked_url(url: str, must_exist: bool) -> str:
     target = parse_store_url(url)
     if isinstance(target, PostgresURL):
         require_postgres_extra()
-        timed = _with_connect_timeout(target)
-        _check_reachable(target, timed.conninfo, must_exist)
+        timed = with_connect_timeout(target)
+        refused = postgres_refusal(target, timed.conninfo, must_exist)
+        if refused is not None:
+            fail(refused)
         url = timed.url
     if isinstance(target, SQLiteURL) and Path(target.path).is_dir():
         fail(f"{target.path!r} is a directory, not an event store's database file")
@@ -330,7 +334,7 @@ def _checked_url(url: str, must_exist: bool) -> str:
     return url
 
 
-def _with_connect_timeout(target: PostgresURL) -> PostgresURL:
+def with_connect_timeout(target: PostgresURL) -> PostgresURL:
     """`target` with libpq's `connect_timeout` set, unless its URL or the environment sets it."""
     from psycopg.conninfo import conninfo_to_dict
 
@@ -346,25 +350,31 @@ def _with_connect_timeout(target: PostgresURL) -> PostgresURL:
     return timed
 
 
-def _check_reachable(target: PostgresURL, conninfo: str, must_exist: bool) -> None:
-    """Connect once to `conninfo`, the server of `target`; exit 1 with libpq's reason if not.
+def postgres_refusal(target: PostgresURL, conninfo: str, must_exist: bool) -> str | None:
+    """Why `target`'s server, reached by `conninfo`, cannot serve a command; None if it can.
 
-    With `must_exist`, exit 1 too when `target`'s schema holds no event store.
+    One connection: libpq's reason when it fails, and with `must_exist` a
+    schema that holds no event store.
     """
     import psycopg
 
     try:
         with psycopg.connect(conninfo) as connection:
-            found = connection.execute(
-                "SELECT 1 FROM information_schema.tables"
-                " WHERE table_schema = %s AND table_name = 'events'",
-                [target.schema],
-            ).fetchone()
+            found = (
+                not must_exist
+                or connection.execute(
+                    "SELECT 1 FROM information_schema.tables"
+                    " WHERE table_schema = %s AND table_name = 'events'",
+                    [target.schema],
+                ).fetchone()
+                is not None
+            )
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        fail(f"cannot connect to the PostgreSQL store {target}: {reason}")
-    if must_exist and found is None:
-        fail(
+        return f"cannot connect to the PostgreSQL store {target}: {reason}"
+    if not found:
+        return (
             f"no event store in schema {target.schema!r} of {target}"
             " (`tidings db init` creates one)"
         )
+    return None

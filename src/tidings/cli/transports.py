@@ -27,7 +27,12 @@ from typing import Annotated, Any, NoReturn
 import anyio
 import typer
 
-from tidings.cli.options import StoreOption, import_attribute
+from tidings.cli.options import (
+    StoreOption,
+    import_attribute,
+    postgres_refusal,
+    with_connect_timeout,
+)
 from tidings.errors import ConfigurationError, StoreUnavailable
 from tidings.store import AsyncEventStore
 from tidings.store.urls import (
@@ -42,9 +47,6 @@ from tidings.store.urls import (
 from tidings.transports.supervision import AsyncConsumerService, AsyncRelayService, Backoff
 
 __all__ = ["OneLineFormatter", "consume", "relay"]
-
-CONNECT_TIMEOUT = 3
-"""Seconds the start-up check waits for a PostgreSQL server to answer."""
 
 AppArgument = Annotated[
     str,
@@ -140,6 +142,8 @@ def _run(command: str, url: str, service: Callable[[AsyncEventStore], Service]) 
         _exit(command, "a memory store holds nothing another process wrote: give --store")
     if isinstance(target, SQLiteURL) and not Path(target.path).exists():
         _exit(command, f"no event store at {target.path!r} (`tidings db init` creates one)")
+    if isinstance(target, PostgresURL):
+        _check_postgres(command, target)
     anyio.run(_serve, command, url, service)
 
 
@@ -179,8 +183,6 @@ async def _stop_on_signal(service: Service, scope: anyio.CancelScope) -> None:
 async def _reachable_store(command: str, url: str) -> AsyncEventStore:
     """The store at `url`, answering; exit 2 with one line if it cannot be used."""
     target = parse_store_url(url)
-    if isinstance(target, PostgresURL):
-        await _check_postgres(command, target)
     opened = open_async_store(url)
     try:
         await opened.head_position()
@@ -190,19 +192,15 @@ async def _reachable_store(command: str, url: str) -> AsyncEventStore:
     return opened
 
 
-async def _check_postgres(command: str, target: PostgresURL) -> None:
-    """Connect once, within `CONNECT_TIMEOUT`, where the store's pool would retry for long."""
+def _check_postgres(command: str, target: PostgresURL) -> None:
+    """Connect once, within the CLI's connect timeout, where the store's pool would retry long."""
     try:
-        import psycopg
+        import psycopg  # noqa: F401 - the postgres extra, or its absence said in one line
     except ModuleNotFoundError as exc:
         _exit(command, str(exc))
-    try:
-        connection = await psycopg.AsyncConnection.connect(
-            target.conninfo, connect_timeout=CONNECT_TIMEOUT
-        )
-    except psycopg.OperationalError as exc:
-        _exit(command, f"cannot connect to the PostgreSQL store {target}: {exc}")
-    await connection.close()
+    refused = postgres_refusal(target, with_connect_timeout(target).conninfo, must_exist=False)
+    if refused is not None:
+        _exit(command, refused)
 
 
 def _exit(command: str, message: str) -> NoReturn:
